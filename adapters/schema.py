@@ -1,0 +1,207 @@
+"""The common event schema (CONTRACT.md §2.1), shared by every channel adapter.
+
+Adapters turn provider bytes into these structs; the router adds routing facts (the
+assistant, the dedup key) and encodes each one exactly once into a stream entry. Every
+key the contract lists is always present (null when absent): backends can index without
+`.get`. Keys beyond the contract (`user_id`, `subtype`, `referral`, ...) are extensions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+Channel = Literal["whatsapp", "telegram"]
+Kind = Literal["message", "echo", "history", "status", "delivery", "contacts", "account", "member"]
+MessageType = Literal[
+    "text", "image", "audio", "voice", "video", "document", "sticker", "location",
+    "contacts", "interactive", "reaction", "order", "system", "unsupported",
+]  # fmt: skip
+MESSAGE_TYPES: frozenset[str] = frozenset(MessageType.__args__)  # type: ignore[attr-defined]
+
+STATUS_RANK: dict[str, int] = {"sent": 1, "delivered": 2, "read": 3, "played": 4, "failed": 9}
+"""Statuses only move forward (PLATFORM §3); `failed` is final."""
+
+
+class Reply(msgspec.Struct, frozen=True):
+    id: str
+    title: str | None = None
+
+
+class Media(msgspec.Struct, frozen=True):
+    id: str
+    mime_type: str | None = None
+    filename: str | None = None
+
+
+class Location(msgspec.Struct, frozen=True):
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+
+
+class ProviderError(msgspec.Struct, frozen=True):
+    code: int
+    title: str
+
+
+class SharedContact(msgspec.Struct, frozen=True):
+    """One entry of a `contacts` message (extension: the contract keeps only the name)."""
+
+    name: str | None
+    phones: list[str]
+    wa_ids: list[str]
+
+
+class Event(msgspec.Struct, kw_only=True, tag_field="kind"):
+    """Keys every event carries. `event_id` and `assistant_id` are set by the router."""
+
+    schema: int = SCHEMA_VERSION
+    event_id: str = ""
+    channel: Channel
+    account_id: str
+    contact_id: str | None
+    conversation_id: str | None = None
+    assistant_id: str = ""
+    timestamp: int
+
+    def __post_init__(self) -> None:
+        if self.conversation_id is None and self.contact_id is not None:
+            self.conversation_id = f"{self.channel}:{self.account_id}:{self.contact_id}"
+
+
+class _MessageFields(Event, kw_only=True):
+    message_id: str
+    type: MessageType
+    text: str | None = None
+    reply: Reply | None = None
+    media: Media | None = None
+    location: Location | None = None
+    reply_to: str | None = None
+    contact_name: str | None = None
+    edited: bool = False
+    errors: list[ProviderError] = msgspec.field(default_factory=list)
+    # Extensions beyond CONTRACT §2.1.
+    user_id: str | None = None
+    """WhatsApp business-scoped user id (BSUID) when the provider sent one."""
+    subtype: str | None = None
+    """Provider detail: interactive kind, system kind, unsupported kind, Telegram update key."""
+    original_message_id: str | None = None
+    """For an edit or revoke: the message it changes."""
+    referral: dict[str, Any] | None = None
+    """Click-to-WhatsApp ad referral, as the provider sent it."""
+    data: str | None = None
+    """Opaque payload: WhatsApp Flow `response_json`, template button payload."""
+    contacts: list[SharedContact] | None = None
+    order: dict[str, Any] | None = None
+    chat_type: str | None = None
+    """Telegram chat type (`private`, `group`, `supergroup`, `channel`)."""
+    thread_id: str | None = None
+    """Telegram forum topic (`message_thread_id`)."""
+
+
+class MessageEvent(_MessageFields, kw_only=True, tag="message"):
+    """A contact wrote (live). Opens the 24-hour window."""
+
+    ai_paused: bool = False
+
+
+class EchoEvent(_MessageFields, kw_only=True, tag="echo"):
+    """The business wrote from the WhatsApp Business app (coexistence)."""
+
+
+class HistoryEvent(_MessageFields, kw_only=True, tag="history"):
+    """A synced past message (coexistence history sync)."""
+
+    from_me: bool = False
+    history_status: str | None = None
+    phase: int | None = None
+    chunk_order: int | None = None
+
+
+class StatusEvent(Event, kw_only=True, tag="status"):
+    message_id: str
+    status: str
+    errors: list[ProviderError] = msgspec.field(default_factory=list)
+    command_id: str | None = None
+    pricing: dict[str, Any] | None = None
+    recipient_type: str | None = None
+
+
+class ContactsEvent(Event, kw_only=True, tag="contacts"):
+    contact_name: str | None
+    action: str
+
+
+class AccountEvent(Event, kw_only=True, tag="account"):
+    event: str
+    detail: dict[str, Any] = msgspec.field(default_factory=dict)
+    connected: bool | None = None
+
+
+class MemberEvent(Event, kw_only=True, tag="member"):
+    status: str
+    chat_type: str | None = None
+
+
+class DeliveryEvent(Event, kw_only=True, tag="delivery"):
+    command_id: str
+    outcome: Literal["sent", "rejected", "failed"]
+    reason: str | None = None
+    provider_code: int | None = None
+    message_id: str | None = None
+    duplicate: bool = False
+
+
+AnyEvent = (
+    MessageEvent | EchoEvent | HistoryEvent | StatusEvent | ContactsEvent | AccountEvent
+    | MemberEvent | DeliveryEvent
+)  # fmt: skip
+
+ENCODER = msgspec.json.Encoder()
+"""Encodes events once, straight to bytes (UTF-8, no re-escaping)."""
+
+EVENT_DECODER: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
+"""For consumers and tests: decodes a stream entry back into its typed event."""
+
+
+class ParseError(Exception):
+    """The only exception a parser raises: the bytes are not a payload it understands."""
+
+
+class Routed(msgspec.Struct):
+    """A parsed event plus what the router needs to publish it exactly once.
+
+    `dedup` is the provider identity of the event, unique within its channel and account
+    (None: no redelivery identity, always published); `rank` orders statuses of one message
+    (`dedup` is then the message id, and a status is published only if it outranks every
+    earlier one); `window` is set for live inbound messages, whose provider time opens the
+    24-hour window.
+    """
+
+    event: AnyEvent
+    dedup: str | None
+    rank: int = 0
+    window: bool = False
+    waba: str | None = None
+    """Set on WhatsApp `account_update`: the router publishes one copy per configured number
+    of this WABA, each with that number as `account_id`."""
+
+
+class BadItem(msgspec.Struct):
+    """One item of a batch that could not be understood: it goes to the dead-letter stream."""
+
+    reason: str
+    raw: bytes
+    detail: str
+
+
+class Parsed(msgspec.Struct):
+    """What a parser returns for one webhook body."""
+
+    events: list[Routed] = msgspec.field(default_factory=list)
+    bad: list[BadItem] = msgspec.field(default_factory=list)

@@ -1,0 +1,373 @@
+"""WhatsApp webhook body → common events (docs/mapping.md is the table this follows).
+
+The walk is entry → change → item. Each level is decoded on its own from `msgspec.Raw`, so a
+malformed item becomes one `BadItem` with its exact bytes and every other item of the batch
+is still published. Only a body that is not an envelope at all raises `ParseError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from adapters.schema import (
+    AccountEvent,
+    AnyEvent,
+    BadItem,
+    ContactsEvent,
+    EchoEvent,
+    HistoryEvent,
+    Location,
+    Media,
+    MessageEvent,
+    Parsed,
+    ParseError,
+    STATUS_RANK,
+    ProviderError,
+    Reply,
+    Routed,
+    SharedContact,
+    StatusEvent,
+)
+
+from . import _payload as p
+
+CHANNEL = "whatsapp"
+HISTORY_DECLINED_CODE = 2593109
+_DISCONNECTING = frozenset(
+    {"PARTNER_REMOVED", "DISABLED_UPDATE", "ACCOUNT_DELETED", "ACCOUNT_OFFBOARDED"}
+)
+_RECONNECTING = frozenset({"PARTNER_ADDED", "ACCOUNT_RECONNECTED"})
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, ValueError)
+
+
+class _ItemError(ValueError):
+    """An item the payload structs accept but the mapping cannot use (no id, bad time)."""
+
+
+def parse(body: bytes, received_at: int) -> Parsed:
+    """Decode one webhook body. Raises only `ParseError`, for a body that is no envelope."""
+    try:
+        envelope = p.ENVELOPE.decode(body)
+    except _DECODE_ERRORS as exc:
+        raise ParseError(f"not a WhatsApp webhook envelope: {exc}") from None
+    out = Parsed()
+    for i, raw in enumerate(envelope.entry):
+        _guarded(out, raw, f"entry[{i}]", lambda raw, where: _entry(out, raw, where, received_at))
+    return out
+
+
+def _guarded(out: Parsed, raw: msgspec.Raw, where: str, step: Callable[[Any, str], None]) -> None:
+    try:
+        step(raw, where)
+    except _DECODE_ERRORS as exc:
+        out.bad.append(BadItem("malformed_item", bytes(raw), f"{where}: {exc}"))
+
+
+def _entry(out: Parsed, raw: msgspec.Raw, where: str, received_at: int) -> None:
+    entry = p.ENTRY.decode(raw)
+    for i, raw_change in enumerate(entry.changes):
+        _guarded(out, raw_change, f"{where}.changes[{i}]",
+                 lambda raw, w: _change(out, entry, raw, w, received_at))  # fmt: skip
+
+
+def _change(out: Parsed, entry: p.Entry, raw: msgspec.Raw, where: str, received_at: int) -> None:
+    change = p.CHANGE.decode(raw)
+    match change.field:
+        case "messages" | "smb_message_echoes" | "history" | "smb_app_state_sync":
+            value = p.MESSAGES_VALUE.decode(change.value)
+            if value.metadata is None:
+                raise _ItemError("value.metadata.phone_number_id is missing")
+            _messages_value(out, change.field, _Ctx(value, received_at), f"{where}.value", raw)
+        case "account_update":
+            fields = p.OBJECT.decode(change.value)
+            out.events.append(_account_update(entry, fields, received_at))
+        case _:
+            fields = p.OBJECT.decode(change.value)
+            out.events.append(_other_field(entry, change.field, fields, received_at))
+
+
+def _messages_value(out: Parsed, field: str, ctx: _Ctx, where: str, raw: msgspec.Raw) -> None:
+    value = ctx.value
+    if field == "history":
+        _history(out, ctx, where, raw)
+        return
+    items: list[tuple[str, list[msgspec.Raw], Callable[[_Ctx, msgspec.Raw], Routed]]] = [
+        ("messages", value.messages, _live_message),
+        ("statuses", value.statuses, _status),
+        ("message_echoes", value.message_echoes, _echo),
+        ("state_sync", value.state_sync, _state_sync),
+    ]
+    for name, raws, build in items:
+        for i, item in enumerate(raws):
+            _guarded(out, item, f"{where}.{name}[{i}]",
+                     lambda raw, _w, build=build: out.events.append(build(ctx, raw)))  # fmt: skip
+    if value.errors:
+        out.events.append(_errors_event(ctx, value.errors, raw))
+
+
+class _Ctx:
+    """What the items of one change share: the receiving number and the contacts block."""
+
+    __slots__ = ("account_id", "business", "received_at", "value")
+
+    def __init__(self, value: p.MessagesValue, received_at: int) -> None:
+        assert value.metadata is not None
+        self.value = value
+        self.account_id = value.metadata.phone_number_id
+        self.business = value.metadata.display_phone_number.lstrip("+")
+        self.received_at = received_at
+
+    def contact(self, wa_id: str | None, user_id: str | None) -> p.Contact | None:
+        contacts = self.value.contacts
+        for c in contacts:
+            if (wa_id and c.wa_id == wa_id) or (user_id and c.user_id == user_id):
+                return c
+        return contacts[0] if len(contacts) == 1 else None
+
+
+def _timestamp(value: str | int) -> int:
+    if isinstance(value, int) and value >= 0:
+        return value
+    if not isinstance(value, str) or not value.isdigit():
+        raise _ItemError(f"timestamp {value!r} is not unix seconds")
+    return int(value)
+
+
+def _require_id(message: p.Message) -> None:
+    if not message.id:
+        raise _ItemError("message id is missing")
+
+
+def _live_message(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
+    m = p.MESSAGE.decode(raw)
+    _require_id(m)
+    contact = ctx.contact(m.from_, m.from_user_id)
+    user_id = m.from_user_id or (contact.user_id if contact else None)
+    contact_id = m.from_ or user_id
+    if m.type == "system" and m.system is not None:
+        contact_id = contact_id or m.system.wa_id or m.system.user_id
+    event = MessageEvent(
+        channel=CHANNEL, account_id=ctx.account_id, contact_id=contact_id,
+        timestamp=_timestamp(m.timestamp), message_id=m.id, user_id=user_id,
+        contact_name=contact.profile.name if contact and contact.profile else None,
+        **_content(m),
+    )  # fmt: skip
+    return Routed(event, f"m:{m.id}", window=True)
+
+
+def _echo(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
+    m = p.MESSAGE.decode(raw)
+    _require_id(m)
+    user_id = m.to_user_id
+    event = EchoEvent(
+        channel=CHANNEL, account_id=ctx.account_id, contact_id=m.to or user_id,
+        timestamp=_timestamp(m.timestamp), message_id=m.id, user_id=user_id, **_content(m),
+    )  # fmt: skip
+    return Routed(event, f"e:{m.id}")
+
+
+def _content(m: p.Message) -> dict[str, Any]:
+    """The type-dependent keys of a message-like event."""
+    out: dict[str, Any] = {"errors": _errors(m.errors)}
+    if m.context is not None and m.context.id:
+        out["reply_to"] = m.context.id
+    if m.referral is not None:
+        out["referral"] = m.referral
+    if m.type == "edit" and m.edit is not None and m.edit.message is not None:
+        inner = _content(m.edit.message)
+        inner.update(edited=True, original_message_id=m.edit.original_message_id)
+        inner.setdefault("reply_to", out.get("reply_to"))
+        return inner
+    out.update(_typed(m))
+    return out
+
+
+def _typed(m: p.Message) -> dict[str, Any]:
+    match m.type:
+        case "text":
+            return {"type": "text", "text": m.text.body if m.text else ""}
+        case "image" | "video" | "document" | "sticker" | "audio":
+            return _media(m)
+        case "location" if m.location is not None:
+            loc = m.location
+            return {"type": "location", "text": loc.name,
+                    "location": Location(loc.latitude, loc.longitude, loc.name, loc.address)}  # fmt: skip
+        case "contacts" if m.contacts:
+            return _shared_contacts(m.contacts)
+        case "interactive" if m.interactive is not None:
+            return _interactive(m.interactive)
+        case "button" if m.button is not None:
+            b = m.button
+            return {"type": "interactive", "text": b.text, "data": b.payload, "subtype": "button",
+                    "reply": Reply(b.payload or "", b.text)}  # fmt: skip
+        case "reaction" if m.reaction is not None:
+            return {"type": "reaction", "text": m.reaction.emoji or "",
+                    "reply_to": m.reaction.message_id}  # fmt: skip
+        case "order" if m.order is not None:
+            text = m.order.get("text")
+            return {"type": "order", "text": text if isinstance(text, str) else None,
+                    "order": m.order}  # fmt: skip
+        case "system" if m.system is not None:
+            return {"type": "system", "text": m.system.body, "subtype": m.system.type}
+        case "revoke":
+            original = m.revoke.original_message_id if m.revoke else None
+            return {"type": "unsupported", "subtype": "revoke", "original_message_id": original}
+        case "unsupported" | "unknown":
+            kind = m.unsupported.type if m.unsupported else None
+            return {"type": "unsupported", "subtype": kind}
+        case other:
+            return {"type": "unsupported", "subtype": other}
+
+
+def _media(m: p.Message) -> dict[str, Any]:
+    part: p.MediaPart | None = getattr(m, m.type)
+    if part is None:
+        return {"type": "unsupported", "subtype": m.type}
+    kind = "voice" if m.type == "audio" and part.voice else m.type
+    media = Media(part.id or part.link or "", part.mime_type, part.filename)
+    return {"type": kind, "text": part.caption, "media": media}
+
+
+def _shared_contacts(contacts: list[p.SharedContactPart]) -> dict[str, Any]:
+    shared = [
+        SharedContact(
+            name=c.name.formatted_name if c.name else None,
+            phones=[ph.phone for ph in c.phones if ph.phone],
+            wa_ids=[ph.wa_id for ph in c.phones if ph.wa_id],
+        )
+        for c in contacts
+    ]
+    return {"type": "contacts", "text": shared[0].name, "contacts": shared}
+
+
+def _interactive(i: p.Interactive) -> dict[str, Any]:
+    picked = i.button_reply if i.type == "button_reply" else i.list_reply
+    if i.type in ("button_reply", "list_reply") and picked is not None:
+        return {"type": "interactive", "text": picked.title, "subtype": i.type,
+                "reply": Reply(picked.id, picked.title)}  # fmt: skip
+    if i.type == "nfm_reply" and i.nfm_reply is not None:
+        nfm = i.nfm_reply
+        return {"type": "interactive", "text": nfm.body, "subtype": "nfm_reply",
+                "reply": Reply(nfm.name or "", nfm.body), "data": nfm.response_json}  # fmt: skip
+    return {"type": "interactive", "subtype": i.type or None}
+
+
+def _errors(items: list[p.ErrorItem]) -> list[ProviderError]:
+    return [ProviderError(e.code, e.title or e.message or "") for e in items]
+
+
+def _status(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
+    s = p.STATUS.decode(raw)
+    if not s.id:
+        raise _ItemError("status id is missing")
+    rank = STATUS_RANK.get(s.status, 0)
+    event = StatusEvent(
+        channel=CHANNEL, account_id=ctx.account_id,
+        contact_id=s.recipient_id or s.recipient_user_id, timestamp=_timestamp(s.timestamp),
+        message_id=s.id, status=s.status, errors=_errors(s.errors), pricing=s.pricing,
+        recipient_type=s.recipient_type,
+    )  # fmt: skip
+    return Routed(event, f"s:{s.id}" if rank else f"s:{s.id}:{s.status}", rank=rank)
+
+
+def _state_sync(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
+    item = p.STATE_SYNC.decode(raw)
+    if item.contact is None:
+        raise _ItemError("state_sync item has no contact")
+    phone = item.contact.phone_number.lstrip("+")
+    stamp = item.metadata.timestamp if item.metadata else None
+    event = ContactsEvent(
+        channel=CHANNEL, account_id=ctx.account_id, contact_id=phone,
+        timestamp=_timestamp(stamp) if stamp else ctx.received_at, action=item.action,
+        contact_name=item.contact.full_name or item.contact.first_name,
+    )  # fmt: skip
+    return Routed(event, f"c:{phone}:{item.action}:{stamp}")
+
+
+def _history(out: Parsed, ctx: _Ctx, where: str, raw: msgspec.Raw) -> None:
+    value = ctx.value
+    progress: p.HistoryMeta | None = None
+    for i, item_raw in enumerate(value.history):
+        item = p.HISTORY_ITEM.decode(item_raw)
+        meta = item.metadata or p.HistoryMeta()
+        if meta.progress is not None:
+            progress = meta
+        if any(e.code == HISTORY_DECLINED_CODE for e in item.errors):
+            detail = {"errors": [msgspec.structs.asdict(e) for e in item.errors]}
+            out.events.append(_account(ctx, "HISTORY_DECLINED", detail, raw))
+        for t, thread in enumerate(item.threads):
+            for m, msg_raw in enumerate(thread.messages):
+                _guarded(out, msg_raw, f"{where}.history[{i}].threads[{t}].messages[{m}]",
+                         lambda r, _w, tid=thread.id, meta=meta: out.events.append(
+                             _history_message(ctx, r, tid, meta)))  # fmt: skip
+    for m, msg_raw in enumerate(value.messages):  # media that follows a placeholder
+        _guarded(out, msg_raw, f"{where}.messages[{m}]",
+                 lambda r, _w: out.events.append(_history_message(ctx, r, None, None)))  # fmt: skip
+    if progress is not None:
+        detail = {"phase": progress.phase, "chunk_order": progress.chunk_order,
+                  "progress": progress.progress}  # fmt: skip
+        out.events.append(_account(ctx, "HISTORY_PROGRESS", detail, raw))
+
+
+def _history_message(
+    ctx: _Ctx, raw: msgspec.Raw, thread_id: str | None, meta: p.HistoryMeta | None
+) -> Routed:
+    m = p.MESSAGE.decode(raw)
+    _require_id(m)
+    from_me = bool(m.from_me) or m.to is not None or (m.from_ is not None and m.from_ == ctx.business)
+    contact_id = thread_id or (m.to if from_me else m.from_) or m.from_user_id
+    content = _content(m)
+    if m.type == "media_placeholder":
+        content.update(type="unsupported", subtype="media_placeholder")
+    event = HistoryEvent(
+        channel=CHANNEL, account_id=ctx.account_id, contact_id=contact_id,
+        timestamp=_timestamp(m.timestamp), message_id=m.id, from_me=from_me,
+        history_status=m.history_context.status if m.history_context else None,
+        phase=meta.phase if meta else None, chunk_order=meta.chunk_order if meta else None,
+        **content,
+    )  # fmt: skip
+    return Routed(event, f"h:{m.id}:{m.type}")
+
+
+def _errors_event(ctx: _Ctx, errors: list[p.ErrorItem], raw: msgspec.Raw) -> Routed:
+    detail = {"errors": [msgspec.structs.asdict(e) for e in errors]}
+    return _account(ctx, "ERRORS", detail, raw)
+
+
+def _account(ctx: _Ctx, name: str, detail: dict[str, Any], raw: msgspec.Raw) -> Routed:
+    event = AccountEvent(channel=CHANNEL, account_id=ctx.account_id, contact_id=None,
+                         timestamp=ctx.received_at, event=name, detail=detail)  # fmt: skip
+    return Routed(event, f"a:{name}:{_digest(raw)}")
+
+
+def _account_update(entry: p.Entry, fields: dict[str, Any], received_at: int) -> Routed:
+    name = fields.pop("event", None)
+    name = name if isinstance(name, str) else "ACCOUNT_UPDATE"
+    connected = False if name in _DISCONNECTING else True if name in _RECONNECTING else None
+    event = AccountEvent(channel=CHANNEL, account_id=entry.id, contact_id=None,
+                         timestamp=entry.time or received_at, event=name, detail=fields,
+                         connected=connected)  # fmt: skip
+    return Routed(event, f"a:{name}:{entry.time}:{_digest(fields)}", waba=entry.id)
+
+
+def _other_field(entry: p.Entry, field: str, fields: dict[str, Any], received_at: int) -> Routed:
+    name = fields.get("event")
+    name = name if isinstance(name, str) else field.upper()
+    metadata = fields.get("metadata")
+    number = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+    event = AccountEvent(channel=CHANNEL, account_id=str(number or entry.id), contact_id=None,
+                         timestamp=entry.time or received_at, event=name, detail=fields)  # fmt: skip
+    dedup = f"a:{field}:{entry.time}:{_digest(fields)}"
+    return Routed(event, dedup, waba=None if number else entry.id)
+
+
+def _digest(value: msgspec.Raw | dict[str, Any]) -> str:
+    data = bytes(value) if isinstance(value, msgspec.Raw) else msgspec.json.encode(value)
+    return hashlib.blake2b(data, digest_size=10).hexdigest()
+
+
+__all__ = ["AnyEvent", "parse"]

@@ -1,0 +1,1 @@
+"""The gateway process: config, HTTP ingress, lifecycle, CLI. Imports `router` and `adapters`."""

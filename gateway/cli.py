@@ -1,0 +1,61 @@
+"""`gateway serve` and `gateway check-config`.
+
+A bad config exits with status 2 and one line naming the key; it never prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from gateway.config import ConfigError, Settings, load, read_env_file
+from gateway.embedded import EmbeddedRedisError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("serve", "run the gateway in the foreground"),
+                       ("check-config", "validate a config file and exit")):  # fmt: skip
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--config", required=True, help="path to config.yaml")
+        cmd.add_argument("--env-file", help="KEY=value lines for ${VAR}s; the environment wins")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    env = dict(os.environ)
+    if args.env_file:
+        env = {**read_env_file(args.env_file), **env}
+    return load(args.config, env)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )  # fmt: skip
+    try:
+        settings = _settings(args)
+        if args.command == "check-config":
+            print(f"{args.config}: ok")
+            return 0
+        from gateway.server import serve
+
+        serve(settings)
+    except ConfigError as exc:
+        print(f"gateway: config error: {exc}", file=sys.stderr)
+        return 2
+    except EmbeddedRedisError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""Settings: one frozen struct decoded from config.yaml (CONTRACT.md §4).
+
+Loading is three steps, each failing with a `ConfigError` that names the key:
+1. YAML is read and every `${VAR}` inside a string is replaced from the environment (and,
+   below it, an optional env file); an unset variable is an error naming it and the key.
+2. The tree is converted into `Settings` with msgspec: unknown keys are errors, numbers and
+   booleans written as strings (as `${PORT}` gives) are parsed, ranges are checked.
+3. Cross-field checks: secrets of enabled channels, duplicate ids, E.164 numbers,
+   coexistence countries, assistant names safe for stream keys.
+
+Nothing else in the project reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import yaml
+
+from adapters.telegram import bot_id_from_token
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the offending key."""
+
+
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+
+_STRUCT = {"frozen": True, "forbid_unknown_fields": True, "kw_only": True}
+
+
+class ServerSettings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+    host: str = "0.0.0.0"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 3 * 1024 * 1024
+    drain_seconds: Seconds = 3.0
+    """After SIGTERM, /readyz answers 503 this long while requests are still served, so the
+    load balancer stops sending before the listener closes."""
+    shutdown_timeout_seconds: Seconds = 30.0
+    """How long in-flight requests may take to finish once the listener is closed."""
+    access_log: bool = False
+
+
+class RedisSettings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+    url: str | None = None
+    """Leave out to start an embedded redis-server (see `embedded_*`)."""
+    embedded_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 6379
+    embedded_dir: str = ".gateway-redis"
+    """Data directory of the embedded server (append-only file, so events survive restarts)."""
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    max_connections: PositiveInt = 64
+
+
+class RouterSettings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+    dedup_ttl_seconds: Annotated[int, msgspec.Meta(ge=48 * 3600)] = 48 * 3600
+    """How long a delivered wamid / status / update_id is remembered (at least 48 h)."""
+    inbox_maxlen: Annotated[int, msgspec.Meta(ge=1000)] = 1_000_000
+    """Approximate cap of each inbox stream (XADD MAXLEN ~)."""
+    history_maxlen: Annotated[int, msgspec.Meta(ge=1000)] = 5_000_000
+    deadletter_maxlen: Annotated[int, msgspec.Meta(ge=100)] = 100_000
+    contact_map_ttl_seconds: Annotated[int, msgspec.Meta(ge=86400)] = 400 * 86400
+    """How long a BSUID → wa_id mapping is kept after it was last seen."""
+
+
+class PolicySettings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+    send_wait_max_seconds: Seconds = 60.0
+    human_takeover_seconds: Annotated[int, msgspec.Meta(ge=0)] = 900
+    country_block_seconds: Annotated[int, msgspec.Meta(ge=0)] = 604800
+
+
+class WhatsAppNumber(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+    phone_number_id: str
+    display_phone_number: str
+    assistant: str
+    access_token: str = ""
+    waba_id: str | None = None
+    mode: Literal["coexistence", "cloud_api"] = "cloud_api"
+    mps: Annotated[int, msgspec.Meta(ge=1, le=10000)] | None = None
+    enabled: bool = True
+
+    @property
+    def effective_mps(self) -> int:
+        if self.mps is not None:
+            return self.mps
+        return 20 if self.mode == "coexistence" else 80
+
+
+class WhatsAppSettings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+    app_secret: str
+    verify_token: str
+    api_base: str = "https://graph.facebook.com/v21.0"
+    numbers: list[WhatsAppNumber] = msgspec.field(default_factory=list)
+
+
+class TelegramBot(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+    token: str
+    secret_token: str
+    assistant: str
+    enabled: bool = True
+
+    @property
+    def bot_id(self) -> str:
+        return bot_id_from_token(self.token)
+
+
+class TelegramSettings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+    api_base: str = "https://api.telegram.org"
+    bots: list[TelegramBot] = msgspec.field(default_factory=list)
+
+
+class Settings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    router: RouterSettings = msgspec.field(default_factory=RouterSettings)
+    policy: PolicySettings = msgspec.field(default_factory=PolicySettings)
+    whatsapp: WhatsAppSettings | None = None
+    telegram: TelegramSettings | None = None
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ASSISTANT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DIGITS = re.compile(r"[0-9]{1,32}")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+_TG_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+COEXISTENCE_BLOCKED_CODES = {"234": "Nigeria", "27": "South Africa"}
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, substitute, decode and check a config file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    return loads(text, os.environ if env is None else env)
+
+
+def loads(text: str, env: Mapping[str, str]) -> Settings:
+    try:
+        tree = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config is not valid YAML: {exc}") from exc
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise ConfigError("config must be a mapping at the top level")
+    tree = _substitute(tree, env, "")
+    try:
+        settings = msgspec.convert(tree, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(exc)) from exc
+    check(settings)
+    return settings
+
+
+def read_env_file(path: str | Path) -> dict[str, str]:
+    """`KEY=value` lines (# comments, optional quotes); the process environment wins over it."""
+    out: dict[str, str] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read env file {path}: {exc.strerror}") from exc
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not _VAR.fullmatch("${" + key.strip() + "}"):
+            raise ConfigError(f"env file {path}, line {number}: expected KEY=value")
+        out[key.strip()] = value.strip().strip("'\"")
+    return out
+
+
+def _substitute(node: Any, env: Mapping[str, str], where: str) -> Any:
+    if isinstance(node, str):
+        return _VAR.sub(lambda m: _lookup(m.group(1), env, where), node)
+    if isinstance(node, dict):
+        return {k: _substitute(v, env, _join(where, str(k))) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, env, f"{where}[{i}]") for i, v in enumerate(node)]
+    return node
+
+
+def _lookup(name: str, env: Mapping[str, str], where: str) -> str:
+    if name not in env:
+        raise ConfigError(f"{where}: environment variable {name} is not set")
+    return env[name]
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _explain(exc: msgspec.ValidationError) -> str:
+    """msgspec says `... - at `$.server.port``; lead with the key, as operators read it."""
+    message = str(exc)
+    head, sep, at = message.rpartition(" - at `$")
+    if not sep:
+        return f"config: {message}"
+    return f"{at.rstrip('`').lstrip('.')}: {head}"
+
+
+def check(settings: Settings) -> None:
+    """Cross-field rules that a type cannot say."""
+    if settings.whatsapp is None and settings.telegram is None:
+        raise ConfigError("whatsapp, telegram: configure at least one channel")
+    if settings.whatsapp is not None:
+        _check_whatsapp(settings.whatsapp)
+    if settings.telegram is not None:
+        _check_telegram(settings.telegram)
+
+
+def _check_whatsapp(wa: WhatsAppSettings) -> None:
+    if not wa.app_secret:
+        raise ConfigError("whatsapp.app_secret: required (signatures are never switched off)")
+    if not wa.verify_token:
+        raise ConfigError("whatsapp.verify_token: required")
+    seen: set[str] = set()
+    for i, number in enumerate(wa.numbers):
+        where = f"whatsapp.numbers[{i}]"
+        _check_number(number, where)
+        if number.phone_number_id in seen:
+            raise ConfigError(f"{where}.phone_number_id: {number.phone_number_id} is listed twice")
+        seen.add(number.phone_number_id)
+
+
+def _check_number(number: WhatsAppNumber, where: str) -> None:
+    if not _DIGITS.fullmatch(number.phone_number_id):
+        raise ConfigError(f"{where}.phone_number_id: must be the numeric id Meta assigned")
+    if not _E164.fullmatch(number.display_phone_number):
+        raise ConfigError(f"{where}.display_phone_number: must be E.164, like +15551234567")
+    if number.waba_id is not None and not _DIGITS.fullmatch(number.waba_id):
+        raise ConfigError(f"{where}.waba_id: must be the numeric WABA id")
+    _check_assistant(number.assistant, f"{where}.assistant")
+    if number.mode == "coexistence":
+        digits = number.display_phone_number[1:]
+        for code, country in COEXISTENCE_BLOCKED_CODES.items():
+            if digits.startswith(code):
+                raise ConfigError(
+                    f"{where}.mode: {number.display_phone_number} is a {country} (+{code}) number,"
+                    " and WhatsApp coexistence is not available there; use mode: cloud_api"
+                )
+
+
+def _check_telegram(tg: TelegramSettings) -> None:
+    seen: set[str] = set()
+    for i, bot in enumerate(tg.bots):
+        where = f"telegram.bots[{i}]"
+        try:
+            bot_id = bot.bot_id
+        except ValueError as exc:
+            raise ConfigError(f"{where}.token: {exc}") from None
+        if not _TG_SECRET.fullmatch(bot.secret_token):
+            raise ConfigError(
+                f"{where}.secret_token: required, 1-256 characters of A-Z a-z 0-9 _ -"
+            )
+        _check_assistant(bot.assistant, f"{where}.assistant")
+        if bot_id in seen:
+            raise ConfigError(f"{where}.token: bot {bot_id} is listed twice")
+        seen.add(bot_id)
+
+
+def _check_assistant(name: str, where: str) -> None:
+    if not _ASSISTANT.fullmatch(name):
+        raise ConfigError(f"{where}: use 1-64 characters of A-Z a-z 0-9 _ . - (it names streams)")

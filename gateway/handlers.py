@@ -1,0 +1,163 @@
+"""HTTP endpoints of CONTRACT.md §1.
+
+Every webhook handler follows the same order: size limit, signature on the raw bytes, parse,
+publish, answer. 200 is sent only once every event of the body is in its stream; a body we
+cannot understand under a valid signature is dead-lettered and still answered 200, so the
+platform stops retrying; a Redis failure is answered 503, so it retries. Error answers carry
+no detail: the detail goes to the log and the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from adapters import telegram, whatsapp
+from adapters.schema import Parsed, ParseError
+from gateway.app import REDIS, ROUTER, STATE, State
+from router.inbound import RouterUnavailable
+
+log = logging.getLogger("gateway.http")
+
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/webhooks/whatsapp", whatsapp_verify)
+    app.router.add_post("/webhooks/whatsapp", whatsapp_post)
+    app.router.add_post("/webhooks/telegram/{bot_id}", telegram_post)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+
+
+def _plain(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text)
+
+
+async def whatsapp_verify(request: web.Request) -> web.Response:
+    """Meta's subscription handshake (PLATFORM §1.1): echo `hub.challenge` for our token."""
+    wa = request.app[STATE].settings.whatsapp
+    if wa is None:
+        return _plain(404, "whatsapp is not configured")
+    query = request.query
+    token = query.get("hub.verify_token", "")
+    if query.get("hub.mode") != "subscribe" or not hmac.compare_digest(
+        token.encode(), wa.verify_token.encode()
+    ):
+        return _plain(403, "verification failed")
+    return _plain(200, query.get("hub.challenge", ""))
+
+
+async def whatsapp_post(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if state.settings.whatsapp is None:
+        return _answer(state, "whatsapp", _plain(404, "whatsapp is not configured"))
+    body = await _read_body(request, state)
+    if isinstance(body, web.Response):
+        return _answer(state, "whatsapp", body)
+    if not whatsapp.verify_signature(body, request.headers.get(SIGNATURE_HEADER), state.app_secret):
+        state.metrics.signature_failures.labels("whatsapp").inc()
+        return _answer(state, "whatsapp", _plain(401, "bad signature"))
+    now = int(time.time())
+    return await _ingest(request, "whatsapp", body, now, lambda: whatsapp.parse(body, now))
+
+
+async def telegram_post(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    bot_id = request.match_info["bot_id"]
+    bot = state.bots.get(bot_id)
+    if bot is None:
+        return _answer(state, "telegram", _plain(404, "unknown bot"))
+    if not telegram.verify_secret(request.headers.get(TELEGRAM_SECRET_HEADER), bot.secret_token):
+        state.metrics.signature_failures.labels("telegram").inc()
+        return _answer(state, "telegram", _plain(401, "bad secret token"))
+    body = await _read_body(request, state)
+    if isinstance(body, web.Response):
+        return _answer(state, "telegram", body)
+    now = int(time.time())
+    return await _ingest(
+        request, "telegram", body, now, lambda: telegram.parse_update(body, bot_id, now)
+    )
+
+
+async def _read_body(request: web.Request, state: State) -> bytes | web.Response:
+    """The raw body, or a 413 answer: refused on Content-Length before reading, and while
+    reading (chunked bodies) as soon as it passes the limit, never buffered whole."""
+    limit = state.settings.server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return _plain(413, "body too large")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _plain(413, "body too large")
+
+
+async def _ingest(
+    request: web.Request, channel: str, body: bytes, received_at: int,
+    parse: Callable[[], Parsed],
+) -> web.Response:  # fmt: skip
+    state = request.app[STATE]
+    router = request.app[ROUTER]
+    started = time.perf_counter()
+    try:
+        try:
+            parsed = parse()
+        except ParseError as exc:
+            await router.deadletter("malformed_body", channel, received_at, str(exc)[:500], body)
+            state.metrics.deadletters.labels(channel, "malformed_body").inc()
+            log.warning("dead-lettered a %s body: %s", channel, exc)
+            return _answer(state, channel, _plain(200, "OK"))
+        report = await router.publish(channel, parsed, body, received_at)
+    except RouterUnavailable as exc:
+        state.metrics.redis_errors.labels("publish").inc()
+        log.error("redis unavailable, answering 503 so %s retries: %s", channel, exc)
+        return _answer(state, channel, _plain(503, "temporarily unavailable"))
+    elapsed = time.perf_counter() - started
+    state.metrics.publish_seconds.labels(channel).observe(elapsed)
+    state.metrics.published(channel, report.published)
+    state.metrics.duplicated(channel, report.duplicates)
+    for reason in report.deadletters:
+        state.metrics.deadletters.labels(channel, reason).inc()
+    return _answer(state, channel, _plain(200, "OK"))
+
+
+def _answer(state: State, channel: str, response: web.Response) -> web.Response:
+    state.metrics.requests.labels(channel, str(response.status)).inc()
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _plain(200, "ok")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if state.draining:
+        return web.json_response({"ready": False, "draining": True, "redis": None}, status=503)
+    redis_ok = await _ping(request, state.settings.redis.timeout_seconds)
+    body = {"ready": redis_ok, "draining": False, "redis": "ok" if redis_ok else "unavailable"}
+    return web.json_response(body, status=200 if redis_ok else 503)
+
+
+async def _ping(request: web.Request, timeout_s: float) -> bool:
+    ping: Callable[[], Awaitable[object]] = request.app[REDIS].ping
+    try:
+        async with asyncio.timeout(timeout_s):
+            await ping()
+    except (TimeoutError, OSError, RedisError):
+        request.app[STATE].metrics.redis_errors.labels("ping").inc()
+        return False
+    return True
+
+
+async def metrics(request: web.Request) -> web.Response:
+    data = request.app[STATE].metrics.exposition()
+    return web.Response(body=data, headers={"Content-Type": "text/plain; version=0.0.4"})

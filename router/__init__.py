@@ -1,0 +1,1 @@
+"""Policy and state on Redis: dedup, windows, routing, publishing. Imports `adapters` only."""

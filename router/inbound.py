@@ -1,0 +1,245 @@
+"""Inbound publishing: parsed events → assistant streams, exactly once, one round trip.
+
+For each webhook the router
+1. fans an `account_update` out to every configured number of its WABA,
+2. routes each event to its assistant (events of unknown accounts become one dead letter per
+   account, carrying the whole body so an operator can replay it after fixing the config),
+3. resolves BSUID-only contacts to the wa_id seen with that BSUID before (one extra round
+   trip, only for webhooks that carry such contacts),
+4. assigns `event_id`s, encodes every event once, and runs `publish.lua` once: dedup marks,
+   stream entries, the 24-hour window and BSUID mappings are written together, atomically.
+
+If Redis fails, nothing of the body is marked seen, `RouterUnavailable` is raised, and the
+gateway answers 503 so the platform retries. A Redis Cluster gets one script call per hash
+tag (per target stream), pipelined.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from adapters.schema import ENCODER, AnyEvent, BadItem, Parsed, Routed
+
+from . import keys
+
+
+class RouterUnavailable(Exception):
+    """Redis did not take the events; nothing of this webhook was recorded."""
+
+
+@dataclass(frozen=True)
+class Routes:
+    """Which assistant each account is bound to (built from config by the gateway)."""
+
+    assistants: Mapping[tuple[str, str], str]
+    """(channel, account_id) → assistant."""
+    wabas: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """WhatsApp WABA id → its configured phone_number_ids, in config order."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    dedup_ttl_seconds: int = 48 * 3600
+    inbox_maxlen: int = 1_000_000
+    history_maxlen: int = 5_000_000
+    deadletter_maxlen: int = 100_000
+    contact_map_ttl_seconds: int = 400 * 86400
+
+
+@dataclass
+class Report:
+    """What one publish did, for metrics and logs."""
+
+    published: list[AnyEvent] = field(default_factory=list)
+    duplicates: list[AnyEvent] = field(default_factory=list)
+    deadletters: list[str] = field(default_factory=list)
+
+
+class DeadLetter(msgspec.Struct, omit_defaults=True):
+    """CONTRACT §2.4: `body_b64` for webhook bytes, `command` for an outbox entry."""
+
+    schema: int
+    reason: str
+    channel: str | None
+    received_at: int
+    detail: str | None
+    body_b64: str | None = None
+    command: str | None = None
+
+
+_SCRIPT = (Path(__file__).parent / "lua" / "publish.lua").read_text()
+
+
+class _EventIds:
+    """Time-ordered, process-unique ids: 12 hex of ms time, 8 of process, 6 of counter."""
+
+    def __init__(self) -> None:
+        self._process = os.urandom(4).hex()
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{time.time_ns() // 1_000_000:012x}{self._process}{next(self._counter) & 0xFFFFFF:06x}"
+
+
+class _Batch:
+    """The KEYS/ARGV of one publish.lua call, plus which event each result flag belongs to."""
+
+    def __init__(self, ttl: int) -> None:
+        self.keys: list[str] = []
+        self.args: list[Any] = [ttl]
+        self.events: list[AnyEvent | None] = []
+
+    def add(self, op: str, op_keys: Iterable[str], args: Iterable[Any], event: AnyEvent | None) -> None:
+        self.keys.extend(op_keys)
+        self.args.append(op)
+        self.args.extend(args)
+        if op in "ESP":
+            self.events.append(event)
+
+
+class InboundRouter:
+    def __init__(self, redis: Redis, routes: Routes, limits: Limits) -> None:
+        self._redis = redis
+        self._routes = routes
+        self._limits = limits
+        self._script = redis.register_script(_SCRIPT)
+        self._ids = _EventIds()
+
+    async def publish(self, channel: str, parsed: Parsed, body: bytes, received_at: int) -> Report:
+        """Publish every event of one webhook; raises `RouterUnavailable` if Redis fails."""
+        routed = list(self._fan_out(parsed.events))
+        unknown: dict[str, int] = {}
+        batch = _Batch(self._limits.dedup_ttl_seconds)
+        known = [(r, a) for r in routed if (a := self._assistant(channel, r, unknown))]
+        await self._resolve_bsuids(known)
+        for item, assistant in known:
+            self._add_event(batch, channel, item, assistant)
+        report = Report()
+        for bad in parsed.bad:
+            self._add_deadletter(batch, report, _bad_item(channel, bad, received_at))
+        for account, count in unknown.items():
+            detail = f"account {account} is not configured ({count} events)"
+            letter = DeadLetter(1, "unknown_account", channel, received_at, detail, _b64(body))
+            self._add_deadletter(batch, report, letter)
+        await self._run(batch, report)
+        return report
+
+    async def deadletter(
+        self, reason: str, channel: str | None, received_at: int, detail: str | None,
+        body: bytes | None = None, command: str | None = None,
+    ) -> None:  # fmt: skip
+        """Keep something the gateway could not understand, for an operator."""
+        letter = DeadLetter(1, reason, channel, received_at, detail,
+                            _b64(body) if body is not None else None, command)  # fmt: skip
+        batch = _Batch(self._limits.dedup_ttl_seconds)
+        self._add_deadletter(batch, Report(), letter)
+        await self._run(batch, Report())
+
+    def _fan_out(self, events: list[Routed]) -> Iterable[Routed]:
+        for item in events:
+            if item.waba is None:
+                yield item
+                continue
+            for number in self._routes.wabas.get(item.waba, ()):
+                event = msgspec.structs.replace(item.event, account_id=number)
+                yield Routed(event, item.dedup, item.rank, item.window)
+            if item.waba not in self._routes.wabas:
+                yield item  # dead-lettered below as an unknown account
+
+    def _assistant(self, channel: str, item: Routed, unknown: dict[str, int]) -> str | None:
+        account = item.event.account_id
+        assistant = self._routes.assistants.get((channel, account))
+        if assistant is None:
+            unknown[account] = unknown.get(account, 0) + 1
+        return assistant
+
+    async def _resolve_bsuids(self, known: list[tuple[Routed, str]]) -> None:
+        """Give a contact whose phone number is hidden the wa_id it had before (CONTRACT §2.1)."""
+        pending = [(r, a) for r, a in known if _bsuid_only(r.event)]
+        if not pending:
+            return
+        names = [keys.bsuid(keys.inbox(a), r.event.account_id, r.event.contact_id or "")
+                 for r, a in pending]  # fmt: skip
+        try:
+            found = await self._redis.mget(names)
+        except (RedisError, OSError) as exc:
+            raise RouterUnavailable(str(exc)) from exc
+        for (item, _), wa_id in zip(pending, found, strict=True):
+            if wa_id:
+                _set_contact(item.event, wa_id.decode())
+
+    def _add_event(self, batch: _Batch, channel: str, item: Routed, assistant: str) -> None:
+        event = item.event
+        event.event_id = self._ids.next()
+        event.assistant_id = assistant
+        inbox = keys.inbox(assistant)
+        stream = keys.history(assistant) if event.__struct_config__.tag == "history" else inbox
+        maxlen = self._limits.history_maxlen if stream != inbox else self._limits.inbox_maxlen
+        payload = ENCODER.encode(event)
+        if item.dedup is None:
+            batch.add("P", [stream], [maxlen, payload], event)
+        else:
+            mark = keys.dedup(stream, channel, event.account_id, item.dedup)
+            if item.rank:
+                batch.add("S", [stream, mark], [maxlen, item.rank, payload], event)
+            else:
+                batch.add("E", [stream, mark], [maxlen, payload], event)
+        self._add_state(batch, item, inbox)
+
+    def _add_state(self, batch: _Batch, item: Routed, inbox: str) -> None:
+        event = item.event
+        if item.window and event.conversation_id is not None:
+            expire_at = event.timestamp + keys.WINDOW_SECONDS + keys.WINDOW_KEY_SLACK_SECONDS
+            message_id = getattr(event, "message_id", "")
+            batch.add("W", [keys.conversation(inbox, event.conversation_id)],
+                      [event.timestamp, message_id, expire_at], None)  # fmt: skip
+        user_id = getattr(event, "user_id", None)
+        if user_id and event.contact_id and event.contact_id != user_id:
+            batch.add("U", [keys.bsuid(inbox, event.account_id, user_id)],
+                      [event.contact_id, self._limits.contact_map_ttl_seconds], None)  # fmt: skip
+
+    def _add_deadletter(self, batch: _Batch, report: Report, letter: DeadLetter) -> None:
+        batch.add("P", [keys.DEADLETTER], [self._limits.deadletter_maxlen,
+                                           msgspec.json.encode(letter)], None)  # fmt: skip
+        report.deadletters.append(letter.reason)
+
+    async def _run(self, batch: _Batch, report: Report) -> None:
+        if not batch.events:
+            return
+        try:
+            flags = await self._script(keys=batch.keys, args=batch.args)
+        except (RedisError, OSError) as exc:
+            raise RouterUnavailable(str(exc)) from exc
+        for event, flag in zip(batch.events, flags, strict=True):
+            if event is None:
+                continue
+            (report.published if flag else report.duplicates).append(event)
+
+
+def _bsuid_only(event: AnyEvent) -> bool:
+    user_id = getattr(event, "user_id", None)
+    return bool(user_id) and event.contact_id == user_id
+
+
+def _set_contact(event: AnyEvent, contact_id: str) -> None:
+    event.contact_id = contact_id
+    event.conversation_id = f"{event.channel}:{event.account_id}:{contact_id}"
+
+
+def _bad_item(channel: str, bad: BadItem, received_at: int) -> DeadLetter:
+    return DeadLetter(1, bad.reason, channel, received_at, bad.detail, _b64(bad.raw))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
