@@ -17,9 +17,21 @@ SCHEMA_VERSION = 1
 Channel = Literal["whatsapp", "telegram"]
 Kind = Literal["message", "echo", "history", "status", "delivery", "contacts", "account", "member"]
 MessageType = Literal[
-    "text", "image", "audio", "voice", "video", "document", "sticker", "location",
-    "contacts", "interactive", "reaction", "order", "system", "unsupported",
-]  # fmt: skip
+    "text",
+    "image",
+    "audio",
+    "voice",
+    "video",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "interactive",
+    "reaction",
+    "order",
+    "system",
+    "unsupported",
+]
 MESSAGE_TYPES: frozenset[str] = frozenset(MessageType.__args__)  # type: ignore[attr-defined]
 
 STATUS_RANK: dict[str, int] = {"sent": 1, "delivered": 2, "read": 3, "played": 4, "failed": 9}
@@ -158,9 +170,15 @@ class DeliveryEvent(Event, kw_only=True, tag="delivery"):
 
 
 AnyEvent = (
-    MessageEvent | EchoEvent | HistoryEvent | StatusEvent | ContactsEvent | AccountEvent
-    | MemberEvent | DeliveryEvent
-)  # fmt: skip
+    MessageEvent
+    | EchoEvent
+    | HistoryEvent
+    | StatusEvent
+    | ContactsEvent
+    | AccountEvent
+    | MemberEvent
+    | DeliveryEvent
+)
 
 ENCODER = msgspec.json.Encoder()
 """Encodes events once, straight to bytes (UTF-8, no re-escaping)."""

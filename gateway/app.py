@@ -54,11 +54,18 @@ def routes_from(settings: Settings) -> Routes:
 
 def limits_from(settings: Settings) -> Limits:
     r = settings.router
-    return Limits(r.dedup_ttl_seconds, r.inbox_maxlen, r.history_maxlen, r.deadletter_maxlen,
-                  r.contact_map_ttl_seconds)  # fmt: skip
+    return Limits(
+        r.dedup_ttl_seconds,
+        r.inbox_maxlen,
+        r.history_maxlen,
+        r.deadletter_maxlen,
+        r.contact_map_ttl_seconds,
+    )
 
 
-def create_app(settings: Settings, redis_url: str, metrics: Metrics | None = None) -> web.Application:
+def create_app(
+    settings: Settings, redis_url: str, metrics: Metrics | None = None
+) -> web.Application:
     from gateway import handlers
 
     app = web.Application(client_max_size=settings.server.max_body_bytes + 1)
@@ -74,10 +81,12 @@ def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[STATE].settings
         redis = Redis.from_url(
-            url, socket_timeout=settings.redis.timeout_seconds,
+            url,
+            socket_timeout=settings.redis.timeout_seconds,
             socket_connect_timeout=settings.redis.timeout_seconds,
-            max_connections=settings.redis.max_connections, health_check_interval=30,
-        )  # fmt: skip
+            max_connections=settings.redis.max_connections,
+            health_check_interval=30,
+        )
         app[REDIS] = redis
         app[ROUTER] = InboundRouter(redis, routes_from(settings), limits_from(settings))
         yield

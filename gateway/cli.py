@@ -18,8 +18,10 @@ from gateway.embedded import EmbeddedRedisError
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("serve", "run the gateway in the foreground"),
-                       ("check-config", "validate a config file and exit")):  # fmt: skip
+    for name, text in (
+        ("serve", "run the gateway in the foreground"),
+        ("check-config", "validate a config file and exit"),
+    ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--config", required=True, help="path to config.yaml")
         cmd.add_argument("--env-file", help="KEY=value lines for ${VAR}s; the environment wins")
@@ -37,9 +39,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr,
+        level=args.log_level.upper(),
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )  # fmt: skip
+    )
     try:
         settings = _settings(args)
         if args.command == "check-config":

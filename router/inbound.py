@@ -89,7 +89,9 @@ class _EventIds:
         self._counter = itertools.count()
 
     def next(self) -> str:
-        return f"{time.time_ns() // 1_000_000:012x}{self._process}{next(self._counter) & 0xFFFFFF:06x}"
+        return (
+            f"{time.time_ns() // 1_000_000:012x}{self._process}{next(self._counter) & 0xFFFFFF:06x}"
+        )
 
 
 class _Batch:
@@ -100,7 +102,9 @@ class _Batch:
         self.args: list[Any] = [ttl]
         self.events: list[AnyEvent | None] = []
 
-    def add(self, op: str, op_keys: Iterable[str], args: Iterable[Any], event: AnyEvent | None) -> None:
+    def add(
+        self, op: str, op_keys: Iterable[str], args: Iterable[Any], event: AnyEvent | None
+    ) -> None:
         self.keys.extend(op_keys)
         self.args.append(op)
         self.args.extend(args)
@@ -136,12 +140,24 @@ class InboundRouter:
         return report
 
     async def deadletter(
-        self, reason: str, channel: str | None, received_at: int, detail: str | None,
-        body: bytes | None = None, command: str | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        reason: str,
+        channel: str | None,
+        received_at: int,
+        detail: str | None,
+        body: bytes | None = None,
+        command: str | None = None,
+    ) -> None:
         """Keep something the gateway could not understand, for an operator."""
-        letter = DeadLetter(1, reason, channel, received_at, detail,
-                            _b64(body) if body is not None else None, command)  # fmt: skip
+        letter = DeadLetter(
+            1,
+            reason,
+            channel,
+            received_at,
+            detail,
+            _b64(body) if body is not None else None,
+            command,
+        )
         batch = _Batch(self._limits.dedup_ttl_seconds)
         self._add_deadletter(batch, Report(), letter)
         await self._run(batch, Report())
@@ -166,11 +182,23 @@ class InboundRouter:
 
     async def _resolve_bsuids(self, known: list[tuple[Routed, str]]) -> None:
         """Give a contact whose phone number is hidden the wa_id it had before (CONTRACT §2.1)."""
-        pending = [(r, a) for r, a in known if _bsuid_only(r.event)]
+        pending: list[tuple[Routed, str]] = []
+        seen: dict[tuple[str, str], str] = {}  # mappings this same body establishes
+        for item, assistant in known:
+            event, user_id = item.event, getattr(item.event, "user_id", None)
+            if not _bsuid_only(event):
+                if user_id and event.contact_id:
+                    seen[(event.account_id, user_id)] = event.contact_id
+            elif (wa_id := seen.get((event.account_id, user_id or ""))) is not None:
+                _set_contact(event, wa_id)
+            else:
+                pending.append((item, assistant))
         if not pending:
             return
-        names = [keys.bsuid(keys.inbox(a), r.event.account_id, r.event.contact_id or "")
-                 for r, a in pending]  # fmt: skip
+        names = [
+            keys.bsuid(keys.inbox(a), r.event.account_id, r.event.contact_id or "")
+            for r, a in pending
+        ]
         try:
             found = await self._redis.mget(names)
         except (RedisError, OSError) as exc:
@@ -202,16 +230,28 @@ class InboundRouter:
         if item.window and event.conversation_id is not None:
             expire_at = event.timestamp + keys.WINDOW_SECONDS + keys.WINDOW_KEY_SLACK_SECONDS
             message_id = getattr(event, "message_id", "")
-            batch.add("W", [keys.conversation(inbox, event.conversation_id)],
-                      [event.timestamp, message_id, expire_at], None)  # fmt: skip
+            batch.add(
+                "W",
+                [keys.conversation(inbox, event.conversation_id)],
+                [event.timestamp, message_id, expire_at],
+                None,
+            )
         user_id = getattr(event, "user_id", None)
         if user_id and event.contact_id and event.contact_id != user_id:
-            batch.add("U", [keys.bsuid(inbox, event.account_id, user_id)],
-                      [event.contact_id, self._limits.contact_map_ttl_seconds], None)  # fmt: skip
+            batch.add(
+                "U",
+                [keys.bsuid(inbox, event.account_id, user_id)],
+                [event.contact_id, self._limits.contact_map_ttl_seconds],
+                None,
+            )
 
     def _add_deadletter(self, batch: _Batch, report: Report, letter: DeadLetter) -> None:
-        batch.add("P", [keys.DEADLETTER], [self._limits.deadletter_maxlen,
-                                           msgspec.json.encode(letter)], None)  # fmt: skip
+        batch.add(
+            "P",
+            [keys.DEADLETTER],
+            [self._limits.deadletter_maxlen, msgspec.json.encode(letter)],
+            None,
+        )
         report.deadletters.append(letter.reason)
 
     async def _run(self, batch: _Batch, report: Report) -> None:

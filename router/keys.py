@@ -1,19 +1,24 @@
 """Every Redis key the gateway writes, with its lifetime. Nothing outside the `gw:` prefix.
 
-Streams (names fixed by CONTRACT.md §2):
-    gw:inbox:<assistant>     live events for one assistant        trimmed: MAXLEN ~ router.inbox_maxlen
-    gw:history:<assistant>   coexistence history sync             trimmed: MAXLEN ~ router.history_maxlen
-    gw:outbox                commands from assistant backends     read by consumer group `gateway`
-    gw:deadletter            what could not be understood         trimmed: MAXLEN ~ router.deadletter_maxlen
+Streams (names fixed by CONTRACT.md §2), trimmed with XADD MAXLEN ~ (router.*_maxlen):
+    gw:inbox:<assistant>     live events for one assistant
+    gw:history:<assistant>   coexistence history sync, read at the assistant's own pace
+    gw:outbox                commands from assistant backends (consumer group `gateway`)
+    gw:deadletter            what could not be understood or routed
 
 State keys belong to one stream's Redis Cluster slot: their hash tag is the name of the stream
 their events go to (`{gw:inbox:support}`), so the script that publishes an event and marks it
 seen touches one slot, and the publish of one assistant's events is one script call.
-    gw:dd:{<stream>}:<channel>:<account>:<identity>   dedup mark ("1", or a status rank)   TTL router.dedup_ttl_seconds
-    gw:cv:{<inbox>}:<conversation_id>                  hash: t = provider time of the contact's
-                                                       latest live message, m = its message id
-                                                                                    EXPIREAT t + 24 h + 1 h
-    gw:uid:{<inbox>}:<account>:<bsuid>                 wa_id the BSUID belongs to   TTL router.contact_map_ttl_seconds
+
+    gw:dd:{<stream>}:<channel>:<account>:<identity>
+        dedup mark: "1", or the highest status rank published for a message.
+        TTL router.dedup_ttl_seconds (at least 48 h).
+    gw:cv:{<inbox>}:<conversation_id>
+        hash: t = provider time of the contact's latest live message, m = its message id.
+        EXPIREAT t + 24 h + 1 h, so an absent key means the 24-hour window is closed.
+    gw:uid:{<inbox>}:<account>:<bsuid>
+        the wa_id a business-scoped user id was last seen with.
+        TTL router.contact_map_ttl_seconds, refreshed each time both are seen together.
 """
 
 from __future__ import annotations

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, Final
 
 import msgspec
 
 from adapters.schema import (
+    STATUS_RANK,
     AccountEvent,
     AnyEvent,
     BadItem,
@@ -25,7 +27,6 @@ from adapters.schema import (
     MessageEvent,
     Parsed,
     ParseError,
-    STATUS_RANK,
     ProviderError,
     Reply,
     Routed,
@@ -35,7 +36,7 @@ from adapters.schema import (
 
 from . import _payload as p
 
-CHANNEL = "whatsapp"
+CHANNEL: Final = "whatsapp"
 HISTORY_DECLINED_CODE = 2593109
 _DISCONNECTING = frozenset(
     {"PARTNER_REMOVED", "DISABLED_UPDATE", "ACCOUNT_DELETED", "ACCOUNT_OFFBOARDED"}
@@ -56,25 +57,31 @@ def parse(body: bytes, received_at: int) -> Parsed:
         raise ParseError(f"not a WhatsApp webhook envelope: {exc}") from None
     out = Parsed()
     for i, raw in enumerate(envelope.entry):
-        _guarded(out, raw, f"entry[{i}]", lambda raw, where: _entry(out, raw, where, received_at))
+        _guarded(out, raw, f"entry[{i}]", partial(_entry, out, f"entry[{i}]", received_at))
     return out
 
 
-def _guarded(out: Parsed, raw: msgspec.Raw, where: str, step: Callable[[Any, str], None]) -> None:
+def _guarded(
+    out: Parsed, raw: msgspec.Raw, where: str, step: Callable[[msgspec.Raw], Routed | None]
+) -> None:
+    """Run one step on one item; a malformed item becomes a dead letter, not an exception."""
     try:
-        step(raw, where)
+        routed = step(raw)
     except _DECODE_ERRORS as exc:
         out.bad.append(BadItem("malformed_item", bytes(raw), f"{where}: {exc}"))
+        return
+    if routed is not None:
+        out.events.append(routed)
 
 
-def _entry(out: Parsed, raw: msgspec.Raw, where: str, received_at: int) -> None:
+def _entry(out: Parsed, where: str, received_at: int, raw: msgspec.Raw) -> None:
     entry = p.ENTRY.decode(raw)
     for i, raw_change in enumerate(entry.changes):
-        _guarded(out, raw_change, f"{where}.changes[{i}]",
-                 lambda raw, w: _change(out, entry, raw, w, received_at))  # fmt: skip
+        at = f"{where}.changes[{i}]"
+        _guarded(out, raw_change, at, partial(_change, out, entry, at, received_at))
 
 
-def _change(out: Parsed, entry: p.Entry, raw: msgspec.Raw, where: str, received_at: int) -> None:
+def _change(out: Parsed, entry: p.Entry, where: str, received_at: int, raw: msgspec.Raw) -> None:
     change = p.CHANGE.decode(raw)
     match change.field:
         case "messages" | "smb_message_echoes" | "history" | "smb_app_state_sync":
@@ -103,8 +110,7 @@ def _messages_value(out: Parsed, field: str, ctx: _Ctx, where: str, raw: msgspec
     ]
     for name, raws, build in items:
         for i, item in enumerate(raws):
-            _guarded(out, item, f"{where}.{name}[{i}]",
-                     lambda raw, _w, build=build: out.events.append(build(ctx, raw)))  # fmt: skip
+            _guarded(out, item, f"{where}.{name}[{i}]", partial(build, ctx))
     if value.errors:
         out.events.append(_errors_event(ctx, value.errors, raw))
 
@@ -151,11 +157,15 @@ def _live_message(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
     if m.type == "system" and m.system is not None:
         contact_id = contact_id or m.system.wa_id or m.system.user_id
     event = MessageEvent(
-        channel=CHANNEL, account_id=ctx.account_id, contact_id=contact_id,
-        timestamp=_timestamp(m.timestamp), message_id=m.id, user_id=user_id,
+        channel=CHANNEL,
+        account_id=ctx.account_id,
+        contact_id=contact_id,
+        timestamp=_timestamp(m.timestamp),
+        message_id=m.id,
+        user_id=user_id,
         contact_name=contact.profile.name if contact and contact.profile else None,
         **_content(m),
-    )  # fmt: skip
+    )
     return Routed(event, f"m:{m.id}", window=True)
 
 
@@ -164,9 +174,14 @@ def _echo(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
     _require_id(m)
     user_id = m.to_user_id
     event = EchoEvent(
-        channel=CHANNEL, account_id=ctx.account_id, contact_id=m.to or user_id,
-        timestamp=_timestamp(m.timestamp), message_id=m.id, user_id=user_id, **_content(m),
-    )  # fmt: skip
+        channel=CHANNEL,
+        account_id=ctx.account_id,
+        contact_id=m.to or user_id,
+        timestamp=_timestamp(m.timestamp),
+        message_id=m.id,
+        user_id=user_id,
+        **_content(m),
+    )
     return Routed(event, f"e:{m.id}")
 
 
@@ -194,23 +209,37 @@ def _typed(m: p.Message) -> dict[str, Any]:
             return _media(m)
         case "location" if m.location is not None:
             loc = m.location
-            return {"type": "location", "text": loc.name,
-                    "location": Location(loc.latitude, loc.longitude, loc.name, loc.address)}  # fmt: skip
+            return {
+                "type": "location",
+                "text": loc.name,
+                "location": Location(loc.latitude, loc.longitude, loc.name, loc.address),
+            }
         case "contacts" if m.contacts:
             return _shared_contacts(m.contacts)
         case "interactive" if m.interactive is not None:
             return _interactive(m.interactive)
         case "button" if m.button is not None:
             b = m.button
-            return {"type": "interactive", "text": b.text, "data": b.payload, "subtype": "button",
-                    "reply": Reply(b.payload or "", b.text)}  # fmt: skip
+            return {
+                "type": "interactive",
+                "text": b.text,
+                "data": b.payload,
+                "subtype": "button",
+                "reply": Reply(b.payload or "", b.text),
+            }
         case "reaction" if m.reaction is not None:
-            return {"type": "reaction", "text": m.reaction.emoji or "",
-                    "reply_to": m.reaction.message_id}  # fmt: skip
+            return {
+                "type": "reaction",
+                "text": m.reaction.emoji or "",
+                "reply_to": m.reaction.message_id,
+            }
         case "order" if m.order is not None:
             text = m.order.get("text")
-            return {"type": "order", "text": text if isinstance(text, str) else None,
-                    "order": m.order}  # fmt: skip
+            return {
+                "type": "order",
+                "text": text if isinstance(text, str) else None,
+                "order": m.order,
+            }
         case "system" if m.system is not None:
             return {"type": "system", "text": m.system.body, "subtype": m.system.type}
         case "revoke":
@@ -247,12 +276,21 @@ def _shared_contacts(contacts: list[p.SharedContactPart]) -> dict[str, Any]:
 def _interactive(i: p.Interactive) -> dict[str, Any]:
     picked = i.button_reply if i.type == "button_reply" else i.list_reply
     if i.type in ("button_reply", "list_reply") and picked is not None:
-        return {"type": "interactive", "text": picked.title, "subtype": i.type,
-                "reply": Reply(picked.id, picked.title)}  # fmt: skip
+        return {
+            "type": "interactive",
+            "text": picked.title,
+            "subtype": i.type,
+            "reply": Reply(picked.id, picked.title),
+        }
     if i.type == "nfm_reply" and i.nfm_reply is not None:
         nfm = i.nfm_reply
-        return {"type": "interactive", "text": nfm.body, "subtype": "nfm_reply",
-                "reply": Reply(nfm.name or "", nfm.body), "data": nfm.response_json}  # fmt: skip
+        return {
+            "type": "interactive",
+            "text": nfm.body,
+            "subtype": "nfm_reply",
+            "reply": Reply(nfm.name or "", nfm.body),
+            "data": nfm.response_json,
+        }
     return {"type": "interactive", "subtype": i.type or None}
 
 
@@ -266,11 +304,16 @@ def _status(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
         raise _ItemError("status id is missing")
     rank = STATUS_RANK.get(s.status, 0)
     event = StatusEvent(
-        channel=CHANNEL, account_id=ctx.account_id,
-        contact_id=s.recipient_id or s.recipient_user_id, timestamp=_timestamp(s.timestamp),
-        message_id=s.id, status=s.status, errors=_errors(s.errors), pricing=s.pricing,
+        channel=CHANNEL,
+        account_id=ctx.account_id,
+        contact_id=s.recipient_id or s.recipient_user_id,
+        timestamp=_timestamp(s.timestamp),
+        message_id=s.id,
+        status=s.status,
+        errors=_errors(s.errors),
+        pricing=s.pricing,
         recipient_type=s.recipient_type,
-    )  # fmt: skip
+    )
     return Routed(event, f"s:{s.id}" if rank else f"s:{s.id}:{s.status}", rank=rank)
 
 
@@ -281,10 +324,13 @@ def _state_sync(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
     phone = item.contact.phone_number.lstrip("+")
     stamp = item.metadata.timestamp if item.metadata else None
     event = ContactsEvent(
-        channel=CHANNEL, account_id=ctx.account_id, contact_id=phone,
-        timestamp=_timestamp(stamp) if stamp else ctx.received_at, action=item.action,
+        channel=CHANNEL,
+        account_id=ctx.account_id,
+        contact_id=phone,
+        timestamp=_timestamp(stamp) if stamp else ctx.received_at,
+        action=item.action,
         contact_name=item.contact.full_name or item.contact.first_name,
-    )  # fmt: skip
+    )
     return Routed(event, f"c:{phone}:{item.action}:{stamp}")
 
 
@@ -296,51 +342,64 @@ def _history(out: Parsed, ctx: _Ctx, where: str, raw: msgspec.Raw) -> None:
         meta = item.metadata or p.HistoryMeta()
         if meta.progress is not None:
             progress = meta
-        if any(e.code == HISTORY_DECLINED_CODE for e in item.errors):
-            detail = {"errors": [msgspec.structs.asdict(e) for e in item.errors]}
-            out.events.append(_account(ctx, "HISTORY_DECLINED", detail, raw))
+        if any(e.get("code") == HISTORY_DECLINED_CODE for e in item.errors):
+            out.events.append(_account(ctx, "HISTORY_DECLINED", {"errors": item.errors}, raw))
         for t, thread in enumerate(item.threads):
             for m, msg_raw in enumerate(thread.messages):
-                _guarded(out, msg_raw, f"{where}.history[{i}].threads[{t}].messages[{m}]",
-                         lambda r, _w, tid=thread.id, meta=meta: out.events.append(
-                             _history_message(ctx, r, tid, meta)))  # fmt: skip
+                at = f"{where}.history[{i}].threads[{t}].messages[{m}]"
+                _guarded(out, msg_raw, at, partial(_history_message, ctx, thread.id, meta))
     for m, msg_raw in enumerate(value.messages):  # media that follows a placeholder
-        _guarded(out, msg_raw, f"{where}.messages[{m}]",
-                 lambda r, _w: out.events.append(_history_message(ctx, r, None, None)))  # fmt: skip
+        at = f"{where}.messages[{m}]"
+        _guarded(out, msg_raw, at, partial(_history_message, ctx, None, None))
     if progress is not None:
-        detail = {"phase": progress.phase, "chunk_order": progress.chunk_order,
-                  "progress": progress.progress}  # fmt: skip
+        detail = {
+            "phase": progress.phase,
+            "chunk_order": progress.chunk_order,
+            "progress": progress.progress,
+        }
         out.events.append(_account(ctx, "HISTORY_PROGRESS", detail, raw))
 
 
 def _history_message(
-    ctx: _Ctx, raw: msgspec.Raw, thread_id: str | None, meta: p.HistoryMeta | None
+    ctx: _Ctx, thread_id: str | None, meta: p.HistoryMeta | None, raw: msgspec.Raw
 ) -> Routed:
     m = p.MESSAGE.decode(raw)
     _require_id(m)
-    from_me = bool(m.from_me) or m.to is not None or (m.from_ is not None and m.from_ == ctx.business)
+    from_me = (
+        bool(m.from_me) or m.to is not None or (m.from_ is not None and m.from_ == ctx.business)
+    )
     contact_id = thread_id or (m.to if from_me else m.from_) or m.from_user_id
     content = _content(m)
     if m.type == "media_placeholder":
         content.update(type="unsupported", subtype="media_placeholder")
     event = HistoryEvent(
-        channel=CHANNEL, account_id=ctx.account_id, contact_id=contact_id,
-        timestamp=_timestamp(m.timestamp), message_id=m.id, from_me=from_me,
+        channel=CHANNEL,
+        account_id=ctx.account_id,
+        contact_id=contact_id,
+        timestamp=_timestamp(m.timestamp),
+        message_id=m.id,
+        from_me=from_me,
         history_status=m.history_context.status if m.history_context else None,
-        phase=meta.phase if meta else None, chunk_order=meta.chunk_order if meta else None,
+        phase=meta.phase if meta else None,
+        chunk_order=meta.chunk_order if meta else None,
         **content,
-    )  # fmt: skip
+    )
     return Routed(event, f"h:{m.id}:{m.type}")
 
 
-def _errors_event(ctx: _Ctx, errors: list[p.ErrorItem], raw: msgspec.Raw) -> Routed:
-    detail = {"errors": [msgspec.structs.asdict(e) for e in errors]}
-    return _account(ctx, "ERRORS", detail, raw)
+def _errors_event(ctx: _Ctx, errors: list[dict[str, Any]], raw: msgspec.Raw) -> Routed:
+    return _account(ctx, "ERRORS", {"errors": errors}, raw)
 
 
 def _account(ctx: _Ctx, name: str, detail: dict[str, Any], raw: msgspec.Raw) -> Routed:
-    event = AccountEvent(channel=CHANNEL, account_id=ctx.account_id, contact_id=None,
-                         timestamp=ctx.received_at, event=name, detail=detail)  # fmt: skip
+    event = AccountEvent(
+        channel=CHANNEL,
+        account_id=ctx.account_id,
+        contact_id=None,
+        timestamp=ctx.received_at,
+        event=name,
+        detail=detail,
+    )
     return Routed(event, f"a:{name}:{_digest(raw)}")
 
 
@@ -348,9 +407,15 @@ def _account_update(entry: p.Entry, fields: dict[str, Any], received_at: int) ->
     name = fields.pop("event", None)
     name = name if isinstance(name, str) else "ACCOUNT_UPDATE"
     connected = False if name in _DISCONNECTING else True if name in _RECONNECTING else None
-    event = AccountEvent(channel=CHANNEL, account_id=entry.id, contact_id=None,
-                         timestamp=entry.time or received_at, event=name, detail=fields,
-                         connected=connected)  # fmt: skip
+    event = AccountEvent(
+        channel=CHANNEL,
+        account_id=entry.id,
+        contact_id=None,
+        timestamp=entry.time or received_at,
+        event=name,
+        detail=fields,
+        connected=connected,
+    )
     return Routed(event, f"a:{name}:{entry.time}:{_digest(fields)}", waba=entry.id)
 
 
@@ -359,8 +424,14 @@ def _other_field(entry: p.Entry, field: str, fields: dict[str, Any], received_at
     name = name if isinstance(name, str) else field.upper()
     metadata = fields.get("metadata")
     number = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
-    event = AccountEvent(channel=CHANNEL, account_id=str(number or entry.id), contact_id=None,
-                         timestamp=entry.time or received_at, event=name, detail=fields)  # fmt: skip
+    event = AccountEvent(
+        channel=CHANNEL,
+        account_id=str(number or entry.id),
+        contact_id=None,
+        timestamp=entry.time or received_at,
+        event=name,
+        detail=fields,
+    )
     dedup = f"a:{field}:{entry.time}:{_digest(fields)}"
     return Routed(event, dedup, waba=None if number else entry.id)
 

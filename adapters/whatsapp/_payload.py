@@ -62,7 +62,8 @@ class MessagesValue(Struct):
     message_echoes: list[Raw] = field(default_factory=list)
     history: list[Raw] = field(default_factory=list)
     state_sync: list[Raw] = field(default_factory=list)
-    errors: list[ErrorItem] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    """Out-of-band errors, kept as sent: they go into an `account` event's detail."""
 
 
 class Text(Struct):
@@ -219,7 +220,7 @@ class Thread(Struct):
 class HistoryItem(Struct):
     metadata: HistoryMeta | None = None
     threads: list[Thread] = field(default_factory=list)
-    errors: list[ErrorItem] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 class StateContact(Struct):

@@ -1,0 +1,15 @@
+"""Telegram Bot API adapter: webhook bytes in, common events (`adapters.schema`) out.
+
+    verify_secret(header, secret)   constant-time check of X-Telegram-Bot-Api-Secret-Token
+    parse_update(body, bot_id, t)   one Update -> Parsed with one event or one BadItem;
+                                    raises only adapters.schema.ParseError
+    bot_id_from_token(token)        "7000000001:AAH..." -> "7000000001"
+
+Telegram payload structs are private to this package; nothing here touches the network,
+Redis or the gateway.
+"""
+
+from adapters.telegram._inbound import parse_update
+from adapters.telegram._verify import bot_id_from_token, verify_secret
+
+__all__ = ["bot_id_from_token", "parse_update", "verify_secret"]

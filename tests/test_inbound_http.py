@@ -1,0 +1,478 @@
+"""End to end through the HTTP app into a real Redis: what Meta and Telegram see, and what
+assistant backends find in their streams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from tests.conftest import (
+    APP_SECRET,
+    BOT_1,
+    NUMBER_A,
+    NUMBER_B,
+    VERIFY_TOKEN,
+    WABA,
+    all_streams,
+    change,
+    envelope,
+    stream,
+    text_message,
+    tg_headers,
+    wa_body,
+    wa_headers,
+)
+
+CONTRACT_MESSAGE_KEYS = {
+    "schema",
+    "event_id",
+    "kind",
+    "channel",
+    "account_id",
+    "contact_id",
+    "conversation_id",
+    "assistant_id",
+    "timestamp",
+    "message_id",
+    "type",
+    "text",
+    "reply",
+    "media",
+    "location",
+    "reply_to",
+    "contact_name",
+    "edited",
+    "errors",
+}
+
+
+def three_messages_two_numbers() -> dict[str, Any]:
+    c1, m1 = text_message("wamid.T1", "5511987650001", "first")
+    c2, m2 = text_message("wamid.T2", "5511987650002", "second")
+    c3, m3 = text_message("wamid.T3", "14155550003", "third")
+    return envelope(
+        change(NUMBER_A, "15550001111", contacts=[c1, c2], messages=[m1, m2]),
+        change(NUMBER_B, "5511955550000", contacts=[c3], messages=[m3]),
+    )
+
+
+async def post_wa(client: TestClient, payload: dict[str, Any] | bytes, **headers: str) -> int:
+    body = payload if isinstance(payload, bytes) else wa_body(payload)
+    resp = await client.post(
+        "/webhooks/whatsapp", data=body, headers={**wa_headers(body), **headers}
+    )
+    return resp.status
+
+
+async def test_verify_handshake_echoes_the_challenge(client: TestClient) -> None:
+    query = {
+        "hub.mode": "subscribe",
+        "hub.verify_token": VERIFY_TOKEN,
+        "hub.challenge": "1158201444",
+    }
+    resp = await client.get("/webhooks/whatsapp", params=query)
+    assert resp.status == 200
+    assert await resp.text() == "1158201444"
+
+
+async def test_verify_refuses_wrong_token_or_mode(client: TestClient) -> None:
+    wrong_token = {"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "1"}
+    wrong_mode = {"hub.mode": "unsubscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "1"}
+    for query in (wrong_token, wrong_mode, {}):
+        resp = await client.get("/webhooks/whatsapp", params=query)
+        assert resp.status == 403
+        assert "1" not in await resp.text()
+
+
+async def test_batch_for_two_numbers_lands_in_each_assistants_inbox(
+    client: TestClient, redis: Redis
+) -> None:
+    assert await post_wa(client, three_messages_two_numbers()) == 200
+    support = await stream(redis, "gw:inbox:support")
+    sales = await stream(redis, "gw:inbox:sales")
+    assert [e["message_id"] for e in support] == ["wamid.T1", "wamid.T2"]
+    assert [e["message_id"] for e in sales] == ["wamid.T3"]
+    for event in support + sales:
+        assert event.keys() >= CONTRACT_MESSAGE_KEYS
+        assert event["schema"] == 1 and event["kind"] == "message" and event["type"] == "text"
+    assert support[0]["conversation_id"] == f"whatsapp:{NUMBER_A}:5511987650001"
+    assert support[0]["assistant_id"] == "support" and sales[0]["assistant_id"] == "sales"
+    assert sales[0]["account_id"] == NUMBER_B and sales[0]["text"] == "third"
+    assert len({e["event_id"] for e in support + sales}) == 3
+
+
+async def test_same_post_again_adds_nothing(client: TestClient, redis: Redis) -> None:
+    payload = three_messages_two_numbers()
+    assert await post_wa(client, payload) == 200
+    before = await all_streams(redis)
+    assert await post_wa(client, payload) == 200
+    assert await all_streams(redis) == before
+
+
+async def test_redelivery_inside_another_batch_is_published_once(
+    client: TestClient, redis: Redis
+) -> None:
+    c1, m1 = text_message("wamid.R1")
+    c2, m2 = text_message("wamid.R2")
+    await post_wa(client, envelope(change(NUMBER_A, "15550001111", contacts=[c1], messages=[m1])))
+    both = envelope(change(NUMBER_A, "15550001111", contacts=[c1, c2], messages=[m1, m2]))
+    await post_wa(client, both)
+    assert [e["message_id"] for e in await stream(redis, "gw:inbox:support")] == [
+        "wamid.R1",
+        "wamid.R2",
+    ]
+
+
+async def test_bad_signature_is_401_and_publishes_nothing(client: TestClient, redis: Redis) -> None:
+    body = wa_body(three_messages_two_numbers())
+    wrong = {"X-Hub-Signature-256": "sha256=" + "0" * 64}
+    resp = await client.post("/webhooks/whatsapp", data=body, headers=wrong)
+    assert resp.status == 401
+    resp = await client.post("/webhooks/whatsapp", data=body)  # no header at all
+    assert resp.status == 401
+    other_key = wa_headers(body, secret="another-app-secret")
+    resp = await client.post("/webhooks/whatsapp", data=body, headers=other_key)
+    assert resp.status == 401
+    assert await all_streams(redis) == {}
+    assert await redis.dbsize() == 0
+
+
+async def test_signature_over_escaped_unicode_verifies_and_text_is_decoded(
+    client: TestClient, redis: Redis
+) -> None:
+    contact, message = text_message("wamid.U1", body="Olá! Já te respondo 😀👍🏽", name="João")
+    body = wa_body(
+        envelope(change(NUMBER_A, "15550001111", contacts=[contact], messages=[message]))
+    )
+    assert b"\\ud83d" in body  # Meta's escaped form is what is signed
+    assert await post_wa(client, body) == 200
+    [event] = await stream(redis, "gw:inbox:support")
+    assert event["text"] == "Olá! Já te respondo 😀👍🏽"
+    assert event["contact_name"] == "João"
+
+
+async def test_signature_over_raw_utf8_body_verifies_too(client: TestClient, redis: Redis) -> None:
+    contact, message = text_message("wamid.U2", body="ação ✓")
+    body = json.dumps(
+        envelope(change(NUMBER_A, "15550001111", contacts=[contact], messages=[message])),
+        ensure_ascii=False,
+    ).encode()
+    assert await post_wa(client, body) == 200
+    assert (await stream(redis, "gw:inbox:support"))[0]["text"] == "ação ✓"
+
+
+async def test_concurrent_duplicate_posts_publish_once(client: TestClient, redis: Redis) -> None:
+    body = wa_body(three_messages_two_numbers())
+    statuses = await asyncio.gather(*(post_wa(client, body) for _ in range(20)))
+    assert statuses == [200] * 20
+    assert len(await stream(redis, "gw:inbox:support")) == 2
+    assert len(await stream(redis, "gw:inbox:sales")) == 1
+
+
+async def test_malformed_json_under_valid_signature_is_200_and_dead_lettered(
+    client: TestClient, redis: Redis
+) -> None:
+    body = b'{"object": "whatsapp_business_account", "entry": [ {"id": '
+    assert await post_wa(client, body) == 200
+    [letter] = await stream(redis, "gw:deadletter")
+    assert letter["reason"] == "malformed_body" and letter["channel"] == "whatsapp"
+    import base64
+
+    assert base64.b64decode(letter["body_b64"]) == body
+    assert letter["schema"] == 1 and isinstance(letter["received_at"], int) and letter["detail"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'gateway_deadletters_total{channel="whatsapp",reason="malformed_body"} 1.0' in metrics
+
+
+async def test_one_bad_item_does_not_lose_the_others(client: TestClient, redis: Redis) -> None:
+    c1, m1 = text_message("wamid.G1")
+    c2, m2 = text_message("wamid.G2")
+    bad = {"from": "5511987650000", "id": "wamid.BAD", "timestamp": {"oops": 1}, "type": "text"}
+    payload = envelope(change(NUMBER_A, "15550001111", contacts=[c1, c2], messages=[m1, bad, m2]))
+    assert await post_wa(client, payload) == 200
+    assert [e["message_id"] for e in await stream(redis, "gw:inbox:support")] == [
+        "wamid.G1",
+        "wamid.G2",
+    ]
+    [letter] = await stream(redis, "gw:deadletter")
+    assert letter["reason"] == "malformed_item"
+    import base64
+
+    assert json.loads(base64.b64decode(letter["body_b64"]))["id"] == "wamid.BAD"
+
+
+async def test_unknown_number_is_dead_lettered_with_the_body(
+    client: TestClient, redis: Redis
+) -> None:
+    c1, m1 = text_message("wamid.X1")
+    c2, m2 = text_message("wamid.X2")
+    payload = envelope(
+        change("999", "15550009999", contacts=[c1], messages=[m1]),
+        change(NUMBER_A, "15550001111", contacts=[c2], messages=[m2]),
+    )
+    assert await post_wa(client, payload) == 200
+    assert [e["message_id"] for e in await stream(redis, "gw:inbox:support")] == ["wamid.X2"]
+    [letter] = await stream(redis, "gw:deadletter")
+    assert letter["reason"] == "unknown_account" and "999" in letter["detail"]
+
+
+async def test_oversized_body_is_413_with_and_without_content_length(
+    client: TestClient, redis: Redis, settings: Any
+) -> None:
+    limit = settings.server.max_body_bytes
+    big = b"x" * (limit + 1)
+    resp = await client.post("/webhooks/whatsapp", data=big, headers=wa_headers(big))
+    assert resp.status == 413
+
+    async def chunks() -> Any:
+        for _ in range(limit // 65536 + 2):
+            yield b"y" * 65536
+
+    resp = await client.post(
+        "/webhooks/whatsapp", data=chunks(), headers={"X-Hub-Signature-256": "x"}
+    )
+    assert resp.status == 413
+    resp = await client.post(f"/webhooks/telegram/{BOT_1}", data=chunks(), headers=tg_headers())
+    assert resp.status == 413
+    assert await all_streams(redis) == {}
+
+
+async def test_body_at_the_limit_is_accepted(
+    client: TestClient, redis: Redis, settings: Any
+) -> None:
+    contact, message = text_message("wamid.BIG")
+    payload = envelope(change(NUMBER_A, "15550001111", contacts=[contact], messages=[message]))
+    body = wa_body(payload)
+    body = body[:-1] + b" " * (settings.server.max_body_bytes - len(body)) + b"}"
+    assert len(body) == settings.server.max_body_bytes
+    assert await post_wa(client, body) == 200
+    assert len(await stream(redis, "gw:inbox:support")) == 1
+
+
+async def test_statuses_never_move_backwards(client: TestClient, redis: Redis) -> None:
+    def status(name: str) -> dict[str, Any]:
+        return {
+            "id": "wamid.S1",
+            "status": name,
+            "timestamp": "1767226000",
+            "recipient_id": "5511987650000",
+        }
+
+    for name in ("sent", "read", "delivered", "sent", "read", "failed", "read"):
+        await post_wa(client, envelope(change(NUMBER_A, "15550001111", statuses=[status(name)])))
+    published = [e["status"] for e in await stream(redis, "gw:inbox:support")]
+    assert published == ["sent", "read", "failed"]
+
+
+async def test_live_message_opens_window_echo_does_not(client: TestClient, redis: Redis) -> None:
+    now = int(time.time())
+    contact, message = text_message("wamid.W1", ts=now - 60)
+    await post_wa(
+        client, envelope(change(NUMBER_A, "15550001111", contacts=[contact], messages=[message]))
+    )
+    key = f"gw:cv:{{gw:inbox:support}}:whatsapp:{NUMBER_A}:5511987650000"
+    assert await redis.hgetall(key) == {b"t": str(now - 60).encode(), b"m": b"wamid.W1"}
+    assert abs(await redis.ttl(key) - (24 * 3600 + 3600 - 60)) < 5
+    echo = {
+        "from": "15550001111",
+        "to": "5511987650000",
+        "id": "wamid.E1",
+        "timestamp": str(now),
+        "type": "text",
+        "text": {"body": "human here"},
+    }
+    value = change(NUMBER_A, "15550001111", message_echoes=[echo])
+    value["field"] = "smb_message_echoes"
+    assert await post_wa(client, envelope(value)) == 200
+    assert (await redis.hgetall(key))[b"t"] == str(now - 60).encode()
+    kinds = [e["kind"] for e in await stream(redis, "gw:inbox:support")]
+    assert kinds == ["message", "echo"]
+
+
+async def test_an_older_message_does_not_move_the_window_back(
+    client: TestClient, redis: Redis
+) -> None:
+    now = int(time.time())
+    for wamid, ts in (("wamid.O2", now - 100), ("wamid.O1", now - 400)):
+        contact, message = text_message(wamid, ts=ts)
+        await post_wa(
+            client,
+            envelope(change(NUMBER_A, "15550001111", contacts=[contact], messages=[message])),
+        )
+    key = f"gw:cv:{{gw:inbox:support}}:whatsapp:{NUMBER_A}:5511987650000"
+    assert await redis.hget(key, "t") == str(now - 100).encode()
+
+
+async def test_a_message_older_than_24h_opens_no_window(client: TestClient, redis: Redis) -> None:
+    contact, message = text_message("wamid.OLD", ts=int(time.time()) - 25 * 3600 - 3600)
+    await post_wa(
+        client, envelope(change(NUMBER_A, "15550001111", contacts=[contact], messages=[message]))
+    )
+    assert len(await stream(redis, "gw:inbox:support")) == 1
+    assert await redis.keys("gw:cv:*") == []
+
+
+async def test_hidden_phone_number_keeps_the_contact_id(client: TestClient, redis: Redis) -> None:
+    first = {
+        "from": "5511987650000",
+        "from_user_id": "BR.8812345",
+        "id": "wamid.B1",
+        "timestamp": "1767225600",
+        "type": "text",
+        "text": {"body": "hi"},
+    }
+    later = {
+        "from_user_id": "BR.8812345",
+        "id": "wamid.B2",
+        "timestamp": "1767225700",
+        "type": "text",
+        "text": {"body": "number hidden now"},
+    }
+    unknown = {
+        "from_user_id": "BR.999",
+        "id": "wamid.B3",
+        "timestamp": "1767225800",
+        "type": "text",
+        "text": {"body": "never seen"},
+    }
+    for message in (first, later, unknown):
+        await post_wa(client, envelope(change(NUMBER_A, "15550001111", messages=[message])))
+    events = await stream(redis, "gw:inbox:support")
+    assert [e["contact_id"] for e in events] == ["5511987650000", "5511987650000", "BR.999"]
+    assert events[1]["conversation_id"] == f"whatsapp:{NUMBER_A}:5511987650000"
+    assert events[1]["user_id"] == "BR.8812345"
+
+
+async def test_account_update_reaches_every_number_of_the_waba(
+    client: TestClient, redis: Redis
+) -> None:
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": WABA,
+                "time": 1767230000,
+                "changes": [
+                    {
+                        "field": "account_update",
+                        "value": {
+                            "event": "PARTNER_REMOVED",
+                            "disconnection_info": {
+                                "reason": "PRIMARY_INACTIVITY",
+                                "initiated_by": "SYSTEM",
+                            },
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    assert await post_wa(client, payload) == 200
+    assert await post_wa(client, payload) == 200  # a duplicate delivery
+    [support] = await stream(redis, "gw:inbox:support")
+    [sales] = await stream(redis, "gw:inbox:sales")
+    assert (support["account_id"], sales["account_id"]) == (NUMBER_A, NUMBER_B)
+    for event in (support, sales):
+        assert event["kind"] == "account" and event["event"] == "PARTNER_REMOVED"
+        assert event["connected"] is False and event["timestamp"] == 1767230000
+        assert event["detail"]["disconnection_info"]["reason"] == "PRIMARY_INACTIVITY"
+
+
+async def test_telegram_unknown_bot_bad_secret_and_good_update(
+    client: TestClient, redis: Redis
+) -> None:
+    update = {
+        "update_id": 900001,
+        "message": {
+            "message_id": 55,
+            "date": 1767226200,
+            "chat": {"id": 123456789, "type": "private", "first_name": "Ana"},
+            "from": {"id": 123456789, "is_bot": False, "first_name": "Ana"},
+            "text": "/start",
+        },
+    }
+    body = json.dumps(update).encode()
+    resp = await client.post("/webhooks/telegram/42", data=body, headers=tg_headers())
+    assert resp.status == 404
+    resp = await client.post(
+        f"/webhooks/telegram/{BOT_1}",
+        data=body,
+        headers={"X-Telegram-Bot-Api-Secret-Token": "tg-secret_2"},
+    )
+    assert resp.status == 401
+    assert await all_streams(redis) == {}
+    for _ in range(2):
+        resp = await client.post(f"/webhooks/telegram/{BOT_1}", data=body, headers=tg_headers())
+        assert resp.status == 200
+    [event] = await stream(redis, "gw:inbox:support")
+    assert event["conversation_id"] == f"telegram:{BOT_1}:123456789"
+    assert event["text"] == "/start" and event["message_id"] == "55"
+
+
+async def test_telegram_garbage_is_200_and_dead_lettered(client: TestClient, redis: Redis) -> None:
+    resp = await client.post(
+        f"/webhooks/telegram/{BOT_1}", data=b"\xff\x00not json", headers=tg_headers()
+    )
+    assert resp.status == 200
+    [letter] = await stream(redis, "gw:deadletter")
+    assert letter["reason"] == "malformed_body" and letter["channel"] == "telegram"
+
+
+async def test_health_ready_and_metrics(client: TestClient, redis: Redis) -> None:
+    assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    assert ready.status == 200 and (await ready.json())["redis"] == "ok"
+    await post_wa(client, three_messages_two_numbers())
+    await post_wa(client, three_messages_two_numbers())
+    await client.post(
+        "/webhooks/whatsapp", data=b"{}", headers={"X-Hub-Signature-256": "sha256=00"}
+    )
+    text = await (await client.get("/metrics")).text()
+    assert 'gateway_events_total{channel="whatsapp",kind="message",type="text"} 3.0' in text
+    assert 'gateway_duplicates_total{channel="whatsapp",kind="message"} 3.0' in text
+    assert 'gateway_http_requests_total{channel="whatsapp",code="200"} 2.0' in text
+    assert 'gateway_http_requests_total{channel="whatsapp",code="401"} 1.0' in text
+    assert 'gateway_signature_failures_total{channel="whatsapp"} 1.0' in text
+    assert 'gateway_publish_seconds_count{channel="whatsapp"} 2.0' in text
+    assert "5511987650001" not in text  # no phone numbers in labels
+
+
+async def test_redis_failure_is_503_and_the_retry_is_published(
+    client: TestClient, redis: Redis
+) -> None:
+    contact, message = text_message("wamid.OOM")
+    payload = envelope(change(NUMBER_A, "15550001111", contacts=[contact], messages=[message]))
+    await redis.config_set("maxmemory", "1")
+    try:
+        assert await post_wa(client, payload) == 503
+    finally:
+        await redis.config_set("maxmemory", "0")
+    assert await redis.keys("gw:dd:*") == []
+    assert await post_wa(client, payload) == 200
+    assert [e["message_id"] for e in await stream(redis, "gw:inbox:support")] == ["wamid.OOM"]
+    text = await (await client.get("/metrics")).text()
+    assert 'gateway_http_requests_total{channel="whatsapp",code="503"} 1.0' in text
+
+
+async def test_redis_down_is_503_and_not_ready(aiohttp_client: Any, settings: Any) -> None:
+    from gateway.app import create_app
+    from gateway.embedded import free_port
+
+    app = create_app(settings, f"redis://127.0.0.1:{free_port()}/0")
+    client = await aiohttp_client(app)
+    assert await post_wa(client, three_messages_two_numbers()) == 503
+    assert (await client.get("/readyz")).status == 503
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_app_secret_is_never_in_answers_or_metrics(client: TestClient) -> None:
+    resp = await client.post(
+        "/webhooks/whatsapp", data=b"{}", headers={"X-Hub-Signature-256": "bad"}
+    )
+    assert APP_SECRET not in await resp.text()
+    assert APP_SECRET not in await (await client.get("/metrics")).text()
