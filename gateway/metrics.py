@@ -57,7 +57,7 @@ class Metrics:
         )
         self.request_seconds = Histogram(
             "gateway_webhook_seconds",
-            "Webhook handling time, body read to answer",
+            "Webhook handling time after the body is read: parse, publish",
             ["channel"],
             buckets=LATENCY_BUCKETS,
             registry=r,
