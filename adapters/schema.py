@@ -223,3 +223,90 @@ class Parsed(msgspec.Struct):
 
     events: list[Routed] = msgspec.field(default_factory=list)
     bad: list[BadItem] = msgspec.field(default_factory=list)
+
+
+# --- Outbound: commands from assistant backends (CONTRACT §2.2) and send results. ---
+
+CommandType = Literal[
+    "text", "template", "image", "audio", "video", "document", "location", "interactive",
+    "reaction", "typing", "read", "handoff", "handback",
+]  # fmt: skip
+CONTROL_TYPES: frozenset[str] = frozenset({"handoff", "handback"})
+"""Commands that change gateway state and send nothing."""
+FREE_FORM_EXEMPT: frozenset[str] = frozenset({"template"})
+"""WhatsApp: the only type allowed outside the 24-hour window."""
+
+
+class Template(msgspec.Struct, frozen=True):
+    name: str
+    language: str
+    components: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    category: str | None = None
+
+
+class MediaRef(msgspec.Struct, frozen=True):
+    url: str | None = None
+    id: str | None = None
+    filename: str | None = None
+    voice: bool = False
+    """Extension: an `audio` command with `voice: true` is a voice note (Telegram sendVoice)."""
+
+
+class ButtonSpec(msgspec.Struct, frozen=True):
+    id: str
+    title: str
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of `gw:outbox`. Unknown keys are ignored, so backends may add their own."""
+
+    schema: int = SCHEMA_VERSION
+    command_id: str
+    conversation_id: str
+    type: CommandType
+    author: Literal["assistant", "human"] = "assistant"
+    text: str | None = None
+    template: Template | None = None
+    media: MediaRef | None = None
+    location: Location | None = None
+    buttons: list[ButtonSpec] | None = None
+    reply_to: str | None = None
+
+
+COMMAND_DECODER: msgspec.json.Decoder[Command] = msgspec.json.Decoder(Command)
+
+
+class InvalidCommand(Exception):
+    """The command cannot become a provider request (missing text, too many buttons, ...)."""
+
+
+class ProviderRequest(msgspec.Struct, frozen=True):
+    """What to send: `POST {api_base}{path}` with this JSON body."""
+
+    path: str
+    body: dict[str, Any]
+
+
+Verdict = Literal[
+    "sent",             # accepted by the provider
+    "retry",            # temporary: throughput, server, network; back off and try again
+    "retry_recipient",  # temporary for this recipient only (WhatsApp 131056 pair rate)
+    "failed",           # permanent for this message (131047, 131026, 400 ...)
+    "opted_out",        # the contact refuses (131050 marketing opt-out, Telegram 403)
+    "country_blocked",  # WhatsApp 130497: this (number, country) pair is blocked
+    "halt",             # credentials or account (0, 190, 368, 131031, Telegram 401)
+]  # fmt: skip
+
+
+class SendResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The provider's answer, classified by exactly one function per adapter."""
+
+    verdict: Verdict
+    provider_code: int | None = None
+    message_id: str | None = None
+    retry_after_s: float | None = None
+    """Provider-given wait (Telegram `retry_after`), if any."""
+    detail: str | None = None
+    """The provider's error text, for logs; never contains tokens."""
+    migrate_to_chat_id: str | None = None
+    """Telegram: the group became a supergroup with this id."""
