@@ -197,14 +197,14 @@ class Routed(msgspec.Struct):
     `dedup` is the provider identity of the event, unique within its channel and account
     (None: no redelivery identity, always published); `rank` orders statuses of one message
     (`dedup` is then the message id, and a status is published only if it outranks every
-    earlier one); `window` is set for live inbound messages, whose provider time opens the
-    24-hour window.
+    earlier one); `live` marks a message the contact just wrote: its provider time opens the
+    WhatsApp 24-hour window, it clears an opt-out, and it carries the AI-pause flag.
     """
 
     event: AnyEvent
     dedup: str | None
     rank: int = 0
-    window: bool = False
+    live: bool = False
     waba: str | None = None
     """Set on WhatsApp `account_update`: the router publishes one copy per configured number
     of this WABA, each with that number as `account_id`."""
@@ -231,6 +231,7 @@ CommandType = Literal[
     "text", "template", "image", "audio", "video", "document", "location", "interactive",
     "reaction", "typing", "read", "handoff", "handback",
 ]  # fmt: skip
+COMMAND_TYPES: frozenset[str] = frozenset(CommandType.__args__)  # type: ignore[attr-defined]
 CONTROL_TYPES: frozenset[str] = frozenset({"handoff", "handback"})
 """Commands that change gateway state and send nothing."""
 FREE_FORM_EXEMPT: frozenset[str] = frozenset({"template"})

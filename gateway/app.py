@@ -1,23 +1,29 @@
 """The aiohttp application and the resources it owns.
 
-One owner per resource: the Redis pool and the inbound router are created in a cleanup
-context and closed in reverse order; handlers reach them through typed `AppKey`s. The
-application itself never starts Redis: `server.serve` does that (embedded Redis) before
-building the app, so tests can hand in any URL.
+One owner per resource, each created in a cleanup context and closed in reverse order:
+the Redis pool (and the inbound router on it), the HTTP client session for the provider
+APIs, and the reply workers (a named background task, stopped and awaited on shutdown so
+in-flight sends finish). Handlers reach them through typed `AppKey`s. The application
+never starts Redis: `server.serve` does that (embedded Redis) before building the app, so
+tests can hand in any URL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import aiohttp
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from gateway.config import Settings, TelegramBot
 from gateway.metrics import Metrics
-from router.inbound import InboundRouter, Limits, Routes
+from router.accounts import Account, Directory
+from router.inbound import InboundRouter, Limits
+from router.outbound import OutboundSettings, Outbox
 
 log = logging.getLogger("gateway")
 
@@ -36,20 +42,30 @@ class State:
 STATE = web.AppKey("state", State)
 REDIS = web.AppKey("redis", Redis)
 ROUTER = web.AppKey("router", InboundRouter)
+OUTBOX = web.AppKey("outbox", Outbox)
 
 
-def routes_from(settings: Settings) -> Routes:
-    assistants: dict[tuple[str, str], str] = {}
+def directory_from(settings: Settings) -> Directory:
+    accounts: dict[tuple[str, str], Account] = {}
     wabas: dict[str, tuple[str, ...]] = {}
-    if settings.whatsapp is not None:
-        for number in settings.whatsapp.numbers:
-            assistants[("whatsapp", number.phone_number_id)] = number.assistant
-            if number.waba_id:
-                wabas[number.waba_id] = (*wabas.get(number.waba_id, ()), number.phone_number_id)
-    if settings.telegram is not None:
-        for bot in settings.telegram.bots:
-            assistants[("telegram", bot.bot_id)] = bot.assistant
-    return Routes(assistants, wabas)
+    for n in settings.whatsapp.numbers if settings.whatsapp else []:
+        accounts[("whatsapp", n.phone_number_id)] = Account(
+            "whatsapp",
+            n.phone_number_id,
+            n.assistant,
+            n.access_token,
+            n.enabled,
+            float(n.effective_mps),
+            n.display_phone_number,
+            n.mode,
+        )
+        if n.waba_id:
+            wabas[n.waba_id] = (*wabas.get(n.waba_id, ()), n.phone_number_id)
+    for bot in settings.telegram.bots if settings.telegram else []:
+        accounts[("telegram", bot.bot_id)] = Account(
+            "telegram", bot.bot_id, bot.assistant, bot.token, bot.enabled
+        )
+    return Directory(accounts, wabas)
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -60,6 +76,9 @@ def limits_from(settings: Settings) -> Limits:
         r.history_maxlen,
         r.deadletter_maxlen,
         r.contact_map_ttl_seconds,
+        r.conversation_ttl_seconds,
+        settings.policy.human_takeover_seconds,
+        settings.policy.limiter_guard_ms,
     )
 
 
@@ -73,6 +92,7 @@ def create_app(
     secret = settings.whatsapp.app_secret.encode() if settings.whatsapp else b""
     app[STATE] = State(settings, metrics or Metrics(), secret, bots)
     app.cleanup_ctx.append(_redis_ctx(redis_url))
+    app.cleanup_ctx.append(_outbox_ctx)
     handlers.add_routes(app)
     return app
 
@@ -80,16 +100,78 @@ def create_app(
 def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[STATE].settings
-        redis = Redis.from_url(
+        # A blocking pool: past max_connections a caller waits (up to the timeout) for a
+        # free connection instead of failing, so bursts queue rather than error.
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=settings.redis.max_connections,
+            timeout=settings.redis.timeout_seconds,
             socket_timeout=settings.redis.timeout_seconds,
             socket_connect_timeout=settings.redis.timeout_seconds,
-            max_connections=settings.redis.max_connections,
             health_check_interval=30,
         )
+        redis = Redis(connection_pool=pool)
         app[REDIS] = redis
-        app[ROUTER] = InboundRouter(redis, routes_from(settings), limits_from(settings))
+        app[ROUTER] = InboundRouter(redis, directory_from(settings), limits_from(settings))
         yield
         await redis.aclose()
 
     return ctx
+
+
+def outbound_from(settings: Settings) -> OutboundSettings:
+    out, retry, policy, r = (
+        settings.outbound,
+        settings.outbound.retry,
+        settings.policy,
+        settings.router,
+    )
+    return OutboundSettings(
+        concurrency=out.concurrency,
+        claim_idle_ms=int(out.claim_idle_seconds * 1000),
+        max_deliveries=out.max_deliveries,
+        request_timeout_s=out.request_timeout_seconds,
+        max_attempts=retry.max_attempts,
+        backoff_base_s=retry.base_seconds,
+        backoff_max_s=retry.max_seconds,
+        backoff_jitter=retry.jitter,
+        pair_backoff_base_s=retry.pair_base_seconds,
+        send_wait_max_s=policy.send_wait_max_seconds,
+        country_block_s=policy.country_block_seconds,
+        dedup_ttl_s=r.dedup_ttl_seconds,
+        inbox_maxlen=r.inbox_maxlen,
+        deadletter_maxlen=r.deadletter_maxlen,
+        conversation_ttl_s=r.conversation_ttl_seconds,
+        guard_ms=policy.limiter_guard_ms,
+    )
+
+
+def api_bases(settings: Settings) -> dict[str, str]:
+    return {
+        "whatsapp": settings.whatsapp.api_base.rstrip("/") if settings.whatsapp else "",
+        "telegram": settings.telegram.api_base.rstrip("/") if settings.telegram else "",
+    }
+
+
+async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    settings = state.settings
+    directory = directory_from(settings)
+    timeout = aiohttp.ClientTimeout(total=settings.outbound.request_timeout_seconds)
+    async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
+        outbox = Outbox(
+            app[REDIS],
+            session,
+            directory,
+            api_bases(settings),
+            outbound_from(settings),
+            state.metrics,
+        )
+        app[OUTBOX] = outbox
+        task: asyncio.Task[None] | None = None
+        if settings.outbound.enabled:
+            task = asyncio.create_task(outbox.run(), name="outbox-workers")
+        yield
+        await outbox.stop(settings.server.shutdown_timeout_seconds)
+        if task is not None:
+            await task

@@ -66,12 +66,41 @@ class RouterSettings(msgspec.Struct, **_STRUCT):
     deadletter_maxlen: Annotated[int, msgspec.Meta(ge=100)] = 100_000
     contact_map_ttl_seconds: Annotated[int, msgspec.Meta(ge=86400)] = 400 * 86400
     """How long a BSUID → wa_id mapping is kept after it was last seen."""
+    conversation_ttl_seconds: Annotated[int, msgspec.Meta(ge=2 * 86400)] = 400 * 86400
+    """How long a conversation's state (window time, pause, opt-out) outlives its last use."""
 
 
 class PolicySettings(msgspec.Struct, **_STRUCT):
     send_wait_max_seconds: Seconds = 60.0
     human_takeover_seconds: Annotated[int, msgspec.Meta(ge=0)] = 900
     country_block_seconds: Annotated[int, msgspec.Meta(ge=0)] = 604800
+    limiter_guard_ms: Annotated[float, msgspec.Meta(ge=0, le=500)] = 25.0
+    """Sends are spaced (1 s + guard) / mps apart, so network jitter between the gateway and
+    the provider cannot put mps + 1 sends into one 1-second window at the provider."""
+
+
+class RetrySettings(msgspec.Struct, **_STRUCT):
+    """Backoff for retryable provider answers: base × 2^(attempt-1), capped, ± jitter."""
+
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
+    base_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    jitter: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.2
+    pair_base_seconds: Annotated[float, msgspec.Meta(ge=1)] = 4.0
+    """WhatsApp 131056 (pair rate): that recipient waits base^attempt seconds (4, 16, 64)."""
+
+
+class OutboundSettings(msgspec.Struct, **_STRUCT):
+    enabled: bool = True
+    """Run reply workers in this process (read gw:outbox and send)."""
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
+    """Commands in flight per process (most of them sleep until their rate-limit slot)."""
+    claim_idle_seconds: Annotated[float, msgspec.Meta(gt=0)] = 120.0
+    """An outbox entry pending this long on a consumer that stopped heartbeating is taken
+    over by another process."""
+    max_deliveries: Annotated[int, msgspec.Meta(ge=1)] = 5
+    request_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
 
 
 class WhatsAppNumber(msgspec.Struct, **_STRUCT):
@@ -119,6 +148,7 @@ class Settings(msgspec.Struct, **_STRUCT):
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     router: RouterSettings = msgspec.field(default_factory=RouterSettings)
     policy: PolicySettings = msgspec.field(default_factory=PolicySettings)
+    outbound: OutboundSettings = msgspec.field(default_factory=OutboundSettings)
     whatsapp: WhatsAppSettings | None = None
     telegram: TelegramSettings | None = None
 
@@ -211,6 +241,12 @@ def check(settings: Settings) -> None:
         raise ConfigError("whatsapp, telegram: configure at least one channel")
     if settings.whatsapp is not None:
         _check_whatsapp(settings.whatsapp)
+    out = settings.outbound
+    if out.claim_idle_seconds <= out.request_timeout_seconds * 2:
+        raise ConfigError(
+            "outbound.claim_idle_seconds: must exceed twice outbound.request_timeout_seconds, "
+            "or live workers' sends would be taken over"
+        )
     if settings.telegram is not None:
         _check_telegram(settings.telegram)
 

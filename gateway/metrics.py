@@ -69,6 +69,64 @@ class Metrics:
             registry=r,
         )
         self.draining = Gauge("gateway_draining", "1 after SIGTERM, while draining", registry=r)
+        self._outbound(r)
+
+    def _outbound(self, r: CollectorRegistry) -> None:
+        self.sends = Counter(
+            "gateway_sends",
+            "Commands finished, by channel, type, outcome and reason",
+            ["channel", "type", "outcome", "reason"],
+            registry=r,
+        )
+        self.provider_errors = Counter(
+            "gateway_provider_errors",
+            "Error answers from the Graph / Bot API, by code",
+            ["channel", "code"],
+            registry=r,
+        )
+        self.limiter_wait = Histogram(
+            "gateway_limiter_wait_seconds",
+            "How long commands waited for a rate-limit slot",
+            ["channel"],
+            buckets=(0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.outbox_length = Gauge("gateway_outbox_length", "Entries in gw:outbox", registry=r)
+        self.outbox_pending = Gauge(
+            "gateway_outbox_pending", "gw:outbox entries read but not yet acknowledged", registry=r
+        )
+        self.outbox_oldest = Gauge(
+            "gateway_outbox_oldest_pending_seconds",
+            "Age of the oldest unacknowledged command",
+            registry=r,
+        )
+        self.account_halted = Gauge(
+            "gateway_account_halted",
+            "1 while a number or bot is stopped by a credential or account error",
+            ["channel", "account"],
+            registry=r,
+        )
+
+    # OutboundObserver (router.outbound)
+    def delivered(self, channel: str, ctype: str, outcome: str, reason: str | None) -> None:
+        self.sends.labels(channel, ctype, outcome, reason or "").inc()
+
+    def provider_error(self, channel: str, code: int | None) -> None:
+        self.provider_errors.labels(channel, str(code) if code is not None else "none").inc()
+
+    def waited(self, channel: str, seconds: float) -> None:
+        self.limiter_wait.labels(channel).observe(seconds)
+
+    def deadlettered(self, reason: str) -> None:
+        self.deadletters.labels("", reason).inc()
+
+    def halted(self, channel: str, account_id: str, code: str) -> None:
+        self.account_halted.labels(channel, account_id).set(1)
+
+    def queue(self, length: int, pending: int, oldest_pending_s: float) -> None:
+        self.outbox_length.set(length)
+        self.outbox_pending.set(pending)
+        self.outbox_oldest.set(oldest_pending_s)
 
     def published(self, channel: str, events: list[AnyEvent]) -> None:
         for event in events:

@@ -17,10 +17,7 @@ tag (per target stream), pipelined.
 from __future__ import annotations
 
 import base64
-import itertools
-import os
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,23 +26,14 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from adapters.schema import ENCODER, AnyEvent, BadItem, Parsed, Routed
-
-from . import keys
+from adapters.schema import ENCODER, AnyEvent, BadItem, EchoEvent, MessageEvent, Parsed, Routed
+from router import keys
+from router.accounts import Directory, interval_us
+from router.records import DeadLetter, new_event_id
 
 
 class RouterUnavailable(Exception):
     """Redis did not take the events; nothing of this webhook was recorded."""
-
-
-@dataclass(frozen=True)
-class Routes:
-    """Which assistant each account is bound to (built from config by the gateway)."""
-
-    assistants: Mapping[tuple[str, str], str]
-    """(channel, account_id) → assistant."""
-    wabas: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    """WhatsApp WABA id → its configured phone_number_ids, in config order."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +43,9 @@ class Limits:
     history_maxlen: int = 5_000_000
     deadletter_maxlen: int = 100_000
     contact_map_ttl_seconds: int = 400 * 86400
+    conversation_ttl_seconds: int = 400 * 86400
+    human_takeover_seconds: int = 900
+    limiter_guard_ms: float = 25.0
 
 
 @dataclass
@@ -66,32 +57,8 @@ class Report:
     deadletters: list[str] = field(default_factory=list)
 
 
-class DeadLetter(msgspec.Struct, omit_defaults=True):
-    """CONTRACT §2.4: `body_b64` for webhook bytes, `command` for an outbox entry."""
-
-    schema: int
-    reason: str
-    channel: str | None
-    received_at: int
-    detail: str | None
-    body_b64: str | None = None
-    command: str | None = None
-
-
 _SCRIPT = (Path(__file__).parent / "lua" / "publish.lua").read_text()
-
-
-class _EventIds:
-    """Time-ordered, process-unique ids: 12 hex of ms time, 8 of process, 6 of counter."""
-
-    def __init__(self) -> None:
-        self._process = os.urandom(4).hex()
-        self._counter = itertools.count()
-
-    def next(self) -> str:
-        return (
-            f"{time.time_ns() // 1_000_000:012x}{self._process}{next(self._counter) & 0xFFFFFF:06x}"
-        )
+_NOT_PAUSED = b'"ai_paused":false}'
 
 
 class _Batch:
@@ -108,17 +75,16 @@ class _Batch:
         self.keys.extend(op_keys)
         self.args.append(op)
         self.args.extend(args)
-        if op in "ESP":
+        if op in "ESPM":
             self.events.append(event)
 
 
 class InboundRouter:
-    def __init__(self, redis: Redis, routes: Routes, limits: Limits) -> None:
+    def __init__(self, redis: Redis, directory: Directory, limits: Limits) -> None:
         self._redis = redis
-        self._routes = routes
+        self._directory = directory
         self._limits = limits
         self._script = redis.register_script(_SCRIPT)
-        self._ids = _EventIds()
 
     async def publish(self, channel: str, parsed: Parsed, body: bytes, received_at: int) -> Report:
         """Publish every event of one webhook; raises `RouterUnavailable` if Redis fails."""
@@ -167,15 +133,15 @@ class InboundRouter:
             if item.waba is None:
                 yield item
                 continue
-            for number in self._routes.wabas.get(item.waba, ()):
+            for number in self._directory.wabas.get(item.waba, ()):
                 event = msgspec.structs.replace(item.event, account_id=number)
-                yield Routed(event, item.dedup, item.rank, item.window)
-            if item.waba not in self._routes.wabas:
+                yield Routed(event, item.dedup, item.rank, item.live)
+            if item.waba not in self._directory.wabas:
                 yield item  # dead-lettered below as an unknown account
 
     def _assistant(self, channel: str, item: Routed, unknown: dict[str, int]) -> str | None:
         account = item.event.account_id
-        assistant = self._routes.assistants.get((channel, account))
+        assistant = self._directory.assistant(channel, account)
         if assistant is None:
             unknown[account] = unknown.get(account, 0) + 1
         return assistant
@@ -209,7 +175,7 @@ class InboundRouter:
 
     def _add_event(self, batch: _Batch, channel: str, item: Routed, assistant: str) -> None:
         event = item.event
-        event.event_id = self._ids.next()
+        event.event_id = new_event_id()
         event.assistant_id = assistant
         inbox = keys.inbox(assistant)
         stream = keys.history(assistant) if event.__struct_config__.tag == "history" else inbox
@@ -217,25 +183,50 @@ class InboundRouter:
         payload = ENCODER.encode(event)
         if item.dedup is None:
             batch.add("P", [stream], [maxlen, payload], event)
+            return
+        mark = keys.dedup(stream, channel, event.account_id, item.dedup)
+        if item.live and isinstance(event, MessageEvent) and event.conversation_id is not None:
+            self._add_live(batch, channel, event, [inbox, mark], maxlen, payload)
+        elif item.rank:
+            batch.add("S", [stream, mark], [maxlen, item.rank, payload], event)
         else:
-            mark = keys.dedup(stream, channel, event.account_id, item.dedup)
-            if item.rank:
-                batch.add("S", [stream, mark], [maxlen, item.rank, payload], event)
-            else:
-                batch.add("E", [stream, mark], [maxlen, payload], event)
-        self._add_state(batch, item, inbox)
+            batch.add("E", [stream, mark], [maxlen, payload], event)
+        if isinstance(event, EchoEvent) and event.conversation_id is not None:
+            self._add_pause(batch, inbox, event)
+        self._add_bsuid(batch, inbox, event)
 
-    def _add_state(self, batch: _Batch, item: Routed, inbox: str) -> None:
-        event = item.event
-        if item.window and event.conversation_id is not None:
-            expire_at = event.timestamp + keys.WINDOW_SECONDS + keys.WINDOW_KEY_SLACK_SECONDS
-            message_id = getattr(event, "message_id", "")
-            batch.add(
-                "W",
-                [keys.conversation(inbox, event.conversation_id)],
-                [event.timestamp, message_id, expire_at],
-                None,
-            )
+    def _add_live(
+        self,
+        batch: _Batch,
+        channel: str,
+        event: MessageEvent,
+        stream_keys: list[str],
+        maxlen: int,
+        payload: bytes,
+    ) -> None:
+        """A message the contact just wrote: window, opt-out, AI-pause flag, send budget."""
+        assert payload.endswith(_NOT_PAUSED), "publish.lua flips the trailing ai_paused"
+        assert event.conversation_id is not None
+        inbox = stream_keys[0]
+        conv = keys.conversation(inbox, event.conversation_id)
+        ttl = self._limits.conversation_ttl_seconds
+        args = [maxlen, payload, event.timestamp, event.message_id, ttl]
+        batch.add("M", [*stream_keys, conv], args, event)
+        account = self._directory.get(channel, event.account_id)
+        if channel == "whatsapp" and account is not None:
+            interval = interval_us(account.mps, self._limits.limiter_guard_ms)
+            batch.add("C", [keys.limiter(inbox, channel, event.account_id)], [interval], None)
+
+    def _add_pause(self, batch: _Batch, inbox: str, event: EchoEvent) -> None:
+        """A person answered from the WhatsApp Business app: the AI steps back (CONTRACT §3)."""
+        takeover = self._limits.human_takeover_seconds
+        if takeover <= 0 or event.conversation_id is None:
+            return
+        conv = keys.conversation(inbox, event.conversation_id)
+        args = [event.timestamp + takeover, self._limits.conversation_ttl_seconds]
+        batch.add("H", [conv], args, None)
+
+    def _add_bsuid(self, batch: _Batch, inbox: str, event: AnyEvent) -> None:
         user_id = getattr(event, "user_id", None)
         if user_id and event.contact_id and event.contact_id != user_id:
             batch.add(

@@ -1,24 +1,42 @@
 """Every Redis key the gateway writes, with its lifetime. Nothing outside the `gw:` prefix.
 
 Streams (names fixed by CONTRACT.md §2), trimmed with XADD MAXLEN ~ (router.*_maxlen):
-    gw:inbox:<assistant>     live events for one assistant
+    gw:inbox:<assistant>     live events and delivery results for one assistant
     gw:history:<assistant>   coexistence history sync, read at the assistant's own pace
     gw:outbox                commands from assistant backends (consumer group `gateway`)
     gw:deadletter            what could not be understood or routed
 
-State keys belong to one stream's Redis Cluster slot: their hash tag is the name of the stream
-their events go to (`{gw:inbox:support}`), so the script that publishes an event and marks it
-seen touches one slot, and the publish of one assistant's events is one script call.
+State keys belong to one assistant's Redis Cluster slot: their hash tag is the name of a
+stream (`{gw:inbox:support}`), so every script touches one slot: publishing an event with
+its dedup mark, or deciding a command's policy and rate-limit slots.
 
     gw:dd:{<stream>}:<channel>:<account>:<identity>
         dedup mark: "1", or the highest status rank published for a message.
         TTL router.dedup_ttl_seconds (at least 48 h).
     gw:cv:{<inbox>}:<conversation_id>
-        hash: t = provider time of the contact's latest live message, m = its message id.
-        EXPIREAT t + 24 h + 1 h, so an absent key means the 24-hour window is closed.
+        hash, one per conversation: t = provider time of the contact's latest live message,
+        m = its message id, p = AI paused until (unix s, set by echoes), h = "1" while a
+        handoff holds the conversation, oo = opt-out code (131050, or Telegram 403).
+        TTL router.conversation_ttl_seconds, renewed by every write.
     gw:uid:{<inbox>}:<account>:<bsuid>
         the wa_id a business-scoped user id was last seen with.
         TTL router.contact_map_ttl_seconds, refreshed each time both are seen together.
+    gw:rl:{<inbox>}:<channel>:<account>[:<contact>]
+        rate limiter state (GCRA theoretical arrival time, µs of Redis time) for a number or
+        bot, and for a (number, contact) pair or a Telegram chat. Expires once idle.
+    gw:log:{<inbox>}:<channel>:<account>
+        sorted set of the number's (or bot's) dispatch times in the last second (µs of Redis
+        time): the hard cap behind the limiter. Expires once idle.
+    gw:cb:{<inbox>}:<account>:<country>
+        a 130497 seen for this number and country: business-initiated sends are refused.
+        TTL policy.country_block_seconds.
+    gw:acct:{<inbox>}:<channel>:<account>
+        hash: halt = provider code that stopped sending (credentials, account), cleared at
+        startup; disc = the account event that disconnected the number. No TTL.
+    gw:cmd:{<inbox>}:<command_id>
+        hash, a command's exactly-once record: s = waiting | sending | done, e = first outbox
+        entry id, o = owner (worker), l = lease end (µs), r = the delivery result (JSON).
+        TTL router.dedup_ttl_seconds.
 """
 
 from __future__ import annotations
@@ -26,11 +44,10 @@ from __future__ import annotations
 INBOX = "gw:inbox:"
 HISTORY = "gw:history:"
 OUTBOX = "gw:outbox"
+OUTBOX_GROUP = "gateway"
 DEADLETTER = "gw:deadletter"
 
 WINDOW_SECONDS = 24 * 3600
-WINDOW_KEY_SLACK_SECONDS = 3600
-"""A conversation key outlives its window by this much, so clock skew never closes it early."""
 
 
 def inbox(assistant: str) -> str:
@@ -51,3 +68,24 @@ def conversation(inbox_stream: str, conversation_id: str) -> str:
 
 def bsuid(inbox_stream: str, account: str, user_id: str) -> str:
     return f"gw:uid:{{{inbox_stream}}}:{account}:{user_id}"
+
+
+def limiter(inbox_stream: str, channel: str, account: str, contact: str | None = None) -> str:
+    tail = f":{contact}" if contact is not None else ""
+    return f"gw:rl:{{{inbox_stream}}}:{channel}:{account}{tail}"
+
+
+def dispatch_log(inbox_stream: str, channel: str, account: str) -> str:
+    return f"gw:log:{{{inbox_stream}}}:{channel}:{account}"
+
+
+def country_block(inbox_stream: str, account: str, country: str) -> str:
+    return f"gw:cb:{{{inbox_stream}}}:{account}:{country}"
+
+
+def account_state(inbox_stream: str, channel: str, account: str) -> str:
+    return f"gw:acct:{{{inbox_stream}}}:{channel}:{account}"
+
+
+def command(inbox_stream: str, command_id: str) -> str:
+    return f"gw:cmd:{{{inbox_stream}}}:{command_id}"

@@ -33,7 +33,14 @@ BOT_SECRETS = {BOT_1: "tg-secret_1", BOT_2: "tg-secret_2"}
 TEST_CONFIG = f"""
 server: {{host: 127.0.0.1, port: 0}}
 redis: {{url: "${{REDIS_URL}}"}}
+policy: {{send_wait_max_seconds: "${{SEND_WAIT_MAX}}", human_takeover_seconds: 900}}
+outbound:
+  enabled: "${{OUTBOUND_ENABLED}}"
+  claim_idle_seconds: "${{CLAIM_IDLE}}"
+  request_timeout_seconds: 2
+  retry: {{max_attempts: 4, base_seconds: 0.05, max_seconds: 0.2, pair_base_seconds: 1}}
 whatsapp:
+  api_base: "${{GRAPH_URL}}"
   app_secret: {APP_SECRET}
   verify_token: {VERIFY_TOKEN}
   numbers:
@@ -44,6 +51,7 @@ whatsapp:
     - {{phone_number_id: "{NUMBER_C}", display_phone_number: "+442071838750",
        waba_id: "900800700600500", mode: cloud_api, assistant: support, enabled: false}}
 telegram:
+  api_base: "${{BOT_URL}}"
   bots:
     - {{token: "{BOT_1}:AAHtesttokenaaaaaaaaaaaaaaaaaaaaaaa", secret_token: tg-secret_1,
        assistant: support}}
@@ -71,9 +79,20 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+UNREACHABLE = "http://127.0.0.1:9"
+"""The discard port: nothing answers, so a test that forgets its fake API fails loudly."""
+
+
+def make_settings(redis_url: str, **env: str) -> Settings:
+    defaults = {"REDIS_URL": redis_url, "GRAPH_URL": UNREACHABLE + "/v21.0",
+                "BOT_URL": UNREACHABLE, "SEND_WAIT_MAX": "60", "CLAIM_IDLE": "30",
+                "OUTBOUND_ENABLED": "true"}  # fmt: skip
+    return loads(TEST_CONFIG, {**defaults, **env})
+
+
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
-    return loads(TEST_CONFIG, {"REDIS_URL": redis_url})
+    return make_settings(redis_url)
 
 
 @pytest.fixture
@@ -114,7 +133,8 @@ async def all_streams(redis: Redis) -> dict[str, list[dict[str, Any]]]:
     names = sorted(
         [k.decode() for k in await redis.keys("gw:*") if await redis.type(k) == b"stream"]
     )
-    return {name: await stream(redis, name) for name in names}
+    found = {name: await stream(redis, name) for name in names}
+    return {name: entries for name, entries in found.items() if entries}
 
 
 def text_message(

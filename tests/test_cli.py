@@ -92,7 +92,11 @@ def test_serve_with_embedded_redis_then_sigterm_drains_and_exits_0(tmp_path: Pat
         stderr=subprocess.PIPE,
     )
     try:
-        _wait_for(f"http://127.0.0.1:{port}/readyz", 200)
+        try:
+            _wait_for(f"http://127.0.0.1:{port}/readyz", 200)
+        except AssertionError:
+            proc.kill()
+            raise AssertionError(proc.communicate()[1].decode()[-2000:]) from None
         assert _status(f"http://127.0.0.1:{port}/healthz") == 200
         proc.send_signal(signal.SIGTERM)
         _wait_for(f"http://127.0.0.1:{port}/readyz", 503, timeout_s=1)

@@ -4,12 +4,16 @@
     parse_update(body, bot_id, t)   one Update -> Parsed with one event or one BadItem;
                                     raises only adapters.schema.ParseError
     bot_id_from_token(token)        "7000000001:AAH..." -> "7000000001"
+    build_request(command, chat_id) one Command -> ProviderRequest (method path and body);
+                                    raises only adapters.schema.InvalidCommand
+    classify(status, body)          a Bot API answer -> SendResult; never raises
 
 Telegram payload structs are private to this package; nothing here touches the network,
 Redis or the gateway.
 """
 
 from adapters.telegram._inbound import parse_update
+from adapters.telegram._outbound import build_request, classify
 from adapters.telegram._verify import bot_id_from_token, verify_secret
 
-__all__ = ["bot_id_from_token", "parse_update", "verify_secret"]
+__all__ = ["bot_id_from_token", "build_request", "classify", "parse_update", "verify_secret"]

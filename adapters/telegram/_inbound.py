@@ -220,7 +220,8 @@ def parse_update(body: bytes, bot_id: str, received_at: int) -> Parsed:
         event = _HANDLERS.get(key, _on_unknown)(fields[key], ctx)
     except _DECODE_ERRORS as exc:
         return _bad(body, f"{key}: {exc}")
-    return Parsed(events=[Routed(event=event, dedup=f"tg:{update_id}")])
+    live = isinstance(event, MessageEvent)
+    return Parsed(events=[Routed(event=event, dedup=f"tg:{update_id}", live=live)])
 
 
 def _decode_envelope(body: bytes) -> dict[str, msgspec.Raw]:

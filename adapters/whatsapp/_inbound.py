@@ -166,7 +166,7 @@ def _live_message(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
         contact_name=contact.profile.name if contact and contact.profile else None,
         **_content(m),
     )
-    return Routed(event, f"m:{m.id}", window=True)
+    return Routed(event, f"m:{m.id}", live=True)
 
 
 def _echo(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
@@ -313,6 +313,7 @@ def _status(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
         errors=_errors(s.errors),
         pricing=s.pricing,
         recipient_type=s.recipient_type,
+        command_id=s.biz_opaque_callback_data,
     )
     return Routed(event, f"s:{s.id}" if rank else f"s:{s.id}:{s.status}", rank=rank)
 

@@ -5,51 +5,95 @@
 --   E maxlen payload          KEYS: stream, dedup   publish unless the dedup mark exists
 --   S maxlen rank payload     KEYS: stream, dedup   publish if rank beats the stored rank
 --   P maxlen payload          KEYS: stream          publish (no identity: dead letters)
---   W time message_id expire  KEYS: conversation    remember the latest live message time
+--   M maxlen payload time message_id conv_ttl
+--                             KEYS: stream, dedup, conversation
+--                             a live message: publish unless marked; the payload's trailing
+--                             `"ai_paused":false}` becomes true while the AI is paused; the
+--                             conversation remembers the latest message (the 24-hour window)
+--                             and forgets an opt-out, since the contact wrote again
+--   C interval_us             KEYS: limiter         charge the number's send budget for the
+--                                                   message just published by M
+--   H until conv_ttl          KEYS: conversation    an echo: pause the AI until `until`
 --   U wa_id ttl               KEYS: bsuid map       remember which wa_id a BSUID belongs to
--- Returns one integer per E/S/P operation: 1 published, 0 duplicate (or outranked).
+-- Returns one integer per E/S/P/M operation: 1 published, 0 duplicate (or outranked).
 --
--- The mark is written after the XADD: if the XADD fails, the script stops before the mark,
+-- Marks are written after the XADD: if the XADD fails, the script stops before the mark,
 -- so a platform retry is published normally.
 local ttl = ARGV[1]
+local clock = redis.call('TIME')
+local now_s = tonumber(clock[1])
+local now_us = now_s * 1000000 + tonumber(clock[2])
 local out = {}
+local last = 0
 local k, a = 1, 2
+
+local function xadd(stream, maxlen, payload)
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'event', payload)
+end
+
 while a <= #ARGV do
   local op = ARGV[a]
   if op == 'E' then
     local stream, mark = KEYS[k], KEYS[k + 1]
+    last = 0
     if redis.call('EXISTS', mark) == 0 then
-      redis.call('XADD', stream, 'MAXLEN', '~', ARGV[a + 1], '*', 'event', ARGV[a + 2])
+      xadd(stream, ARGV[a + 1], ARGV[a + 2])
       redis.call('SET', mark, '1', 'EX', ttl)
-      out[#out + 1] = 1
-    else
-      out[#out + 1] = 0
+      last = 1
     end
+    out[#out + 1] = last
     k, a = k + 2, a + 3
   elseif op == 'S' then
     local stream, mark = KEYS[k], KEYS[k + 1]
     local rank = tonumber(ARGV[a + 2])
-    local seen = tonumber(redis.call('GET', mark) or '0')
-    if rank > seen then
-      redis.call('XADD', stream, 'MAXLEN', '~', ARGV[a + 1], '*', 'event', ARGV[a + 3])
+    last = 0
+    if rank > tonumber(redis.call('GET', mark) or '0') then
+      xadd(stream, ARGV[a + 1], ARGV[a + 3])
       redis.call('SET', mark, rank, 'EX', ttl)
-      out[#out + 1] = 1
-    else
-      out[#out + 1] = 0
+      last = 1
     end
+    out[#out + 1] = last
     k, a = k + 2, a + 4
   elseif op == 'P' then
-    redis.call('XADD', KEYS[k], 'MAXLEN', '~', ARGV[a + 1], '*', 'event', ARGV[a + 2])
-    out[#out + 1] = 1
+    xadd(KEYS[k], ARGV[a + 1], ARGV[a + 2])
+    last = 1
+    out[#out + 1] = last
     k, a = k + 1, a + 3
-  elseif op == 'W' then
-    local key, t = KEYS[k], tonumber(ARGV[a + 1])
-    local last = tonumber(redis.call('HGET', key, 't') or '0')
-    if t >= last then
-      redis.call('HSET', key, 't', t, 'm', ARGV[a + 2])
-      redis.call('EXPIREAT', key, ARGV[a + 3])
+  elseif op == 'M' then
+    local stream, mark, conv = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+    last = 0
+    if redis.call('EXISTS', mark) == 0 then
+      local payload = ARGV[a + 2]
+      local paused_until = tonumber(redis.call('HGET', conv, 'p') or '0')
+      if redis.call('HGET', conv, 'h') == '1' or paused_until > now_s then
+        payload = string.sub(payload, 1, -7) .. 'true}'
+      end
+      xadd(stream, ARGV[a + 1], payload)
+      redis.call('SET', mark, '1', 'EX', ttl)
+      local t = tonumber(ARGV[a + 3])
+      if t >= tonumber(redis.call('HGET', conv, 't') or '0') then
+        redis.call('HSET', conv, 't', t, 'm', ARGV[a + 4])
+      end
+      redis.call('HDEL', conv, 'oo')
+      redis.call('EXPIRE', conv, ARGV[a + 5])
+      last = 1
     end
-    k, a = k + 1, a + 4
+    out[#out + 1] = last
+    k, a = k + 3, a + 6
+  elseif op == 'C' then
+    if last == 1 then
+      local interval = tonumber(ARGV[a + 1])
+      local tat = math.max(tonumber(redis.call('GET', KEYS[k]) or '0'), now_us) + interval
+      redis.call('SET', KEYS[k], string.format('%d', tat), 'PX', math.floor((tat - now_us) / 1000) + 1000)
+    end
+    k, a = k + 1, a + 2
+  elseif op == 'H' then
+    local until_s = tonumber(ARGV[a + 1])
+    if until_s > tonumber(redis.call('HGET', KEYS[k], 'p') or '0') then
+      redis.call('HSET', KEYS[k], 'p', until_s)
+    end
+    redis.call('EXPIRE', KEYS[k], ARGV[a + 2])
+    k, a = k + 1, a + 3
   elseif op == 'U' then
     redis.call('SET', KEYS[k], ARGV[a + 1], 'EX', ARGV[a + 2])
     k, a = k + 1, a + 3

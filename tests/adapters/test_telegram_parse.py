@@ -51,7 +51,9 @@ def _parse(update: dict[str, Any], update_id: int = 912345678) -> AnyEvent:
     parsed = parse_update(_body(update, update_id), BOT, RECEIVED)
     assert parsed.bad == []
     [routed] = parsed.events
-    assert (routed.dedup, routed.window) == (f"tg:{update_id}", False)
+    # Messages are live (they clear a Telegram block); member events are not.
+    live = isinstance(routed.event, MessageEvent)
+    assert (routed.dedup, routed.live) == (f"tg:{update_id}", live)
     return routed.event
 
 

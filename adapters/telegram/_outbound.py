@@ -1,0 +1,260 @@
+"""Commands → Bot API method calls, and Bot API answers → one `SendResult`.
+
+Two pure functions, no I/O (the caller builds `{api_base}/bot{token}{path}` and posts the body):
+
+    build_request(command, chat_id) -> ProviderRequest
+        raises only InvalidCommand, naming the rule the command breaks
+    classify(status, body) -> SendResult
+        never raises; the one place where Bot API errors (PLATFORM §7.3) become verdicts
+
+Ids the Bot API types as Integer (chat_id, message_id) are sent as ints, so the body stays
+valid JSON for Telegram's parser; a `reply_to` that is not a decimal message id is not quoted.
+Fields a type does not use are ignored.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgspec
+
+from adapters.schema import Command, InvalidCommand, ProviderRequest, SendResult, Verdict
+
+TEXT_MAX: Final = 4096
+CAPTION_MAX: Final = 1024
+CALLBACK_ANSWER_MAX: Final = 200
+BUTTONS_MAX: Final = 10
+CALLBACK_DATA_MAX_BYTES: Final = 64
+DETAIL_MAX: Final = 300
+
+_MEDIA: Final = {
+    "image": ("sendPhoto", "photo"),
+    "document": ("sendDocument", "document"),
+    "audio": ("sendAudio", "audio"),
+    "video": ("sendVideo", "video"),
+}
+_VOICE: Final = ("sendVoice", "voice")
+_QUOTING: Final = frozenset({
+    "sendMessage", "sendPhoto", "sendDocument", "sendAudio", "sendVoice", "sendVideo",
+    "sendLocation", "sendVenue",
+})  # fmt: skip
+# Up to 18 digits always fits Telegram's 64-bit ids (chat ids reach 13 digits after "-100").
+_CHAT_ID: Final = re.compile(r"-?[0-9]{1,18}")
+_MESSAGE_ID: Final = re.compile(r"[0-9]{1,18}")
+
+_Call = tuple[str, dict[str, Any]]
+"""A Bot API method name and its parameters (without chat_id)."""
+
+# --- build_request ---------------------------------------------------------------------------
+
+
+def build_request(command: Command, chat_id: str) -> ProviderRequest:
+    """The Bot API call for one command to one chat (`chat_id` as a decimal string)."""
+    if command.type == "read":
+        return ProviderRequest("/answerCallbackQuery", _answer_callback(command))
+    build = _BUILDERS.get(command.type)
+    if build is None:
+        raise InvalidCommand(_unsendable(command.type))
+    chat = _integer(chat_id, _CHAT_ID)
+    if chat is None:
+        raise InvalidCommand(f"chat id {chat_id!r} is not a decimal integer")
+    method, params = build(command)
+    body: dict[str, Any] = {"chat_id": chat, **params}
+    quoted = _integer(command.reply_to)
+    if quoted is not None and method in _QUOTING:
+        body["reply_parameters"] = {"message_id": quoted}
+    return ProviderRequest(f"/{method}", body)
+
+
+def _integer(value: str | None, pattern: re.Pattern[str] = _MESSAGE_ID) -> int | None:
+    if value is None or not pattern.fullmatch(value):
+        return None
+    return int(value)
+
+
+def _unsendable(kind: str) -> str:
+    if kind == "template":
+        return "templates are WhatsApp only"
+    if kind in ("handoff", "handback"):
+        return f"{kind} is a control command: it sends nothing to Telegram"
+    return f"unknown command type {kind!r}"
+
+
+def _answer_callback(command: Command) -> dict[str, Any]:
+    """`read` acknowledges a tapped inline button: reply_to is the callback query id."""
+    if not command.reply_to:
+        raise InvalidCommand("read: reply_to (the callback query id) is required")
+    body: dict[str, Any] = {"callback_query_id": command.reply_to}
+    if command.text:
+        if len(command.text) > CALLBACK_ANSWER_MAX:
+            raise InvalidCommand(f"read: text is longer than {CALLBACK_ANSWER_MAX} characters")
+        body["text"] = command.text
+    return body
+
+
+def _required_text(command: Command) -> str:
+    text = command.text
+    if text is None or not text.strip():  # Telegram trims, then refuses an empty message
+        raise InvalidCommand(f"{command.type}: text is required and must not be blank")
+    if len(text) > TEXT_MAX:
+        raise InvalidCommand(f"{command.type}: text is longer than {TEXT_MAX} characters")
+    return text
+
+
+def _text(command: Command) -> _Call:
+    return "sendMessage", {"text": _required_text(command)}
+
+
+def _media(command: Command) -> _Call:
+    m = command.media
+    if m is None or bool(m.url) == bool(m.id):
+        raise InvalidCommand(f"{command.type}: media needs exactly one of url or id")
+    method, key = _VOICE if command.type == "audio" and m.voice else _MEDIA[command.type]
+    params: dict[str, Any] = {key: m.url or m.id}
+    if command.text:
+        if len(command.text) > CAPTION_MAX:
+            raise InvalidCommand(f"{command.type}: caption is longer than {CAPTION_MAX} characters")
+        params["caption"] = command.text
+    return method, params
+
+
+def _location(command: Command) -> _Call:
+    loc = command.location
+    if loc is None:
+        raise InvalidCommand("location: the location object is required")
+    _check_coordinates(loc.latitude, loc.longitude)
+    params: dict[str, Any] = {"latitude": loc.latitude, "longitude": loc.longitude}
+    if loc.name and loc.address:
+        return "sendVenue", {**params, "title": loc.name, "address": loc.address}
+    return "sendLocation", params
+
+
+def _check_coordinates(latitude: float, longitude: float) -> None:
+    if not (math.isfinite(latitude) and -90 <= latitude <= 90):
+        raise InvalidCommand("location: latitude must be between -90 and 90")
+    if not (math.isfinite(longitude) and -180 <= longitude <= 180):
+        raise InvalidCommand("location: longitude must be between -180 and 180")
+
+
+def _interactive(command: Command) -> _Call:
+    text = _required_text(command)
+    buttons = command.buttons or []
+    if not 1 <= len(buttons) <= BUTTONS_MAX:
+        raise InvalidCommand(f"interactive: needs 1 to {BUTTONS_MAX} buttons, got {len(buttons)}")
+    for b in buttons:
+        if not b.title.strip():
+            raise InvalidCommand("interactive: button title must not be blank")
+        if not 1 <= _utf8_len(b.id) <= CALLBACK_DATA_MAX_BYTES:
+            raise InvalidCommand(
+                f"interactive: button id must be 1-{CALLBACK_DATA_MAX_BYTES} bytes of UTF-8"
+            )
+    rows = [[{"text": b.title, "callback_data": b.id}] for b in buttons]
+    return "sendMessage", {"text": text, "reply_markup": {"inline_keyboard": rows}}
+
+
+def _utf8_len(text: str) -> int:
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError:  # a lone surrogate: not text Telegram can take
+        return 0
+
+
+def _typing(command: Command) -> _Call:
+    return "sendChatAction", {"action": "typing"}
+
+
+def _reaction(command: Command) -> _Call:
+    target = _integer(command.reply_to)
+    if target is None:
+        raise InvalidCommand("reaction: reply_to must be the decimal id of the message")
+    emoji = [{"type": "emoji", "emoji": command.text}] if command.text else []
+    return "setMessageReaction", {"message_id": target, "reaction": emoji}
+
+
+_BUILDERS: Final[dict[str, Callable[[Command], _Call]]] = {
+    "text": _text,
+    "image": _media,
+    "document": _media,
+    "audio": _media,
+    "video": _media,
+    "location": _location,
+    "interactive": _interactive,
+    "typing": _typing,
+    "reaction": _reaction,
+}
+
+# --- classify --------------------------------------------------------------------------------
+
+_INT64: Final = 2**63
+# Decoding arbitrary bytes: DecodeError (incl. ValidationError for out-of-range numbers),
+# UnicodeDecodeError for invalid UTF-8 in a string, RecursionError for deep nesting.
+_DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
+def classify(status: int, body: bytes) -> SendResult:
+    """Turn one Bot API answer (HTTP status and raw body) into a verdict. Never raises."""
+    match _decode(body):
+        case {"ok": True, "result": {"message_id": int(message_id)}} if _is_int(message_id):
+            return SendResult(verdict="sent", message_id=str(message_id))
+        case {"ok": True}:
+            return SendResult(verdict="sent")
+        case {"ok": False, "error_code": int(code)} as doc if _is_int(code):
+            return _error(code, doc)
+    return SendResult(verdict=_by_status(status), detail=f"HTTP {status}: not a Bot API answer")
+
+
+def _error(code: int, doc: dict[str, Any]) -> SendResult:
+    params = doc.get("parameters")
+    params = params if isinstance(params, dict) else {}
+    description = doc.get("description")
+    return SendResult(
+        verdict=_verdict_for_code(code),
+        provider_code=code,
+        detail=description[:DETAIL_MAX] if isinstance(description, str) else None,
+        retry_after_s=_seconds(params.get("retry_after")),
+        migrate_to_chat_id=_chat(params.get("migrate_to_chat_id")),
+    )
+
+
+def _verdict_for_code(code: int) -> Verdict:
+    if code == 403:
+        return "opted_out"  # blocked, never started, kicked, deactivated
+    return _by_status(code)
+
+
+def _by_status(status: int) -> Verdict:
+    if status == 429 or 500 <= status < 600:
+        return "retry"
+    if status in (401, 404):
+        return "halt"  # revoked token; a wrong token path answers 404 Not Found
+    return "failed"
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return msgspec.json.decode(body)
+    except _DECODE_ERRORS:
+        return None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64
+
+
+def _seconds(value: object) -> float | None:
+    """A usable `retry_after`: a non-negative finite number (bounded ints only, so no overflow)."""
+    match value:
+        case bool():
+            return None
+        case int() if 0 <= value < _INT64:
+            return float(value)
+        case float() if math.isfinite(value) and value >= 0:
+            return value
+    return None
+
+
+def _chat(value: object) -> str | None:
+    return str(value) if _is_int(value) else None

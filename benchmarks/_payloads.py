@@ -1,0 +1,225 @@
+"""Signed webhook requests for the load generator.
+
+Design: a body is rendered once per run as a JSON template whose per-message fields (wamid,
+sender, update_id, ...) are slots. Request number i fills the slots with values derived from
+(nonce, i), so every message of a run, and of every run, has its own id and the gateway's
+dedup never short-cuts the work. The body is then signed (WhatsApp: HMAC-SHA256 with the app
+secret, like Meta) and prefixed with precomputed headers.
+
+`RequestPool` pre-generates the requests before timing, up to a memory budget; a request past
+the pool is built on the fly (same bytes it would have had) and counted in `live_built`.
+
+WhatsApp bodies follow PLATFORM.md §1.3: one `entry` for the WABA, one `changes[]` item per
+message (each with its own metadata, contacts and messages, alternating between the configured
+numbers), non-ASCII escaped as `\\uXXXX` the way Meta sends it. Telegram bodies are one update
+each (Telegram never batches), raw UTF-8.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+WHATSAPP_PATH = "/webhooks/whatsapp"
+TELEGRAM_PATH = "/webhooks/telegram/{bot_id}"
+_SLOT = re.compile(rb"@@([A-Z])(\d+)@@")
+_NUMERIC_SLOT = re.compile(r'"@@N([A-Z]\d+)@@"')  # a quoted "@@NU0@@" becomes a bare number
+_TELEGRAM_COUNTER_LIMIT = 1 << 24  # update_id = random base (multiple of 2**24) + counter
+_QUOTED_WAMID = "wamid.HBgNNTUxMTk4NzY1MDAwMBUCABEYEjM0RkE1QjlCNDZCMUUxMjQ4OQA="
+
+_TEXT = (
+    "Olá! Fiz o pedido #48213 na sexta-feira e ainda não recebi o código de rastreio. "
+    "Vocês conseguem verificar se já foi enviado? Preciso dele até quarta, é presente de "
+    "aniversário da minha mãe. Se não der tempo, prefiro trocar a entrega para retirada na "
+    "loja do shopping, que fica perto do meu trabalho. Obrigada pela atenção e desculpe a "
+    "insistência 🙏"
+)
+
+
+@dataclass(frozen=True)
+class Number:
+    """A configured WhatsApp business number."""
+
+    phone_number_id: str
+    display_phone_number: str  # E.164 with "+"
+    waba_id: str
+
+
+@dataclass(frozen=True)
+class PayloadSpec:
+    """What to send and where; picklable so worker processes rebuild the same requests."""
+
+    channel: str  # "whatsapp" | "telegram"
+    items: int
+    host: str
+    port: int
+    app_secret: str
+    numbers: tuple[Number, ...]
+    bot_id: str
+    telegram_secret: str
+    contacts: int
+
+
+class Template:
+    """JSON text with `@@K<n>@@` slots, split once into byte segments."""
+
+    def __init__(self, text: str) -> None:
+        parts = _SLOT.split(_NUMERIC_SLOT.sub(r"@@\1@@", text).encode())
+        self.segments: list[bytes] = parts[0::3]
+        self.slots: list[tuple[str, int]] = [
+            (kind.decode(), int(idx)) for kind, idx in zip(parts[1::3], parts[2::3], strict=True)
+        ]
+
+    def render(self, values: dict[str, list[bytes]]) -> bytes:
+        """The body with slot K<n> replaced by values[K][n]."""
+        out = [self.segments[0]]
+        for (kind, idx), segment in zip(self.slots, self.segments[1:], strict=True):
+            out.append(values[kind][idx])
+            out.append(segment)
+        return b"".join(out)
+
+
+def _whatsapp_change(number: Number, k: int, now: str) -> dict[str, Any]:
+    contact = f"@@C{k}@@"
+    message = {
+        "from": contact,
+        "id": f"@@W{k}@@",
+        "timestamp": now,
+        "type": "text",
+        "text": {"body": _TEXT},
+        "context": {"from": number.display_phone_number.lstrip("+"), "id": _QUOTED_WAMID},
+    }
+    profile = {"name": "Ana Luíza Ferreira", "username": "@analu.ferreira"}
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {
+            "display_phone_number": number.display_phone_number.lstrip("+"),
+            "phone_number_id": number.phone_number_id,
+        },
+        "contacts": [{"profile": profile, "wa_id": contact, "user_id": f"BR.{contact}"}],
+        "messages": [message],
+    }
+    return {"field": "messages", "value": value}
+
+
+def whatsapp_template(numbers: tuple[Number, ...], items: int, first: int) -> Template:
+    """Item k of the body belongs to numbers[(first + k) % len(numbers)]."""
+    now = str(int(time.time()))
+    changes = [_whatsapp_change(numbers[(first + k) % len(numbers)], k, now) for k in range(items)]
+    entry = {"id": numbers[first % len(numbers)].waba_id, "changes": changes}
+    body = {"object": "whatsapp_business_account", "entry": [entry]}
+    return Template(json.dumps(body, ensure_ascii=True, separators=(",", ":")))
+
+
+def telegram_template() -> Template:
+    """One private-chat text update (PLATFORM.md §7.2)."""
+    person = {"first_name": "Ana", "last_name": "Ferreira", "username": "anaferreira"}
+    message = {
+        "message_id": "@@NM0@@",
+        "date": int(time.time()),
+        "chat": {"id": "@@NC0@@", "type": "private", **person},
+        "from": {"id": "@@NC0@@", "is_bot": False, **person, "language_code": "pt-br"},
+        "text": _TEXT,
+    }
+    body = {"update_id": "@@NU0@@", "message": message}
+    return Template(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
+
+class RequestFactory:
+    """Builds request number i as complete HTTP/1.1 bytes; deterministic for one instance."""
+
+    def __init__(self, spec: PayloadSpec) -> None:
+        self.spec = spec
+        self.nonce = secrets.token_hex(4).upper()
+        self.update_base = secrets.randbits(28) << 24
+        if spec.channel == "whatsapp":
+            count = len(spec.numbers)
+            self.templates = [whatsapp_template(spec.numbers, spec.items, j) for j in range(count)]
+        else:
+            self.templates = [telegram_template()]
+        self.head = self._head()
+        self.mac = hmac.new(spec.app_secret.encode(), digestmod=hashlib.sha256)  # copied per body
+
+    def _head(self) -> bytes:
+        spec = self.spec
+        if spec.channel == "whatsapp":
+            path, extra = WHATSAPP_PATH, "User-Agent: facebookexternalua\r\nAccept: */*\r\n"
+        else:
+            path = TELEGRAM_PATH.format(bot_id=spec.bot_id)
+            extra = f"X-Telegram-Bot-Api-Secret-Token: {spec.telegram_secret}\r\n"
+        return (
+            f"POST {path} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n{extra}"
+            "Content-Type: application/json\r\n"
+        ).encode()
+
+    def body(self, i: int) -> bytes:
+        """Body of request i."""
+        template = self.templates[i % len(self.templates)]
+        if self.spec.channel == "whatsapp":
+            return template.render(self._whatsapp_values(i))
+        return template.render(self._telegram_values(i))
+
+    def _whatsapp_values(self, i: int) -> dict[str, list[bytes]]:
+        first = i * self.spec.items
+        seq = range(first, first + self.spec.items)
+        return {
+            "W": [
+                f"wamid.HBgN{self.nonce}{g:012X}FQIAEhggM0VCMEM3NkE0RDZEOTRCRjRD".encode()
+                for g in seq
+            ],
+            "C": [f"55119{g % self.spec.contacts:08d}".encode() for g in seq],
+        }
+
+    def _telegram_values(self, i: int) -> dict[str, list[bytes]]:
+        if i >= _TELEGRAM_COUNTER_LIMIT:
+            raise ValueError("more than 2**24 Telegram updates in one run")
+        return {
+            "U": [str(self.update_base + i).encode()],
+            "M": [str(1000 + i).encode()],
+            "C": [str(100_000_000 + i % self.spec.contacts).encode()],
+        }
+
+    def build(self, i: int) -> bytes:
+        """Request i: headers (with signature and Content-Length) and body."""
+        body = self.body(i)
+        sign = b""
+        if self.spec.channel == "whatsapp":
+            mac = self.mac.copy()
+            mac.update(body)
+            sign = b"X-Hub-Signature-256: sha256=" + mac.hexdigest().encode() + b"\r\n"
+        length = b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        return b"".join((self.head, sign, length, body))
+
+
+class RequestPool:
+    """Pre-generated requests handed out in order. Past the pool, a request is built on the fly
+    (`unique`: every message id stays new) or the pool starts over (a server that ignores the
+    content, like bare_server.py, sees the same bytes either way)."""
+
+    def __init__(
+        self, factory: RequestFactory, budget_bytes: int, max_count: int, unique: bool
+    ) -> None:
+        self.factory = factory
+        self.unique = unique
+        self.request_bytes = len(factory.build(0))
+        count = max(1, min(max_count, budget_bytes // self.request_bytes))
+        self.pool = [factory.build(i) for i in range(count)]
+        self.index = 0
+        self.live_built = 0
+
+    def next(self) -> bytes:
+        """The next request of the run."""
+        i = self.index
+        self.index = i + 1
+        if i < len(self.pool):
+            return self.pool[i]
+        if not self.unique:
+            return self.pool[i % len(self.pool)]
+        self.live_built += 1
+        return self.factory.build(i)

@@ -1,0 +1,57 @@
+-- Decide whether a command may be sent now, and reserve its rate-limit slots (CONTRACT §3).
+-- All keys belong to the conversation's assistant slot.
+-- KEYS: conversation, account state, country block, limiter 1 (number or bot),
+--       limiter 2 (pair or chat, may be unused), command record
+-- ARGV: channel, type, author, marketing (1/0), static_cross_country (1/0),
+--       window_s, max_wait_us, interval1_us, tolerance1_us, interval2_us, tolerance2_us,
+--       use_limiter2 (1/0), owner, lease_us
+-- Returns {'ok', wait_us, last_inbound_message_id} with both slots reserved, or
+--         {'reject', reason}, or {'halt', provider_code}.
+local conv, acct, block, lim1, lim2, cmd = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local channel, ctype, author = ARGV[1], ARGV[2], ARGV[3]
+local clock = redis.call('TIME')
+local now_s = tonumber(clock[1])
+local now = now_s * 1000000 + tonumber(clock[2])
+
+local halt = redis.call('HGET', acct, 'halt')
+if halt then return {'halt', halt} end
+if redis.call('HEXISTS', acct, 'disc') == 1 then return {'reject', 'account_disconnected'} end
+if author ~= 'human' then
+  local paused_until = tonumber(redis.call('HGET', conv, 'p') or '0')
+  if redis.call('HGET', conv, 'h') == '1' or paused_until > now_s then
+    return {'reject', 'human_active'}
+  end
+end
+local opted_out = redis.call('HGET', conv, 'oo')
+if opted_out and (channel == 'telegram' or ARGV[4] == '1') then
+  return {'reject', 'opted_out'}
+end
+local last_time = tonumber(redis.call('HGET', conv, 't') or '0')
+local window_open = now_s - last_time < tonumber(ARGV[6])
+if channel == 'whatsapp' then
+  if ctype ~= 'template' and not window_open then return {'reject', 'window_closed'} end
+  if ctype == 'template' or not window_open then
+    if ARGV[5] == '1' or redis.call('EXISTS', block) == 1 then
+      return {'reject', 'cross_country'}
+    end
+  end
+end
+
+-- GCRA: a limiter admits at max(now, tat - tolerance); a send takes the later of the two
+-- limiters' times, and each limiter's tat moves to max(tat, that time) + interval. Missed
+-- slots are never caught up: nothing is admitted before now.
+local function admit_at(key, tolerance)
+  return math.max(now, tonumber(redis.call('GET', key) or '0') - tolerance)
+end
+local function take(key, at, interval)
+  local tat = math.max(tonumber(redis.call('GET', key) or '0'), at) + interval
+  redis.call('SET', key, string.format('%d', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
+end
+local use2 = ARGV[12] == '1'
+local at = admit_at(lim1, tonumber(ARGV[9]))
+if use2 then at = math.max(at, admit_at(lim2, tonumber(ARGV[11]))) end
+if at - now > tonumber(ARGV[7]) then return {'reject', 'rate_limited'} end
+take(lim1, at, tonumber(ARGV[8]))
+if use2 then take(lim2, at, tonumber(ARGV[10])) end
+redis.call('HSET', cmd, 'l', string.format('%d', at + tonumber(ARGV[14])))
+return {'ok', string.format('%d', at - now), redis.call('HGET', conv, 'm') or ''}

@@ -1,0 +1,684 @@
+"""Outbound: commands from `gw:outbox` → policy → provider → one `delivery` event each.
+
+Delivery semantics, step by step (every step is safe to repeat):
+
+1. Workers of every gateway process read `gw:outbox` in the consumer group `gateway`. An
+   entry stays pending until its delivery event is published; a process that dies leaves
+   its entries pending, and another takes them over with XAUTOCLAIM after
+   `claim_idle_ms`. Live workers re-claim their own in-flight entries (XCLAIM) on a
+   heartbeat so slow sends are not stolen. An entry delivered more than `max_deliveries`
+   times goes to `gw:deadletter`.
+2. Exactly once per `command_id`: `claim.lua` creates the command's record. A second copy
+   of the command (the backend sent it twice, or two workers hold copies) waits for the
+   first and then gets one more delivery with the original result and `duplicate: true`.
+   A record left in `sending` by a dead worker may have been sent: it is never sent again
+   and ends `failed/provider_error`.
+3. `policy.lua` decides atomically, in the conversation's assistant slot: account halted
+   or disconnected, human takeover, opt-out, 24-hour window, cross-country, then reserves
+   the slots of the number's (or bot's) and the pair's (or chat's) rate limiters, which are
+   shared by all processes. The worker sleeps until its slot; `presend.lua` re-checks the
+   pause and marks the record `sending` just before the HTTP request.
+4. The adapter classifies the answer; retryable answers are retried with capped, jittered
+   backoff (each attempt takes a new slot), permanent ones end the command.
+5. `finish.lua` records the result and publishes the delivery event together; only then
+   is the entry acknowledged (XACK).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from adapters import telegram, whatsapp
+from adapters.schema import (
+    COMMAND_DECODER,
+    COMMAND_TYPES,
+    CONTROL_TYPES,
+    ENCODER,
+    Command,
+    DeliveryEvent,
+    InvalidCommand,
+    ProviderRequest,
+    SendResult,
+)
+from router import countries, keys
+from router.accounts import (
+    PAIR_BUCKET,
+    PAIR_REFILL_SECONDS,
+    TELEGRAM_GROUP_MPS,
+    TELEGRAM_PRIVATE_CHAT_MPS,
+    Account,
+    Directory,
+    interval_us,
+)
+from router.records import DeadLetter, new_event_id
+
+log = logging.getLogger("gateway.outbound")
+
+_LUA = Path(__file__).parent / "lua"
+_PAIR_INTERVAL_US = int(PAIR_REFILL_SECONDS * 1_000_000)
+_PAIR_TOLERANCE_US = _PAIR_INTERVAL_US * (PAIR_BUCKET - 1)
+
+
+class OutboundObserver(Protocol):
+    """What the outbound path reports, for metrics (implemented by the gateway)."""
+
+    def delivered(self, channel: str, ctype: str, outcome: str, reason: str | None) -> None: ...
+    def provider_error(self, channel: str, code: int | None) -> None: ...
+    def waited(self, channel: str, seconds: float) -> None: ...
+    def deadlettered(self, reason: str) -> None: ...
+    def halted(self, channel: str, account_id: str, code: str) -> None: ...
+    def queue(self, length: int, pending: int, oldest_pending_s: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class OutboundSettings:
+    concurrency: int = 256
+    read_count: int = 64
+    block_ms: int = 1000
+    claim_idle_ms: int = 120_000
+    max_deliveries: int = 5
+    request_timeout_s: float = 10.0
+    max_attempts: int = 5
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 30.0
+    backoff_jitter: float = 0.2
+    pair_backoff_base_s: float = 4.0
+    send_wait_max_s: float = 60.0
+    country_block_s: int = 604800
+    dedup_ttl_s: int = 48 * 3600
+    inbox_maxlen: int = 1_000_000
+    deadletter_maxlen: int = 100_000
+    conversation_ttl_s: int = 400 * 86400
+    guard_ms: float = 25.0
+    duplicate_poll_s: float = 0.25
+
+
+class Result(msgspec.Struct, frozen=True):
+    """What a command came to; stored once, repeated for duplicates."""
+
+    outcome: str
+    reason: str | None = None
+    provider_code: int | None = None
+    message_id: str | None = None
+
+
+_RESULT = msgspec.json.Decoder(Result)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a command goes: its account, contact and the keys of its assistant's slot."""
+
+    account: Account
+    contact_id: str
+    conversation_id: str
+    inbox: str
+
+    @property
+    def channel(self) -> str:
+        return self.account.channel
+
+    def key(self, name: str) -> str:
+        a = self.account
+        return {
+            "conv": keys.conversation(self.inbox, self.conversation_id),
+            "acct": keys.account_state(self.inbox, a.channel, a.account_id),
+            "lim1": keys.limiter(self.inbox, a.channel, a.account_id),
+            "lim2": keys.limiter(self.inbox, a.channel, a.account_id, self.contact_id),
+            "log": keys.dispatch_log(self.inbox, a.channel, a.account_id),
+        }[name]
+
+
+class _Lost(Exception):
+    """Another worker took the command over; this copy stops without acknowledging."""
+
+
+class Outbox:
+    """The reply workers of one process. `run()` until `stop()`; tests use `drain()`."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        session: aiohttp.ClientSession,
+        directory: Directory,
+        api_bases: dict[str, str],
+        settings: OutboundSettings,
+        observer: OutboundObserver,
+    ) -> None:
+        self._redis = redis
+        self._session = session
+        self._directory = directory
+        self._api = api_bases
+        self._s = settings
+        self._observer = observer
+        self.consumer = f"{os.uname().nodename}-{os.getpid()}-{os.urandom(3).hex()}"
+        self._scripts = {
+            n: redis.register_script((_LUA / f"{n}.lua").read_text())
+            for n in ("claim", "policy", "presend", "finish", "renew", "hold")
+        }
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._owned: dict[str, tuple[str, str]] = {}  # entry id → (command key, owner)
+        self._stopping = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def ensure_group(self) -> None:
+        try:
+            await self._redis.xgroup_create(keys.OUTBOX, keys.OUTBOX_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def run(self) -> None:
+        while not await self._start():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
+            if self._stopping.is_set():
+                return
+        loops = [self._read_loop(), self._reclaim_loop(), self._heartbeat_loop()]
+        tasks = [asyncio.create_task(loop, name=f"outbox-{i}") for i, loop in enumerate(loops)]
+        try:
+            await self._stopping.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _start(self) -> bool:
+        """Create the consumer group and forget credential halts: a restart is how an
+        operator says "fixed". False while Redis is unreachable (the caller retries)."""
+        try:
+            await self.ensure_group()
+            for a in self._directory.accounts.values():
+                key = keys.account_state(keys.inbox(a.assistant), a.channel, a.account_id)
+                await self._redis.hdel(key, "halt")  # type: ignore[misc]
+        except (RedisError, OSError) as exc:
+            log.warning("outbox workers wait for redis: %s", exc)
+            return False
+        return True
+
+    async def stop(self, timeout_s: float) -> None:
+        """Stop reading; let in-flight commands finish (they are reclaimed if cut off)."""
+        self._stopping.set()
+        pending = list(self._inflight.values())
+        if pending:
+            _done, late = await asyncio.wait(pending, timeout=timeout_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    async def drain(self, timeout_s: float = 30.0) -> int:
+        """Process everything in the outbox now and wait for it (tests, benchmarks)."""
+        await self.ensure_group()
+        handled = 0
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            entries = await self._read(block=False)
+            handled += len(entries)
+            if not entries and not self._inflight:
+                return handled
+            await asyncio.sleep(0.005 if not entries else 0)
+        raise TimeoutError(f"outbox not drained in {timeout_s}s")
+
+    # --- reading ---------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._read(block=True)
+            except (RedisError, OSError) as exc:
+                log.warning("reading gw:outbox failed, retrying: %s", exc)
+                await asyncio.sleep(1.0)
+
+    async def _read(self, block: bool) -> list[tuple[str, dict[bytes, bytes]]]:
+        free = self._s.concurrency - len(self._inflight)
+        if free <= 0:
+            await asyncio.sleep(0.01)
+            return []
+        reply = await self._redis.xreadgroup(
+            keys.OUTBOX_GROUP,
+            self.consumer,
+            {keys.OUTBOX: ">"},
+            count=min(free, self._s.read_count),
+            block=self._s.block_ms if block else None,
+        )
+        entries = [(_id(i), f) for _name, items in reply or [] for i, f in items]
+        for entry_id, fields in entries:
+            self._spawn(entry_id, fields, 1)
+        return entries
+
+    def _spawn(self, entry_id: str, fields: dict[bytes, bytes], deliveries: int) -> None:
+        if entry_id in self._inflight:
+            return
+        task = asyncio.create_task(
+            self._handle(entry_id, fields.get(b"command"), deliveries), name=f"command-{entry_id}"
+        )
+        self._inflight[entry_id] = task
+
+    async def _reclaim_loop(self) -> None:
+        """Take over entries whose consumer died, and report the queue's depth."""
+        interval = max(self._s.claim_idle_ms / 4000, 0.05)
+        while not self._stopping.is_set():
+            with contextlib.suppress(RedisError, OSError):
+                await self._reclaim()
+                await self._report_queue()
+            await asyncio.sleep(interval)
+
+    async def _reclaim(self) -> None:
+        reply = await self._redis.xautoclaim(
+            keys.OUTBOX, keys.OUTBOX_GROUP, self.consumer, self._s.claim_idle_ms, "0-0", count=100
+        )
+        claimed = [(_id(i), f) for i, f in reply[1] if f is not None]
+        for entry_id, fields in claimed:
+            info = await self._redis.xpending_range(
+                keys.OUTBOX, keys.OUTBOX_GROUP, min=entry_id, max=entry_id, count=1
+            )
+            count = int(info[0]["times_delivered"]) if info else 1
+            log.warning("took over outbox entry %s (delivery %d)", entry_id, count)
+            self._spawn(entry_id, fields, count)
+
+    async def _report_queue(self) -> None:
+        length = await self._redis.xlen(keys.OUTBOX)
+        summary = await self._redis.xpending(keys.OUTBOX, keys.OUTBOX_GROUP)
+        oldest = summary.get("min") if summary else None
+        age = time.time() - int(_id(oldest).split("-")[0]) / 1000 if oldest else 0.0
+        self._observer.queue(length, int(summary.get("pending", 0)) if summary else 0, age)
+
+    async def _heartbeat_loop(self) -> None:
+        """Keep our in-flight entries and command leases from looking abandoned."""
+        interval = max(self._s.claim_idle_ms / 3000, 0.05)
+        while not self._stopping.is_set():
+            await asyncio.sleep(interval)
+            ids: list[Any] = list(self._inflight)
+            with contextlib.suppress(RedisError, OSError):
+                if ids:
+                    await self._redis.xclaim(
+                        keys.OUTBOX, keys.OUTBOX_GROUP, self.consumer, 0, ids, justid=True
+                    )
+                for key, owner in list(self._owned.values()):
+                    await self._scripts["renew"](keys=[key], args=[owner, self._lease_us()])
+
+    def _lease_us(self) -> int:
+        return self._s.claim_idle_ms * 1000
+
+    # --- one command -----------------------------------------------------------------
+
+    async def _handle(self, entry_id: str, raw: bytes | None, deliveries: int) -> None:
+        try:
+            async with self._slots:
+                await self._process(entry_id, raw, deliveries)
+            await self._redis.xack(keys.OUTBOX, keys.OUTBOX_GROUP, entry_id)
+        except _Lost:
+            log.info("command of entry %s was taken over by another worker", entry_id)
+        except (RedisError, OSError) as exc:
+            log.error(
+                "redis failed while handling outbox entry %s; it stays pending: %s", entry_id, exc
+            )
+        except Exception:
+            log.exception("unexpected error on outbox entry %s; it stays pending", entry_id)
+        finally:
+            self._inflight.pop(entry_id, None)
+            self._owned.pop(entry_id, None)
+
+    async def _process(self, entry_id: str, raw: bytes | None, deliveries: int) -> None:
+        obj = _json_object(raw)
+        if obj is None:
+            await self._deadletter("invalid_command", raw, "entry is not a JSON object")
+            return
+        target = self._target(obj.get("conversation_id"))
+        command_id = obj.get("command_id")
+        if target is None:
+            await self._deadletter("unknown_conversation", raw, "conversation_id not routable")
+            return
+        if not isinstance(command_id, str) or not command_id:
+            await self._deadletter("invalid_command", raw, "command_id missing")
+            return
+        if deliveries > self._s.max_deliveries:
+            await self._deadletter("max_deliveries", raw, f"delivered {deliveries} times")
+            await self._finish(target, command_id, "?", Result("failed", "provider_error"))
+            return
+        await self._exactly_once(entry_id, target, command_id, raw or b"")
+
+    async def _exactly_once(
+        self, entry_id: str, target: _Target, command_id: str, raw: bytes
+    ) -> None:
+        key = keys.command(target.inbox, command_id)
+        owner = f"{self.consumer}/{entry_id}"
+        while True:
+            state, stored, first = await self._scripts["claim"](
+                keys=[key], args=[entry_id, owner, self._lease_us(), self._s.dedup_ttl_s]
+            )
+            state = state.decode()
+            if state != "busy":
+                break
+            await asyncio.sleep(self._s.duplicate_poll_s)
+        if state == "done":
+            if first.decode() != entry_id:
+                result = _RESULT.decode(stored)
+                await self._publish(target, command_id, result, duplicate=True)
+            return
+        self._owned[entry_id] = (key, owner)
+        if state == "orphan":
+            result = Result("failed", "provider_error")
+            log.warning("command %s was mid-send when its worker died; not resending", command_id)
+        else:
+            result = await self._execute(target, command_id, raw, key, owner)
+        await self._finish(target, command_id, _ctype(raw), result)
+
+    async def _execute(
+        self, target: _Target, command_id: str, raw: bytes, key: str, owner: str
+    ) -> Result:
+        try:
+            command = COMMAND_DECODER.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            log.info("command %s is invalid: %s", command_id, exc)
+            return Result("rejected", "invalid_command")
+        if not target.account.enabled:
+            return Result("rejected", "account_inactive")
+        if command.type in CONTROL_TYPES:
+            await self._control(target, command)
+            return Result("sent")
+        try:
+            return await self._send_with_retries(target, command, key, owner)
+        except InvalidCommand as exc:
+            log.info("command %s is invalid: %s", command_id, exc)
+            return Result("rejected", "invalid_command")
+
+    async def _control(self, target: _Target, command: Command) -> None:
+        conv = target.key("conv")
+        if command.type == "handoff":
+            await self._redis.hset(conv, "h", "1")  # type: ignore[misc]
+        else:
+            await self._redis.hdel(conv, "h", "p")  # type: ignore[misc]
+        await self._redis.expire(conv, self._s.conversation_ttl_s)
+
+    # --- policy, pacing, sending ---------------------------------------------------------
+
+    async def _send_with_retries(
+        self, target: _Target, command: Command, key: str, owner: str
+    ) -> Result:
+        last: SendResult | None = None
+        for attempt in range(1, self._s.max_attempts + 1):
+            decision = await self._policy(target, command, key, owner)
+            if isinstance(decision, Result):
+                return decision
+            wait_s, last_inbound = decision
+            self._observer.waited(target.channel, wait_s)
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+            request = self._build(target, command, last_inbound)
+            verdict = await self._presend(target, command, key, owner)
+            if verdict is not None:
+                return verdict
+            last = await self._call(target, request)
+            outcome = await self._apply(target, last, attempt)
+            if outcome is not None:
+                return outcome
+            # The provider answered with an error: nothing was sent, a takeover may resend.
+            await self._redis.hset(key, "s", "waiting")  # type: ignore[misc]
+            await asyncio.sleep(self._backoff(attempt, last))
+        code = last.provider_code if last else None
+        return Result("failed", "provider_error", code)
+
+    async def _policy(
+        self, target: _Target, command: Command, key: str, owner: str
+    ) -> Result | tuple[float, str | None]:
+        account, channel = target.account, target.channel
+        if channel == "whatsapp":
+            pair_interval, tolerance2 = _PAIR_INTERVAL_US, _PAIR_TOLERANCE_US
+            use_pair = command.type not in ("typing", "read")
+        else:
+            chat_mps = (
+                TELEGRAM_GROUP_MPS
+                if target.contact_id.startswith("-")
+                else TELEGRAM_PRIVATE_CHAT_MPS
+            )
+            pair_interval, tolerance2 = interval_us(chat_mps, self._s.guard_ms), 0
+            use_pair = command.type not in ("typing", "read", "reaction")
+        marketing = (
+            command.template is not None
+            and (command.template.category or "").lower() == "marketing"
+        )
+        cross = countries.crosses_restricted_border(
+            account.country, countries.of_contact(target.contact_id)
+        )
+        block = keys.country_block(
+            target.inbox, account.account_id, countries.of_contact(target.contact_id) or "??"
+        )
+        reply = await self._scripts["policy"](
+            keys=[
+                target.key("conv"),
+                target.key("acct"),
+                block,
+                target.key("lim1"),
+                target.key("lim2"),
+                key,
+            ],
+            args=[
+                channel,
+                command.type,
+                command.author,
+                int(marketing),
+                int(cross and channel == "whatsapp"),
+                keys.WINDOW_SECONDS,
+                int(self._s.send_wait_max_s * 1_000_000),
+                interval_us(account.mps, self._s.guard_ms),
+                0,
+                pair_interval,
+                tolerance2,
+                int(use_pair),
+                owner,
+                self._lease_us(),
+            ],
+        )
+        verdict = reply[0].decode()
+        if verdict == "reject":
+            return Result("rejected", reply[1].decode())
+        if verdict == "halt":
+            return Result("failed", "provider_error", int(reply[1]))
+        return int(reply[1]) / 1_000_000, (reply[2].decode() or None)
+
+    async def _presend(
+        self, target: _Target, command: Command, key: str, owner: str
+    ) -> Result | None:
+        cap = max(1, int(target.account.mps))
+        window_us = 1_000_000 + int(self._s.guard_ms * 1000)
+        while True:
+            reply = await self._scripts["presend"](
+                keys=[target.key("conv"), target.key("acct"), key, target.key("log")],
+                args=[command.author, owner, self._lease_us(), cap, window_us],
+            )
+            if reply[0] != b"wait":
+                break
+            await asyncio.sleep(int(reply[1]) / 1_000_000)
+        verdict = reply[0].decode()
+        if verdict == "lost":
+            raise _Lost
+        if verdict == "halt":
+            return Result("failed", "provider_error", int(reply[1]))
+        return Result("rejected", reply[1].decode()) if verdict == "reject" else None
+
+    def _build(
+        self, target: _Target, command: Command, last_inbound: str | None
+    ) -> ProviderRequest:
+        account = target.account
+        if account.channel == "whatsapp":
+            return whatsapp.build_request(
+                command, account.account_id, target.contact_id, last_inbound
+            )
+        return telegram.build_request(command, target.contact_id)
+
+    async def _call(self, target: _Target, request: ProviderRequest) -> SendResult:
+        account = target.account
+        base = self._api[account.channel]
+        if account.channel == "whatsapp":
+            url, headers = f"{base}{request.path}", {"Authorization": f"Bearer {account.token}"}
+            classify: Callable[[int, bytes], SendResult] = whatsapp.classify
+        else:
+            url, headers, classify = (
+                f"{base}/bot{account.token}{request.path}",
+                {},
+                telegram.classify,
+            )
+        timeout = aiohttp.ClientTimeout(total=self._s.request_timeout_s)
+        try:
+            async with self._session.post(
+                url, json=request.body, headers=headers, timeout=timeout
+            ) as resp:
+                body = await resp.read()
+                return classify(resp.status, body)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The URL holds the Telegram token: log the exception's type only.
+            return SendResult(verdict="retry", detail=f"network: {type(exc).__name__}")
+
+    async def _apply(self, target: _Target, result: SendResult, attempt: int) -> Result | None:
+        """Turn a classified answer into the command's end, or None to retry."""
+        channel, code = target.channel, result.provider_code
+        if result.verdict != "sent":
+            self._observer.provider_error(channel, code)
+        match result.verdict:
+            case "sent":
+                return Result("sent", None, None, result.message_id)
+            case "retry" | "retry_recipient" if attempt < self._s.max_attempts:
+                await self._back_off_target(target, result, attempt)
+                return None
+            case "retry" | "retry_recipient" | "failed":
+                return Result("failed", "provider_error", code)
+            case "opted_out":
+                await self._redis.hset(target.key("conv"), "oo", str(code or 0))  # type: ignore[misc]
+                return Result("failed", "opted_out", code)
+            case "country_blocked":
+                country = countries.of_contact(target.contact_id) or "??"
+                block = keys.country_block(target.inbox, target.account.account_id, country)
+                await self._redis.set(block, str(code), ex=max(self._s.country_block_s, 1))
+                return Result("failed", "cross_country", code)
+            case "halt":
+                await self._redis.hset(target.key("acct"), "halt", str(code or 0))  # type: ignore[misc]
+                self._observer.halted(channel, target.account.account_id, str(code))
+                log.error(
+                    "%s account %s halted by provider error %s: %s",
+                    channel,
+                    target.account.account_id,
+                    code,
+                    result.detail,
+                )
+                return Result("failed", "provider_error", code)
+        return Result("failed", "provider_error", code)
+
+    async def _back_off_target(self, target: _Target, result: SendResult, attempt: int) -> None:
+        """Push the recipient's (or chat's) limiter into the future the provider asked for."""
+        if result.verdict == "retry_recipient":
+            delay = self._s.pair_backoff_base_s**attempt
+        elif result.retry_after_s:
+            delay = result.retry_after_s
+        else:
+            return
+        tolerance = _PAIR_TOLERANCE_US if target.channel == "whatsapp" else 0
+        await self._scripts["hold"](keys=[target.key("lim2")], args=[int(delay * 1e6), tolerance])
+
+    def _backoff(self, attempt: int, result: SendResult | None) -> float:
+        if result is not None and result.verdict == "retry_recipient":
+            return 0.0  # the pair limiter holds the next attempt back
+        if result is not None and result.retry_after_s:
+            return 0.0  # the chat limiter holds it back
+        base = min(self._s.backoff_max_s, self._s.backoff_base_s * 2.0 ** (attempt - 1))
+        return base * (1 + random.uniform(-self._s.backoff_jitter, self._s.backoff_jitter))
+
+    # --- results ---------------------------------------------------------------------
+
+    async def _finish(self, target: _Target, command_id: str, ctype: str, result: Result) -> None:
+        event = self._delivery(target, command_id, result, duplicate=False)
+        await self._scripts["finish"](
+            keys=[keys.command(target.inbox, command_id), target.inbox],
+            args=[
+                msgspec.json.encode(result),
+                ENCODER.encode(event),
+                self._s.inbox_maxlen,
+                self._s.dedup_ttl_s,
+            ],
+        )
+        self._observer.delivered(target.channel, ctype, result.outcome, result.reason)
+
+    async def _publish(
+        self, target: _Target, command_id: str, result: Result, duplicate: bool
+    ) -> None:
+        event = self._delivery(target, command_id, result, duplicate)
+        await self._scripts["finish"](
+            keys=[keys.command(target.inbox, command_id), target.inbox],
+            args=["", ENCODER.encode(event), self._s.inbox_maxlen, self._s.dedup_ttl_s],
+        )
+
+    def _delivery(
+        self, target: _Target, command_id: str, result: Result, duplicate: bool
+    ) -> DeliveryEvent:
+        return DeliveryEvent(
+            event_id=new_event_id(),
+            channel=target.channel,  # type: ignore[arg-type]
+            account_id=target.account.account_id,
+            contact_id=target.contact_id,
+            conversation_id=target.conversation_id,
+            assistant_id=target.account.assistant,
+            timestamp=int(time.time()),
+            command_id=command_id,
+            outcome=result.outcome,  # type: ignore[arg-type]
+            reason=result.reason,
+            provider_code=result.provider_code,
+            message_id=result.message_id,
+            duplicate=duplicate,
+        )
+
+    async def _deadletter(self, reason: str, raw: bytes | None, detail: str) -> None:
+        command = raw.decode("utf-8", "replace") if raw is not None else None
+        letter = DeadLetter(1, reason, None, int(time.time()), detail, None, command)
+        await self._redis.xadd(
+            keys.DEADLETTER,
+            {"event": msgspec.json.encode(letter)},
+            maxlen=self._s.deadletter_maxlen,
+            approximate=True,
+        )
+        self._observer.deadlettered(reason)
+
+    def _target(self, conversation_id: Any) -> _Target | None:
+        if not isinstance(conversation_id, str):
+            return None
+        channel, _, rest = conversation_id.partition(":")
+        account_id, _, contact_id = rest.partition(":")
+        account = self._directory.get(channel, account_id)
+        if account is None or not contact_id:
+            return None
+        return _Target(account, contact_id, conversation_id, keys.inbox(account.assistant))
+
+
+def _json_object(raw: bytes | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        obj = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _ctype(raw: bytes) -> str:
+    """The command's type for metrics labels: a closed set, `invalid` for anything else."""
+    ctype = (_json_object(raw) or {}).get("type")
+    return ctype if ctype in COMMAND_TYPES else "invalid"
+
+
+def _id(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

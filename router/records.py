@@ -1,0 +1,29 @@
+"""Small records shared by the inbound and outbound paths: dead letters and event ids."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+
+import msgspec
+
+_PROCESS = os.urandom(4).hex()
+_COUNTER = itertools.count()
+
+
+def new_event_id() -> str:
+    """Time-ordered, unique across processes: 12 hex of ms time, 8 of process, 6 of counter."""
+    return f"{time.time_ns() // 1_000_000:012x}{_PROCESS}{next(_COUNTER) & 0xFFFFFF:06x}"
+
+
+class DeadLetter(msgspec.Struct, omit_defaults=True):
+    """CONTRACT §2.4: `body_b64` for webhook bytes, `command` for an outbox entry."""
+
+    schema: int
+    reason: str
+    channel: str | None
+    received_at: int
+    detail: str | None
+    body_b64: str | None = None
+    command: str | None = None

@@ -1,0 +1,281 @@
+"""A stand-in for the WhatsApp Cloud API send endpoint (Graph API), on 127.0.0.1.
+
+    async with FakeGraphAPI(tokens={"100200300400500": "token-a"}) as fake:
+        settings.whatsapp.api_base = fake.base_url   # http://127.0.0.1:PORT/v21.0
+        fake.fail(131047)                            # the next send gets "Re-engagement message"
+        ...
+        assert fake.sent_to("+5511987650000")[0].body["text"]["body"] == "hi"
+
+Route: `POST /v21.0/{phone_number_id}/messages`. Every request is recorded in `fake.requests`
+(arrival time, phone number ID, token, decoded body, status answered, decoded answer).
+
+What it checks, in the order Graph does:
+1. raw scripted answers (`fail_status`), before anything else: a proxy's 502 page;
+2. the token (`Authorization: Bearer`, or `?access_token=`): unknown or missing → 401, code
+   190 "Invalid OAuth access token - Cannot parse access token";
+3. the object: a phone number ID this token does not own (unknown, or another number's) →
+   400, code 100, subcode 33, type GraphMethodException, "Unsupported post request. Object
+   with ID '…' does not exist, cannot be loaded due to missing permissions, …";
+4. the body (see `_graph_payload`): 400, code 100 (or 131009 for button limits);
+5. scripted failures (`fail`), then throughput (`enforce_throughput`) → 429, code 130429;
+6. success: `{"messaging_product": "whatsapp", "contacts": [{"input": <to as sent>,
+   "wa_id": <its digits>}], "messages": [{"id": "wamid.…"}]}` (templates add
+   `"message_status": "accepted"`); mark-as-read / typing → `{"success": true}`.
+
+Faithful: paths, status codes, the error envelope and headers (see `graph_errors`), success
+shapes, `type` defaulting to "text", message IDs unique per fake.
+
+Simplified:
+- one token per phone number ID (a real system-user token may cover every number of a WABA,
+  so a cross-number token that the fake refuses could pass at Meta); a missing token is
+  answered like an unparsable one;
+- `wa_id` is the digits of `to` (Meta prepends the business number's country code when `+`
+  is missing and may rewrite Brazilian and Mexican numbers); a BSUID send (`recipient`)
+  answers `{"input": <recipient>, "user_id": <recipient>}`, a guess at the new shape;
+- no pair-rate (131056), 24-hour-window (131047) or messaging-limit logic of its own: script
+  those with `fail()`. Throughput is enforced only when asked, per number, on accepted sends;
+- scripted failures and throughput apply to message sends, never to mark-as-read;
+- any path other than the messages route answers 400, code 2500 "Unknown path components".
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes import graph_errors as errors
+from tests.fakes._graph_payload import Kind, Problem, kind_of, recipient_of, validate
+from tests.fakes._server import Answer, FakeServer, SlidingWindow, peak_in_window
+
+DEFAULT_VERSION = "v21.0"
+
+
+@dataclass
+class GraphRequest:
+    """One request the fake received, and what it answered."""
+
+    arrived: float  # time.monotonic() on arrival
+    phone_number_id: str
+    token: str | None
+    body: Any  # decoded JSON, or None when the body was not JSON
+    status: int
+    response: Any  # decoded JSON answered, or None for a raw scripted answer
+
+    @property
+    def kind(self) -> Kind:
+        return kind_of(self.body)
+
+    @property
+    def recipient(self) -> str | None:
+        return recipient_of(self.body)
+
+    @property
+    def accepted(self) -> bool:
+        """A message send answered 200."""
+        return self.status == 200 and self.kind == "message"
+
+
+@dataclass
+class _Failure:
+    answer: Callable[[], Answer]  # a fresh fbtrace_id each time
+    remaining: int
+    recipient: str | None
+    phone_number_id: str | None
+
+    def matches(self, phone_number_id: str, recipient: str | None) -> bool:
+        if self.phone_number_id is not None and self.phone_number_id != phone_number_id:
+            return False
+        return self.recipient is None or _same_recipient(self.recipient, recipient)
+
+
+class FakeGraphAPI(FakeServer[GraphRequest]):
+    """The Graph API messages endpoint for the phone number IDs in `tokens`."""
+
+    def __init__(
+        self, tokens: Mapping[str, str], *, version: str = DEFAULT_VERSION, port: int = 0
+    ) -> None:
+        super().__init__(port=port)
+        self.tokens = dict(tokens)  # phone_number_id -> access token
+        self.version = version
+        self._failures: deque[_Failure] = deque()
+        self._throughput: dict[str, SlidingWindow] = {}
+        self._ids = itertools.count(1)
+
+    @property
+    def base_url(self) -> str:
+        """What the gateway's `whatsapp.api_base` should be: `http://127.0.0.1:PORT/v21.0`."""
+        return f"{self.root_url}/{self.version}"
+
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post(f"/{self.version}/{{phone_number_id}}/messages", self._messages)
+        app.router.add_route("*", "/{path:.*}", self._unknown_path)
+        return app
+
+    # -- scripting ---------------------------------------------------------------------------
+
+    def fail(
+        self,
+        code: int,
+        *,
+        times: int = 1,
+        recipient: str | None = None,
+        phone_number_id: str | None = None,
+        http_status: int | None = None,
+        message: str | None = None,
+        details: str | None = None,
+    ) -> None:
+        """Answer the next `times` matching message sends with Graph error `code`.
+
+        The HTTP status, message and details come from `graph_errors.GRAPH_ERRORS` unless
+        given. Failures are kept in a queue; each send takes the first one that matches it.
+        """
+        error = errors.error_for(code)
+        status = http_status or error.http_status
+        answer = partial(_error_answer, error, status=status, message=message, details=details)
+        self._failures.append(_Failure(answer, times, recipient, phone_number_id))
+
+    def enforce_throughput(self, phone_number_id: str, mps: int | None) -> None:
+        """Answer 130429 once a number gets more than `mps` accepted sends in any 1 s window."""
+        if mps is None:
+            self._throughput.pop(phone_number_id, None)
+        else:
+            self._throughput[phone_number_id] = SlidingWindow(mps, 1.0)
+
+    def reset(self) -> None:
+        """Also forget queued failures and throughput enforcement."""
+        super().reset()
+        self._failures.clear()
+        self._throughput.clear()
+
+    # -- inspection --------------------------------------------------------------------------
+
+    def sent_to(self, recipient: str) -> list[GraphRequest]:
+        """Accepted message sends to `recipient` (a leading `+` is ignored), oldest first."""
+        return [r for r in self.requests if r.accepted and _same_recipient(recipient, r.recipient)]
+
+    def peak_per_second(self, phone_number_id: str | None = None) -> int:
+        """Most accepted message sends (of one number, or all) in any 1 s window of arrival."""
+        return peak_in_window(
+            r.arrived
+            for r in self.requests
+            if r.accepted and phone_number_id in (None, r.phone_number_id)
+        )
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    async def _messages(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
+        phone_number_id = request.match_info["phone_number_id"]
+        token = _token(request)
+        body = _decode(await request.read())
+        answer = self.take_raw() or self._answer(phone_number_id, token, body, arrived)
+        record = GraphRequest(arrived, phone_number_id, token, body, answer.status, answer.payload)
+        await self.record(record)
+        await self.hold()
+        return answer.response()
+
+    async def _unknown_path(self, request: web.Request) -> web.Response:
+        error = errors.UNKNOWN_PATH
+        payload = errors.envelope(error, message=f"{error.title}: {request.path}")
+        return Answer.json(error.http_status, payload, errors.error_headers(payload)).response()
+
+    def _answer(self, phone_number_id: str, token: str | None, body: Any, now: float) -> Answer:
+        refused = self._check_access(phone_number_id, token)
+        if refused:
+            return refused
+        problem = validate(body)
+        if problem:
+            return _problem_answer(problem)
+        if kind_of(body) == "status":
+            return Answer.json(200, {"success": True})
+        return self._send(phone_number_id, body, now)
+
+    def _check_access(self, phone_number_id: str, token: str | None) -> Answer | None:
+        if not token or token not in self.tokens.values():
+            return _error_answer(errors.INVALID_TOKEN)
+        if self.tokens.get(phone_number_id) != token:
+            return _error_answer(errors.unknown_object(phone_number_id), subcode=33)
+        return None
+
+    def _send(self, phone_number_id: str, body: dict[str, Any], now: float) -> Answer:
+        scripted = self._take_failure(phone_number_id, recipient_of(body))
+        if scripted:
+            return scripted
+        window = self._throughput.get(phone_number_id)
+        if window is not None:
+            if window.wait_s(now) > 0:
+                return _error_answer(errors.GRAPH_ERRORS[130429])
+            window.add(now)
+        return Answer.json(200, self._accepted(body))
+
+    def _take_failure(self, phone_number_id: str, recipient: str | None) -> Answer | None:
+        for failure in self._failures:
+            if failure.matches(phone_number_id, recipient):
+                failure.remaining -= 1
+                if failure.remaining <= 0:
+                    self._failures.remove(failure)
+                return failure.answer()
+        return None
+
+    def _accepted(self, body: dict[str, Any]) -> dict[str, Any]:
+        if "to" in body:
+            contact = {"input": body["to"], "wa_id": "".join(c for c in body["to"] if c.isdigit())}
+        else:
+            contact = {"input": body["recipient"], "user_id": body["recipient"]}
+        message: dict[str, Any] = {"id": self._wamid(contact["input"])}
+        if body.get("type") == "template":
+            message["message_status"] = "accepted"
+        return {"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]}
+
+    def _wamid(self, recipient: str) -> str:
+        raw = f"{recipient}|{next(self._ids):016X}".encode()
+        return "wamid.HBg" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.query.get("access_token")
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _same_recipient(a: str, b: str | None) -> bool:
+    return b is not None and a.lstrip("+") == b.lstrip("+")
+
+
+def _error_answer(
+    error: errors.GraphError,
+    *,
+    status: int | None = None,
+    message: str | None = None,
+    details: str | None = None,
+    subcode: int | None = None,
+) -> Answer:
+    payload = errors.envelope(error, message=message, details=details, subcode=subcode)
+    return Answer.json(status or error.http_status, payload, errors.error_headers(payload))
+
+
+def _problem_answer(problem: Problem) -> Answer:
+    error = errors.error_for(problem.code)
+    payload = errors.envelope(error, message=problem.message, details=problem.details)
+    if problem.details is None:  # Graph's "parameter is required" answers carry no error_data
+        payload["error"].pop("error_data", None)
+    return Answer.json(error.http_status, payload, errors.error_headers(payload))
