@@ -228,9 +228,20 @@ class Parsed(msgspec.Struct):
 # --- Outbound: commands from assistant backends (CONTRACT §2.2) and send results. ---
 
 CommandType = Literal[
-    "text", "template", "image", "audio", "video", "document", "location", "interactive",
-    "reaction", "typing", "read", "handoff", "handback",
-]  # fmt: skip
+    "text",
+    "template",
+    "image",
+    "audio",
+    "video",
+    "document",
+    "location",
+    "interactive",
+    "reaction",
+    "typing",
+    "read",
+    "handoff",
+    "handback",
+]
 COMMAND_TYPES: frozenset[str] = frozenset(CommandType.__args__)  # type: ignore[attr-defined]
 CONTROL_TYPES: frozenset[str] = frozenset({"handoff", "handback"})
 """Commands that change gateway state and send nothing."""
@@ -289,14 +300,14 @@ class ProviderRequest(msgspec.Struct, frozen=True):
 
 
 Verdict = Literal[
-    "sent",             # accepted by the provider
-    "retry",            # temporary: throughput, server, network; back off and try again
+    "sent",  # accepted by the provider
+    "retry",  # temporary: throughput, server, network; back off and try again
     "retry_recipient",  # temporary for this recipient only (WhatsApp 131056 pair rate)
-    "failed",           # permanent for this message (131047, 131026, 400 ...)
-    "opted_out",        # the contact refuses (131050 marketing opt-out, Telegram 403)
+    "failed",  # permanent for this message (131047, 131026, 400 ...)
+    "opted_out",  # the contact refuses (131050 marketing opt-out, Telegram 403)
     "country_blocked",  # WhatsApp 130497: this (number, country) pair is blocked
-    "halt",             # credentials or account (0, 190, 368, 131031, Telegram 401)
-]  # fmt: skip
+    "halt",  # credentials or account (0, 190, 368, 131031, Telegram 401)
+]
 
 
 class SendResult(msgspec.Struct, frozen=True, kw_only=True):

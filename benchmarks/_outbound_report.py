@@ -223,11 +223,14 @@ def summary(m: Measured) -> str:
     lines = [
         ["commands", f"{m.commands:,} (pushed in {m.push_s:.2f} s, pipelined XADD)"],
         ["elapsed", done],
-        ["aggregate rate", f"{fmt(rate, ',.1f')} sends/s over the {busy:.2f} s busy period "
-         f"(first to last accepted send; the busy numbers' caps add up to {caps:,}/s)"],
+        [
+            "aggregate rate",
+            f"{fmt(rate, ',.1f')} sends/s over the {busy:.2f} s busy period "
+            f"(first to last accepted send; the busy numbers' caps add up to {caps:,}/s)",
+        ],
         ["outcomes", counter_text(outcome_counts(m.deliveries))],
         ["stand-in answers", counter_text(answers) + f" ({len(times):,} accepted sends)"],
-    ]  # fmt: skip
+    ]
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
 

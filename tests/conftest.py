@@ -84,9 +84,14 @@ UNREACHABLE = "http://127.0.0.1:9"
 
 
 def make_settings(redis_url: str, **env: str) -> Settings:
-    defaults = {"REDIS_URL": redis_url, "GRAPH_URL": UNREACHABLE + "/v21.0",
-                "BOT_URL": UNREACHABLE, "SEND_WAIT_MAX": "60", "CLAIM_IDLE": "30",
-                "OUTBOUND_ENABLED": "true"}  # fmt: skip
+    defaults = {
+        "REDIS_URL": redis_url,
+        "GRAPH_URL": UNREACHABLE + "/v21.0",
+        "BOT_URL": UNREACHABLE,
+        "SEND_WAIT_MAX": "60",
+        "CLAIM_IDLE": "30",
+        "OUTBOUND_ENABLED": "true",
+    }
     return loads(TEST_CONFIG, {**defaults, **env})
 
 

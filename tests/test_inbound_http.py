@@ -294,8 +294,9 @@ async def test_live_message_opens_window_echo_pauses_the_ai(
     assert state[b"t"] == str(now - 60).encode()  # an echo never moves the window
     assert state[b"p"] == str(now + settings.policy.human_takeover_seconds).encode()
     contact, message = text_message("wamid.W2", ts=now)
-    await post_wa(client, envelope(change(NUMBER_A, "15550001111", contacts=[contact],
-                                          messages=[message])))  # fmt: skip
+    await post_wa(
+        client, envelope(change(NUMBER_A, "15550001111", contacts=[contact], messages=[message]))
+    )
     events = await stream(redis, "gw:inbox:support")
     assert [e["kind"] for e in events] == ["message", "echo", "message"]
     assert [e.get("ai_paused") for e in events] == [False, None, True]

@@ -7,6 +7,7 @@ and slots missed during a pause are not caught up."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -19,7 +20,7 @@ from redis.asyncio import Redis
 from adapters.schema import Command
 from router import keys
 from router.accounts import Account, Directory
-from router.outbound import Outbox, OutboundSettings, _Target
+from router.outbound import OutboundSettings, Outbox, _Target
 
 MPS = 40
 NUMBER = "100200300400500"
@@ -40,8 +41,14 @@ async def make_outbox(
     )
     directory = Directory({("whatsapp", NUMBER): account})
     session = aiohttp.ClientSession()
-    outbox = Outbox(redis, session, directory, {"whatsapp": "", "telegram": ""},
-                    OutboundSettings(guard_ms=guard_ms, send_wait_max_s=600), _Quiet())  # fmt: skip
+    outbox = Outbox(
+        redis,
+        session,
+        directory,
+        {"whatsapp": "", "telegram": ""},
+        OutboundSettings(guard_ms=guard_ms, send_wait_max_s=600),
+        _Quiet(),
+    )
     target = _Target(
         account, "14155550100", f"whatsapp:{NUMBER}:14155550100", keys.inbox("support")
     )
@@ -79,8 +86,9 @@ def max_in_any_window(times: list[float], span: float = 1.0) -> int:
 
 pattern = st.lists(
     st.tuples(st.integers(1, 30), st.floats(0, 0.3)),  # (burst size, pause after it)
-    min_size=1, max_size=5,
-)  # fmt: skip
+    min_size=1,
+    max_size=5,
+)
 
 
 @settings(
@@ -104,7 +112,7 @@ def test_no_window_ever_holds_more_than_mps(
     slots = asyncio.run(scenario())
     assert max_in_any_window(slots) <= MPS
     ordered = sorted(slots)
-    gaps = [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(ordered)]
     assert min(gaps, default=1.0) >= (1.0 + 0.025) / MPS - 0.002  # evenly spaced: no burst
 
 
@@ -125,8 +133,13 @@ async def test_first_second_has_no_burst_and_missed_slots_are_not_caught_up(redi
 async def test_the_dispatch_log_caps_late_bunched_sends(redis_url: str) -> None:
     """Workers that wake late all at once: the hard cap still lets only mps through."""
     outbox, target = await make_outbox(redis_url, mps=10, guard_ms=0)
-    command = Command(command_id="x", conversation_id=target.conversation_id, type="text",
-                      text="x", author="human")  # fmt: skip
+    command = Command(
+        command_id="x",
+        conversation_id=target.conversation_id,
+        type="text",
+        text="x",
+        author="human",
+    )
     try:
         for i in range(15):
             await outbox._redis.hset(f"gw:cmd:{{x}}:{i}", mapping={"s": "waiting", "o": f"o{i}"})

@@ -56,9 +56,11 @@ class Fleet:
             config.write_text(TEST_CONFIG.replace("port: 0", f"port: {port}"))
             proc = subprocess.Popen(
                 [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
-                cwd=ROOT, env={**os.environ, **self.env},
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            )  # fmt: skip
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             self.procs.append((proc, port))
             ports.append(port)
         return ports
@@ -101,8 +103,14 @@ async def graph() -> AsyncIterator[FakeGraphAPI]:
 
 @pytest.fixture
 def fleet(tmp_path: Path, redis_url: str, graph: FakeGraphAPI) -> Iterator[Fleet]:
-    env = {"REDIS_URL": redis_url, "GRAPH_URL": graph.base_url, "BOT_URL": "http://127.0.0.1:9",
-           "SEND_WAIT_MAX": "60", "CLAIM_IDLE": "5", "OUTBOUND_ENABLED": "true"}  # fmt: skip
+    env = {
+        "REDIS_URL": redis_url,
+        "GRAPH_URL": graph.base_url,
+        "BOT_URL": "http://127.0.0.1:9",
+        "SEND_WAIT_MAX": "60",
+        "CLAIM_IDLE": "5",
+        "OUTBOUND_ENABLED": "true",
+    }
     fleet = Fleet(tmp_path, env)
     yield fleet
     fleet.stop()
@@ -110,14 +118,16 @@ def fleet(tmp_path: Path, redis_url: str, graph: FakeGraphAPI) -> Iterator[Fleet
 
 async def open_window(port: int) -> None:
     pairs = [text_message(f"wamid.mp.{c}.{time.time_ns()}", c) for c in CONTACTS]
-    value = change(NUMBER_A, "15550001111", contacts=[c for c, _ in pairs],
-                   messages=[m for _, m in pairs])  # fmt: skip
+    value = change(
+        NUMBER_A, "15550001111", contacts=[c for c, _ in pairs], messages=[m for _, m in pairs]
+    )
     body = wa_body(envelope(value))
     async with (
         aiohttp.ClientSession() as session,
-        session.post(f"http://127.0.0.1:{port}/webhooks/whatsapp", data=body,
-                     headers=wa_headers(body)) as resp,
-    ):  # fmt: skip
+        session.post(
+            f"http://127.0.0.1:{port}/webhooks/whatsapp", data=body, headers=wa_headers(body)
+        ) as resp,
+    ):
         assert resp.status == 200
 
 
@@ -125,8 +135,12 @@ async def push(redis: Redis, count: int, prefix: str) -> None:
     pipe = redis.pipeline(transaction=False)
     for i in range(count):
         contact = CONTACTS[i % len(CONTACTS)]
-        command = {"command_id": f"{prefix}-{i}", "conversation_id": f"whatsapp:{NUMBER_A}:{contact}",
-                   "type": "text", "text": f"reply {i}"}  # fmt: skip
+        command = {
+            "command_id": f"{prefix}-{i}",
+            "conversation_id": f"whatsapp:{NUMBER_A}:{contact}",
+            "type": "text",
+            "text": f"reply {i}",
+        }
         pipe.xadd("gw:outbox", {"command": json.dumps(command)})
     await pipe.execute()
 

@@ -53,16 +53,45 @@ _DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 # Message fields that describe a message rather than carry its content; the first key outside
 # this set names the content of a message the mapping does not know (e.g. `dice`).
-_MESSAGE_META_KEYS = frozenset({
-    "message_id", "message_thread_id", "direct_messages_topic", "from", "sender_chat",
-    "sender_boost_count", "sender_business_bot", "sender_tag", "date", "business_connection_id",
-    "chat", "forward_origin", "is_topic_message", "is_automatic_forward", "reply_to_message",
-    "external_reply", "quote", "reply_to_story", "reply_to_checklist_task_id", "via_bot",
-    "edit_date", "has_protected_content", "is_from_offline", "is_paid_post", "media_group_id",
-    "author_signature", "paid_star_count", "entities", "caption_entities",
-    "link_preview_options", "suggested_post_info", "effect_id", "show_caption_above_media",
-    "has_media_spoiler", "reply_markup",
-})  # fmt: skip
+_MESSAGE_META_KEYS = frozenset(
+    {
+        "message_id",
+        "message_thread_id",
+        "direct_messages_topic",
+        "from",
+        "sender_chat",
+        "sender_boost_count",
+        "sender_business_bot",
+        "sender_tag",
+        "date",
+        "business_connection_id",
+        "chat",
+        "forward_origin",
+        "is_topic_message",
+        "is_automatic_forward",
+        "reply_to_message",
+        "external_reply",
+        "quote",
+        "reply_to_story",
+        "reply_to_checklist_task_id",
+        "via_bot",
+        "edit_date",
+        "has_protected_content",
+        "is_from_offline",
+        "is_paid_post",
+        "media_group_id",
+        "author_signature",
+        "paid_star_count",
+        "entities",
+        "caption_entities",
+        "link_preview_options",
+        "suggested_post_info",
+        "effect_id",
+        "show_caption_above_media",
+        "has_media_spoiler",
+        "reply_markup",
+    }
+)
 
 
 class _Chat(msgspec.Struct):

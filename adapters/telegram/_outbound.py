@@ -37,10 +37,18 @@ _MEDIA: Final = {
     "video": ("sendVideo", "video"),
 }
 _VOICE: Final = ("sendVoice", "voice")
-_QUOTING: Final = frozenset({
-    "sendMessage", "sendPhoto", "sendDocument", "sendAudio", "sendVoice", "sendVideo",
-    "sendLocation", "sendVenue",
-})  # fmt: skip
+_QUOTING: Final = frozenset(
+    {
+        "sendMessage",
+        "sendPhoto",
+        "sendDocument",
+        "sendAudio",
+        "sendVoice",
+        "sendVideo",
+        "sendLocation",
+        "sendVenue",
+    }
+)
 # Up to 18 digits always fits Telegram's 64-bit ids (chat ids reach 13 digits after "-100").
 _CHAT_ID: Final = re.compile(r"-?[0-9]{1,18}")
 _MESSAGE_ID: Final = re.compile(r"[0-9]{1,18}")

@@ -246,16 +246,30 @@ def test_reaction_added() -> None:
 
 
 def test_reaction_removed_is_empty_text() -> None:
-    reaction = {"chat": ANA_CHAT, "message_id": 5, "user": ANA, "date": T,
-                "old_reaction": [{"type": "emoji", "emoji": "❤"}], "new_reaction": []}  # fmt: skip
+    reaction = {
+        "chat": ANA_CHAT,
+        "message_id": 5,
+        "user": ANA,
+        "date": T,
+        "old_reaction": [{"type": "emoji", "emoji": "❤"}],
+        "new_reaction": [],
+    }
     event = _message({"message_reaction": reaction})
     assert (event.type, event.text, event.reply_to) == ("reaction", "", "5")
 
 
 def test_reaction_skips_custom_emoji_and_names_anonymous_chat() -> None:
-    reaction = {"chat": GROUP, "message_id": 5, "actor_chat": GROUP, "date": T, "old_reaction": [],
-                "new_reaction": [{"type": "custom_emoji", "custom_emoji_id": "5368"},
-                                 {"type": "emoji", "emoji": "🔥"}]}  # fmt: skip
+    reaction = {
+        "chat": GROUP,
+        "message_id": 5,
+        "actor_chat": GROUP,
+        "date": T,
+        "old_reaction": [],
+        "new_reaction": [
+            {"type": "custom_emoji", "custom_emoji_id": "5368"},
+            {"type": "emoji", "emoji": "🔥"},
+        ],
+    }
     event = _message({"message_reaction": reaction})
     assert (event.text, event.contact_name) == ("🔥", "Acme Support")
 
@@ -438,17 +452,39 @@ def test_corpus_case(path: Path) -> None:
 _SAMPLES: list[dict[str, Any]] = [
     {"update_id": 1, "message": _msg(text="hi", reply_to_message=_msg(message_id=2, text="?"))},
     {"update_id": 2, "message": _msg(photo=[{"file_id": "a"}, {"file_id": "b"}], caption="c")},
-    {"update_id": 3, "edited_message": _msg(venue={"location": {"latitude": 1, "longitude": 2},
-                                                   "title": "t", "address": "a"}, edit_date=T)},
-    {"update_id": 4, "callback_query": {"id": "q", "from": ANA, "data": "d",
-                                        "message": _msg(chat=GROUP, message_thread_id=3)}},
-    {"update_id": 5, "message_reaction": {"chat": GROUP, "message_id": 1, "date": T, "user": ANA,
-                                          "new_reaction": [{"type": "emoji", "emoji": "👍"}]}},
-    {"update_id": 6, "my_chat_member": {"chat": ANA_CHAT, "date": T,
-                                        "new_chat_member": {"status": "kicked"}}},
+    {
+        "update_id": 3,
+        "edited_message": _msg(
+            venue={"location": {"latitude": 1, "longitude": 2}, "title": "t", "address": "a"},
+            edit_date=T,
+        ),
+    },
+    {
+        "update_id": 4,
+        "callback_query": {
+            "id": "q",
+            "from": ANA,
+            "data": "d",
+            "message": _msg(chat=GROUP, message_thread_id=3),
+        },
+    },
+    {
+        "update_id": 5,
+        "message_reaction": {
+            "chat": GROUP,
+            "message_id": 1,
+            "date": T,
+            "user": ANA,
+            "new_reaction": [{"type": "emoji", "emoji": "👍"}],
+        },
+    },
+    {
+        "update_id": 6,
+        "my_chat_member": {"chat": ANA_CHAT, "date": T, "new_chat_member": {"status": "kicked"}},
+    },
     {"update_id": 7, "message": _msg(contact={"phone_number": "+1", "first_name": "C"})},
     {"update_id": 8, "chat_join_request": {"chat": GROUP, "from": ANA}},
-]  # fmt: skip
+]
 
 _JSON = st.recursive(
     st.none()

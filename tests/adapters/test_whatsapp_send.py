@@ -53,9 +53,13 @@ def msg(type_: str, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:
 BUTTONS = [ButtonSpec("yes", "Yes"), ButtonSpec("no", "No")]
 ORDER_COMPONENTS = [
     {"type": "body", "parameters": [{"type": "text", "text": "A-1093"}]},
-    {"type": "button", "sub_type": "quick_reply", "index": "0",
-     "parameters": [{"type": "payload", "payload": "ORDER_A1093_OK"}]},
-]  # fmt: skip
+    {
+        "type": "button",
+        "sub_type": "quick_reply",
+        "index": "0",
+        "parameters": [{"type": "payload", "payload": "ORDER_A1093_OK"}],
+    },
+]
 REPLIES = [
     {"type": "reply", "reply": {"id": "yes", "title": "Yes"}},
     {"type": "reply", "reply": {"id": "no", "title": "No"}},
@@ -401,7 +405,7 @@ ERRORS: list[tuple[int, int, str, str | None, str]] = [
     (400, 135000, "(#135000) Generic user error", None, "failed"),
     (400, 130403, "(#130403) Unknown", None, "failed"),
     (500, 987654, "(#987654) A code nobody documented", None, "failed"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("status", "code", "message", "details", "verdict"), ERRORS)

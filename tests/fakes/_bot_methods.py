@@ -210,8 +210,13 @@ def _media(field: str, file_id: str) -> Any:
     if field == "photo":
         sizes = ((90, 67, 1200), (320, 240, 15800), (800, 600, 61200))
         return [
-            {"file_id": f"{file_id}{w}", "file_unique_id": f"{unique}{w}", "file_size": size,
-             "width": w, "height": h}
+            {
+                "file_id": f"{file_id}{w}",
+                "file_unique_id": f"{unique}{w}",
+                "file_size": size,
+                "width": w,
+                "height": h,
+            }
             for w, h, size in sizes
-        ]  # fmt: skip
+        ]
     return {"file_id": file_id, "file_unique_id": unique, "file_size": 48213}

@@ -53,86 +53,180 @@ def _e(code: int, status: int, title: str, details: str | None = None, **kw: Any
 
 _CATALOG = [
     _e(0, 401, "AuthException", "We were unable to authenticate the app user."),
-    _e(1, 400, "An unknown error occurred", "Invalid request or possible server error.",
-       is_transient=True),
-    _e(2, 503, "Service temporarily unavailable",
-       "Temporary due to downtime or due to being overloaded.", is_transient=True),
-    _e(3, 500, "Application does not have the capability to make this API call",
-       "Capability or permissions issue."),
+    _e(
+        1,
+        400,
+        "An unknown error occurred",
+        "Invalid request or possible server error.",
+        is_transient=True,
+    ),
+    _e(
+        2,
+        503,
+        "Service temporarily unavailable",
+        "Temporary due to downtime or due to being overloaded.",
+        is_transient=True,
+    ),
+    _e(
+        3,
+        500,
+        "Application does not have the capability to make this API call",
+        "Capability or permissions issue.",
+    ),
     _e(4, 429, "Application request limit reached", None, is_transient=True),
-    _e(10, 403, "Application does not have permission for this action",
-       "Permission is either not granted or has been removed."),
+    _e(
+        10,
+        403,
+        "Application does not have permission for this action",
+        "Permission is either not granted or has been removed.",
+    ),
     _e(100, 400, "Invalid parameter", "Invalid parameter"),
     _e(190, 401, "Invalid OAuth access token", None, prefixed=False),
     _e(200, 403, "Permissions error", "Permission is either not granted or has been removed."),
-    _e(368, 403, "Temporarily blocked for policies violations",
-       "The WhatsApp Business Account associated with the app has been restricted or "
-       "disabled for violating a platform policy."),
-    _e(80007, 429, "Rate limit issues",
-       "The WhatsApp Business Account has reached its rate limit."),
-    _e(130429, 429, "Rate limit hit",
-       "Message failed to send because there were too many messages sent from this phone "
-       "number in a short period of time"),
-    _e(130472, 400, "User's number is part of an experiment",
-       "Message was not sent as part of an experiment."),
-    _e(130497, 403, "Business account is restricted from messaging users in this country",
-       "The business is restricted from sending messages to users in this country."),
+    _e(
+        368,
+        403,
+        "Temporarily blocked for policies violations",
+        "The WhatsApp Business Account associated with the app has been restricted or "
+        "disabled for violating a platform policy.",
+    ),
+    _e(
+        80007, 429, "Rate limit issues", "The WhatsApp Business Account has reached its rate limit."
+    ),
+    _e(
+        130429,
+        429,
+        "Rate limit hit",
+        "Message failed to send because there were too many messages sent from this phone "
+        "number in a short period of time",
+    ),
+    _e(
+        130472,
+        400,
+        "User's number is part of an experiment",
+        "Message was not sent as part of an experiment.",
+    ),
+    _e(
+        130497,
+        403,
+        "Business account is restricted from messaging users in this country",
+        "The business is restricted from sending messages to users in this country.",
+    ),
     _e(131000, 500, "Something went wrong", "Message failed to send due to an unknown error."),
     _e(131005, 403, "Access denied", "Permission is either not granted or has been removed."),
-    _e(131008, 400, "Required parameter is missing",
-       "The request is missing a required parameter."),
+    _e(
+        131008, 400, "Required parameter is missing", "The request is missing a required parameter."
+    ),
     _e(131009, 400, "Parameter value is not valid", "One or more parameter values are invalid."),
     _e(131016, 500, "Service unavailable", "A service is temporarily unavailable."),
-    _e(131021, 400, "Recipient cannot be sender",
-       "Sender and recipient phone number is the same."),
-    _e(131026, 400, "Message Undeliverable",
-       "Unable to deliver message. Reasons can include: the recipient phone number is not a "
-       "WhatsApp phone number; the recipient has not accepted the latest Terms of Service; "
-       "the recipient is using an old WhatsApp version."),
-    _e(131031, 403, "Account has been locked",
-       "The WhatsApp Business Account associated with the app has been restricted or "
-       "disabled for violating a platform policy, or the data in the request could not be "
-       "verified against the data set on the WhatsApp Business Account."),
-    _e(131037, 400, "WhatsApp provided number needs display name approval before message can "
-       "be sent.", "The 555 business phone number needs an approved display name."),
-    _e(131042, 400, "Business eligibility payment issue",
-       "Message failed to send because there were one or more errors related to your payment "
-       "method."),
-    _e(131045, 400, "Incorrect certificate",
-       "Message failed to send due to a phone number registration error."),
-    _e(131047, 400, "Re-engagement message",
-       "Message failed to send because more than 24 hours have passed since the customer "
-       "last replied to this number."),
-    _e(131048, 429, "Spam rate limit hit",
-       "Message failed to send because there are restrictions on how many messages can be "
-       "sent from this phone number. This may be because too many previous messages were "
-       "blocked or flagged as spam."),
-    _e(131049, 400, "This message was not delivered to maintain healthy ecosystem engagement.",
-       "In order to maintain a healthy ecosystem engagement, the message failed to be "
-       "delivered."),
-    _e(131050, 400, "Unable to deliver the message. This recipient has chosen to stop "
-       "receiving marketing messages on WhatsApp from your business",
-       "The recipient has stopped receiving marketing messages from this business."),
+    _e(131021, 400, "Recipient cannot be sender", "Sender and recipient phone number is the same."),
+    _e(
+        131026,
+        400,
+        "Message Undeliverable",
+        "Unable to deliver message. Reasons can include: the recipient phone number is not a "
+        "WhatsApp phone number; the recipient has not accepted the latest Terms of Service; "
+        "the recipient is using an old WhatsApp version.",
+    ),
+    _e(
+        131031,
+        403,
+        "Account has been locked",
+        "The WhatsApp Business Account associated with the app has been restricted or "
+        "disabled for violating a platform policy, or the data in the request could not be "
+        "verified against the data set on the WhatsApp Business Account.",
+    ),
+    _e(
+        131037,
+        400,
+        "WhatsApp provided number needs display name approval before message can be sent.",
+        "The 555 business phone number needs an approved display name.",
+    ),
+    _e(
+        131042,
+        400,
+        "Business eligibility payment issue",
+        "Message failed to send because there were one or more errors related to your payment "
+        "method.",
+    ),
+    _e(
+        131045,
+        400,
+        "Incorrect certificate",
+        "Message failed to send due to a phone number registration error.",
+    ),
+    _e(
+        131047,
+        400,
+        "Re-engagement message",
+        "Message failed to send because more than 24 hours have passed since the customer "
+        "last replied to this number.",
+    ),
+    _e(
+        131048,
+        429,
+        "Spam rate limit hit",
+        "Message failed to send because there are restrictions on how many messages can be "
+        "sent from this phone number. This may be because too many previous messages were "
+        "blocked or flagged as spam.",
+    ),
+    _e(
+        131049,
+        400,
+        "This message was not delivered to maintain healthy ecosystem engagement.",
+        "In order to maintain a healthy ecosystem engagement, the message failed to be delivered.",
+    ),
+    _e(
+        131050,
+        400,
+        "Unable to deliver the message. This recipient has chosen to stop "
+        "receiving marketing messages on WhatsApp from your business",
+        "The recipient has stopped receiving marketing messages from this business.",
+    ),
     _e(131051, 400, "Unsupported message type", "Message type is not currently supported."),
     _e(131052, 400, "Media download error", "Unable to download the media sent by the user."),
     _e(131053, 400, "Media upload error", "Unable to upload the media used in the message."),
-    _e(131056, 429, "(Business Account, Consumer Account) pair rate limit hit",
-       "Message failed to send because there were too many messages sent from this phone "
-       "number to the same phone number in a short period of time."),
-    _e(131057, 400, "Account in maintenance mode",
-       "Business Account is in maintenance mode, for example during a throughput upgrade."),
-    _e(132000, 400, "Number of parameters does not match the expected number of params",
-       "The number of variable parameter values does not match the template."),
-    _e(132001, 400, "Template name does not exist in the translation",
-       "The template does not exist in the specified language or is not approved."),
+    _e(
+        131056,
+        429,
+        "(Business Account, Consumer Account) pair rate limit hit",
+        "Message failed to send because there were too many messages sent from this phone "
+        "number to the same phone number in a short period of time.",
+    ),
+    _e(
+        131057,
+        400,
+        "Account in maintenance mode",
+        "Business Account is in maintenance mode, for example during a throughput upgrade.",
+    ),
+    _e(
+        132000,
+        400,
+        "Number of parameters does not match the expected number of params",
+        "The number of variable parameter values does not match the template.",
+    ),
+    _e(
+        132001,
+        400,
+        "Template name does not exist in the translation",
+        "The template does not exist in the specified language or is not approved.",
+    ),
     _e(132015, 400, "Template is Paused", "The template is paused due to low quality."),
     _e(132016, 400, "Template is Disabled", "The template has been paused too many times."),
     _e(133004, 503, "Server Temporarily Unavailable", "Server is temporarily unavailable."),
-    _e(133010, 400, "Phone number Not Registered",
-       "Phone number is not registered on the WhatsApp Business Platform."),
-    _e(135000, 400, "Generic user error",
-       "Message failed to send because of an unknown error with your request parameters."),
-]  # fmt: skip
+    _e(
+        133010,
+        400,
+        "Phone number Not Registered",
+        "Phone number is not registered on the WhatsApp Business Platform.",
+    ),
+    _e(
+        135000,
+        400,
+        "Generic user error",
+        "Message failed to send because of an unknown error with your request parameters.",
+    ),
+]
 
 GRAPH_ERRORS: Mapping[int, GraphError] = {error.code: error for error in _CATALOG}
 

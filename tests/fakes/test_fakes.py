@@ -330,11 +330,29 @@ async def test_graph_reply_button_count_is_131009(
 
 # PLATFORM.md §5.3: code -> HTTP status.
 PLATFORM_STATUSES = {
-    0: 401, 1: 400, 2: 503, 4: 429, 10: 403, 100: 400, 190: 401, 368: 403, 80007: 429,
-    130429: 429, 130497: 403, 131000: 500, 131016: 500, 131026: 400, 131031: 403,
-    131047: 400, 131049: 400, 131050: 400, 131051: 400, 131056: 429, 131057: 400,
+    0: 401,
+    1: 400,
+    2: 503,
+    4: 429,
+    10: 403,
+    100: 400,
+    190: 401,
+    368: 403,
+    80007: 429,
+    130429: 429,
+    130497: 403,
+    131000: 500,
+    131016: 500,
+    131026: 400,
+    131031: 403,
+    131047: 400,
+    131049: 400,
+    131050: 400,
+    131051: 400,
+    131056: 429,
+    131057: 400,
     133004: 503,
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(("code", "http_status"), sorted(PLATFORM_STATUSES.items()))
@@ -361,13 +379,16 @@ async def test_graph_fail_answers_each_code_with_its_status_and_envelope(
         (131047, "(#131047) Re-engagement message"),
         (130429, "(#130429) Rate limit hit"),
         (131056, "(#131056) (Business Account, Consumer Account) pair rate limit hit"),
-        (131050, "(#131050) Unable to deliver the message. This recipient has chosen to stop "
-                 "receiving marketing messages on WhatsApp from your business"),
+        (
+            131050,
+            "(#131050) Unable to deliver the message. This recipient has chosen to stop "
+            "receiving marketing messages on WhatsApp from your business",
+        ),
         (130497, "(#130497) Business account is restricted from messaging users in this country"),
         (131026, "(#131026) Message Undeliverable"),
         (190, "Invalid OAuth access token"),
     ],
-)  # fmt: skip
+)
 async def test_graph_error_messages_are_metas(
     http: Any, graph: FakeGraphAPI, code: int, message: str
 ) -> None:
@@ -404,8 +425,13 @@ async def test_graph_failures_are_consumed_in_order_and_by_filter(
     graph.fail(130429, times=2)
     graph.fail(131000, phone_number_id=NUMBER_B)
     codes = []
-    for to, number in [(OTHER_USER, NUMBER_A), (USER, NUMBER_A), (USER, NUMBER_A),
-                       (USER, NUMBER_B), (USER, NUMBER_A)]:  # fmt: skip
+    for to, number in [
+        (OTHER_USER, NUMBER_A),
+        (USER, NUMBER_A),
+        (USER, NUMBER_A),
+        (USER, NUMBER_B),
+        (USER, NUMBER_A),
+    ]:
         token = TOKENS[number]
         status, payload = await send(http, graph, text(to), number=number, token=token)
         codes.append(payload["error"]["code"] if status != 200 else 200)
