@@ -80,6 +80,9 @@ class Event(msgspec.Struct, kw_only=True, tag_field="kind"):
     conversation_id: str | None = None
     assistant_id: str = ""
     timestamp: int
+    account_active: bool = True
+    """Extension: false while the number or bot is disabled in config (its webhooks are
+    still verified and kept; its commands are rejected with `account_inactive`)."""
 
     def __post_init__(self) -> None:
         if self.conversation_id is None and self.contact_id is not None:

@@ -9,6 +9,7 @@ each number's first command. See benchmarks/README.md ("Outbound") for what each
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -62,11 +63,11 @@ class Measured:
     numbers: list[NumberSpec]
     contacts: int
     commands: int
-    push_started: float  # monotonic, just before the first XADD left
     push_s: float  # how long pushing every command took
     done_s: float | None  # first XADD → all deliveries seen; None on timeout
     wait_limit_s: float
     first_xadd: dict[str, tuple[str, float]]  # number → (its first command_id, XADD sent at)
+    order: dict[str, tuple[str, int]]  # command_id → (conversation_id, push index)
     deliveries: list[dict[str, Any]]
     arrivals: list[Arrival]
     peaks: dict[str, int]  # the stand-in's own peak_per_second per number
@@ -127,6 +128,22 @@ def first_latencies_ms(m: Measured) -> list[float]:
     return sorted(
         (arrived[cid] - sent) * 1e3 for cid, sent in m.first_xadd.values() if cid in arrived
     )
+
+
+def reordered(m: Measured) -> tuple[int, int]:
+    """(consecutive command pairs of one conversation that arrived in the wrong order, all
+    such pairs), over the accepted sends."""
+    arrived = {a.command_id: a.arrived for a in m.arrivals if a.accepted}
+    by_conv: dict[str, list[tuple[int, float]]] = {}
+    for cid, (conv, index) in m.order.items():
+        if cid in arrived:
+            by_conv.setdefault(conv, []).append((index, arrived[cid]))
+    swapped = pairs = 0
+    for sends in by_conv.values():
+        sends.sort()
+        pairs += len(sends) - 1
+        swapped += sum(b[1] < a[1] for a, b in itertools.pairwise(sends))
+    return swapped, pairs
 
 
 @dataclass(frozen=True)
@@ -219,7 +236,8 @@ def summary(m: Measured) -> str:
         else f"TIMEOUT: {len(m.deliveries):,} of {m.commands:,} deliveries "
         f"after {m.wait_limit_s:.0f} s"
     )
-    answers = Counter(f"{a.status}" + (f" ({a.code})" if a.code else "") for a in m.arrivals)
+    answers = Counter(f"HTTP {a.status}" + (f" ({a.code})" if a.code else "") for a in m.arrivals)
+    swapped, pairs = reordered(m)
     lines = [
         ["commands", f"{m.commands:,} (pushed in {m.push_s:.2f} s, pipelined XADD)"],
         ["elapsed", done],
@@ -230,6 +248,11 @@ def summary(m: Measured) -> str:
         ],
         ["outcomes", counter_text(outcome_counts(m.deliveries))],
         ["stand-in answers", counter_text(answers) + f" ({len(times):,} accepted sends)"],
+        [
+            "order",
+            f"{swapped:,} of {pairs:,} consecutive commands of one conversation "
+            "reached the stand-in before the command pushed just ahead of them",
+        ],
     ]
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
@@ -340,6 +363,7 @@ def to_json(m: Measured) -> str:
         "busy_s": busy,
         "aggregate_rate": rate,
         "outcomes": dict(outcome_counts(m.deliveries)),
+        "reordered_pairs": reordered(m),
         "types": [asdict(r) for r in type_rows(m)],
         "peaks": m.peaks,
         "redis_calls": m.calls,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
 import re
 import secrets
@@ -71,6 +70,7 @@ READY_TIMEOUT_S = 30.0
 WEBHOOK_BATCH = 250  # messages per inbound POST when opening windows
 XADD_CHUNK = 1000  # commands per pipeline round trip
 POLL_S = 0.05
+HEAD_WAIT_S = 10.0  # how long the first command of each number may take before the rest go
 SINGLE_NUMBER_COMMANDS = 200
 PAIR_BUCKET = 45  # WhatsApp pair rate: beyond this per (number, contact) the pair limiter paces
 _LOG_PROBLEM = re.compile(r" (WARNING|ERROR|CRITICAL) |Traceback|Error handling request")
@@ -185,6 +185,16 @@ def graph_stand_in(workdir: Path, numbers: list[NumberSpec]) -> Iterator[Service
     with running(service):
         wait_until(service, get_request(HOST, port, CONTROL_PATH), READY_TIMEOUT_S)
         yield service
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """When the commands went out."""
+
+    start: float  # monotonic, just before the first XADD round trip
+    seconds: float  # until the last XADD was answered
+    first: dict[str, tuple[str, float]]  # number → (its first command_id, XADD sent at)
+    polls: int  # XLEN calls made waiting for the first commands' deliveries
 
 
 @dataclass
@@ -322,6 +332,11 @@ def plan_commands(
     return out
 
 
+def conversation(raw: bytes) -> str:
+    """The conversation_id of a planned command."""
+    return str(json.loads(raw)["conversation_id"])
+
+
 def wait_limit_s(plan: list[tuple[str, NumberSpec, bytes]]) -> float:
     """Bounded wait for the deliveries: twice the slowest number's ideal time (or twice the
     time at the sum of the caps, whichever is longer), plus 30 s."""
@@ -332,26 +347,27 @@ def wait_limit_s(plan: list[tuple[str, NumberSpec, bytes]]) -> float:
     return max(max(per_number.values()), len(plan) / caps) * 2 + 30
 
 
-def push(
-    client: redis.Redis, plan: list[tuple[str, NumberSpec, bytes]]
-) -> tuple[float, float, dict[str, tuple[str, float]]]:
-    """XADD every command, pipelined. The first command of each number goes in the first
-    round trip; returns (start, seconds taken, number → (first command_id, XADD sent at))."""
-    first: dict[str, tuple[str, float]] = {}
-    head = len({n.phone_number_id for _c, n, _r in plan})  # plan starts one per number
-    bounds = [0, head, *range(head + XADD_CHUNK, len(plan), XADD_CHUNK), len(plan)]
-    start = time.monotonic()
-    for lo, hi in itertools.pairwise(bounds):
-        if lo >= hi:
-            continue
+def xadd_all(client: redis.Redis, part: list[tuple[str, NumberSpec, bytes]]) -> float:
+    """XADD `part` in pipelined round trips of XADD_CHUNK; when the first one left."""
+    first_sent = 0.0
+    for lo in range(0, len(part), XADD_CHUNK):
         pipe = client.pipeline(transaction=False)
-        for _cid, _n, raw in plan[lo:hi]:
+        for _cid, _n, raw in part[lo : lo + XADD_CHUNK]:
             pipe.xadd(OUTBOX, {"command": raw})
-        sent_at = time.monotonic()
+        first_sent = first_sent or time.monotonic()
         pipe.execute()  # type: ignore[no-untyped-call]
-        for cid, n, _raw in plan[lo:hi]:
-            first.setdefault(n.phone_number_id, (cid, sent_at))
-    return start, time.monotonic() - start, first
+    return first_sent
+
+
+def push(client: redis.Redis, plan: list[tuple[str, NumberSpec, bytes]], baseline: int) -> Pushed:
+    """The first command of every number alone, then (once those are delivered, so each
+    first command found its number idle) all the others as fast as pipelining goes."""
+    head = len({n.phone_number_id for _c, n, _r in plan})  # the plan starts one per number
+    start = xadd_all(client, plan[:head])
+    first = {n.phone_number_id: (cid, start) for cid, n, _raw in plan[:head]}
+    _done, polls = wait_deliveries(client, baseline, head, start, HEAD_WAIT_S)
+    xadd_all(client, plan[head:])
+    return Pushed(start, time.monotonic() - start, first, polls)
 
 
 def inbox_length(client: redis.Redis) -> int:
@@ -481,8 +497,8 @@ def run(
     plan = plan_commands(targets, contacts, args.commands, args.spread)
     limit = wait_limit_s(plan)
     before = Meters.read(stack)
-    start, push_s, first = push(client, plan)
-    done_s, polls = wait_deliveries(client, baseline, len(plan), start, limit)
+    pushed = push(client, plan, baseline)
+    done_s, polls = wait_deliveries(client, baseline, len(plan), pushed.start, limit)
     after = Meters.read(stack)
     arrivals, peaks = stand_in_log(stack.graph)
     for g in stack.gateways:
@@ -493,17 +509,17 @@ def run(
         numbers=numbers,
         contacts=len(contacts),
         commands=len(plan),
-        push_started=start,
-        push_s=push_s,
+        push_s=pushed.seconds,
         done_s=done_s,
         wait_limit_s=limit,
-        first_xadd=first,
+        first_xadd=pushed.first,
+        order={cid: (conversation(raw), i) for i, (cid, _n, raw) in enumerate(plan)},
         deliveries=deliveries(client),
         arrivals=arrivals,
         peaks=peaks,
         gateway_cpu_s=delta(before.gateway_cpu_s, after.gateway_cpu_s),
         redis_cpu_s=delta(before.redis_cpu_s, after.redis_cpu_s),
-        calls=calls_delta(before, after, {"xadd": len(plan), "xlen": polls}),
+        calls=calls_delta(before, after, {"xadd": len(plan), "xlen": polls + pushed.polls}),
         finished_by_gateway=[finished_by(g) for g in stack.gateways],
         single_number=targets[0].phone_number_id if args.single_number else None,
     )

@@ -26,7 +26,16 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from adapters.schema import ENCODER, AnyEvent, BadItem, EchoEvent, MessageEvent, Parsed, Routed
+from adapters.schema import (
+    ENCODER,
+    AccountEvent,
+    AnyEvent,
+    BadItem,
+    EchoEvent,
+    MessageEvent,
+    Parsed,
+    Routed,
+)
 from router import keys
 from router.accounts import Directory, interval_us
 from router.records import DeadLetter, new_event_id
@@ -177,6 +186,8 @@ class InboundRouter:
         event = item.event
         event.event_id = new_event_id()
         event.assistant_id = assistant
+        account = self._directory.get(channel, event.account_id)
+        event.account_active = account is None or account.enabled
         inbox = keys.inbox(assistant)
         stream = keys.history(assistant) if event.__struct_config__.tag == "history" else inbox
         maxlen = self._limits.history_maxlen if stream != inbox else self._limits.inbox_maxlen
@@ -193,6 +204,9 @@ class InboundRouter:
             batch.add("E", [stream, mark], [maxlen, payload], event)
         if isinstance(event, EchoEvent) and event.conversation_id is not None:
             self._add_pause(batch, inbox, event)
+        if isinstance(event, AccountEvent) and event.connected is not None:
+            state = keys.account_state(inbox, channel, event.account_id)
+            batch.add("A", [state], [int(event.connected), event.event], None)
         self._add_bsuid(batch, inbox, event)
 
     def _add_live(

@@ -201,12 +201,17 @@ class Outbox:
 
     async def _start(self) -> bool:
         """Create the consumer group and forget credential halts: a restart is how an
-        operator says "fixed". False while Redis is unreachable (the caller retries)."""
+        operator says "fixed". A number re-enabled in config (disabled at the previous
+        start) also forgets a disconnect (CONTRACT §3). False while Redis is unreachable."""
         try:
             await self.ensure_group()
             for a in self._directory.accounts.values():
                 key = keys.account_state(keys.inbox(a.assistant), a.channel, a.account_id)
                 await self._redis.hdel(key, "halt")  # type: ignore[misc]
+                was = await self._redis.hget(key, "enabled")  # type: ignore[misc]
+                if a.enabled and was == b"0":
+                    await self._redis.hdel(key, "disc")  # type: ignore[misc]
+                await self._redis.hset(key, "enabled", int(a.enabled))  # type: ignore[misc]
         except (RedisError, OSError) as exc:
             log.warning("outbox workers wait for redis: %s", exc)
             return False

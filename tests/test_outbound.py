@@ -520,3 +520,65 @@ def test_results_are_stored_compactly() -> None:
     assert msgspec.json.encode(Result("sent", None, None, "wamid.1")) == (
         b'{"outcome":"sent","reason":null,"provider_code":null,"message_id":"wamid.1"}'
     )
+
+
+async def post_account_update(gw: Gateway, event: str, time_s: int) -> None:
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "200300400500600",
+                "time": time_s,
+                "changes": [
+                    {
+                        "field": "account_update",
+                        "value": {
+                            "event": event,
+                            "disconnection_info": {"reason": "PRIMARY_INACTIVITY"},
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    body = wa_body(payload)
+    resp = await gw.client.post("/webhooks/whatsapp", data=body, headers=wa_headers(body))
+    assert resp.status == 200
+
+
+async def test_partner_removed_disconnects_the_number_until_reconnected(gw: Gateway) -> None:
+    await gw.contact_writes()
+    await post_account_update(gw, "PARTNER_REMOVED", int(time.time()))
+    [account] = [e for e in await stream(gw.redis, "gw:inbox:support") if e["kind"] == "account"]
+    assert account["connected"] is False and account["account_id"] == NUMBER_A
+    await gw.command("while-removed", wa(), text="hello?")
+    await gw.run()
+    delivery = await gw.delivery("while-removed")
+    assert (delivery["outcome"], delivery["reason"]) == ("rejected", "account_disconnected")
+    assert gw.graph.requests == []
+    await post_account_update(gw, "PARTNER_ADDED", int(time.time()) + 1)
+    await gw.command("reconnected", wa(), text="back")
+    await gw.run()
+    assert (await gw.delivery("reconnected"))["outcome"] == "sent"
+
+
+async def test_disabled_numbers_webhooks_are_kept_and_marked_inactive(gw: Gateway) -> None:
+    c, m = text_message("wamid.disabled.1", "447700900123")
+    body = wa_body(envelope(change("100200300400700", "442071838750", contacts=[c], messages=[m])))
+    resp = await gw.client.post("/webhooks/whatsapp", data=body, headers=wa_headers(body))
+    assert resp.status == 200
+    [event] = await stream(gw.redis, "gw:inbox:support")
+    assert event["account_active"] is False and event["message_id"] == "wamid.disabled.1"
+    await gw.contact_writes()
+    assert (await stream(gw.redis, "gw:inbox:support"))[-1]["account_active"] is True
+
+
+async def test_a_restart_with_the_number_re_enabled_forgets_the_disconnect(gw: Gateway) -> None:
+    state = f"gw:acct:{{gw:inbox:support}}:whatsapp:{NUMBER_A}"
+    await gw.redis.hset(state, mapping={"disc": "PARTNER_REMOVED", "enabled": "1"})
+    assert await gw.outbox._start()  # a plain restart: still disconnected
+    assert await gw.redis.hget(state, "disc") == b"PARTNER_REMOVED"
+    await gw.redis.hset(state, "enabled", "0")  # it was disabled at the previous start
+    assert await gw.outbox._start()
+    assert await gw.redis.hget(state, "disc") is None
+    assert await gw.redis.hget(state, "enabled") == b"1"

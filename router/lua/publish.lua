@@ -15,6 +15,9 @@
 --                                                   message just published by M
 --   H until conv_ttl          KEYS: conversation    an echo: pause the AI until `until`
 --   U wa_id ttl               KEYS: bsuid map       remember which wa_id a BSUID belongs to
+--   A connected event         KEYS: account state   after the account event just published:
+--                                                   connected 0 marks the number disconnected
+--                                                   (commands are refused), 1 clears that
 -- Returns one integer per E/S/P/M operation: 1 published, 0 duplicate (or outranked).
 --
 -- Marks are written after the XADD: if the XADD fails, the script stops before the mark,
@@ -93,6 +96,13 @@ while a <= #ARGV do
       redis.call('HSET', KEYS[k], 'p', until_s)
     end
     redis.call('EXPIRE', KEYS[k], ARGV[a + 2])
+    k, a = k + 1, a + 3
+  elseif op == 'A' then
+    if last == 1 and ARGV[a + 1] == '0' then
+      redis.call('HSET', KEYS[k], 'disc', ARGV[a + 2])
+    elseif last == 1 and ARGV[a + 1] == '1' then
+      redis.call('HDEL', KEYS[k], 'disc')
+    end
     k, a = k + 1, a + 3
   elseif op == 'U' then
     redis.call('SET', KEYS[k], ARGV[a + 1], 'EX', ARGV[a + 2])
