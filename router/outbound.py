@@ -211,7 +211,7 @@ class Outbox:
                 was = await self._redis.hget(key, "enabled")  # type: ignore[misc]
                 if a.enabled and was == b"0":
                     await self._redis.hdel(key, "disc")  # type: ignore[misc]
-                await self._redis.hset(key, "enabled", int(a.enabled))  # type: ignore[misc]
+                await self._redis.hset(key, "enabled", str(int(a.enabled)))  # type: ignore[misc]
         except (RedisError, OSError) as exc:
             log.warning("outbox workers wait for redis: %s", exc)
             return False
