@@ -10,6 +10,7 @@ no detail: the detail goes to the log and the metrics.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import time
@@ -20,7 +21,7 @@ from redis.exceptions import RedisError
 
 from adapters import telegram, whatsapp
 from adapters.schema import Parsed, ParseError
-from gateway.app import REDIS, ROUTER, STATE, State
+from gateway.app import OUTBOX, REDIS, ROUTER, STATE, State
 from router.inbound import RouterUnavailable
 
 log = logging.getLogger("gateway.http")
@@ -148,7 +149,17 @@ async def readyz(request: web.Request) -> web.Response:
     if state.draining:
         return web.json_response({"ready": False, "draining": True, "redis": None}, status=503)
     redis_ok = await _ping(request, state.settings.redis.timeout_seconds)
-    body = {"ready": redis_ok, "draining": False, "redis": "ok" if redis_ok else "unavailable"}
+    body: dict[str, object] = {
+        "ready": redis_ok,
+        "draining": False,
+        "redis": "ok" if redis_ok else "unavailable",
+    }
+    if redis_ok:
+        # Halted or disconnected numbers do not make the instance unready (webhooks are
+        # still taken), but operators see them here and in gateway_account_halted.
+        with contextlib.suppress(TimeoutError, OSError, RedisError):
+            async with asyncio.timeout(state.settings.redis.timeout_seconds):
+                body["accounts"] = await request.app[OUTBOX].account_problems()
     return web.json_response(body, status=200 if redis_ok else 503)
 
 

@@ -217,6 +217,25 @@ class Outbox:
             return False
         return True
 
+    async def account_problems(self) -> dict[str, dict[str, str]]:
+        """Numbers and bots that cannot send: `halted` (provider code) or `disconnected`
+        (the account event), keyed `channel:account_id`, for readiness detail."""
+        accounts = list(self._directory.accounts.values())
+        pipe = self._redis.pipeline(transaction=False)
+        for a in accounts:
+            pipe.hmget(
+                keys.account_state(keys.inbox(a.assistant), a.channel, a.account_id),
+                ["halt", "disc"],
+            )
+        rows = await pipe.execute()
+        problems: dict[str, dict[str, str]] = {}
+        for a, row in zip(accounts, rows, strict=True):
+            pairs = zip(("halted", "disconnected"), row, strict=True)
+            found = {name: v.decode() for name, v in pairs if v}
+            if found:
+                problems[f"{a.channel}:{a.account_id}"] = found
+        return problems
+
     async def stop(self, timeout_s: float) -> None:
         """Stop reading; let in-flight commands finish (they are reclaimed if cut off)."""
         self._stopping.set()

@@ -326,6 +326,9 @@ async def test_credential_error_halts_the_number_without_a_retry_storm(gw: Gatew
         assert (delivery["outcome"], delivery["provider_code"]) == ("failed", 190)
     metrics = await (await gw.client.get("/metrics")).text()
     assert f'gateway_account_halted{{account="{NUMBER_A}",channel="whatsapp"}} 1.0' in metrics
+    ready = await gw.client.get("/readyz")
+    assert ready.status == 200  # webhooks are still taken
+    assert (await ready.json())["accounts"] == {f"whatsapp:{NUMBER_A}": {"halted": "190"}}
 
 
 async def test_handoff_pauses_the_assistant_but_not_humans(gw: Gateway) -> None:
