@@ -71,8 +71,11 @@ class Measured:
     deliveries: list[dict[str, Any]]
     arrivals: list[Arrival]
     peaks: dict[str, int]  # the stand-in's own peak_per_second per number
+    stand_in_lag_ms: list[float]  # the stand-in's loop lag while requests arrived
+    meter_s: float  # wall seconds between the two meter readings
     gateway_cpu_s: float | None
     redis_cpu_s: float | None
+    stand_in_cpu_s: float | None
     calls: dict[str, int] | None  # INFO commandstats delta, the benchmark's own calls removed
     finished_by_gateway: list[float | None] = field(default_factory=list)
     log_problems: list[str] = field(default_factory=list)
@@ -206,9 +209,12 @@ def report(m: Measured) -> str:
         if not over
         else f"OVER CAP ({len(over)} numbers): " + ", ".join(over)
     )
+    parts += worst_window_lines(m, over)
     if m.single_number:
         parts += ["", *single_number_lines(m)]
-    parts += ["", *overhead_lines(m), "", *process_lines(m)]
+    else:
+        parts += ["", *timeline_lines(m)]
+    parts += ["", *overhead_lines(m), *stand_in_lines(m), "", *process_lines(m)]
     return "\n".join(parts)
 
 
@@ -285,6 +291,20 @@ def type_table(rows: list[TypeRow]) -> str:
     return table(headers, lines, frozenset({0}))
 
 
+def timeline_lines(m: Measured) -> list[str]:
+    """Accepted sends per consecutive second of the run, all numbers and per type."""
+    start = min((a.arrived for a in m.arrivals if a.accepted), default=0.0)
+    lines = ["sends per consecutive 1 s window from the first accepted send:"]
+    for mode in (None, *MODES):
+        ids = {n.phone_number_id for n in m.numbers if mode in (None, n.mode)}
+        times = [t for t in accepted(m.arrivals, ids) if t >= start]
+        if times:
+            counts = per_second([start, *times])
+            counts[0] -= 1  # the anchor
+            lines.append(f"  {mode or 'all':<12} {counts}")
+    return lines
+
+
 def single_number_lines(m: Measured) -> list[str]:
     """The one number's sends per consecutive second and its sliding 1-second peak."""
     number = m.single_number or ""
@@ -296,6 +316,40 @@ def single_number_lines(m: Measured) -> list[str]:
         f"number {number} ({spec.mode}, cap {spec.cap}/s), {m.gateways} gateway process(es):",
         f"  sends per consecutive 1 s window from the first arrival: {counts}",
         f"  peak in any sliding 1 s window: {peak} ({verdict} the cap of {spec.cap})",
+    ]
+
+
+def worst_window(times: list[float]) -> list[float]:
+    """The sorted times inside the fullest half-open 1-second window [t, t + 1)."""
+    best: tuple[int, int] = (0, 0)
+    start = 0
+    for end, t in enumerate(times):
+        while t - times[start] >= 1.0:
+            start += 1
+        if end - start + 1 > best[1] - best[0]:
+            best = (start, end + 1)
+    return times[best[0] : best[1]]
+
+
+def worst_window_lines(m: Measured, over: list[str]) -> list[str]:
+    """For the first number over its cap: the arrivals of its fullest window, so bunching
+    (a late worker, a stalled stand-in) shows."""
+    if not over:
+        return []
+    number = over[0].split(" ", 1)[0]
+    window = worst_window(accepted(m.arrivals, {number}))
+    offsets = ", ".join(f"{(t - window[0]) * 1e3:.0f}" for t in window)
+    return [f"  fullest window of {number}, ms after its first arrival: {offsets}"]
+
+
+def stand_in_lines(m: Measured) -> list[str]:
+    """How busy the stand-in was: its arrival times are only as good as its loop's lag."""
+    lag = sorted(m.stand_in_lag_ms)
+    return [
+        f"  stand-in: {fmt(cpu_pct(m.stand_in_cpu_s, m.meter_s), '.0f')} % of one core; "
+        f"its loop lag while requests arrived p50 {fmt(percentile(lag, 0.5), '.1f')} ms, "
+        f"p99 {fmt(percentile(lag, 0.99), '.1f')} ms, max {fmt(lag[-1] if lag else None, '.1f')}"
+        " ms (arrival times are taken when its handler runs)"
     ]
 
 
@@ -311,12 +365,18 @@ def overhead_lines(m: Measured) -> list[str]:
             f"  Redis commands per send: {total / sends:.2f} (Lua-internal calls included), "
             f"evalsha {m.calls.get('evalsha', 0) / sends:.2f} per send",
             "    top: " + ", ".join(f"{k} {v / sends:.2f}" for k, v in top),
+            f"  presend.lua runs per send: {m.calls.get('zcard', 0) / sends:.2f} (ZCARD runs "
+            "only there; above 1 means sends found the number's 1 s dispatch log full and "
+            "waited once more)",
         ]
+    busy, _rate = busy_rate(accepted(m.arrivals))
     lines += [
         f"  gateway CPU s per 1000 sends: {fmt(per_1k(m.gateway_cpu_s, sends), '.3f')} "
-        f"({fmt(cpu_pct(m.gateway_cpu_s, m.done_s), '.0f')} % of one core, all gateways)",
+        f"(all gateways; {fmt(cpu_pct(m.gateway_cpu_s, busy), '.0f')} % of one core over the "
+        f"{busy:.1f} s busy period, {fmt(cpu_pct(m.gateway_cpu_s, m.meter_s), '.0f')} % over "
+        f"the {m.meter_s:.1f} s measured)",
         f"  Redis CPU s per 1000 sends: {fmt(per_1k(m.redis_cpu_s, sends), '.3f')} "
-        f"({fmt(cpu_pct(m.redis_cpu_s, m.done_s), '.0f')} % of one core)",
+        f"({fmt(cpu_pct(m.redis_cpu_s, m.meter_s), '.0f')} % of one core)",
         f"  XADD → stand-in, first command of each number ({len(lat)} numbers): "
         f"p50 {fmt(percentile(lat, 0.5), '.1f')} ms, p99 {fmt(percentile(lat, 0.99), '.1f')} ms, "
         f"max {fmt(lat[-1] if lat else None, '.1f')} ms",
@@ -368,6 +428,8 @@ def to_json(m: Measured) -> str:
         "peaks": m.peaks,
         "redis_calls": m.calls,
         "gateway_cpu_s": m.gateway_cpu_s,
+        "stand_in_cpu_s": m.stand_in_cpu_s,
+        "meter_s": m.meter_s,
         "redis_cpu_s": m.redis_cpu_s,
         "first_latency_ms": {"p50": percentile(lat, 0.5), "p99": percentile(lat, 0.99)},
         "finished_by_gateway": m.finished_by_gateway,

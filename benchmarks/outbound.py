@@ -33,7 +33,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 import yaml
@@ -63,7 +63,7 @@ ASSISTANT = "bench"
 INBOX = f"gw:inbox:{ASSISTANT}"
 OUTBOX = "gw:outbox"
 CAPS = {"coexistence": 20, "cloud_api": 80}  # CONTRACT.md §3 defaults
-GUARD_S = 0.025  # policy.limiter_guard_ms default: sends are (1 s + guard) / mps apart
+GUARD_MS = 25.0  # policy.limiter_guard_ms default: sends are (1 s + guard) / mps apart
 GRAPH_MODULE = "benchmarks._outbound_graph"
 CONTROL_PATH = "/_bench/requests"  # the same constant lives in _outbound_graph.py
 READY_TIMEOUT_S = 30.0
@@ -82,29 +82,36 @@ _LOG_PROBLEM = re.compile(r" (WARNING|ERROR|CRITICAL) |Traceback|Error handling 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; see the module docstring for examples."""
     p = argparse.ArgumentParser(
-        description="Outbound load: gw:outbox → gateway(s) → the stand-in Graph API.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Outbound load: gw:outbox → gateway(s) → the stand-in Graph API."
     )
     add = p.add_argument
-    add("--gateways", type=int, default=1, help="gateway processes sharing one Redis")
-    add("--numbers", type=int, default=50, help="WhatsApp numbers, alternately coex / cloud")
-    add("--contacts", type=int, default=20, help="contacts with an open window per number")
-    add("--commands", type=int, help="text commands (default 10000; 200 with --single-number)")
+    add("--gateways", type=int, default=1, help="gateway processes sharing one Redis (1)")
+    add("--numbers", type=int, default=50, help="WhatsApp numbers, alternately coex/cloud (50)")
+    add("--contacts", type=int, default=20, help="contacts with an open window per number (20)")
+    add("--commands", type=int, help="text commands (10000; 200 with --single-number)")
     add(
         "--spread",
         choices=["even", "by-cap"],
         default="even",
-        help="even: the same count per number; by-cap: in proportion to each number's cap",
+        help="even (default): the same count per number; by-cap: in proportion to the caps",
     )
     add(
         "--single-number",
         action="store_true",
         help="every command to ONE coexistence number; print its sends per second",
     )
-    add("--concurrency", type=int, default=4096, help="outbound.concurrency per gateway")
-    add("--send-wait-max", type=float, default=600.0, help="policy.send_wait_max_seconds")
+    add("--concurrency", type=int, default=4096, help="outbound.concurrency per gateway (4096)")
+    add("--send-wait-max", type=float, default=600.0, help="policy.send_wait_max_seconds (600)")
+    add("--guard-ms", type=float, help="policy.limiter_guard_ms (default: the gateway's, 25)")
     add("--redis-connections", type=int, help="redis.max_connections (default: the gateway's)")
-    add("--gateway-cmd", default=GATEWAY_COMMAND, help="how to start a gateway")
+    add(
+        "--stand-in-nice",
+        type=int,
+        default=0,
+        help="nice increment for the stand-in (e.g. -10 as root: its arrival times stay "
+        "accurate while the gateways saturate the CPUs)",
+    )
+    add("--gateway-cmd", default=GATEWAY_COMMAND, help=f"how to start one ({GATEWAY_COMMAND})")
     add("--json", type=Path, help="also write the figures to this file")
     add("--verbose", action="store_true", help="print the generated config and progress")
     args = p.parse_args(argv)
@@ -158,10 +165,13 @@ def gateway_config(
         }
         for n in numbers
     ]
+    policy: dict[str, Any] = {"send_wait_max_seconds": args.send_wait_max}
+    if args.guard_ms is not None:
+        policy["limiter_guard_ms"] = args.guard_ms
     return {
         "server": {"host": HOST, "port": port, "drain_seconds": 0},
         "redis": redis_cfg,
-        "policy": {"send_wait_max_seconds": args.send_wait_max},
+        "policy": policy,
         "outbound": {"concurrency": args.concurrency},
         "whatsapp": {
             "app_secret": APP_SECRET,
@@ -173,18 +183,28 @@ def gateway_config(
 
 
 @contextlib.contextmanager
-def graph_stand_in(workdir: Path, numbers: list[NumberSpec]) -> Iterator[Service]:
+def graph_stand_in(workdir: Path, numbers: list[NumberSpec], nice: int) -> Iterator[Service]:
     """The stand-in Graph API in its own process, ready when its control route answers."""
     port = free_port()
     tokens = workdir / "tokens.json"
     tokens.write_text(json.dumps({n.phone_number_id: n.token for n in numbers}))
     cmd = [sys.executable, "-m", GRAPH_MODULE, "--port", str(port), "--tokens", str(tokens)]
+    cmd += ["--nice", str(nice)]
     err = workdir / "graph.stderr"
     proc = _spawn(cmd, err)
     service = Service("graph-stand-in", HOST, port, proc.pid, proc, err)
     with running(service):
         wait_until(service, get_request(HOST, port, CONTROL_PATH), READY_TIMEOUT_S)
         yield service
+
+
+class Planned(NamedTuple):
+    """One command of the run, ready for XADD."""
+
+    command_id: str
+    number: NumberSpec
+    conversation_id: str
+    raw: bytes  # the `command` field's value
 
 
 @dataclass(frozen=True)
@@ -220,7 +240,7 @@ def start_all(
     stack.callback(log_problems, work, problems)  # LIFO: after the processes stop
     rds = stack.enter_context(redis_server(work))
     redis_url = f"redis://{rds.host}:{rds.port}/0"
-    graph = stack.enter_context(graph_stand_in(work, numbers))
+    graph = stack.enter_context(graph_stand_in(work, numbers, args.stand_in_nice))
     api_base = f"http://{HOST}:{graph.port}/v21.0"
     gateways = []
     for i in range(args.gateways):
@@ -287,10 +307,10 @@ def open_windows(gw: Service, numbers: list[NumberSpec], contacts: list[str]) ->
     return len(changes)
 
 
-def inbound_charge_s(numbers: list[NumberSpec], contacts: int) -> float:
+def inbound_charge_s(numbers: list[NumberSpec], contacts: int, guard_ms: float) -> float:
     """How far the inbound messages pushed the numbers' send budgets into the future
     (CONTRACT §3 charges inbound to the same budget): wait this long before measuring."""
-    return max(contacts * (1 + GUARD_S) / n.cap for n in numbers)
+    return max(contacts * (1 + guard_ms / 1e3) / n.cap for n in numbers)
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -309,9 +329,8 @@ def slot_order(numbers: list[NumberSpec], spread: str) -> list[NumberSpec]:
 
 def plan_commands(
     numbers: list[NumberSpec], contacts: list[str], count: int, spread: str
-) -> list[tuple[str, NumberSpec, bytes]]:
-    """(command_id, number, XADD field value) for every command, in push order; each number's
-    commands rotate over its contacts."""
+) -> list[Planned]:
+    """Every command, in push order; each number's commands rotate over its contacts."""
     order = slot_order(numbers, spread)
     used: dict[str, int] = {}
     nonce = secrets.token_hex(4)
@@ -321,50 +340,47 @@ def plan_commands(
         k = used.get(number.phone_number_id, 0)
         used[number.phone_number_id] = k + 1
         command_id = f"bench-{nonce}-{i}"
+        conversation = f"whatsapp:{number.phone_number_id}:{contacts[k % len(contacts)]}"
         command = {
             "schema": 1,
             "command_id": command_id,
-            "conversation_id": f"whatsapp:{number.phone_number_id}:{contacts[k % len(contacts)]}",
+            "conversation_id": conversation,
             "type": "text",
             "text": f"Reply {i}: your order has shipped and arrives on Tuesday.",
         }
-        out.append((command_id, number, json.dumps(command).encode()))
+        out.append(Planned(command_id, number, conversation, json.dumps(command).encode()))
     return out
 
 
-def conversation(raw: bytes) -> str:
-    """The conversation_id of a planned command."""
-    return str(json.loads(raw)["conversation_id"])
-
-
-def wait_limit_s(plan: list[tuple[str, NumberSpec, bytes]]) -> float:
+def wait_limit_s(plan: list[Planned]) -> float:
     """Bounded wait for the deliveries: twice the slowest number's ideal time (or twice the
     time at the sum of the caps, whichever is longer), plus 30 s."""
     per_number: dict[str, float] = {}
-    for _cid, n, _raw in plan:
-        per_number[n.phone_number_id] = per_number.get(n.phone_number_id, 0.0) + 1 / n.cap
-    caps = sum({n.phone_number_id: n.cap for _c, n, _r in plan}.values())
+    for c in plan:
+        key = c.number.phone_number_id
+        per_number[key] = per_number.get(key, 0.0) + 1 / c.number.cap
+    caps = sum({c.number.phone_number_id: c.number.cap for c in plan}.values())
     return max(max(per_number.values()), len(plan) / caps) * 2 + 30
 
 
-def xadd_all(client: redis.Redis, part: list[tuple[str, NumberSpec, bytes]]) -> float:
+def xadd_all(client: redis.Redis, part: list[Planned]) -> float:
     """XADD `part` in pipelined round trips of XADD_CHUNK; when the first one left."""
     first_sent = 0.0
     for lo in range(0, len(part), XADD_CHUNK):
         pipe = client.pipeline(transaction=False)
-        for _cid, _n, raw in part[lo : lo + XADD_CHUNK]:
-            pipe.xadd(OUTBOX, {"command": raw})
+        for c in part[lo : lo + XADD_CHUNK]:
+            pipe.xadd(OUTBOX, {"command": c.raw})
         first_sent = first_sent or time.monotonic()
         pipe.execute()  # type: ignore[no-untyped-call]
     return first_sent
 
 
-def push(client: redis.Redis, plan: list[tuple[str, NumberSpec, bytes]], baseline: int) -> Pushed:
+def push(client: redis.Redis, plan: list[Planned], baseline: int) -> Pushed:
     """The first command of every number alone, then (once those are delivered, so each
     first command found its number idle) all the others as fast as pipelining goes."""
-    head = len({n.phone_number_id for _c, n, _r in plan})  # the plan starts one per number
+    head = len({c.number.phone_number_id for c in plan})  # the plan starts one per number
     start = xadd_all(client, plan[:head])
-    first = {n.phone_number_id: (cid, start) for cid, n, _raw in plan[:head]}
+    first = {c.number.phone_number_id: (c.command_id, start) for c in plan[:head]}
     _done, polls = wait_deliveries(client, baseline, head, start, HEAD_WAIT_S)
     xadd_all(client, plan[head:])
     return Pushed(start, time.monotonic() - start, first, polls)
@@ -406,8 +422,10 @@ def deliveries(client: redis.Redis) -> list[dict[str, Any]]:
 class Meters:
     """CPU seconds (gateways summed, Redis) and Redis calls per command."""
 
+    at: float  # monotonic
     gateway_cpu_s: float | None
     redis_cpu_s: float | None
+    stand_in_cpu_s: float | None
     calls: dict[str, int] | None
 
     @classmethod
@@ -415,7 +433,13 @@ class Meters:
         """Every meter, now."""
         cpus = [cpu_seconds(g.pid) for g in stack.gateways]
         gateway_cpu = None if None in cpus else sum(c or 0.0 for c in cpus)
-        return cls(gateway_cpu, cpu_seconds(stack.redis.pid), redis_calls(stack.redis_url))
+        return cls(
+            time.monotonic(),
+            gateway_cpu,
+            cpu_seconds(stack.redis.pid),
+            cpu_seconds(stack.graph.pid),
+            redis_calls(stack.redis_url),
+        )
 
 
 def delta(before: float | None, after: float | None) -> float | None:
@@ -445,12 +469,22 @@ def finished_by(gw: Service) -> float | None:
     )
 
 
-def stand_in_log(graph: Service) -> tuple[list[Arrival], dict[str, int]]:
-    """What the stand-in recorded, and its per-number peaks."""
-    url = f"http://{graph.host}:{graph.port}{CONTROL_PATH}"
-    with urllib.request.urlopen(url, timeout=30) as resp:
-        data = json.loads(resp.read())
-    return [Arrival.from_row(r) for r in data["requests"]], dict(data["peaks"])
+@dataclass(frozen=True)
+class StandInLog:
+    """What the stand-in recorded."""
+
+    arrivals: list[Arrival]
+    peaks: dict[str, int]  # its own peak_per_second, per number
+    lag_ms: list[float]  # its event loop's lag while requests arrived
+
+    @classmethod
+    def fetch(cls, graph: Service) -> StandInLog:
+        """GET the control route."""
+        url = f"http://{graph.host}:{graph.port}{CONTROL_PATH}"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            data = json.loads(resp.read())
+        arrivals = [Arrival.from_row(r) for r in data["requests"]]
+        return cls(arrivals, dict(data["peaks"]), list(data["lag_ms"]))
 
 
 def log_problems(work: Path, into: list[str]) -> None:
@@ -475,7 +509,8 @@ def prepare(
     baseline = inbox_length(client)
     if baseline != opened:
         raise RuntimeError(f"{opened} inbound messages posted but {baseline} in {INBOX}")
-    pause = inbound_charge_s(numbers, len(contacts)) + 0.25
+    guard_ms = GUARD_MS if args.guard_ms is None else args.guard_ms
+    pause = inbound_charge_s(numbers, len(contacts), guard_ms) + 0.25
     if args.verbose:
         print(
             f"{opened} windows open; waiting {pause:.2f} s for the inbound charge", file=sys.stderr
@@ -494,13 +529,30 @@ def run(
     """Windows, push, wait, measure."""
     contacts = make_contacts(args.contacts)
     client, baseline = prepare(args, stack, targets, contacts)
+    try:
+        return measure(args, stack, client, baseline, numbers, targets, contacts, label)
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+
+
+def measure(
+    args: argparse.Namespace,
+    stack: Stack,
+    client: redis.Redis,
+    baseline: int,
+    numbers: list[NumberSpec],
+    targets: list[NumberSpec],
+    contacts: list[str],
+    label: str,
+) -> Measured:
+    """Push the commands, wait for their deliveries, read every meter and log."""
     plan = plan_commands(targets, contacts, args.commands, args.spread)
     limit = wait_limit_s(plan)
     before = Meters.read(stack)
     pushed = push(client, plan, baseline)
     done_s, polls = wait_deliveries(client, baseline, len(plan), pushed.start, limit)
     after = Meters.read(stack)
-    arrivals, peaks = stand_in_log(stack.graph)
+    log = StandInLog.fetch(stack.graph)
     for g in stack.gateways:
         g.check_alive()
     return Measured(
@@ -513,12 +565,15 @@ def run(
         done_s=done_s,
         wait_limit_s=limit,
         first_xadd=pushed.first,
-        order={cid: (conversation(raw), i) for i, (cid, _n, raw) in enumerate(plan)},
+        order={c.command_id: (c.conversation_id, i) for i, c in enumerate(plan)},
         deliveries=deliveries(client),
-        arrivals=arrivals,
-        peaks=peaks,
+        arrivals=log.arrivals,
+        peaks=log.peaks,
+        stand_in_lag_ms=log.lag_ms,
+        meter_s=after.at - before.at,
         gateway_cpu_s=delta(before.gateway_cpu_s, after.gateway_cpu_s),
         redis_cpu_s=delta(before.redis_cpu_s, after.redis_cpu_s),
+        stand_in_cpu_s=delta(before.stand_in_cpu_s, after.stand_in_cpu_s),
         calls=calls_delta(before, after, {"xadd": len(plan), "xlen": polls + pushed.polls}),
         finished_by_gateway=[finished_by(g) for g in stack.gateways],
         single_number=targets[0].phone_number_id if args.single_number else None,

@@ -100,6 +100,12 @@ class Metrics:
             "Age of the oldest unacknowledged command",
             registry=r,
         )
+        self.late_dispatches = Counter(
+            "gateway_late_dispatches",
+            "Sends that gave their slot back because the event loop resumed them too late",
+            ["channel"],
+            registry=r,
+        )
         self.account_halted = Gauge(
             "gateway_account_halted",
             "1 while a number or bot is stopped by a credential or account error",
@@ -122,6 +128,9 @@ class Metrics:
 
     def halted(self, channel: str, account_id: str, code: str) -> None:
         self.account_halted.labels(channel, account_id).set(1)
+
+    def late(self, channel: str) -> None:
+        self.late_dispatches.labels(channel).inc()
 
     def queue(self, length: int, pending: int, oldest_pending_s: float) -> None:
         self.outbox_length.set(length)

@@ -32,10 +32,10 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import aiohttp
 import msgspec
@@ -82,6 +82,7 @@ class OutboundObserver(Protocol):
     def deadlettered(self, reason: str) -> None: ...
     def halted(self, channel: str, account_id: str, code: str) -> None: ...
     def queue(self, length: int, pending: int, oldest_pending_s: float) -> None: ...
+    def late(self, channel: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,15 @@ class OutboundSettings:
     conversation_ttl_s: int = 400 * 86400
     guard_ms: float = 25.0
     duplicate_poll_s: float = 0.25
+
+
+class Slot(NamedTuple):
+    """A reserved send slot: how long to sleep, and (for typing/read) the message to mark."""
+
+    wait_s: float
+    last_inbound: str | None
+    at_us: int
+    """The slot in Redis time (µs since the epoch)."""
 
 
 class Result(msgspec.Struct, frozen=True):
@@ -168,12 +178,12 @@ class Outbox:
         self.consumer = f"{os.uname().nodename}-{os.getpid()}-{os.urandom(3).hex()}"
         self._scripts = {
             n: redis.register_script((_LUA / f"{n}.lua").read_text())
-            for n in ("claim", "policy", "presend", "finish", "renew", "hold")
+            for n in ("claim", "policy", "presend", "finish", "renew", "hold", "unsend")
         }
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._owned: dict[str, tuple[str, str]] = {}  # entry id → (command key, owner)
         self._stopping = asyncio.Event()
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._conversations: dict[str, tuple[asyncio.Lock, int]] = {}
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -344,7 +354,7 @@ class Outbox:
 
     async def _handle(self, entry_id: str, raw: bytes | None, deliveries: int) -> None:
         try:
-            async with self._slots:
+            async with self._in_order(raw):
                 await self._process(entry_id, raw, deliveries)
             await self._redis.xack(keys.OUTBOX, keys.OUTBOX_GROUP, entry_id)
         except _Lost:
@@ -358,6 +368,28 @@ class Outbox:
         finally:
             self._inflight.pop(entry_id, None)
             self._owned.pop(entry_id, None)
+
+    @contextlib.asynccontextmanager
+    async def _in_order(self, raw: bytes | None) -> AsyncIterator[None]:
+        """Commands of one conversation run one after another, in outbox order.
+
+        Tasks are created in entry order and take the conversation's lock first thing, and
+        asyncio locks are FIFO, so a reply never overtakes the one written before it."""
+        conversation = (_json_object(raw) or {}).get("conversation_id")
+        if not isinstance(conversation, str):
+            yield
+            return
+        lock, users = self._conversations.get(conversation, (asyncio.Lock(), 0))
+        self._conversations[conversation] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._conversations[conversation]
+            if users == 1:
+                del self._conversations[conversation]
+            else:
+                self._conversations[conversation] = (lock, users - 1)
 
     async def _process(self, entry_id: str, raw: bytes | None, deliveries: int) -> None:
         obj = _json_object(raw)
@@ -441,7 +473,7 @@ class Outbox:
             decision = await self._policy(target, command, key, owner)
             if isinstance(decision, Result):
                 return decision
-            wait_s, last_inbound = decision
+            wait_s, last_inbound = decision.wait_s, decision.last_inbound
             self._observer.waited(target.channel, wait_s)
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
@@ -461,7 +493,7 @@ class Outbox:
 
     async def _policy(
         self, target: _Target, command: Command, key: str, owner: str
-    ) -> Result | tuple[float, str | None]:
+    ) -> Result | Slot:
         account, channel = target.account, target.channel
         if channel == "whatsapp":
             pair_interval, tolerance2 = _PAIR_INTERVAL_US, _PAIR_TOLERANCE_US
@@ -515,21 +547,37 @@ class Outbox:
             return Result("rejected", reply[1].decode())
         if verdict == "halt":
             return Result("failed", "provider_error", int(reply[1]))
-        return int(reply[1]) / 1_000_000, (reply[2].decode() or None)
+        return Slot(int(reply[1]) / 1_000_000, reply[2].decode() or None, int(reply[3]))
 
     async def _presend(
         self, target: _Target, command: Command, key: str, owner: str
     ) -> Result | None:
+        """The hard cap and the last policy check, right before the request is written.
+
+        The dispatch log counts at most `mps` dispatches in any `1 s + guard/2` window (GCRA
+        spaces them `(1 s + guard)/mps` apart, so exact spacing never trips it). A worker
+        that resumes more than guard/2 after asking was delayed by its event loop: its
+        request could bunch up with later ones at the provider, so it gives the slot back
+        and asks again instead of sending late.
+        """
         cap = max(1, int(target.account.mps))
-        window_us = 1_000_000 + int(self._s.guard_ms * 1000)
+        late_s = self._s.guard_ms / 2000
+        window_us = 1_000_000 + int(self._s.guard_ms * 500)
+        loop = asyncio.get_running_loop()
+        log_keys = [target.key("conv"), target.key("acct"), key, target.key("log")]
         while True:
+            asked = loop.time()
             reply = await self._scripts["presend"](
-                keys=[target.key("conv"), target.key("acct"), key, target.key("log")],
-                args=[command.author, owner, self._lease_us(), cap, window_us],
+                keys=log_keys, args=[command.author, owner, self._lease_us(), cap, window_us]
             )
-            if reply[0] != b"wait":
-                break
-            await asyncio.sleep(int(reply[1]) / 1_000_000)
+            if reply[0] == b"wait":
+                await asyncio.sleep(int(reply[1]) / 1_000_000)
+                continue
+            if reply[0] != b"ok" or late_s == 0 or loop.time() - asked <= late_s:
+                break  # (a zero guard asks for no lateness check)
+            self._observer.late(target.channel)
+            await self._scripts["unsend"](keys=[key, target.key("log")], args=[owner])
+            await asyncio.sleep(late_s)
         verdict = reply[0].decode()
         if verdict == "lost":
             raise _Lost
@@ -627,25 +675,39 @@ class Outbox:
 
     async def _finish(self, target: _Target, command_id: str, ctype: str, result: Result) -> None:
         event = self._delivery(target, command_id, result, duplicate=False)
-        await self._scripts["finish"](
-            keys=[keys.command(target.inbox, command_id), target.inbox],
-            args=[
-                msgspec.json.encode(result),
-                ENCODER.encode(event),
-                self._s.inbox_maxlen,
-                self._s.dedup_ttl_s,
-            ],
-        )
+        await self._record(target, command_id, msgspec.json.encode(result), event)
         self._observer.delivered(target.channel, ctype, result.outcome, result.reason)
 
     async def _publish(
         self, target: _Target, command_id: str, result: Result, duplicate: bool
     ) -> None:
-        event = self._delivery(target, command_id, result, duplicate)
-        await self._scripts["finish"](
-            keys=[keys.command(target.inbox, command_id), target.inbox],
-            args=["", ENCODER.encode(event), self._s.inbox_maxlen, self._s.dedup_ttl_s],
+        await self._record(
+            target, command_id, b"", self._delivery(target, command_id, result, duplicate)
         )
+
+    async def _record(
+        self, target: _Target, command_id: str, result: bytes, event: DeliveryEvent
+    ) -> None:
+        """finish.lua, retried through a Redis hiccup: once a message went out, losing its
+        result would turn it into a false failure when the entry is taken over."""
+        args: list[bytes | int] = [
+            result,
+            ENCODER.encode(event),
+            self._s.inbox_maxlen,
+            self._s.dedup_ttl_s,
+        ]
+        record_keys = [keys.command(target.inbox, command_id), target.inbox]
+        deadline = time.monotonic() + self._s.claim_idle_ms / 2000
+        delay = 0.05
+        while True:
+            try:
+                await self._scripts["finish"](keys=record_keys, args=args)
+                return
+            except (RedisError, OSError):
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def _delivery(
         self, target: _Target, command_id: str, result: Result, duplicate: bool

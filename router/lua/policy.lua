@@ -5,7 +5,7 @@
 -- ARGV: channel, type, author, marketing (1/0), static_cross_country (1/0),
 --       window_s, max_wait_us, interval1_us, tolerance1_us, interval2_us, tolerance2_us,
 --       use_limiter2 (1/0), owner, lease_us
--- Returns {'ok', wait_us, last_inbound_message_id} with both slots reserved, or
+-- Returns {'ok', wait_us, last_inbound_message_id, slot_us} with both slots reserved, or
 --         {'reject', reason}, or {'halt', provider_code}.
 local conv, acct, block, lim1, lim2, cmd = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local channel, ctype, author = ARGV[1], ARGV[2], ARGV[3]
@@ -54,4 +54,5 @@ if at - now > tonumber(ARGV[7]) then return {'reject', 'rate_limited'} end
 take(lim1, at, tonumber(ARGV[8]))
 if use2 then take(lim2, at, tonumber(ARGV[10])) end
 redis.call('HSET', cmd, 'l', string.format('%d', at + tonumber(ARGV[14])))
-return {'ok', string.format('%d', at - now), redis.call('HGET', conv, 'm') or ''}
+return {'ok', string.format('%d', at - now), redis.call('HGET', conv, 'm') or '',
+        string.format('%d', at)}

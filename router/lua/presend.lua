@@ -3,8 +3,9 @@
 -- meanwhile.
 -- It also enforces the hard cap: the number (or bot) has dispatched fewer than `cap`
 -- requests in the last `window_us`. The GCRA slots of policy.lua space sends evenly, but a
--- worker can wake late and bunch up with the next ones; this log of real dispatch times
--- (Redis time) is what guarantees "never more than mps in any 1-second window".
+-- worker can wake late and bunch up with the next ones; this log of dispatch times (Redis
+-- time), with the worker's own check that it resumed in time, is what guarantees "never
+-- more than mps in any 1-second window".
 -- KEYS: conversation, account state, command record, dispatch log (sorted set)
 -- ARGV: author, owner, lease_us, cap, window_us
 -- Returns {'ok'} (the record is now 'sending': it will never be sent a second time),
