@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import random
@@ -69,6 +70,10 @@ from router.records import DeadLetter, new_event_id
 log = logging.getLogger("gateway.outbound")
 
 _LUA = Path(__file__).parent / "lua"
+_WAIT_UNTIL: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "wait_until", default=None
+)
+"""When the command being handled stops waiting for a slot (monotonic time, per task)."""
 _PAIR_INTERVAL_US = int(PAIR_REFILL_SECONDS * 1_000_000)
 _PAIR_TOLERANCE_US = _PAIR_INTERVAL_US * (PAIR_BUCKET - 1)
 
@@ -347,12 +352,20 @@ class Outbox:
                 for key, owner in list(self._owned.values()):
                     await self._scripts["renew"](keys=[key], args=[owner, self._lease_us()])
 
+    def _wait_budget_us(self) -> int:
+        until = _WAIT_UNTIL.get()
+        left = self._s.send_wait_max_s if until is None else until - time.monotonic()
+        return int(max(0.0, left) * 1_000_000)
+
     def _lease_us(self) -> int:
         return self._s.claim_idle_ms * 1000
 
     # --- one command -----------------------------------------------------------------
 
     async def _handle(self, entry_id: str, raw: bytes | None, deliveries: int) -> None:
+        # The wait budget counts from when the command was read: time spent behind earlier
+        # commands of the same conversation is time spent waiting for a slot too.
+        _WAIT_UNTIL.set(time.monotonic() + self._s.send_wait_max_s)
         try:
             async with self._in_order(raw):
                 await self._process(entry_id, raw, deliveries)
@@ -532,7 +545,7 @@ class Outbox:
                 int(marketing),
                 int(cross and channel == "whatsapp"),
                 keys.WINDOW_SECONDS,
-                int(self._s.send_wait_max_s * 1_000_000),
+                self._wait_budget_us(),
                 interval_us(account.mps, self._s.guard_ms),
                 0,
                 pair_interval,

@@ -585,3 +585,17 @@ async def test_a_restart_with_the_number_re_enabled_forgets_the_disconnect(gw: G
     assert await gw.outbox._start()
     assert await gw.redis.hget(state, "disc") is None
     assert await gw.redis.hget(state, "enabled") == b"1"
+
+
+async def test_time_behind_earlier_replies_counts_against_the_wait_budget(gw: Gateway) -> None:
+    await gw.contact_writes()
+    for i in range(60):  # one contact: 45 go at the number's pace, then one per 6 s (pair rate)
+        await gw.command(f"q-{i}", wa(), text=str(i))
+    await gw.run()
+    deliveries = {d["command_id"]: d for d in await gw.deliveries()}
+    sent = [i for i in range(60) if deliveries[f"q-{i}"]["outcome"] == "sent"]
+    limited = [i for i in range(60) if deliveries[f"q-{i}"]["reason"] == "rate_limited"]
+    assert sent == list(range(len(sent))) and 45 <= len(sent) <= 47  # in order, then none
+    assert limited == list(range(len(sent), 60))  # send_wait_max is 5 s in these tests
+    arrivals = [r.body["biz_opaque_callback_data"] for r in gw.graph.requests]
+    assert arrivals == [f"q-{i}" for i in sent]  # replies reach the customer in order
