@@ -100,7 +100,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="every command to ONE coexistence number; print its sends per second",
     )
-    add("--concurrency", type=int, default=4096, help="outbound.concurrency per gateway (4096)")
+    add(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="outbound.concurrency per gateway (default: the gateway's, 256)",
+    )
     add("--send-wait-max", type=float, default=600.0, help="policy.send_wait_max_seconds (600)")
     add("--guard-ms", type=float, help="policy.limiter_guard_ms (default: the gateway's, 25)")
     add("--redis-connections", type=int, help="redis.max_connections (default: the gateway's)")
@@ -172,7 +177,7 @@ def gateway_config(
         "server": {"host": HOST, "port": port, "drain_seconds": 0},
         "redis": redis_cfg,
         "policy": policy,
-        "outbound": {"concurrency": args.concurrency},
+        "outbound": {} if args.concurrency is None else {"concurrency": args.concurrency},
         "whatsapp": {
             "app_secret": APP_SECRET,
             "verify_token": VERIFY_TOKEN,

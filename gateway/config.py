@@ -74,7 +74,7 @@ class PolicySettings(msgspec.Struct, **_STRUCT):
     send_wait_max_seconds: Seconds = 60.0
     human_takeover_seconds: Annotated[int, msgspec.Meta(ge=0)] = 900
     country_block_seconds: Annotated[int, msgspec.Meta(ge=0)] = 604800
-    limiter_guard_ms: Annotated[float, msgspec.Meta(ge=0, le=500)] = 25.0
+    limiter_guard_ms: Annotated[float, msgspec.Meta(ge=0, le=500)] = 50.0
     """Sends are spaced (1 s + guard) / mps apart, so network jitter between the gateway and
     the provider cannot put mps + 1 sends into one 1-second window at the provider."""
 

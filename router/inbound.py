@@ -54,7 +54,7 @@ class Limits:
     contact_map_ttl_seconds: int = 400 * 86400
     conversation_ttl_seconds: int = 400 * 86400
     human_takeover_seconds: int = 900
-    limiter_guard_ms: float = 25.0
+    limiter_guard_ms: float = 50.0
 
 
 @dataclass

@@ -109,7 +109,7 @@ class OutboundSettings:
     inbox_maxlen: int = 1_000_000
     deadletter_maxlen: int = 100_000
     conversation_ttl_s: int = 400 * 86400
-    guard_ms: float = 25.0
+    guard_ms: float = 50.0
     duplicate_poll_s: float = 0.25
 
 
