@@ -36,6 +36,7 @@ class State:
     metrics: Metrics
     app_secret: bytes
     bots: dict[str, TelegramBot]
+    directory: Directory
     draining: bool = False
 
 
@@ -90,7 +91,7 @@ def create_app(
     app = web.Application(client_max_size=settings.server.max_body_bytes + 1)
     bots = {bot.bot_id: bot for bot in settings.telegram.bots} if settings.telegram else {}
     secret = settings.whatsapp.app_secret.encode() if settings.whatsapp else b""
-    app[STATE] = State(settings, metrics or Metrics(), secret, bots)
+    app[STATE] = State(settings, metrics or Metrics(), secret, bots, directory_from(settings))
     app.cleanup_ctx.append(_redis_ctx(redis_url))
     app.cleanup_ctx.append(_outbox_ctx)
     handlers.add_routes(app)
@@ -112,7 +113,7 @@ def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
         )
         redis = Redis(connection_pool=pool)
         app[REDIS] = redis
-        app[ROUTER] = InboundRouter(redis, directory_from(settings), limits_from(settings))
+        app[ROUTER] = InboundRouter(redis, app[STATE].directory, limits_from(settings))
         yield
         await redis.aclose()
 
@@ -156,7 +157,7 @@ def api_bases(settings: Settings) -> dict[str, str]:
 async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     settings = state.settings
-    directory = directory_from(settings)
+    directory = state.directory
     timeout = aiohttp.ClientTimeout(total=settings.outbound.request_timeout_seconds)
     async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
         outbox = Outbox(

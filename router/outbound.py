@@ -417,15 +417,16 @@ class Outbox:
         if not isinstance(command_id, str) or not command_id:
             await self._deadletter("invalid_command", raw, "command_id missing")
             return
-        if deliveries > self._s.max_deliveries:
+        give_up = deliveries > self._s.max_deliveries
+        if give_up:
             await self._deadletter("max_deliveries", raw, f"delivered {deliveries} times")
-            await self._finish(target, command_id, "?", Result("failed", "provider_error"))
-            return
-        await self._exactly_once(entry_id, target, command_id, raw or b"")
+        await self._exactly_once(entry_id, target, command_id, raw or b"", give_up)
 
     async def _exactly_once(
-        self, entry_id: str, target: _Target, command_id: str, raw: bytes
+        self, entry_id: str, target: _Target, command_id: str, raw: bytes, give_up: bool
     ) -> None:
+        """Claim the command, then run it, repeat its result, or (given up on after too
+        many deliveries, or cut off mid-send) end it as failed without sending."""
         key = keys.command(target.inbox, command_id)
         owner = f"{self.consumer}/{entry_id}"
         while True:
@@ -442,9 +443,13 @@ class Outbox:
                 await self._publish(target, command_id, result, duplicate=True)
             return
         self._owned[entry_id] = (key, owner)
-        if state == "orphan":
+        if state == "orphan" or give_up:
             result = Result("failed", "provider_error")
-            log.warning("command %s was mid-send when its worker died; not resending", command_id)
+            log.warning(
+                "command %s ends unsent (%s)",
+                command_id,
+                "cut off mid-send" if state == "orphan" else "too many deliveries",
+            )
         else:
             result = await self._execute(target, command_id, raw, key, owner)
         await self._finish(target, command_id, _ctype(raw), result)

@@ -599,3 +599,22 @@ async def test_time_behind_earlier_replies_counts_against_the_wait_budget(gw: Ga
     assert limited == list(range(len(sent), 60))  # send_wait_max is 5 s in these tests
     arrivals = [r.body["biz_opaque_callback_data"] for r in gw.graph.requests]
     assert arrivals == [f"q-{i}" for i in sent]  # replies reach the customer in order
+
+
+async def test_an_entry_delivered_too_often_is_dead_lettered_and_answered(gw: Gateway) -> None:
+    await gw.contact_writes()
+    await gw.outbox.ensure_group()
+    await gw.command("poison", wa(), text="crashes every worker")
+    reply = await gw.redis.xreadgroup("gateway", "w0", {"gw:outbox": ">"})
+    [[_name, [(entry_id, _fields)]]] = reply
+    for i in range(6):  # six workers took it and died: delivered 7 times
+        await gw.redis.xclaim("gw:outbox", "gateway", f"w{i + 1}", 0, [entry_id])
+    await gw.redis.xclaim("gw:outbox", "gateway", "w7", 0, [entry_id], idle=60_000)
+    await gw.outbox._reclaim()
+    await gw.run()
+    assert gw.graph.requests == []
+    [letter] = await stream(gw.redis, "gw:deadletter")
+    assert letter["reason"] == "max_deliveries" and "poison" in letter["command"]
+    delivery = await gw.delivery("poison")
+    assert (delivery["outcome"], delivery["reason"]) == ("failed", "provider_error")
+    assert (await gw.redis.xpending("gw:outbox", "gateway"))["pending"] == 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -70,7 +71,7 @@ class _Raw:
     remaining: int
 
 
-class FakeServer(Generic[R]):
+class FakeServer(ABC, Generic[R]):
     """Lifecycle, recording, raw answers and delays shared by the fakes."""
 
     def __init__(self, *, port: int = 0) -> None:
@@ -83,9 +84,9 @@ class FakeServer(Generic[R]):
         self._delays_left: int | None = None
         self._recorded = asyncio.Condition()
 
+    @abstractmethod
     def build_app(self) -> web.Application:
         """The fake's routes; each subclass provides its own."""
-        raise NotImplementedError
 
     @property
     def port(self) -> int:
