@@ -31,6 +31,7 @@ import time
 import traceback
 from array import array
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import cast
@@ -62,6 +63,9 @@ class WorkerSpec:
     pool_bytes: int
     drain_s: float
     unique: bool  # False: reuse the pool when it runs out (for a target that ignores content)
+    # builds the worker's requests from `payload`; a picklable callable (history_flood.py
+    # passes one that makes coexistence history webhooks)
+    factory: Callable[[PayloadSpec], RequestFactory] = RequestFactory
 
 
 @dataclass
@@ -352,7 +356,7 @@ async def _run(spec: WorkerSpec, pool: RequestPool, start: float) -> WorkerResul
 
 
 def _pool_for(spec: WorkerSpec) -> RequestPool:
-    factory = RequestFactory(spec.payload)
+    factory = spec.factory(spec.payload)
     if spec.rate:
         needed = math.ceil((spec.warmup_s + spec.duration_s) * spec.rate) + spec.connections
     else:

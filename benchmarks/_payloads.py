@@ -223,3 +223,95 @@ class RequestPool:
             return self.pool[i % len(self.pool)]
         self.live_built += 1
         return self.factory.build(i)
+
+
+# --- coexistence history sync (history_flood.py) -------------------------------------------
+
+_HISTORY_TEXTS = (
+    "Oi, tudo bem?",
+    "Obrigada! 😊",
+    "Pode me mandar o boleto atualizado, por favor?",
+    "Sim, confirmado para amanhã às 14h. Até lá!",
+    "Bom dia! O pedido chegou certinho, mas a caixa veio amassada. Dá para trocar a "
+    "embalagem de presente na loja?",
+    _TEXT,
+)
+_HISTORY_STATUSES = ("READ", "DELIVERED", "SENT", "PLAYED", "READ", "ERROR")
+_HISTORY_DAY_S = 86400
+
+
+@dataclass(frozen=True)
+class HistoryShape:
+    """A coexistence `history` webhook (PLATFORM.md §4.3) of about `target_bytes` of body:
+    one `history[]` item (phase 1) whose threads hold `thread_messages` text messages each,
+    alternating between the contact and the business, like tests/test_coexistence.py builds
+    them. Picklable, and a request factory when called (WorkerSpec.factory)."""
+
+    target_bytes: int
+    thread_messages: int
+
+    def __call__(self, spec: PayloadSpec) -> HistoryFactory:
+        return HistoryFactory(spec, self)
+
+
+def history_template(number: Number, shape: HistoryShape) -> tuple[Template, int]:
+    """(template, messages per webhook). Slot R0 (per webhook, in every wamid) keeps every
+    wamid of every webhook unique; K0 is `chunk_order`, P0 `progress`."""
+    business = number.display_phone_number.lstrip("+")
+    oldest = int(time.time()) - 90 * _HISTORY_DAY_S  # phase 1 covers day 1 to 90
+    slot_growth = 8 + 6 - len("@@R0@@")  # nonce (8 hex) + webhook index (6 hex) per wamid
+    envelope = 600  # bytes of the body around the messages, generously
+    threads: list[dict[str, Any]] = []
+    size = envelope
+    k = 0
+    while size < shape.target_bytes:
+        contact = f"55219{len(threads):08d}"
+        size += len(f'{{"id":"{contact}","messages":[]}},')
+        messages: list[dict[str, Any]] = []
+        for j in range(shape.thread_messages):
+            message = {
+                "from": contact if j % 2 else business,
+                "id": f"wamid.HBgN@@R0@@{k:06X}FQIAERgSQTdEQjE1RjE2RTc5QjRDRkQ0AA==",
+                "timestamp": str(oldest + k * 37),
+                "type": "text",
+                "text": {"body": _HISTORY_TEXTS[k % len(_HISTORY_TEXTS)]},
+                "history_context": {"status": _HISTORY_STATUSES[k % len(_HISTORY_STATUSES)]},
+            }
+            grown = size + len(json.dumps(message, ensure_ascii=True, separators=(",", ":")))
+            grown += slot_growth + 1  # the slot filled, a comma
+            if grown > shape.target_bytes and k:
+                break
+            messages.append(message)
+            size, k = grown, k + 1
+        threads.append({"id": contact, "messages": messages})
+        if len(messages) < shape.thread_messages:
+            break
+    metadata = {"phase": 1, "chunk_order": "@@NK0@@", "progress": "@@NP0@@"}
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": business, "phone_number_id": number.phone_number_id},
+        "history": [{"metadata": metadata, "threads": threads}],
+    }
+    entry = {"id": number.waba_id, "changes": [{"field": "history", "value": value}]}
+    body = {"object": "whatsapp_business_account", "entry": [entry]}
+    text = json.dumps(body, ensure_ascii=True, separators=(",", ":"))
+    return Template(text), k
+
+
+class HistoryFactory(RequestFactory):
+    """Signed history webhooks for the first configured number (a coexistence one): request
+    i is chunk i + 1 of one long sync, its wamids new in every request and every run."""
+
+    def __init__(self, spec: PayloadSpec, shape: HistoryShape) -> None:
+        super().__init__(spec)
+        self.history, self.messages = history_template(spec.numbers[0], shape)
+
+    def body(self, i: int) -> bytes:
+        """Body of history webhook i."""
+        return self.history.render(
+            {
+                "R": [f"{self.nonce}{i:06X}".encode()],
+                "K": [str(i + 1).encode()],
+                "P": [str(min(99, i)).encode()],
+            }
+        )

@@ -72,14 +72,15 @@ def directory_from(settings: Settings) -> Directory:
 def limits_from(settings: Settings) -> Limits:
     r = settings.router
     return Limits(
-        r.dedup_ttl_seconds,
-        r.inbox_maxlen,
-        r.history_maxlen,
-        r.deadletter_maxlen,
-        r.contact_map_ttl_seconds,
-        r.conversation_ttl_seconds,
-        settings.policy.human_takeover_seconds,
-        settings.policy.limiter_guard_ms,
+        dedup_ttl_seconds=r.dedup_ttl_seconds,
+        inbox_maxlen=r.inbox_maxlen,
+        history_maxlen=r.history_maxlen,
+        deadletter_maxlen=r.deadletter_maxlen,
+        contact_map_ttl_seconds=r.contact_map_ttl_seconds,
+        conversation_ttl_seconds=r.conversation_ttl_seconds,
+        publish_chunk_events=r.publish_chunk_events,
+        human_takeover_seconds=settings.policy.human_takeover_seconds,
+        limiter_guard_ms=settings.policy.limiter_guard_ms,
     )
 
 

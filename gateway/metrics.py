@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from adapters.schema import MESSAGE_TYPES, AnyEvent
+from adapters.schema import MESSAGE_TYPES, AccountEvent, AnyEvent
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -100,6 +100,18 @@ class Metrics:
             "Age of the oldest unacknowledged command",
             registry=r,
         )
+        self.account_connected = Gauge(
+            "gateway_account_connected",
+            "1 while a number is connected, 0 after an account event that disconnected it",
+            ["channel", "account"],
+            registry=r,
+        )
+        self.history_progress = Gauge(
+            "gateway_history_sync_progress",
+            "Coexistence history sync progress per number, 0-100 (100: done)",
+            ["account"],
+            registry=r,
+        )
         self.late_dispatches = Counter(
             "gateway_late_dispatches",
             "Sends that gave their slot back because the event loop resumed them too late",
@@ -143,6 +155,18 @@ class Metrics:
             kind_type = getattr(event, "type", None)
             label = kind_type if kind_type in MESSAGE_TYPES else ""
             self.events.labels(channel, kind, label).inc()
+            if isinstance(event, AccountEvent):
+                self._account_event(channel, event)
+
+    def _account_event(self, channel: str, event: AccountEvent) -> None:
+        if event.connected is not None:
+            self.connected(channel, event.account_id, event.connected)
+        progress = event.detail.get("progress")
+        if event.event == "HISTORY_PROGRESS" and isinstance(progress, int | float):
+            self.history_progress.labels(event.account_id).set(progress)
+
+    def connected(self, channel: str, account_id: str, connected: bool) -> None:
+        self.account_connected.labels(channel, account_id).set(1 if connected else 0)
 
     def duplicated(self, channel: str, events: list[AnyEvent]) -> None:
         for event in events:

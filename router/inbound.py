@@ -16,6 +16,7 @@ tag (per target stream), pipelined.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class Limits:
     deadletter_maxlen: int = 100_000
     contact_map_ttl_seconds: int = 400 * 86400
     conversation_ttl_seconds: int = 400 * 86400
+    publish_chunk_events: int = 500
     human_takeover_seconds: int = 900
     limiter_guard_ms: float = 50.0
 
@@ -99,12 +101,23 @@ class InboundRouter:
         """Publish every event of one webhook; raises `RouterUnavailable` if Redis fails."""
         routed = list(self._fan_out(parsed.events))
         unknown: dict[str, int] = {}
-        batch = _Batch(self._limits.dedup_ttl_seconds)
         known = [(r, a) for r in routed if (a := self._assistant(channel, r, unknown))]
         await self._resolve_bsuids(known)
-        for item, assistant in known:
-            self._add_event(batch, channel, item, assistant)
         report = Report()
+        size = self._limits.publish_chunk_events
+        for start in range(0, max(len(known) - size, 0), size):
+            # A large body (a 3 MB history sync) goes in slices: each slice is its own
+            # script call, so live webhooks' scripts and requests get their turn in
+            # between. Marks make this safe: if a later slice fails, the platform's retry
+            # publishes only what is missing.
+            batch = _Batch(self._limits.dedup_ttl_seconds)
+            for item, assistant in known[start : start + size]:
+                self._add_event(batch, channel, item, assistant)
+            await self._run(batch, report)
+            await asyncio.sleep(0)
+        batch = _Batch(self._limits.dedup_ttl_seconds)
+        for item, assistant in known[max(len(known) - size, 0) :]:
+            self._add_event(batch, channel, item, assistant)
         for bad in parsed.bad:
             self._add_deadletter(batch, report, _bad_item(channel, bad, received_at))
         for account, count in unknown.items():

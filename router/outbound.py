@@ -88,6 +88,7 @@ class OutboundObserver(Protocol):
     def halted(self, channel: str, account_id: str, code: str) -> None: ...
     def queue(self, length: int, pending: int, oldest_pending_s: float) -> None: ...
     def late(self, channel: str) -> None: ...
+    def connected(self, channel: str, account_id: str, connected: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,8 @@ class Outbox:
                 if a.enabled and was == b"0":
                     await self._redis.hdel(key, "disc")  # type: ignore[misc]
                 await self._redis.hset(key, "enabled", str(int(a.enabled)))  # type: ignore[misc]
+                disconnected = await self._redis.hexists(key, "disc")  # type: ignore[misc]
+                self._observer.connected(a.channel, a.account_id, not disconnected)
         except (RedisError, OSError) as exc:
             log.warning("outbox workers wait for redis: %s", exc)
             return False

@@ -33,7 +33,7 @@ BOT_SECRETS = {BOT_1: "tg-secret_1", BOT_2: "tg-secret_2"}
 TEST_CONFIG = f"""
 server: {{host: 127.0.0.1, port: 0}}
 redis: {{url: "${{REDIS_URL}}"}}
-policy: {{send_wait_max_seconds: "${{SEND_WAIT_MAX}}", human_takeover_seconds: 900}}
+policy: {{send_wait_max_seconds: "${{SEND_WAIT_MAX}}", human_takeover_seconds: "${{TAKEOVER}}"}}
 outbound:
   enabled: "${{OUTBOUND_ENABLED}}"
   claim_idle_seconds: "${{CLAIM_IDLE}}"
@@ -91,6 +91,7 @@ def make_settings(redis_url: str, **env: str) -> Settings:
         "SEND_WAIT_MAX": "60",
         "CLAIM_IDLE": "30",
         "OUTBOUND_ENABLED": "true",
+        "TAKEOVER": "900",
     }
     return loads(TEST_CONFIG, {**defaults, **env})
 

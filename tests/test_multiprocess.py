@@ -110,6 +110,7 @@ def fleet(tmp_path: Path, redis_url: str, graph: FakeGraphAPI) -> Iterator[Fleet
         "SEND_WAIT_MAX": "60",
         "CLAIM_IDLE": "5",
         "OUTBOUND_ENABLED": "true",
+        "TAKEOVER": "900",
     }
     fleet = Fleet(tmp_path, env)
     yield fleet

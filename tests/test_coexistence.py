@@ -1,0 +1,214 @@
+"""Coexistence: a person answering from the WhatsApp Business app, history sync, contact
+sync and account changes, against the assistant's commands (CONTRACT §2.1, §3)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from gateway.app import OUTBOX, create_app
+from tests.conftest import NUMBER_A, NUMBER_B, change, envelope, make_settings, stream, wa_body
+from tests.fakes.graph_api import FakeGraphAPI
+from tests.test_outbound import BR_CONTACT, Gateway, wa
+
+
+@pytest.fixture
+async def gw(aiohttp_client: Any, redis: Redis, redis_url: str) -> AsyncIterator[Gateway]:
+    async with FakeGraphAPI({NUMBER_A: "token-a", NUMBER_B: "token-b"}) as graph:
+        settings = make_settings(
+            redis_url, GRAPH_URL=graph.base_url, OUTBOUND_ENABLED="false", TAKEOVER="2"
+        )
+        app = create_app(settings, redis_url)
+        client = await aiohttp_client(app)
+        yield Gateway(client, app[OUTBOX], redis, graph, None)  # type: ignore[arg-type]
+
+
+async def post(gw: Gateway, payload: dict[str, Any]) -> None:
+    from tests.conftest import wa_headers
+
+    body = wa_body(payload)
+    resp = await gw.client.post("/webhooks/whatsapp", data=body, headers=wa_headers(body))
+    assert resp.status == 200
+
+
+def echo(wamid: str, contact: str = BR_CONTACT, ts: int | None = None) -> dict[str, Any]:
+    item = {
+        "from": "15550001111",
+        "to": contact,
+        "id": wamid,
+        "type": "text",
+        "timestamp": str(ts or int(time.time())),
+        "text": {"body": "from the app"},
+    }
+    value = change(NUMBER_A, "15550001111", message_echoes=[item])
+    value["field"] = "smb_message_echoes"
+    return envelope(value)
+
+
+def history(threads: list[dict[str, Any]], progress: int = 40, chunk: int = 1) -> dict[str, Any]:
+    value = change(
+        NUMBER_A,
+        "15550001111",
+        history=[
+            {
+                "metadata": {"phase": 1, "chunk_order": chunk, "progress": progress},
+                "threads": threads,
+            }
+        ],
+    )
+    value["field"] = "history"
+    return envelope(value)
+
+
+def thread(contact: str, count: int, start: int = 0) -> dict[str, Any]:
+    ts = int(time.time()) - 30 * 86400
+    messages = [
+        {
+            "from": contact if i % 2 else "15550001111",
+            "id": f"wamid.h.{contact}.{start + i}",
+            "timestamp": str(ts + i),
+            "type": "text",
+            "text": {"body": f"old message {i}"},
+            "history_context": {"status": "READ"},
+        }
+        for i in range(start, start + count)
+    ]
+    return {"id": contact, "messages": messages}
+
+
+async def test_echo_pauses_the_assistant_until_the_takeover_expires(gw: Gateway) -> None:
+    await gw.contact_writes()
+    await post(gw, echo("wamid.echo.a"))
+    await gw.command("during", wa(), text="AI reply")
+    await gw.command("human", wa(), text="human from the CRM", author="human")
+    await gw.run()
+    assert (await gw.delivery("during"))["reason"] == "human_active"
+    assert (await gw.delivery("human"))["outcome"] == "sent"
+    await asyncio.sleep(2.2)  # human_takeover_seconds is 2 in this test
+    await gw.command("after", wa(), text="AI again")
+    await gw.run()
+    assert (await gw.delivery("after"))["outcome"] == "sent"
+
+
+async def test_an_echo_while_a_reply_waits_for_its_slot_stops_that_reply(gw: Gateway) -> None:
+    await gw.contact_writes()
+    for i in range(25):  # fill the 20/s coexistence budget: the last replies wait ~1 s
+        await gw.command(
+            f"busy-{i}",
+            wa(f"1415555{i:04d}"),
+            type="template",
+            template={"name": "t", "language": "en"},
+        )
+    await gw.command("waiting", wa(), text="AI reply in the queue")
+    drained = asyncio.create_task(gw.run())
+    await asyncio.sleep(0.3)  # the reply now sleeps until its slot
+    await post(gw, echo("wamid.echo.race"))
+    await drained
+    assert (await gw.delivery("waiting"))["reason"] == "human_active"
+    assert all(r.body.get("to") != "+" + BR_CONTACT for r in gw.graph.requests)
+
+
+async def test_history_goes_to_its_own_stream_and_opens_no_window(
+    gw: Gateway, redis: Redis
+) -> None:
+    contact = "5511955554444"  # never wrote live
+    await post(gw, history([thread(contact, 6)]))
+    events = await stream(redis, "gw:history:support")
+    assert [e["kind"] for e in events] == ["history"] * 6
+    assert [e["from_me"] for e in events] == [True, False] * 3
+    assert events[0]["conversation_id"] == f"whatsapp:{NUMBER_A}:{contact}"
+    live = await stream(redis, "gw:inbox:support")
+    assert [(e["kind"], e["event"]) for e in live] == [("account", "HISTORY_PROGRESS")]
+    assert live[0]["detail"] == {"phase": 1, "chunk_order": 1, "progress": 40}
+    await gw.command("reply", wa(contact), text="hi from the assistant")
+    await gw.run()
+    assert (await gw.delivery("reply"))["reason"] == "window_closed"
+    assert (await gw.redis.hget(f"gw:cv:{{gw:inbox:support}}:{wa(contact)}", "p")) is None
+
+
+async def test_a_large_history_webhook_is_published_whole_and_in_order(
+    gw: Gateway, redis: Redis
+) -> None:
+    threads = [thread(f"55119{i:08d}", 100) for i in range(30)]  # 3,000 messages
+    payload = history(threads, progress=100)
+    assert len(wa_body(payload)) > 450_000
+    await post(gw, payload)
+    events = await stream(redis, "gw:history:support")
+    assert len(events) == 3000
+    assert [e["message_id"] for e in events[:3]] == [f"wamid.h.5511900000000.{i}" for i in range(3)]
+    await post(gw, payload)  # Meta's retry of the same sync publishes nothing twice
+    assert len(await stream(redis, "gw:history:support")) == 3000
+    progress = [e for e in await stream(redis, "gw:inbox:support") if e["kind"] == "account"]
+    assert len(progress) == 1 and progress[0]["detail"]["progress"] == 100
+
+
+async def test_history_declined_is_an_account_event(gw: Gateway, redis: Redis) -> None:
+    value = change(
+        NUMBER_A,
+        "15550001111",
+        history=[
+            {"errors": [{"code": 2593109, "title": "History sync is turned off by the business"}]}
+        ],
+    )
+    value["field"] = "history"
+    await post(gw, envelope(value))
+    [event] = await stream(redis, "gw:inbox:support")
+    assert (event["kind"], event["event"]) == ("account", "HISTORY_DECLINED")
+    assert await redis.xlen("gw:history:support") == 0
+
+
+async def test_contact_sync_publishes_contacts_events(gw: Gateway, redis: Redis) -> None:
+    value = change(
+        NUMBER_A,
+        "15550001111",
+        state_sync=[
+            {
+                "type": "contact",
+                "action": "add",
+                "metadata": {"timestamp": "1767225600"},
+                "contact": {"full_name": "Ana Souza", "phone_number": "+5511955551234"},
+            },
+            {
+                "type": "contact",
+                "action": "remove",
+                "metadata": {"timestamp": "1767225601"},
+                "contact": {"phone_number": "5511955550001"},
+            },
+        ],
+    )
+    value["field"] = "smb_app_state_sync"
+    await post(gw, envelope(value))
+    events = await stream(redis, "gw:inbox:support")
+    assert [(e["kind"], e["contact_id"], e["action"], e["contact_name"]) for e in events] == [
+        ("contacts", "5511955551234", "add", "Ana Souza"),
+        ("contacts", "5511955550001", "remove", None),
+    ]
+
+
+async def test_connection_state_is_a_gauge_per_number(gw: Gateway) -> None:
+    from tests.test_outbound import post_account_update
+
+    await post_account_update(gw, "PARTNER_REMOVED", int(time.time()))
+    text = await (await gw.client.get("/metrics")).text()
+    assert f'gateway_account_connected{{account="{NUMBER_A}",channel="whatsapp"}} 0.0' in text
+    await post_account_update(gw, "ACCOUNT_RECONNECTED", int(time.time()) + 1)
+    text = await (await gw.client.get("/metrics")).text()
+    assert f'gateway_account_connected{{account="{NUMBER_A}",channel="whatsapp"}} 1.0' in text
+    ready = await (await gw.client.get("/readyz")).json()
+    assert ready["accounts"] == {}
+
+
+async def test_history_progress_is_a_gauge_per_number(gw: Gateway) -> None:
+    await post(gw, history([thread("5511955557777", 2)], progress=75))
+    text = await (await gw.client.get("/metrics")).text()
+    assert f'gateway_history_sync_progress{{account="{NUMBER_A}"}} 75.0' in text
+
+
+def test_module_payloads_are_json() -> None:
+    json.dumps(history([thread("1", 1)]))
