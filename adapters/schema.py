@@ -209,6 +209,10 @@ class Routed(msgspec.Struct):
     rank: int = 0
     live: bool = False
     waba: str | None = None
+    renamed_to: str | None = None
+    """Set on a WhatsApp `user_changed_number` system message: the contact's new wa_id. The
+    router keeps the conversation: later messages from the new number carry the old
+    `conversation_id`, and commands for it are sent to the new number."""
     """Set on WhatsApp `account_update`: the router publishes one copy per configured number
     of this WABA, each with that number as `account_id`."""
 

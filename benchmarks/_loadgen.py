@@ -225,7 +225,9 @@ class _Driver:
             now = time.monotonic()
             if self.w0 <= tag < self.w1:
                 self._lag(max(0.0, now - tag))
-            tag = max(tag, now)  # sent early: measure from the send, not the due time
+            # sent early: measure from the send (no credit for leaving early); sent late
+            # (scheduler lag, no idle connection): from the due time, so the wait counts
+            tag = min(tag, now)
         conn.send(self.pool.next(), tag)
 
     def _lag(self, lag_s: float) -> None:

@@ -103,6 +103,7 @@ class InboundRouter:
         unknown: dict[str, int] = {}
         known = [(r, a) for r in routed if (a := self._assistant(channel, r, unknown))]
         await self._resolve_bsuids(known)
+        originals = await self._resolve_renames(known)
         report = Report()
         size = self._limits.publish_chunk_events
         for start in range(0, max(len(known) - size, 0), size):
@@ -112,12 +113,12 @@ class InboundRouter:
             # publishes only what is missing.
             batch = _Batch(self._limits.dedup_ttl_seconds)
             for item, assistant in known[start : start + size]:
-                self._add_event(batch, channel, item, assistant)
+                self._add_event(batch, channel, item, assistant, originals)
             await self._run(batch, report)
             await asyncio.sleep(0)
         batch = _Batch(self._limits.dedup_ttl_seconds)
         for item, assistant in known[max(len(known) - size, 0) :]:
-            self._add_event(batch, channel, item, assistant)
+            self._add_event(batch, channel, item, assistant, originals)
         for bad in parsed.bad:
             self._add_deadletter(batch, report, _bad_item(channel, bad, received_at))
         for account, count in unknown.items():
@@ -195,7 +196,35 @@ class InboundRouter:
             if wa_id:
                 _set_contact(item.event, wa_id.decode())
 
-    def _add_event(self, batch: _Batch, channel: str, item: Routed, assistant: str) -> None:
+    async def _resolve_renames(self, known: list[tuple[Routed, str]]) -> dict[int, str]:
+        """For a contact that changed its number: the contact id its conversation started
+        with (the old number may itself be a renamed one). One extra round trip, only for
+        webhooks that carry such a system message."""
+        renames = [(r, a) for r, a in known if r.renamed_to and r.event.conversation_id]
+        if not renames:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for item, assistant in renames:
+            pipe.hget(
+                keys.conversation(keys.inbox(assistant), item.event.conversation_id or ""), "alias"
+            )
+        try:
+            aliases = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise RouterUnavailable(str(exc)) from exc
+        return {
+            id(item.event): (alias.decode() if alias else item.event.contact_id or "")
+            for (item, _), alias in zip(renames, aliases, strict=True)
+        }
+
+    def _add_event(
+        self,
+        batch: _Batch,
+        channel: str,
+        item: Routed,
+        assistant: str,
+        originals: dict[int, str],
+    ) -> None:
         event = item.event
         event.event_id = new_event_id()
         event.assistant_id = assistant
@@ -211,6 +240,10 @@ class InboundRouter:
         mark = keys.dedup(stream, channel, event.account_id, item.dedup)
         if item.live and isinstance(event, MessageEvent) and event.conversation_id is not None:
             self._add_live(batch, channel, event, [inbox, mark], maxlen, payload)
+            if item.renamed_to:
+                original = originals.get(id(event), event.contact_id or "")
+                self._add_rename(batch, inbox, event, original, item.renamed_to)
+            self._add_charge(batch, channel, inbox, event)
         elif item.rank:
             batch.add("S", [stream, mark], [maxlen, item.rank, payload], event)
         else:
@@ -237,12 +270,26 @@ class InboundRouter:
         inbox = stream_keys[0]
         conv = keys.conversation(inbox, event.conversation_id)
         ttl = self._limits.conversation_ttl_seconds
-        args = [maxlen, payload, event.timestamp, event.message_id, ttl]
+        ids = [ENCODER.encode(event.contact_id), ENCODER.encode(event.conversation_id)]
+        args = [maxlen, payload, event.timestamp, event.message_id, ttl, *ids]
         batch.add("M", [*stream_keys, conv], args, event)
+
+    def _add_charge(self, batch: _Batch, channel: str, inbox: str, event: MessageEvent) -> None:
+        """Meta counts inbound messages against the number's throughput too."""
         account = self._directory.get(channel, event.account_id)
         if channel == "whatsapp" and account is not None:
             interval = interval_us(account.mps, self._limits.limiter_guard_ms)
             batch.add("C", [keys.limiter(inbox, channel, event.account_id)], [interval], None)
+
+    def _add_rename(
+        self, batch: _Batch, inbox: str, event: MessageEvent, original: str, new: str
+    ) -> None:
+        """The contact's number changed: its conversation follows it (see publish.lua N)."""
+        prefix = f"{event.channel}:{event.account_id}:"
+        conv_keys = [
+            keys.conversation(inbox, prefix + c) for c in (original, event.contact_id or "", new)
+        ]
+        batch.add("N", conv_keys, [original, new, self._limits.conversation_ttl_seconds], None)
 
     def _add_pause(self, batch: _Batch, inbox: str, event: EchoEvent) -> None:
         """A person answered from the WhatsApp Business app: the AI steps back (CONTRACT §3)."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import os
 import random
@@ -137,12 +138,21 @@ _RESULT = msgspec.json.Decoder(Result)
 
 @dataclass(frozen=True)
 class _Target:
-    """Where a command goes: its account, contact and the keys of its assistant's slot."""
+    """Where a command goes: its account, contact and the keys of its assistant's slot.
+
+    `contact_id` and `conversation_id` are the ones the assistant knows; `address` is where
+    messages go now, which differs after the contact changed its number (then the state of
+    the new number's conversation, window and pause included, is the one that counts)."""
 
     account: Account
     contact_id: str
     conversation_id: str
     inbox: str
+    address: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.address:
+            object.__setattr__(self, "address", self.contact_id)
 
     @property
     def channel(self) -> str:
@@ -151,10 +161,10 @@ class _Target:
     def key(self, name: str) -> str:
         a = self.account
         return {
-            "conv": keys.conversation(self.inbox, self.conversation_id),
+            "conv": keys.conversation(self.inbox, f"{a.channel}:{a.account_id}:{self.address}"),
             "acct": keys.account_state(self.inbox, a.channel, a.account_id),
             "lim1": keys.limiter(self.inbox, a.channel, a.account_id),
-            "lim2": keys.limiter(self.inbox, a.channel, a.account_id, self.contact_id),
+            "lim2": keys.limiter(self.inbox, a.channel, a.account_id, self.address),
             "log": keys.dispatch_log(self.inbox, a.channel, a.account_id),
         }[name]
 
@@ -433,13 +443,16 @@ class Outbox:
         key = keys.command(target.inbox, command_id)
         owner = f"{self.consumer}/{entry_id}"
         while True:
-            state, stored, first = await self._scripts["claim"](
-                keys=[key], args=[entry_id, owner, self._lease_us(), self._s.dedup_ttl_s]
+            state, stored, first, address = await self._scripts["claim"](
+                keys=[key, target.key("conv")],
+                args=[entry_id, owner, self._lease_us(), self._s.dedup_ttl_s],
             )
             state = state.decode()
             if state != "busy":
                 break
             await asyncio.sleep(self._s.duplicate_poll_s)
+        if address:  # the contact changed its number: send to the new one
+            target = dataclasses.replace(target, address=address.decode())
         if state == "done":
             if first.decode() != entry_id:
                 result = _RESULT.decode(stored)
@@ -521,9 +534,7 @@ class Outbox:
             use_pair = command.type not in ("typing", "read")
         else:
             chat_mps = (
-                TELEGRAM_GROUP_MPS
-                if target.contact_id.startswith("-")
-                else TELEGRAM_PRIVATE_CHAT_MPS
+                TELEGRAM_GROUP_MPS if target.address.startswith("-") else TELEGRAM_PRIVATE_CHAT_MPS
             )
             pair_interval, tolerance2 = interval_us(chat_mps, self._s.guard_ms), 0
             use_pair = command.type not in ("typing", "read", "reaction")
@@ -532,10 +543,10 @@ class Outbox:
             and (command.template.category or "").lower() == "marketing"
         )
         cross = countries.crosses_restricted_border(
-            account.country, countries.of_contact(target.contact_id)
+            account.country, countries.of_contact(target.address)
         )
         block = keys.country_block(
-            target.inbox, account.account_id, countries.of_contact(target.contact_id) or "??"
+            target.inbox, account.account_id, countries.of_contact(target.address) or "??"
         )
         reply = await self._scripts["policy"](
             keys=[
@@ -611,10 +622,8 @@ class Outbox:
     ) -> ProviderRequest:
         account = target.account
         if account.channel == "whatsapp":
-            return whatsapp.build_request(
-                command, account.account_id, target.contact_id, last_inbound
-            )
-        return telegram.build_request(command, target.contact_id)
+            return whatsapp.build_request(command, account.account_id, target.address, last_inbound)
+        return telegram.build_request(command, target.address)
 
     async def _call(self, target: _Target, request: ProviderRequest) -> SendResult:
         account = target.account
@@ -656,7 +665,7 @@ class Outbox:
                 await self._redis.hset(target.key("conv"), "oo", str(code or 0))  # type: ignore[misc]
                 return Result("failed", "opted_out", code)
             case "country_blocked":
-                country = countries.of_contact(target.contact_id) or "??"
+                country = countries.of_contact(target.address) or "??"
                 block = keys.country_block(target.inbox, target.account.account_id, country)
                 await self._redis.set(block, str(code), ex=max(self._s.country_block_s, 1))
                 return Result("failed", "cross_country", code)

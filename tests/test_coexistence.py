@@ -212,3 +212,57 @@ async def test_history_progress_is_a_gauge_per_number(gw: Gateway) -> None:
 
 def test_module_payloads_are_json() -> None:
     json.dumps(history([thread("1", 1)]))
+
+
+def number_change(old: str, new: str, wamid: str) -> dict[str, Any]:
+    system = {
+        "from": old,
+        "id": wamid,
+        "timestamp": str(int(time.time())),
+        "type": "system",
+        "system": {
+            "body": f"User {old} changed to {new}",
+            "wa_id": new,
+            "type": "user_changed_number",
+        },
+    }
+    return envelope(change(NUMBER_A, "15550001111", messages=[system]))
+
+
+async def test_a_changed_number_keeps_its_conversation(gw: Gateway, redis: Redis) -> None:
+    old, new, newer = "14155550001", "14155550002", "14155550003"
+    await gw.contact_writes(contact=old)
+    await post(gw, number_change(old, new, "wamid.sys.1"))
+    await gw.contact_writes(contact=new)
+    events = [e for e in await stream(redis, "gw:inbox:support") if e["kind"] == "message"]
+    assert [e["type"] for e in events] == ["text", "system", "text"]
+    assert {e["conversation_id"] for e in events} == {wa(old)}
+    assert events[2]["contact_id"] == old
+    await gw.command("to-new", wa(old), text="we follow you")
+    await gw.run()
+    [request] = gw.graph.requests
+    assert request.body["to"] == "+" + new
+    delivery = await gw.delivery("to-new")
+    assert delivery["outcome"] == "sent" and delivery["conversation_id"] == wa(old)
+    await post(gw, number_change(new, newer, "wamid.sys.2"))  # and again
+    await post(gw, number_change(new, newer, "wamid.sys.2"))  # a redelivery changes nothing
+    await gw.contact_writes(contact=newer)
+    latest = [e for e in await stream(redis, "gw:inbox:support") if e["kind"] == "message"][-1]
+    assert latest["conversation_id"] == wa(old)
+    await gw.command("to-newer", wa(old), text="still here")
+    await gw.run()
+    assert gw.graph.requests[-1].body["to"] == "+" + newer
+
+
+async def test_a_changed_number_keeps_the_window_and_the_pause(gw: Gateway) -> None:
+    old, new = "14155550011", "14155550012"
+    await gw.contact_writes(contact=old)
+    await post(gw, echo("wamid.echo.before", contact=old))  # a person took over
+    await post(gw, number_change(old, new, "wamid.sys.3"))
+    await gw.command("paused", wa(old), text="AI")
+    await gw.run()
+    assert (await gw.delivery("paused"))["reason"] == "human_active"
+    await gw.command("human", wa(old), text="human", author="human")
+    await gw.run()
+    assert (await gw.delivery("human"))["outcome"] == "sent"  # window carried over
+    assert gw.graph.requests[-1].body["to"] == "+" + new

@@ -166,7 +166,18 @@ def _live_message(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
         contact_name=contact.profile.name if contact and contact.profile else None,
         **_content(m),
     )
-    return Routed(event, f"m:{m.id}", live=True)
+    return Routed(event, f"m:{m.id}", live=True, renamed_to=_new_number(m, contact_id))
+
+
+_NUMBER_CHANGES = frozenset({"user_changed_number", "customer_changed_number"})
+
+
+def _new_number(m: p.Message, contact_id: str | None) -> str | None:
+    system = m.system
+    if m.type != "system" or system is None or system.type not in _NUMBER_CHANGES:
+        return None
+    new = system.wa_id
+    return new if new and new.isdigit() and new != contact_id else None
 
 
 def _echo(ctx: _Ctx, raw: msgspec.Raw) -> Routed:

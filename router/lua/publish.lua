@@ -5,12 +5,20 @@
 --   E maxlen payload          KEYS: stream, dedup   publish unless the dedup mark exists
 --   S maxlen rank payload     KEYS: stream, dedup   publish if rank beats the stored rank
 --   P maxlen payload          KEYS: stream          publish (no identity: dead letters)
---   M maxlen payload time message_id conv_ttl
+--   M maxlen payload time message_id conv_ttl contact_json conversation_json
 --                             KEYS: stream, dedup, conversation
 --                             a live message: publish unless marked; the payload's trailing
---                             `"ai_paused":false}` becomes true while the AI is paused; the
---                             conversation remembers the latest message (the 24-hour window)
---                             and forgets an opt-out, since the contact wrote again
+--                             `"ai_paused":false}` becomes true while the AI is paused; if
+--                             the contact changed its number, the payload's contact_id and
+--                             conversation_id become the conversation's original ones (the
+--                             `alias` field); the conversation remembers the latest message
+--                             (the 24-hour window) and forgets an opt-out (the contact wrote)
+--   N original_contact new_contact conv_ttl
+--                             KEYS: original conversation, old number's, new number's
+--                             after the system message just published by M (a contact
+--                             changed its number): the new number's conversation keeps the
+--                             original conversation id (alias) and inherits the old one's
+--                             state; the original conversation now sends to the new number
 --   C interval_us             KEYS: limiter         charge the number's send budget for the
 --                                                   message just published by M
 --   H until conv_ttl          KEYS: conversation    an echo: pause the AI until `until`
@@ -29,6 +37,12 @@ local now_us = now_s * 1000000 + tonumber(clock[2])
 local out = {}
 local last = 0
 local k, a = 1, 2
+
+local function replace_once(s, from, to)
+  local i, j = string.find(s, from, 1, true)
+  if not i then return s end
+  return string.sub(s, 1, i - 1) .. to .. string.sub(s, j + 1)
+end
 
 local function xadd(stream, maxlen, payload)
   redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'event', payload)
@@ -71,6 +85,13 @@ while a <= #ARGV do
       if redis.call('HGET', conv, 'h') == '1' or paused_until > now_s then
         payload = string.sub(payload, 1, -7) .. 'true}'
       end
+      local alias = redis.call('HGET', conv, 'alias')
+      if alias then
+        payload = replace_once(payload, '"contact_id":' .. ARGV[a + 6], '"contact_id":"' .. alias .. '"')
+        local prefix = string.match(ARGV[a + 7], '^"(.*:)[^:]*"$')
+        payload = replace_once(payload, '"conversation_id":' .. ARGV[a + 7],
+                               '"conversation_id":"' .. prefix .. alias .. '"')
+      end
       xadd(stream, ARGV[a + 1], payload)
       redis.call('SET', mark, '1', 'EX', ttl)
       local t = tonumber(ARGV[a + 3])
@@ -82,7 +103,22 @@ while a <= #ARGV do
       last = 1
     end
     out[#out + 1] = last
-    k, a = k + 3, a + 6
+    k, a = k + 3, a + 8
+  elseif op == 'N' then
+    local original, old, new = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+    if last == 1 then
+      redis.call('HSET', new, 'alias', ARGV[a + 1])
+      for _, field in ipairs({'t', 'm', 'p', 'h', 'oo'}) do
+        local value = redis.call('HGET', old, field)
+        if value and redis.call('HEXISTS', new, field) == 0 then
+          redis.call('HSET', new, field, value)
+        end
+      end
+      redis.call('HSET', original, 'a', ARGV[a + 2])
+      redis.call('EXPIRE', original, ARGV[a + 3])
+      redis.call('EXPIRE', new, ARGV[a + 3])
+    end
+    k, a = k + 3, a + 4
   elseif op == 'C' then
     if last == 1 then
       local interval = tonumber(ARGV[a + 1])
