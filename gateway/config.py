@@ -45,6 +45,8 @@ class ServerSettings(msgspec.Struct, **_STRUCT):
     shutdown_timeout_seconds: Seconds = 30.0
     """How long in-flight requests may take to finish once the listener is closed."""
     access_log: bool = False
+    offload_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 256 * 1024
+    """Bodies larger than this are decoded on a worker thread (see handlers._ingest)."""
 
 
 class RedisSettings(msgspec.Struct, **_STRUCT):

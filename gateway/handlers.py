@@ -113,7 +113,11 @@ async def _ingest(
     started = time.perf_counter()
     try:
         try:
-            parsed = parse()
+            # A multi-megabyte body (history sync) is decoded on a worker thread: decoding
+            # runs item by item, so the event loop gets the GIL back between items and
+            # live webhooks are not held up for the whole decode.
+            large = len(body) > state.settings.server.offload_bytes
+            parsed = await asyncio.to_thread(parse) if large else parse()
         except ParseError as exc:
             await router.deadletter("malformed_body", channel, received_at, str(exc)[:500], body)
             state.metrics.deadletters.labels(channel, "malformed_body").inc()

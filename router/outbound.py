@@ -295,7 +295,7 @@ class Outbox:
                 await self._read(block=True)
             except (RedisError, OSError) as exc:
                 log.warning("reading gw:outbox failed, retrying: %s", exc)
-                await asyncio.sleep(1.0)
+                await self._pause(1.0)
 
     async def _read(self, block: bool) -> list[tuple[str, dict[bytes, bytes]]]:
         free = self._s.concurrency - len(self._inflight)
@@ -329,7 +329,7 @@ class Outbox:
             with contextlib.suppress(RedisError, OSError):
                 await self._reclaim()
                 await self._report_queue()
-            await asyncio.sleep(interval)
+            await self._pause(interval)
 
     async def _reclaim(self) -> None:
         reply = await self._redis.xautoclaim(
@@ -355,7 +355,7 @@ class Outbox:
         """Keep our in-flight entries and command leases from looking abandoned."""
         interval = max(self._s.claim_idle_ms / 3000, 0.05)
         while not self._stopping.is_set():
-            await asyncio.sleep(interval)
+            await self._pause(interval)
             ids: list[Any] = list(self._inflight)
             with contextlib.suppress(RedisError, OSError):
                 if ids:
@@ -364,6 +364,12 @@ class Outbox:
                     )
                 for key, owner in list(self._owned.values()):
                     await self._scripts["renew"](keys=[key], args=[owner, self._lease_us()])
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once on stop: redis-py can turn a cancellation inside a
+        command into a connection error, so the loops must not rely on cancellation alone."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
     def _wait_budget_us(self) -> int:
         until = _WAIT_UNTIL.get()
