@@ -509,6 +509,9 @@ class Outbox:
         self, target: _Target, command: Command, key: str, owner: str
     ) -> Result:
         last: SendResult | None = None
+        # Validate before taking a rate-limit slot (the real request is built after the
+        # policy, which knows the last inbound message for typing/read).
+        self._build(target, command, command.reply_to or "wamid.validation")
         for attempt in range(1, self._s.max_attempts + 1):
             decision = await self._policy(target, command, key, owner)
             if isinstance(decision, Result):

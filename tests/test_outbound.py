@@ -147,7 +147,7 @@ async def test_text_inside_the_window_is_sent_and_reported(gw: Gateway) -> None:
 
 
 async def test_text_outside_the_window_is_rejected_without_calling_the_api(gw: Gateway) -> None:
-    await gw.command("c-closed", wa())
+    await gw.command("c-closed", wa(), text="hello")
     await gw.contact_writes(contact=US_CONTACT, ago_s=25 * 3600)  # wrote, but 25 h ago
     await gw.command("c-old", wa(US_CONTACT), text="hello?")
     await gw.run()
@@ -618,3 +618,16 @@ async def test_an_entry_delivered_too_often_is_dead_lettered_and_answered(gw: Ga
     delivery = await gw.delivery("poison")
     assert (delivery["outcome"], delivery["reason"]) == ("failed", "provider_error")
     assert (await gw.redis.xpending("gw:outbox", "gateway"))["pending"] == 0
+
+
+async def test_an_invalid_command_takes_no_rate_limit_slot(gw: Gateway) -> None:
+    await gw.contact_writes()
+    slot = f"gw:rl:{{gw:inbox:support}}:whatsapp:{NUMBER_A}"
+    before = await gw.redis.get(slot)  # the inbound message's charge
+    buttons = [{"id": str(i), "title": f"option {i}"} for i in range(4)]  # WhatsApp allows 3
+    await gw.command("four-buttons", wa(), type="interactive", text="pick", buttons=buttons)
+    await gw.run()
+    delivery = await gw.delivery("four-buttons")
+    assert (delivery["outcome"], delivery["reason"]) == ("rejected", "invalid_command")
+    assert await gw.redis.get(slot) == before
+    assert gw.graph.requests == []
