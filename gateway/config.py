@@ -161,7 +161,8 @@ class Settings(msgspec.Struct, **_STRUCT):
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ASSISTANT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _DIGITS = re.compile(r"[0-9]{1,32}")
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+_E164 = re.compile(r"\+?[1-9][0-9]{6,14}")
+"""E.164; the `+` may be left out, as Meta's own webhooks write it."""
 _TG_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 COEXISTENCE_BLOCKED_CODES = {"234": "Nigeria", "27": "South Africa"}
 
@@ -279,7 +280,7 @@ def _check_number(number: WhatsAppNumber, where: str) -> None:
         raise ConfigError(f"{where}.waba_id: must be the numeric WABA id")
     _check_assistant(number.assistant, f"{where}.assistant")
     if number.mode == "coexistence":
-        digits = number.display_phone_number[1:]
+        digits = number.display_phone_number.lstrip("+")
         for code, country in COEXISTENCE_BLOCKED_CODES.items():
             if digits.startswith(code):
                 raise ConfigError(

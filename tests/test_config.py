@@ -95,7 +95,8 @@ telegram:
 
 
 @pytest.mark.parametrize(
-    ("number", "country"), [("+2348030000000", "Nigeria"), ("+27820000000", "South Africa")]
+    ("number", "country"),
+    [("+2348030000000", "Nigeria"), ("+27820000000", "South Africa"), ("2348030000000", "Nigeria")],
 )
 def test_coexistence_in_nigeria_or_south_africa_stops_startup(number: str, country: str) -> None:
     message = error_of(BASE.replace("+15551234567", number))
@@ -104,7 +105,8 @@ def test_coexistence_in_nigeria_or_south_africa_stops_startup(number: str, count
 
 
 def test_number_fields_are_checked() -> None:
-    assert "display_phone_number" in error_of(BASE.replace("+15551234567", "15551234567"))
+    assert "display_phone_number" in error_of(BASE.replace("+15551234567", "+1555-1234"))
+    loads(BASE.replace("+15551234567", "15551234567"), ENV)  # Meta's own spelling, no +
     assert "phone_number_id" in error_of(BASE.replace('"106540352242922"', '"abc"'))
     assert "assistant" in error_of(BASE.replace("assistant: support", "assistant: '{x}'"))
     twice = (
