@@ -266,3 +266,12 @@ async def test_a_changed_number_keeps_the_window_and_the_pause(gw: Gateway) -> N
     await gw.run()
     assert (await gw.delivery("human"))["outcome"] == "sent"  # window carried over
     assert gw.graph.requests[-1].body["to"] == "+" + new
+
+
+async def test_one_malformed_history_thread_costs_only_itself(gw: Gateway, redis: Redis) -> None:
+    good = thread("5511955550099", 3)
+    bad = {"messages": thread("5511955550098", 2)["messages"]}  # no thread id
+    await post(gw, history([good, bad, thread("5511955550097", 2)]))
+    assert len(await stream(redis, "gw:history:support")) == 5
+    [letter] = await stream(redis, "gw:deadletter")
+    assert letter["reason"] == "malformed_item" and "threads[1]" in letter["detail"]

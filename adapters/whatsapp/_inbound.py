@@ -356,10 +356,9 @@ def _history(out: Parsed, ctx: _Ctx, where: str, raw: msgspec.Raw) -> None:
             progress = meta
         if any(e.get("code") == HISTORY_DECLINED_CODE for e in item.errors):
             out.events.append(_account(ctx, "HISTORY_DECLINED", {"errors": item.errors}, raw))
-        for t, thread in enumerate(item.threads):
-            for m, msg_raw in enumerate(thread.messages):
-                at = f"{where}.history[{i}].threads[{t}].messages[{m}]"
-                _guarded(out, msg_raw, at, partial(_history_message, ctx, thread.id, meta))
+        for t, thread_raw in enumerate(item.threads):
+            at = f"{where}.history[{i}].threads[{t}]"
+            _guarded(out, thread_raw, at, partial(_history_thread, out, ctx, meta, at))
     for m, msg_raw in enumerate(value.messages):  # media that follows a placeholder
         at = f"{where}.messages[{m}]"
         _guarded(out, msg_raw, at, partial(_history_message, ctx, None, None))
@@ -370,6 +369,15 @@ def _history(out: Parsed, ctx: _Ctx, where: str, raw: msgspec.Raw) -> None:
             "progress": progress.progress,
         }
         out.events.append(_account(ctx, "HISTORY_PROGRESS", detail, raw))
+
+
+def _history_thread(
+    out: Parsed, ctx: _Ctx, meta: p.HistoryMeta, where: str, raw: msgspec.Raw
+) -> None:
+    thread = p.THREAD.decode(raw)
+    for m, msg_raw in enumerate(thread.messages):
+        at = f"{where}.messages[{m}]"
+        _guarded(out, msg_raw, at, partial(_history_message, ctx, thread.id, meta))
 
 
 def _history_message(

@@ -219,7 +219,10 @@ class Thread(Struct):
 
 class HistoryItem(Struct):
     metadata: HistoryMeta | None = None
-    threads: list[Thread] = field(default_factory=list)
+    threads: list[Raw] = field(default_factory=list)
+    """Decoded one by one: a 3 MB history item is then many small decodes (each releases
+    nothing, but between them a live request's thread can take the GIL), and one malformed
+    thread costs only itself."""
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -251,5 +254,6 @@ MESSAGES_VALUE = decoder(MessagesValue)
 MESSAGE = decoder(Message)
 STATUS = decoder(Status)
 HISTORY_ITEM = decoder(HistoryItem)
+THREAD = decoder(Thread)
 STATE_SYNC = decoder(StateSync)
 OBJECT = decoder(dict[str, Any])
