@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from redis.asyncio import Redis
@@ -68,6 +68,7 @@ class Report:
     deadletters: list[str] = field(default_factory=list)
 
 
+_T = TypeVar("_T")
 _SCRIPT = (Path(__file__).parent / "lua" / "publish.lua").read_text()
 _NOT_PAUSED = b'"ai_paused":false}'
 
@@ -79,6 +80,8 @@ class _Batch:
         self.keys: list[str] = []
         self.args: list[Any] = [ttl]
         self.events: list[AnyEvent | None] = []
+        self.letters: list[str] = []
+        """Reasons of the dead letters this call writes."""
 
     def add(
         self, op: str, op_keys: Iterable[str], args: Iterable[Any], event: AnyEvent | None
@@ -98,35 +101,61 @@ class InboundRouter:
         self._script = redis.register_script(_SCRIPT)
 
     async def publish(self, channel: str, parsed: Parsed, body: bytes, received_at: int) -> Report:
-        """Publish every event of one webhook; raises `RouterUnavailable` if Redis fails."""
-        routed = list(self._fan_out(parsed.events))
-        unknown: dict[str, int] = {}
-        known = [(r, a) for r in routed if (a := self._assistant(channel, r, unknown))]
+        """Publish every event of one webhook; raises `RouterUnavailable` if Redis fails.
+
+        A large body (a 3 MB history sync) is prepared on a worker thread and goes in
+        slices: each slice is its own script call, so live webhooks' requests and scripts
+        get their turn in between. Marks make this safe: if a later slice fails, the
+        platform's retry publishes only what is missing.
+        """
+        large = len(parsed.events) > self._limits.publish_chunk_events
+        known, unknown = await _maybe_thread(large, self._route, channel, parsed)
         await self._resolve_bsuids(known)
         originals = await self._resolve_renames(known)
+        batches = await _maybe_thread(
+            large, self._prepare, channel, known, originals, parsed, unknown, body, received_at
+        )
         report = Report()
+        for i, batch in enumerate(batches):
+            if i:
+                await asyncio.sleep(0)
+            await self._run(batch, report)
+        report.deadletters = [reason for batch in batches for reason in batch.letters]
+        return report
+
+    def _route(
+        self, channel: str, parsed: Parsed
+    ) -> tuple[list[tuple[Routed, str]], dict[str, int]]:
+        unknown: dict[str, int] = {}
+        routed = self._fan_out(parsed.events)
+        return [(r, a) for r in routed if (a := self._assistant(channel, r, unknown))], unknown
+
+    def _prepare(
+        self,
+        channel: str,
+        known: list[tuple[Routed, str]],
+        originals: dict[int, str],
+        parsed: Parsed,
+        unknown: dict[str, int],
+        body: bytes,
+        received_at: int,
+    ) -> list[_Batch]:
+        """The script calls of one webhook: slices of events, dead letters in the last."""
         size = self._limits.publish_chunk_events
-        for start in range(0, max(len(known) - size, 0), size):
-            # A large body (a 3 MB history sync) goes in slices: each slice is its own
-            # script call, so live webhooks' scripts and requests get their turn in
-            # between. Marks make this safe: if a later slice fails, the platform's retry
-            # publishes only what is missing.
+        batches = []
+        for start in range(0, max(len(known), 1), size):
             batch = _Batch(self._limits.dedup_ttl_seconds)
             for item, assistant in known[start : start + size]:
                 self._add_event(batch, channel, item, assistant, originals)
-            await self._run(batch, report)
-            await asyncio.sleep(0)
-        batch = _Batch(self._limits.dedup_ttl_seconds)
-        for item, assistant in known[max(len(known) - size, 0) :]:
-            self._add_event(batch, channel, item, assistant, originals)
+            batches.append(batch)
+        last = batches[-1]
         for bad in parsed.bad:
-            self._add_deadletter(batch, report, _bad_item(channel, bad, received_at))
+            self._add_deadletter(last, _bad_item(channel, bad, received_at))
         for account, count in unknown.items():
             detail = f"account {account} is not configured ({count} events)"
             letter = DeadLetter(1, "unknown_account", channel, received_at, detail, _b64(body))
-            self._add_deadletter(batch, report, letter)
-        await self._run(batch, report)
-        return report
+            self._add_deadletter(last, letter)
+        return batches
 
     async def deadletter(
         self,
@@ -148,7 +177,7 @@ class InboundRouter:
             command,
         )
         batch = _Batch(self._limits.dedup_ttl_seconds)
-        self._add_deadletter(batch, Report(), letter)
+        self._add_deadletter(batch, letter)
         await self._run(batch, Report())
 
     def _fan_out(self, events: list[Routed]) -> Iterable[Routed]:
@@ -310,14 +339,14 @@ class InboundRouter:
                 None,
             )
 
-    def _add_deadletter(self, batch: _Batch, report: Report, letter: DeadLetter) -> None:
+    def _add_deadletter(self, batch: _Batch, letter: DeadLetter) -> None:
         batch.add(
             "P",
             [keys.DEADLETTER],
             [self._limits.deadletter_maxlen, msgspec.json.encode(letter)],
             None,
         )
-        report.deadletters.append(letter.reason)
+        batch.letters.append(letter.reason)
 
     async def _run(self, batch: _Batch, report: Report) -> None:
         if not batch.events:
@@ -330,6 +359,11 @@ class InboundRouter:
             if event is None:
                 continue
             (report.published if flag else report.duplicates).append(event)
+
+
+async def _maybe_thread(offload: bool, fn: Callable[..., _T], *args: Any) -> _T:
+    """Run `fn` on a worker thread for a large webhook, inline for the usual small one."""
+    return await asyncio.to_thread(fn, *args) if offload else fn(*args)
 
 
 def _bsuid_only(event: AnyEvent) -> bool:
