@@ -160,13 +160,18 @@ class _Target:
 
     def key(self, name: str) -> str:
         a = self.account
-        return {
-            "conv": keys.conversation(self.inbox, f"{a.channel}:{a.account_id}:{self.address}"),
-            "acct": keys.account_state(self.inbox, a.channel, a.account_id),
-            "lim1": keys.limiter(self.inbox, a.channel, a.account_id),
-            "lim2": keys.limiter(self.inbox, a.channel, a.account_id, self.address),
-            "log": keys.dispatch_log(self.inbox, a.channel, a.account_id),
-        }[name]
+        match name:
+            case "conv":
+                return keys.conversation(self.inbox, f"{a.channel}:{a.account_id}:{self.address}")
+            case "acct":
+                return keys.account_state(self.inbox, a.channel, a.account_id)
+            case "lim1":
+                return keys.limiter(self.inbox, a.channel, a.account_id)
+            case "lim2":
+                return keys.limiter(self.inbox, a.channel, a.account_id, self.address)
+            case "log":
+                return keys.dispatch_log(self.inbox, a.channel, a.account_id)
+        raise KeyError(name)
 
 
 class _Lost(Exception):
@@ -385,9 +390,10 @@ class Outbox:
         # The wait budget counts from when the command was read: time spent behind earlier
         # commands of the same conversation is time spent waiting for a slot too.
         _WAIT_UNTIL.set(time.monotonic() + self._s.send_wait_max_s)
+        obj = _json_object(raw)  # decoded once; the typed decode happens in _execute
         try:
-            async with self._in_order(raw):
-                await self._process(entry_id, raw, deliveries)
+            async with self._in_order(obj):
+                await self._process(entry_id, raw, obj, deliveries)
             await self._redis.xack(keys.OUTBOX, keys.OUTBOX_GROUP, entry_id)
         except _Lost:
             log.info("command of entry %s was taken over by another worker", entry_id)
@@ -402,12 +408,12 @@ class Outbox:
             self._owned.pop(entry_id, None)
 
     @contextlib.asynccontextmanager
-    async def _in_order(self, raw: bytes | None) -> AsyncIterator[None]:
+    async def _in_order(self, obj: dict[str, Any] | None) -> AsyncIterator[None]:
         """Commands of one conversation run one after another, in outbox order.
 
         Tasks are created in entry order and take the conversation's lock first thing, and
         asyncio locks are FIFO, so a reply never overtakes the one written before it."""
-        conversation = (_json_object(raw) or {}).get("conversation_id")
+        conversation = (obj or {}).get("conversation_id")
         if not isinstance(conversation, str):
             yield
             return
@@ -423,8 +429,9 @@ class Outbox:
             else:
                 self._conversations[conversation] = (lock, users - 1)
 
-    async def _process(self, entry_id: str, raw: bytes | None, deliveries: int) -> None:
-        obj = _json_object(raw)
+    async def _process(
+        self, entry_id: str, raw: bytes | None, obj: dict[str, Any] | None, deliveries: int
+    ) -> None:
         if obj is None:
             await self._deadletter("invalid_command", raw, "entry is not a JSON object")
             return
@@ -439,10 +446,18 @@ class Outbox:
         give_up = deliveries > self._s.max_deliveries
         if give_up:
             await self._deadletter("max_deliveries", raw, f"delivered {deliveries} times")
-        await self._exactly_once(entry_id, target, command_id, raw or b"", give_up)
+        ctype = obj.get("type")
+        ctype = ctype if ctype in COMMAND_TYPES else "invalid"  # a closed set, for metrics
+        await self._exactly_once(entry_id, target, command_id, raw or b"", ctype, give_up)
 
     async def _exactly_once(
-        self, entry_id: str, target: _Target, command_id: str, raw: bytes, give_up: bool
+        self,
+        entry_id: str,
+        target: _Target,
+        command_id: str,
+        raw: bytes,
+        ctype: str,
+        give_up: bool,
     ) -> None:
         """Claim the command, then run it, repeat its result, or (given up on after too
         many deliveries, or cut off mid-send) end it as failed without sending."""
@@ -474,7 +489,7 @@ class Outbox:
             )
         else:
             result = await self._execute(target, command_id, raw, key, owner)
-        await self._finish(target, command_id, _ctype(raw), result)
+        await self._finish(target, command_id, ctype, result)
 
     async def _execute(
         self, target: _Target, command_id: str, raw: bytes, key: str, owner: str
@@ -797,12 +812,6 @@ def _json_object(raw: bytes | None) -> dict[str, Any] | None:
     except msgspec.DecodeError:
         return None
     return obj if isinstance(obj, dict) else None
-
-
-def _ctype(raw: bytes) -> str:
-    """The command's type for metrics labels: a closed set, `invalid` for anything else."""
-    ctype = (_json_object(raw) or {}).get("type")
-    return ctype if ctype in COMMAND_TYPES else "invalid"
 
 
 def _id(value: bytes | str) -> str:
