@@ -98,13 +98,11 @@ async def test_echo_pauses_the_assistant_until_the_takeover_expires(gw: Gateway)
 
 async def test_an_echo_while_a_reply_waits_for_its_slot_stops_that_reply(gw: Gateway) -> None:
     await gw.contact_writes()
-    for i in range(25):  # fill the 20/s coexistence budget: the last replies wait ~1 s
-        await gw.command(
-            f"busy-{i}",
-            wa(f"1415555{i:04d}"),
-            type="template",
-            template={"name": "t", "language": "en"},
-        )
+    # The number's budget is used up for the next 0.8 s (as if other replies had taken
+    # it): the reply is admitted, then sleeps until its slot.
+    seconds, micros = await gw.redis.time()
+    tat = (seconds + 0.8) * 1_000_000 + micros  # well inside the 2 s takeover
+    await gw.redis.set(f"gw:rl:{{gw:inbox:support}}:whatsapp:{NUMBER_A}", int(tat), px=5000)
     await gw.command("waiting", wa(), text="AI reply in the queue")
     drained = asyncio.create_task(gw.run())
     await asyncio.sleep(0.3)  # the reply now sleeps until its slot
