@@ -6,7 +6,7 @@ Loading is three steps, each failing with a `ConfigError` that names the key:
 2. The tree is converted into `Settings` with msgspec: unknown keys are errors, numbers and
    booleans written as strings (as `${PORT}` gives) are parsed, ranges are checked.
 3. Cross-field checks: secrets of enabled channels, duplicate ids, E.164 numbers,
-   coexistence countries, assistant names safe for stream keys.
+   coexistence countries, assistant names safe for stream keys, a cluster's URL.
 
 Nothing else in the project reads the environment.
 """
@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 import yaml
@@ -57,6 +58,8 @@ class RedisSettings(msgspec.Struct, **_STRUCT):
     """Data directory of the embedded server (append-only file, so events survive restarts)."""
     timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 2.0
     max_connections: PositiveInt = 64
+    cluster: bool = False
+    """`url` names any one node of a Redis Cluster (the seed); the client finds the rest."""
 
 
 class RouterSettings(msgspec.Struct, **_STRUCT):
@@ -255,6 +258,8 @@ def check(settings: Settings) -> None:
         )
     if settings.telegram is not None:
         _check_telegram(settings.telegram)
+    if settings.redis.cluster:
+        _check_cluster(settings.redis)
 
 
 def _check_whatsapp(wa: WhatsAppSettings) -> None:
@@ -287,6 +292,19 @@ def _check_number(number: WhatsAppNumber, where: str) -> None:
                     f"{where}.mode: {number.display_phone_number} is a {country} (+{code}) number,"
                     " and WhatsApp coexistence is not available there; use mode: cloud_api"
                 )
+
+
+def _check_cluster(redis: RedisSettings) -> None:
+    if redis.url is None:
+        raise ConfigError(
+            "redis.cluster: needs redis.url (the address of any one cluster node); "
+            "the embedded Redis is a single node"
+        )
+    url = urlsplit(redis.url)
+    if url.scheme not in ("redis", "rediss"):
+        raise ConfigError("redis.url: a cluster is reached over TCP: redis:// or rediss://")
+    if url.path.strip("/") not in ("", "0"):
+        raise ConfigError("redis.url: a cluster has only database 0")
 
 
 def _check_telegram(tg: TelegramSettings) -> None:

@@ -140,3 +140,25 @@ def test_shipped_config_is_valid_with_the_demo_env() -> None:
     root = Path(__file__).parent.parent
     settings = loads((root / "config.yaml").read_text(), read_env_file(root / "demo.env"))
     assert settings.whatsapp is not None and settings.telegram is not None
+
+
+def test_a_cluster_is_reached_through_the_url_of_any_node() -> None:
+    text = BASE + "redis: {url: 'redis://10.0.0.7:7000', cluster: true}\n"
+    settings = loads(text, ENV)
+    assert settings.redis.cluster is True and settings.redis.url == "redis://10.0.0.7:7000"
+    assert loads(BASE, ENV).redis.cluster is False
+
+
+@pytest.mark.parametrize(
+    ("redis", "key", "says"),
+    [
+        ("{cluster: true}", "redis.cluster", "needs redis.url"),
+        ("{url: 'redis://10.0.0.7:7000/2', cluster: true}", "redis.url", "only database 0"),
+        ("{url: 'unix:///tmp/redis.sock', cluster: true}", "redis.url", "redis://"),
+        ("{cluster: 'maybe'}", "redis.cluster", "Expected `bool`"),
+        ("{url: 'redis://10.0.0.7:7000', clustered: true}", "redis", "unknown field `clustered`"),
+    ],
+)
+def test_cluster_mistakes_name_the_key(redis: str, key: str, says: str) -> None:
+    message = error_of(BASE + f"redis: {redis}\n")
+    assert message.startswith(key) and says in message
