@@ -1,11 +1,11 @@
 """The aiohttp application and the resources it owns.
 
 One owner per resource, each created in a cleanup context and closed in reverse order:
-the Redis pool (and the inbound router on it), the HTTP client session for the provider
-APIs, and the reply workers (a named background task, stopped and awaited on shutdown so
-in-flight sends finish). Handlers reach them through typed `AppKey`s. The application
-never starts Redis: `server.serve` does that (embedded Redis) before building the app, so
-tests can hand in any URL.
+the Redis client (a pool on one node, or a cluster client) and the inbound router on it,
+the HTTP client session for the provider APIs, and the reply workers (a named background
+task, stopped and awaited on shutdown so in-flight sends finish). Handlers reach them
+through typed `AppKey`s. The application never starts Redis: `server.serve` does that
+(embedded Redis) before building the app, so tests can hand in any URL.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 
-from gateway.config import Settings, TelegramBot
+from gateway.config import RedisSettings, Settings, TelegramBot
 from gateway.metrics import Metrics
 from router.accounts import Account, Directory
+from router.client import RedisClient
 from router.inbound import InboundRouter, Limits
 from router.outbound import OutboundSettings, Outbox
 
@@ -41,7 +43,7 @@ class State:
 
 
 STATE = web.AppKey("state", State)
-REDIS = web.AppKey("redis", Redis)
+REDIS = web.AppKey[RedisClient]("redis")
 ROUTER = web.AppKey("router", InboundRouter)
 OUTBOX = web.AppKey("outbox", Outbox)
 
@@ -102,23 +104,41 @@ def create_app(
 def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[STATE].settings
-        # A blocking pool: past max_connections a caller waits (up to the timeout) for a
-        # free connection instead of failing, so bursts queue rather than error.
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=settings.redis.max_connections,
-            timeout=settings.redis.timeout_seconds,
-            socket_timeout=settings.redis.timeout_seconds,
-            socket_connect_timeout=settings.redis.timeout_seconds,
-            health_check_interval=30,
-        )
-        redis = Redis(connection_pool=pool)
+        redis = connect(settings.redis, url)
         app[REDIS] = redis
         app[ROUTER] = InboundRouter(redis, app[STATE].directory, limits_from(settings))
         yield
         await redis.aclose()
 
     return ctx
+
+
+def connect(settings: RedisSettings, url: str) -> RedisClient:
+    """The process's one Redis client: a pool on one node, or a cluster client seeded by
+    `url` (it learns the other nodes and the slot map from that one)."""
+    timeout = settings.timeout_seconds
+    if settings.cluster:
+        # No connection cap here: redis-py's cluster client fails a command at once when a
+        # node's connections are all busy (it cannot make it wait as the pool below does),
+        # and one assistant's traffic all goes to one node. Connections stay bounded by the
+        # process's own concurrency (requests in flight, outbound.concurrency).
+        return RedisCluster.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=30,
+        )
+    # A blocking pool: past max_connections a caller waits (up to the timeout) for a
+    # free connection instead of failing, so bursts queue rather than error.
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=settings.max_connections,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+    )
+    return Redis(connection_pool=pool)
 
 
 def outbound_from(settings: Settings) -> OutboundSettings:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from adapters.schema import (
@@ -39,6 +38,7 @@ from adapters.schema import (
 )
 from router import keys
 from router.accounts import Directory, interval_us
+from router.client import RedisClient, register_script
 from router.records import DeadLetter, new_event_id
 
 
@@ -94,11 +94,11 @@ class _Batch:
 
 
 class InboundRouter:
-    def __init__(self, redis: Redis, directory: Directory, limits: Limits) -> None:
+    def __init__(self, redis: RedisClient, directory: Directory, limits: Limits) -> None:
         self._redis = redis
         self._directory = directory
         self._limits = limits
-        self._script = redis.register_script(_SCRIPT)
+        self._script = register_script(redis, _SCRIPT)
 
     async def publish(self, channel: str, parsed: Parsed, body: bytes, received_at: int) -> Report:
         """Publish every event of one webhook; raises `RouterUnavailable` if Redis fails.

@@ -41,7 +41,6 @@ from typing import Any, NamedTuple, Protocol
 
 import aiohttp
 import msgspec
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from adapters import telegram, whatsapp
@@ -66,6 +65,7 @@ from router.accounts import (
     Directory,
     interval_us,
 )
+from router.client import RedisClient, register_script
 from router.records import DeadLetter, new_event_id
 
 log = logging.getLogger("gateway.outbound")
@@ -183,7 +183,7 @@ class Outbox:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         session: aiohttp.ClientSession,
         directory: Directory,
         api_bases: dict[str, str],
@@ -198,7 +198,7 @@ class Outbox:
         self._observer = observer
         self.consumer = f"{os.uname().nodename}-{os.getpid()}-{os.urandom(3).hex()}"
         self._scripts = {
-            n: redis.register_script((_LUA / f"{n}.lua").read_text())
+            n: register_script(redis, (_LUA / f"{n}.lua").read_text())
             for n in ("claim", "policy", "presend", "finish", "renew", "hold", "unsend")
         }
         self._inflight: dict[str, asyncio.Task[None]] = {}
