@@ -17,11 +17,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from adapters import telegram, whatsapp
 from adapters.schema import Parsed, ParseError
 from gateway.app import OUTBOX, REDIS, ROUTER, STATE, State
+from router.client import REDIS_ERRORS
 from router.inbound import RouterUnavailable
 
 log = logging.getLogger("gateway.http")
@@ -161,7 +161,7 @@ async def readyz(request: web.Request) -> web.Response:
     if redis_ok:
         # Halted or disconnected numbers do not make the instance unready (webhooks are
         # still taken), but operators see them here and in gateway_account_halted.
-        with contextlib.suppress(TimeoutError, OSError, RedisError):
+        with contextlib.suppress(*REDIS_ERRORS):  # TimeoutError is an OSError
             async with asyncio.timeout(state.settings.redis.timeout_seconds):
                 body["accounts"] = await request.app[OUTBOX].account_problems()
     return web.json_response(body, status=200 if redis_ok else 503)
@@ -172,7 +172,7 @@ async def _ping(request: web.Request, timeout_s: float) -> bool:
     try:
         async with asyncio.timeout(timeout_s):
             await ping()
-    except (TimeoutError, OSError, RedisError):
+    except REDIS_ERRORS:  # TimeoutError is an OSError
         request.app[STATE].metrics.redis_errors.labels("ping").inc()
         return False
     return True

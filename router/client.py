@@ -12,8 +12,14 @@ from typing import TypeAlias
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
+from redis.exceptions import RedisClusterException, RedisError
 
 RedisClient: TypeAlias = Redis | RedisCluster
+
+REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
+"""What a Redis call raises when Redis cannot take it. redis-py's cluster client raises
+`RedisClusterException`, which is not a `RedisError`, when no node answers at all or a slot
+has no node."""
 
 
 def register_script(client: RedisClient, text: str) -> AsyncScript:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
-from redis.exceptions import RedisError
 
 from adapters.schema import (
     ENCODER,
@@ -38,7 +37,7 @@ from adapters.schema import (
 )
 from router import keys
 from router.accounts import Directory, interval_us
-from router.client import RedisClient, register_script
+from router.client import REDIS_ERRORS, RedisClient, register_script
 from router.records import DeadLetter, new_event_id
 
 
@@ -219,7 +218,7 @@ class InboundRouter:
         ]
         try:
             found = await self._redis.mget(names)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise RouterUnavailable(str(exc)) from exc
         for (item, _), wa_id in zip(pending, found, strict=True):
             if wa_id:
@@ -239,7 +238,7 @@ class InboundRouter:
             )
         try:
             aliases = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise RouterUnavailable(str(exc)) from exc
         return {
             id(item.event): (alias.decode() if alias else item.event.contact_id or "")
@@ -353,7 +352,7 @@ class InboundRouter:
             return
         try:
             flags = await self._script(keys=batch.keys, args=batch.args)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise RouterUnavailable(str(exc)) from exc
         for event, flag in zip(batch.events, flags, strict=True):
             if event is None:

@@ -41,7 +41,7 @@ from typing import Any, NamedTuple, Protocol
 
 import aiohttp
 import msgspec
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from adapters import telegram, whatsapp
 from adapters.schema import (
@@ -65,7 +65,7 @@ from router.accounts import (
     Directory,
     interval_us,
 )
-from router.client import RedisClient, register_script
+from router.client import REDIS_ERRORS, RedisClient, register_script
 from router.records import DeadLetter, new_event_id
 
 log = logging.getLogger("gateway.outbound")
@@ -245,7 +245,7 @@ class Outbox:
                 await self._redis.hset(key, "enabled", str(int(a.enabled)))  # type: ignore[misc]
                 disconnected = await self._redis.hexists(key, "disc")  # type: ignore[misc]
                 self._observer.connected(a.channel, a.account_id, not disconnected)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             log.warning("outbox workers wait for redis: %s", exc)
             return False
         return True
@@ -298,7 +298,7 @@ class Outbox:
         while not self._stopping.is_set():
             try:
                 await self._read(block=True)
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("reading gw:outbox failed, retrying: %s", exc)
                 await self._pause(1.0)
 
@@ -331,7 +331,7 @@ class Outbox:
         """Take over entries whose consumer died, and report the queue's depth."""
         interval = max(self._s.claim_idle_ms / 4000, 0.05)
         while not self._stopping.is_set():
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*REDIS_ERRORS):
                 await self._reclaim()
                 await self._report_queue()
             await self._pause(interval)
@@ -362,7 +362,7 @@ class Outbox:
         while not self._stopping.is_set():
             await self._pause(interval)
             ids: list[Any] = list(self._inflight)
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*REDIS_ERRORS):
                 if ids:
                     await self._redis.xclaim(
                         keys.OUTBOX, keys.OUTBOX_GROUP, self.consumer, 0, ids, justid=True
@@ -397,7 +397,7 @@ class Outbox:
             await self._redis.xack(keys.OUTBOX, keys.OUTBOX_GROUP, entry_id)
         except _Lost:
             log.info("command of entry %s was taken over by another worker", entry_id)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             log.error(
                 "redis failed while handling outbox entry %s; it stays pending: %s", entry_id, exc
             )
@@ -757,7 +757,7 @@ class Outbox:
             try:
                 await self._scripts["finish"](keys=record_keys, args=args)
                 return
-            except (RedisError, OSError):
+            except REDIS_ERRORS:
                 if time.monotonic() + delay > deadline:
                     raise
                 await asyncio.sleep(delay)
