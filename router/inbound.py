@@ -6,12 +6,16 @@ For each webhook the router
    account, carrying the whole body so an operator can replay it after fixing the config),
 3. resolves BSUID-only contacts to the wa_id seen with that BSUID before (one extra round
    trip, only for webhooks that carry such contacts),
-4. assigns `event_id`s, encodes every event once, and runs `publish.lua` once: dedup marks,
-   stream entries, the 24-hour window and BSUID mappings are written together, atomically.
+4. assigns `event_id`s, encodes every event once, and runs `publish.lua` once per hash tag
+   (target stream), the calls side by side: an event's dedup mark, stream entry, 24-hour
+   window and BSUID mapping are written together, atomically, in its stream's slot, so the
+   same calls work on one Redis and on a Redis Cluster. A webhook for one assistant (the
+   usual case) is one call,
+5. then writes its dead letters, if any, in one more call to `gw:deadletter`'s slot.
 
-If Redis fails, nothing of the body is marked seen, `RouterUnavailable` is raised, and the
-gateway answers 503 so the platform retries. A Redis Cluster gets one script call per hash
-tag (per target stream), pipelined.
+If Redis fails, `RouterUnavailable` is raised and the gateway answers 503 so the platform
+retries: what was published is marked and is not published again; dead letters are written
+only once the events are in, so a retry does not write them twice.
 """
 
 from __future__ import annotations
@@ -79,8 +83,6 @@ class _Batch:
         self.keys: list[str] = []
         self.args: list[Any] = [ttl]
         self.events: list[AnyEvent | None] = []
-        self.letters: list[str] = []
-        """Reasons of the dead letters this call writes."""
 
     def add(
         self, op: str, op_keys: Iterable[str], args: Iterable[Any], event: AnyEvent | None
@@ -90,6 +92,27 @@ class _Batch:
         self.args.extend(args)
         if op in "ESPM":
             self.events.append(event)
+
+
+class _Calls:
+    """The publish.lua calls of one slice of a webhook: one `_Batch` per hash tag, since a
+    Redis Cluster runs a script only when all its keys are in one slot. Operations that act
+    on the outcome of the event just before them (N, C, A) are in that event's slot too, so
+    they land in the same call, right after it."""
+
+    def __init__(self, ttl: int) -> None:
+        self._ttl = ttl
+        self.batches: dict[str, _Batch] = {}
+        self.letters: list[str] = []
+        """Reasons of the dead letters these calls write."""
+
+    def add(self, op: str, op_keys: list[str], args: Iterable[Any], event: AnyEvent | None) -> None:
+        tag = keys.tag(op_keys[0])
+        assert all(keys.tag(k) == tag for k in op_keys), f"{op}: keys of several slots"
+        batch = self.batches.get(tag)
+        if batch is None:
+            batch = self.batches[tag] = _Batch(self._ttl)
+        batch.add(op, op_keys, args, event)
 
 
 class InboundRouter:
@@ -111,15 +134,15 @@ class InboundRouter:
         known, unknown = await _maybe_thread(large, self._route, channel, parsed)
         await self._resolve_bsuids(known)
         originals = await self._resolve_renames(known)
-        batches = await _maybe_thread(
+        slices = await _maybe_thread(
             large, self._prepare, channel, known, originals, parsed, unknown, body, received_at
         )
         report = Report()
-        for i, batch in enumerate(batches):
+        for i, calls in enumerate(slices):
             if i:
                 await asyncio.sleep(0)
-            await self._run(batch, report)
-        report.deadletters = [reason for batch in batches for reason in batch.letters]
+            await self._run_all(calls, report)
+        report.deadletters = [reason for calls in slices for reason in calls.letters]
         return report
 
     def _route(
@@ -138,23 +161,23 @@ class InboundRouter:
         unknown: dict[str, int],
         body: bytes,
         received_at: int,
-    ) -> list[_Batch]:
-        """The script calls of one webhook: slices of events, dead letters in the last."""
-        size = self._limits.publish_chunk_events
-        batches = []
-        for start in range(0, max(len(known), 1), size):
-            batch = _Batch(self._limits.dedup_ttl_seconds)
+    ) -> list[_Calls]:
+        """The script calls of one webhook: slices of events, then the dead letters."""
+        size, ttl = self._limits.publish_chunk_events, self._limits.dedup_ttl_seconds
+        slices = []
+        for start in range(0, len(known), size):
+            calls = _Calls(ttl)
             for item, assistant in known[start : start + size]:
-                self._add_event(batch, channel, item, assistant, originals)
-            batches.append(batch)
-        last = batches[-1]
+                self._add_event(calls, channel, item, assistant, originals)
+            slices.append(calls)
+        last = _Calls(ttl)
         for bad in parsed.bad:
             self._add_deadletter(last, _bad_item(channel, bad, received_at))
         for account, count in unknown.items():
             detail = f"account {account} is not configured ({count} events)"
             letter = DeadLetter(1, "unknown_account", channel, received_at, detail, _b64(body))
             self._add_deadletter(last, letter)
-        return batches
+        return [*slices, last]
 
     async def deadletter(
         self,
@@ -175,9 +198,9 @@ class InboundRouter:
             _b64(body) if body is not None else None,
             command,
         )
-        batch = _Batch(self._limits.dedup_ttl_seconds)
-        self._add_deadletter(batch, letter)
-        await self._run(batch, Report())
+        calls = _Calls(self._limits.dedup_ttl_seconds)
+        self._add_deadletter(calls, letter)
+        await self._run_all(calls, Report())
 
     def _fan_out(self, events: list[Routed]) -> Iterable[Routed]:
         for item in events:
@@ -212,12 +235,14 @@ class InboundRouter:
                 pending.append((item, assistant))
         if not pending:
             return
-        names = [
-            keys.bsuid(keys.inbox(a), r.event.account_id, r.event.contact_id or "")
-            for r, a in pending
-        ]
+        # GETs in a pipeline, not one MGET: the keys of several assistants are in several
+        # slots, and a cluster splits a pipeline by node.
+        pipe = self._redis.pipeline(transaction=False)
+        for item, assistant in pending:
+            event = item.event
+            pipe.get(keys.bsuid(keys.inbox(assistant), event.account_id, event.contact_id or ""))
         try:
-            found = await self._redis.mget(names)
+            found = await pipe.execute()
         except REDIS_ERRORS as exc:
             raise RouterUnavailable(str(exc)) from exc
         for (item, _), wa_id in zip(pending, found, strict=True):
@@ -247,7 +272,7 @@ class InboundRouter:
 
     def _add_event(
         self,
-        batch: _Batch,
+        calls: _Calls,
         channel: str,
         item: Routed,
         assistant: str,
@@ -263,29 +288,29 @@ class InboundRouter:
         maxlen = self._limits.history_maxlen if stream != inbox else self._limits.inbox_maxlen
         payload = ENCODER.encode(event)
         if item.dedup is None:
-            batch.add("P", [stream], [maxlen, payload], event)
+            calls.add("P", [stream], [maxlen, payload], event)
             return
         mark = keys.dedup(stream, channel, event.account_id, item.dedup)
         if item.live and isinstance(event, MessageEvent) and event.conversation_id is not None:
-            self._add_live(batch, channel, event, [inbox, mark], maxlen, payload)
+            self._add_live(calls, channel, event, [inbox, mark], maxlen, payload)
             if item.renamed_to:
                 original = originals.get(id(event), event.contact_id or "")
-                self._add_rename(batch, inbox, event, original, item.renamed_to)
-            self._add_charge(batch, channel, inbox, event)
+                self._add_rename(calls, inbox, event, original, item.renamed_to)
+            self._add_charge(calls, channel, inbox, event)
         elif item.rank:
-            batch.add("S", [stream, mark], [maxlen, item.rank, payload], event)
+            calls.add("S", [stream, mark], [maxlen, item.rank, payload], event)
         else:
-            batch.add("E", [stream, mark], [maxlen, payload], event)
+            calls.add("E", [stream, mark], [maxlen, payload], event)
         if isinstance(event, EchoEvent) and event.conversation_id is not None:
-            self._add_pause(batch, inbox, event)
+            self._add_pause(calls, inbox, event)
         if isinstance(event, AccountEvent) and event.connected is not None:
             state = keys.account_state(inbox, channel, event.account_id)
-            batch.add("A", [state], [int(event.connected), event.event], None)
-        self._add_bsuid(batch, inbox, event)
+            calls.add("A", [state], [int(event.connected), event.event], None)
+        self._add_bsuid(calls, inbox, event)
 
     def _add_live(
         self,
-        batch: _Batch,
+        calls: _Calls,
         channel: str,
         event: MessageEvent,
         stream_keys: list[str],
@@ -300,55 +325,68 @@ class InboundRouter:
         ttl = self._limits.conversation_ttl_seconds
         ids = [ENCODER.encode(event.contact_id), ENCODER.encode(event.conversation_id)]
         args = [maxlen, payload, event.timestamp, event.message_id, ttl, *ids]
-        batch.add("M", [*stream_keys, conv], args, event)
+        calls.add("M", [*stream_keys, conv], args, event)
 
-    def _add_charge(self, batch: _Batch, channel: str, inbox: str, event: MessageEvent) -> None:
+    def _add_charge(self, calls: _Calls, channel: str, inbox: str, event: MessageEvent) -> None:
         """Meta counts inbound messages against the number's throughput too."""
         account = self._directory.get(channel, event.account_id)
         if channel == "whatsapp" and account is not None:
             interval = interval_us(account.mps, self._limits.limiter_guard_ms)
-            batch.add("C", [keys.limiter(inbox, channel, event.account_id)], [interval], None)
+            calls.add("C", [keys.limiter(inbox, channel, event.account_id)], [interval], None)
 
     def _add_rename(
-        self, batch: _Batch, inbox: str, event: MessageEvent, original: str, new: str
+        self, calls: _Calls, inbox: str, event: MessageEvent, original: str, new: str
     ) -> None:
         """The contact's number changed: its conversation follows it (see publish.lua N)."""
         prefix = f"{event.channel}:{event.account_id}:"
         conv_keys = [
             keys.conversation(inbox, prefix + c) for c in (original, event.contact_id or "", new)
         ]
-        batch.add("N", conv_keys, [original, new, self._limits.conversation_ttl_seconds], None)
+        calls.add("N", conv_keys, [original, new, self._limits.conversation_ttl_seconds], None)
 
-    def _add_pause(self, batch: _Batch, inbox: str, event: EchoEvent) -> None:
+    def _add_pause(self, calls: _Calls, inbox: str, event: EchoEvent) -> None:
         """A person answered from the WhatsApp Business app: the AI steps back (CONTRACT §3)."""
         takeover = self._limits.human_takeover_seconds
         if takeover <= 0 or event.conversation_id is None:
             return
         conv = keys.conversation(inbox, event.conversation_id)
         args = [event.timestamp + takeover, self._limits.conversation_ttl_seconds]
-        batch.add("H", [conv], args, None)
+        calls.add("H", [conv], args, None)
 
-    def _add_bsuid(self, batch: _Batch, inbox: str, event: AnyEvent) -> None:
+    def _add_bsuid(self, calls: _Calls, inbox: str, event: AnyEvent) -> None:
         user_id = getattr(event, "user_id", None)
         if user_id and event.contact_id and event.contact_id != user_id:
-            batch.add(
+            calls.add(
                 "U",
                 [keys.bsuid(inbox, event.account_id, user_id)],
                 [event.contact_id, self._limits.contact_map_ttl_seconds],
                 None,
             )
 
-    def _add_deadletter(self, batch: _Batch, letter: DeadLetter) -> None:
-        batch.add(
+    def _add_deadletter(self, calls: _Calls, letter: DeadLetter) -> None:
+        calls.add(
             "P",
             [keys.DEADLETTER],
             [self._limits.deadletter_maxlen, msgspec.json.encode(letter)],
             None,
         )
-        batch.letters.append(letter.reason)
+        calls.letters.append(letter.reason)
+
+    async def _run_all(self, calls: _Calls, report: Report) -> None:
+        """One slice's calls side by side (one round trip); raises if any of them failed."""
+        batches = list(calls.batches.values())
+        if len(batches) == 1:
+            await self._run(batches[0], report)
+            return
+        results = await asyncio.gather(
+            *(self._run(batch, report) for batch in batches), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _run(self, batch: _Batch, report: Report) -> None:
-        if not batch.events:
+        if not batch.keys:
             return
         try:
             flags = await self._script(keys=batch.keys, args=batch.args)
