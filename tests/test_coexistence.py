@@ -17,6 +17,8 @@ from tests.conftest import NUMBER_A, NUMBER_B, change, envelope, make_settings, 
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.test_outbound import BR_CONTACT, Gateway, wa
 
+pytestmark = pytest.mark.cluster  # also runs against a Redis Cluster (--redis-cluster)
+
 
 @pytest.fixture
 async def gw(aiohttp_client: Any, redis: Redis, redis_url: str) -> AsyncIterator[Gateway]:

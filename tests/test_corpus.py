@@ -15,6 +15,8 @@ from redis.asyncio import Redis
 
 from tests.conftest import all_streams, tg_headers, wa_body, wa_headers
 
+pytestmark = pytest.mark.cluster  # also runs against a Redis Cluster (--redis-cluster)
+
 CORPUS = Path(__file__).parent / "corpus"
 CASES = sorted(CORPUS.glob("*/*.json"))
 

@@ -8,6 +8,7 @@ import json
 import time
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
@@ -18,8 +19,10 @@ from tests.conftest import (
     NUMBER_B,
     VERIFY_TOKEN,
     WABA,
+    all_keys,
     all_streams,
     change,
+    config_set,
     envelope,
     stream,
     text_message,
@@ -27,6 +30,8 @@ from tests.conftest import (
     wa_body,
     wa_headers,
 )
+
+pytestmark = pytest.mark.cluster  # also runs against a Redis Cluster (--redis-cluster)
 
 CONTRACT_MESSAGE_KEYS = {
     "schema",
@@ -139,7 +144,7 @@ async def test_bad_signature_is_401_and_publishes_nothing(client: TestClient, re
     resp = await client.post("/webhooks/whatsapp", data=body, headers=other_key)
     assert resp.status == 401
     assert await all_streams(redis) == {}
-    written = [k for k in await redis.keys("*") if not k.startswith((b"gw:outbox", b"gw:acct:"))]
+    written = [k for k in await all_keys(redis) if not k.startswith((b"gw:outbox", b"gw:acct:"))]
     assert written == []  # nothing but the workers' own bookkeeping
 
 
@@ -348,6 +353,95 @@ async def test_hidden_phone_number_keeps_the_contact_id(client: TestClient, redi
     assert events[1]["user_id"] == "BR.8812345"
 
 
+def hidden_numbers_of_two_assistants() -> list[dict[str, Any]]:
+    """Two contacts, of two assistants, write with their numbers, then with BSUIDs only."""
+
+    def message(wamid: str, user_id: str, sender: str | None = None) -> dict[str, Any]:
+        sent = {"from": sender} if sender else {}
+        return {
+            **sent,
+            "from_user_id": user_id,
+            "id": wamid,
+            "timestamp": str(int(time.time())),
+            "type": "text",
+            "text": {"body": "hi"},
+        }
+
+    seen = envelope(
+        change(NUMBER_A, "15550001111", messages=[message("wamid.H1", "BR.1", "5511900000001")]),
+        change(NUMBER_B, "5511955550000", messages=[message("wamid.H2", "BR.2", "5511900000002")]),
+    )
+    hidden = envelope(
+        change(NUMBER_A, "15550001111", messages=[message("wamid.H3", "BR.1")]),
+        change(NUMBER_B, "5511955550000", messages=[message("wamid.H4", "BR.2")]),
+    )
+    return [seen, hidden]
+
+
+async def test_hidden_numbers_of_two_assistants_resolve_in_one_webhook(
+    client: TestClient, redis: Redis
+) -> None:
+    for payload in hidden_numbers_of_two_assistants():
+        assert await post_wa(client, payload) == 200
+    support = [e["contact_id"] for e in await stream(redis, "gw:inbox:support")]
+    sales = [e["contact_id"] for e in await stream(redis, "gw:inbox:sales")]
+    assert support == ["5511900000001"] * 2 and sales == ["5511900000002"] * 2
+
+
+def every_stream_at_once() -> dict[str, Any]:
+    """Two assistants' inboxes, a history sync, an unknown number and a malformed item."""
+    c1, m1 = text_message("wamid.E1", "5511987650001")
+    c2, m2 = text_message("wamid.E2", "5511987650002")
+    c3, m3 = text_message("wamid.E3", "5511987650003")
+    old = {**m1, "id": "wamid.E0", "history_context": {"status": "READ"}}
+    history = change(
+        NUMBER_A,
+        "15550001111",
+        history=[
+            {
+                "metadata": {"phase": 1, "chunk_order": 1, "progress": 10},
+                "threads": [{"id": "5511987650001", "messages": [old]}],
+            }
+        ],
+    )
+    history["field"] = "history"
+    return envelope(
+        change(NUMBER_A, "15550001111", contacts=[c1], messages=[m1, {"id": 7}]),
+        change(NUMBER_B, "5511955550000", contacts=[c2], messages=[m2]),
+        history,
+        change("999", "15550009999", contacts=[c3], messages=[m3]),
+    )
+
+
+async def test_one_webhook_for_every_stream_lands_in_each_once(
+    client: TestClient, redis: Redis
+) -> None:
+    assert await post_wa(client, every_stream_at_once()) == 200
+    streams = await all_streams(redis)
+    assert {name: [what(e) for e in events] for name, events in streams.items()} == {
+        "gw:inbox:support": ["wamid.E1", "account HISTORY_PROGRESS"],
+        "gw:inbox:sales": ["wamid.E2"],
+        "gw:history:support": ["wamid.E0"],
+        "gw:deadletter": ["malformed_item", "unknown_account"],
+    }
+    assert await post_wa(client, every_stream_at_once()) == 200  # a redelivery
+    again = await all_streams(redis)
+    assert {name: len(events) for name, events in again.items()} == {
+        "gw:inbox:support": 2,
+        "gw:inbox:sales": 1,
+        "gw:history:support": 1,
+        "gw:deadletter": 4,  # dead letters are kept each time: nothing marks them seen
+    }
+
+
+def what(entry: dict[str, Any]) -> str:
+    if "kind" not in entry:  # a dead letter
+        return str(entry["reason"])
+    if entry["kind"] == "account":
+        return f"account {entry['event']}"
+    return str(entry["message_id"])
+
+
 async def test_account_update_reaches_every_number_of_the_waba(
     client: TestClient, redis: Redis
 ) -> None:
@@ -447,12 +541,12 @@ async def test_redis_failure_is_503_and_the_retry_is_published(
 ) -> None:
     contact, message = text_message("wamid.OOM")
     payload = envelope(change(NUMBER_A, "15550001111", contacts=[contact], messages=[message]))
-    await redis.config_set("maxmemory", "1")
+    await config_set(redis, "maxmemory", "1")
     try:
         assert await post_wa(client, payload) == 503
     finally:
-        await redis.config_set("maxmemory", "0")
-    assert await redis.keys("gw:dd:*") == []
+        await config_set(redis, "maxmemory", "0")
+    assert await all_keys(redis, "gw:dd:*") == []
     assert await post_wa(client, payload) == 200
     assert [e["message_id"] for e in await stream(redis, "gw:inbox:support")] == ["wamid.OOM"]
     text = await (await client.get("/metrics")).text()

@@ -15,12 +15,14 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis.asyncio import Redis
 
 from adapters.schema import Command
 from router import keys
 from router.accounts import Account, Directory
 from router.outbound import OutboundSettings, Outbox, Slot, _Target
+from tests.conftest import connect
+
+pytestmark = pytest.mark.cluster  # also runs against a Redis Cluster (--redis-cluster)
 
 MPS = 40
 NUMBER = "100200300400500"
@@ -34,7 +36,7 @@ class _Quiet:
 async def make_outbox(
     redis_url: str, mps: float = MPS, guard_ms: float = 25.0
 ) -> tuple[Outbox, _Target]:
-    redis = Redis.from_url(redis_url)
+    redis = connect(redis_url)
     await redis.flushall()
     account = Account(
         "whatsapp", NUMBER, "support", "token", True, mps, "+15550001111", "cloud_api"
@@ -66,7 +68,7 @@ async def admit(outbox: Outbox, target: _Target, n: int) -> list[float]:
     command = Command(command_id="x", conversation_id=target.conversation_id, type="typing")
 
     async def one(i: int) -> float:
-        slot = await outbox._policy(target, command, f"gw:cmd:{{x}}:{i}", f"o{i}")
+        slot = await outbox._policy(target, command, keys.command(target.inbox, str(i)), f"o{i}")
         assert isinstance(slot, Slot), slot
         return slot.at_us / 1_000_000  # Redis time, exactly as the limiter decided it
 
@@ -141,10 +143,15 @@ async def test_the_dispatch_log_caps_late_bunched_sends(redis_url: str) -> None:
     )
     try:
         for i in range(15):
-            await outbox._redis.hset(f"gw:cmd:{{x}}:{i}", mapping={"s": "waiting", "o": f"o{i}"})
+            await outbox._redis.hset(
+                keys.command(target.inbox, str(i)), mapping={"s": "waiting", "o": f"o{i}"}
+            )
         started = time.monotonic()
         results = await asyncio.gather(
-            *(outbox._presend(target, command, f"gw:cmd:{{x}}:{i}", f"o{i}") for i in range(15))
+            *(
+                outbox._presend(target, command, keys.command(target.inbox, str(i)), f"o{i}")
+                for i in range(15)
+            )
         )
         elapsed = time.monotonic() - started
     finally:
@@ -169,7 +176,7 @@ async def test_a_worker_resuming_late_gives_its_slot_back(redis_url: str) -> Non
         text="x",
         author="human",
     )
-    key = "gw:cmd:{x}:late"
+    key = keys.command(target.inbox, "late")
     await outbox._redis.hset(key, mapping={"s": "waiting", "o": "late"})
     late_calls = []
     outbox._observer = type("Obs", (), {"late": lambda self, ch: late_calls.append(ch)})()

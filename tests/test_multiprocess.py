@@ -25,6 +25,7 @@ from tests.conftest import (
     NUMBER_B,
     TEST_CONFIG,
     change,
+    cluster_mode,
     envelope,
     stream,
     text_message,
@@ -32,6 +33,8 @@ from tests.conftest import (
     wa_headers,
 )
 from tests.fakes.graph_api import FakeGraphAPI
+
+pytestmark = pytest.mark.cluster  # also runs against a Redis Cluster (--redis-cluster)
 
 ROOT = Path(__file__).parent.parent
 CONTACTS = [f"141555501{i:02d}" for i in range(10)]
@@ -105,6 +108,7 @@ async def graph() -> AsyncIterator[FakeGraphAPI]:
 def fleet(tmp_path: Path, redis_url: str, graph: FakeGraphAPI) -> Iterator[Fleet]:
     env = {
         "REDIS_URL": redis_url,
+        "REDIS_CLUSTER": str(cluster_mode()).lower(),
         "GRAPH_URL": graph.base_url,
         "BOT_URL": "http://127.0.0.1:9",
         "SEND_WAIT_MAX": "60",

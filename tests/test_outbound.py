@@ -33,6 +33,8 @@ from tests.conftest import (
 from tests.fakes.bot_api import FakeBotAPI
 from tests.fakes.graph_api import FakeGraphAPI
 
+pytestmark = pytest.mark.cluster  # also runs against a Redis Cluster (--redis-cluster)
+
 BR_CONTACT = "5511987650000"
 US_CONTACT = "14155550100"
 TG_CHAT = "123456789"
