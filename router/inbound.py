@@ -95,10 +95,9 @@ class _Batch:
 
 
 class _Calls:
-    """The publish.lua calls of one slice of a webhook: one `_Batch` per hash tag, since a
-    Redis Cluster runs a script only when all its keys are in one slot. Operations that act
-    on the outcome of the event just before them (N, C, A) are in that event's slot too, so
-    they land in the same call, right after it."""
+    """The publish.lua calls of one slice of a webhook: one `_Batch` per stream, since a
+    Redis Cluster runs a script only when all its keys are in one slot, and a stream's name
+    is the hash tag of the keys that go with it (`keys`)."""
 
     def __init__(self, ttl: int) -> None:
         self._ttl = ttl
@@ -106,13 +105,12 @@ class _Calls:
         self.letters: list[str] = []
         """Reasons of the dead letters these calls write."""
 
-    def add(self, op: str, op_keys: list[str], args: Iterable[Any], event: AnyEvent | None) -> None:
-        tag = keys.tag(op_keys[0])
-        assert all(keys.tag(k) == tag for k in op_keys), f"{op}: keys of several slots"
-        batch = self.batches.get(tag)
+    def batch(self, stream: str) -> _Batch:
+        """The call for `stream` and the keys tagged with its name."""
+        batch = self.batches.get(stream)
         if batch is None:
-            batch = self.batches[tag] = _Batch(self._ttl)
-        batch.add(op, op_keys, args, event)
+            batch = self.batches[stream] = _Batch(self._ttl)
+        return batch
 
 
 class InboundRouter:
@@ -287,30 +285,36 @@ class InboundRouter:
         stream = keys.history(assistant) if event.__struct_config__.tag == "history" else inbox
         maxlen = self._limits.history_maxlen if stream != inbox else self._limits.inbox_maxlen
         payload = ENCODER.encode(event)
+        batch = calls.batch(stream)
         if item.dedup is None:
-            calls.add("P", [stream], [maxlen, payload], event)
+            batch.add("P", [stream], [maxlen, payload], event)
             return
         mark = keys.dedup(stream, channel, event.account_id, item.dedup)
         if item.live and isinstance(event, MessageEvent) and event.conversation_id is not None:
-            self._add_live(calls, channel, event, [inbox, mark], maxlen, payload)
+            self._add_live(batch, channel, event, [inbox, mark], maxlen, payload)
             if item.renamed_to:
                 original = originals.get(id(event), event.contact_id or "")
-                self._add_rename(calls, inbox, event, original, item.renamed_to)
-            self._add_charge(calls, channel, inbox, event)
+                self._add_rename(batch, inbox, event, original, item.renamed_to)
+            self._add_charge(batch, channel, inbox, event)
         elif item.rank:
-            calls.add("S", [stream, mark], [maxlen, item.rank, payload], event)
+            batch.add("S", [stream, mark], [maxlen, item.rank, payload], event)
         else:
-            calls.add("E", [stream, mark], [maxlen, payload], event)
+            batch.add("E", [stream, mark], [maxlen, payload], event)
+        if stream != inbox:
+            # Conversation and BSUID keys are in the inbox's slot; a history event's own
+            # stream is elsewhere. (Only account events carry A, which acts on the outcome
+            # of the event just before it: theirs is the inbox, the same call.)
+            batch = calls.batch(inbox)
         if isinstance(event, EchoEvent) and event.conversation_id is not None:
-            self._add_pause(calls, inbox, event)
+            self._add_pause(batch, inbox, event)
         if isinstance(event, AccountEvent) and event.connected is not None:
             state = keys.account_state(inbox, channel, event.account_id)
-            calls.add("A", [state], [int(event.connected), event.event], None)
-        self._add_bsuid(calls, inbox, event)
+            batch.add("A", [state], [int(event.connected), event.event], None)
+        self._add_bsuid(batch, inbox, event)
 
     def _add_live(
         self,
-        calls: _Calls,
+        batch: _Batch,
         channel: str,
         event: MessageEvent,
         stream_keys: list[str],
@@ -325,38 +329,38 @@ class InboundRouter:
         ttl = self._limits.conversation_ttl_seconds
         ids = [ENCODER.encode(event.contact_id), ENCODER.encode(event.conversation_id)]
         args = [maxlen, payload, event.timestamp, event.message_id, ttl, *ids]
-        calls.add("M", [*stream_keys, conv], args, event)
+        batch.add("M", [*stream_keys, conv], args, event)
 
-    def _add_charge(self, calls: _Calls, channel: str, inbox: str, event: MessageEvent) -> None:
+    def _add_charge(self, batch: _Batch, channel: str, inbox: str, event: MessageEvent) -> None:
         """Meta counts inbound messages against the number's throughput too."""
         account = self._directory.get(channel, event.account_id)
         if channel == "whatsapp" and account is not None:
             interval = interval_us(account.mps, self._limits.limiter_guard_ms)
-            calls.add("C", [keys.limiter(inbox, channel, event.account_id)], [interval], None)
+            batch.add("C", [keys.limiter(inbox, channel, event.account_id)], [interval], None)
 
     def _add_rename(
-        self, calls: _Calls, inbox: str, event: MessageEvent, original: str, new: str
+        self, batch: _Batch, inbox: str, event: MessageEvent, original: str, new: str
     ) -> None:
         """The contact's number changed: its conversation follows it (see publish.lua N)."""
         prefix = f"{event.channel}:{event.account_id}:"
         conv_keys = [
             keys.conversation(inbox, prefix + c) for c in (original, event.contact_id or "", new)
         ]
-        calls.add("N", conv_keys, [original, new, self._limits.conversation_ttl_seconds], None)
+        batch.add("N", conv_keys, [original, new, self._limits.conversation_ttl_seconds], None)
 
-    def _add_pause(self, calls: _Calls, inbox: str, event: EchoEvent) -> None:
+    def _add_pause(self, batch: _Batch, inbox: str, event: EchoEvent) -> None:
         """A person answered from the WhatsApp Business app: the AI steps back (CONTRACT §3)."""
         takeover = self._limits.human_takeover_seconds
         if takeover <= 0 or event.conversation_id is None:
             return
         conv = keys.conversation(inbox, event.conversation_id)
         args = [event.timestamp + takeover, self._limits.conversation_ttl_seconds]
-        calls.add("H", [conv], args, None)
+        batch.add("H", [conv], args, None)
 
-    def _add_bsuid(self, calls: _Calls, inbox: str, event: AnyEvent) -> None:
+    def _add_bsuid(self, batch: _Batch, inbox: str, event: AnyEvent) -> None:
         user_id = getattr(event, "user_id", None)
         if user_id and event.contact_id and event.contact_id != user_id:
-            calls.add(
+            batch.add(
                 "U",
                 [keys.bsuid(inbox, event.account_id, user_id)],
                 [event.contact_id, self._limits.contact_map_ttl_seconds],
@@ -364,7 +368,7 @@ class InboundRouter:
             )
 
     def _add_deadletter(self, calls: _Calls, letter: DeadLetter) -> None:
-        calls.add(
+        calls.batch(keys.DEADLETTER).add(
             "P",
             [keys.DEADLETTER],
             [self._limits.deadletter_maxlen, msgspec.json.encode(letter)],
@@ -374,7 +378,7 @@ class InboundRouter:
 
     async def _run_all(self, calls: _Calls, report: Report) -> None:
         """One slice's calls side by side (one round trip); raises if any of them failed."""
-        batches = list(calls.batches.values())
+        batches = [batch for batch in calls.batches.values() if batch.keys]
         if len(batches) == 1:
             await self._run(batches[0], report)
             return

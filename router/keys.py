@@ -89,15 +89,3 @@ def account_state(inbox_stream: str, channel: str, account: str) -> str:
 
 def command(inbox_stream: str, command_id: str) -> str:
     return f"gw:cmd:{{{inbox_stream}}}:{command_id}"
-
-
-def tag(key: str) -> str:
-    """What Redis Cluster hashes to place `key`: the first non-empty `{...}`, else the whole
-    key. Keys with the same tag are in the same slot (a stream and its state keys: the
-    stream's name is their tag); one script call may only touch keys of one slot."""
-    start = key.find("{")
-    if start >= 0:
-        end = key.find("}", start + 1)
-        if end > start + 1:
-            return key[start + 1 : end]
-    return key
