@@ -100,14 +100,14 @@ def cluster_mode() -> bool:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    external = os.environ.get("GATEWAY_TEST_REDIS_URL")
-    if external and not _CLUSTER:
-        yield external
-        return
     if _CLUSTER:
         cluster = LocalCluster(Path(tmp_path_factory.mktemp("cluster"))).start()
         yield cluster.url
         cluster.stop()
+        return
+    external = os.environ.get("GATEWAY_TEST_REDIS_URL")
+    if external:
+        yield external
         return
     server = EmbeddedRedis(0, None).start()
     yield server.url

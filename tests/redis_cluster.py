@@ -9,6 +9,7 @@ cluster is ready once every node reports `cluster_state:ok` and knows all three.
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -82,8 +83,6 @@ def _port_with_free_bus() -> int:
 
 
 def _free(port: int) -> bool:
-    import socket
-
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
