@@ -24,6 +24,7 @@ from gateway.metrics import Metrics
 from router.accounts import Account, Directory
 from router.inbound import InboundRouter, Limits
 from router.outbound import OutboundSettings, Outbox
+from router.scriptpipe import ScriptHost, ScriptPipe, supports
 
 log = logging.getLogger("gateway")
 
@@ -44,6 +45,8 @@ STATE = web.AppKey("state", State)
 REDIS = web.AppKey("redis", Redis)
 ROUTER = web.AppKey("router", InboundRouter)
 OUTBOX = web.AppKey("outbox", Outbox)
+SCRIPTS = web.AppKey("scripts", ScriptHost)
+"""Runs the Lua scripts of the hot paths: the lean `ScriptPipe`, or redis-py's client."""
 
 
 def directory_from(settings: Settings) -> Directory:
@@ -114,8 +117,16 @@ def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
         )
         redis = Redis(connection_pool=pool)
         app[REDIS] = redis
-        app[ROUTER] = InboundRouter(redis, app[STATE].directory, limits_from(settings))
+        # Script calls (one per webhook, a few per send) go through the lean pipelining
+        # client when it can speak to this Redis.
+        pipe = ScriptPipe(url, settings.redis.timeout_seconds) if supports(url) else None
+        app[SCRIPTS] = pipe or redis
+        app[ROUTER] = InboundRouter(
+            redis, app[STATE].directory, limits_from(settings), app[SCRIPTS]
+        )
         yield
+        if pipe is not None:
+            await pipe.aclose()
         await redis.aclose()
 
     return ctx
@@ -168,6 +179,7 @@ async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
             api_bases(settings),
             outbound_from(settings),
             state.metrics,
+            app[SCRIPTS],
         )
         app[OUTBOX] = outbox
         task: asyncio.Task[None] | None = None

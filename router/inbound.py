@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,6 +40,7 @@ from adapters.schema import (
 from router import keys
 from router.accounts import Directory, interval_us
 from router.records import DeadLetter, new_event_id
+from router.scriptpipe import ScriptHost
 
 
 class RouterUnavailable(Exception):
@@ -94,11 +95,18 @@ class _Batch:
 
 
 class InboundRouter:
-    def __init__(self, redis: Redis, directory: Directory, limits: Limits) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        directory: Directory,
+        limits: Limits,
+        scripts: ScriptHost | None = None,
+    ) -> None:
+        """`scripts` runs publish.lua (default: `redis` itself); everything else uses `redis`."""
         self._redis = redis
         self._directory = directory
         self._limits = limits
-        self._script = redis.register_script(_SCRIPT)
+        self._script: Callable[..., Awaitable[Any]] = (scripts or redis).register_script(_SCRIPT)
 
     async def publish(self, channel: str, parsed: Parsed, body: bytes, received_at: int) -> Report:
         """Publish every event of one webhook; raises `RouterUnavailable` if Redis fails.
