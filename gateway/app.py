@@ -11,6 +11,7 @@ tests can hand in any URL.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from gateway.config import Settings, TelegramBot
 from gateway.metrics import Metrics
 from router.accounts import Account, Directory
 from router.inbound import InboundRouter, Limits
+from router.offload import Offload
 from router.outbound import OutboundSettings, Outbox
 from router.scriptpipe import ScriptHost, ScriptPipe, supports
 
@@ -45,6 +47,7 @@ STATE = web.AppKey("state", State)
 REDIS = web.AppKey("redis", Redis)
 ROUTER = web.AppKey("router", InboundRouter)
 OUTBOX = web.AppKey("outbox", Outbox)
+OFFLOAD = web.AppKey("offload", Offload)
 SCRIPTS = web.AppKey("scripts", ScriptHost)
 """Runs the Lua scripts of the hot paths: the lean `ScriptPipe`, or redis-py's client."""
 
@@ -102,31 +105,45 @@ def create_app(
     return app
 
 
+def _redis_client(settings: Settings, url: str) -> Redis:
+    # A blocking pool: past max_connections a caller waits (up to the timeout) for a
+    # free connection instead of failing, so bursts queue rather than error.
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=settings.redis.max_connections,
+        timeout=settings.redis.timeout_seconds,
+        socket_timeout=settings.redis.timeout_seconds,
+        socket_connect_timeout=settings.redis.timeout_seconds,
+        health_check_interval=30,
+    )
+    return Redis(connection_pool=pool)
+
+
+def _script_host(settings: Settings, url: str, redis: Redis) -> ScriptHost:
+    """Script calls (one per webhook, a few per send) go through the lean pipelining
+    client when it can speak to this Redis."""
+    return ScriptPipe(url, settings.redis.timeout_seconds) if supports(url) else redis
+
+
+async def offload_router(settings: Settings, url: str) -> InboundRouter:
+    """The inbound router of the large-webhook child process (router/offload.py)."""
+    redis = _redis_client(settings, url)
+    host = _script_host(settings, url, redis)
+    return InboundRouter(redis, directory_from(settings), limits_from(settings), host)
+
+
 def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[STATE].settings
-        # A blocking pool: past max_connections a caller waits (up to the timeout) for a
-        # free connection instead of failing, so bursts queue rather than error.
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=settings.redis.max_connections,
-            timeout=settings.redis.timeout_seconds,
-            socket_timeout=settings.redis.timeout_seconds,
-            socket_connect_timeout=settings.redis.timeout_seconds,
-            health_check_interval=30,
-        )
-        redis = Redis(connection_pool=pool)
+        redis = _redis_client(settings, url)
         app[REDIS] = redis
-        # Script calls (one per webhook, a few per send) go through the lean pipelining
-        # client when it can speak to this Redis.
-        pipe = ScriptPipe(url, settings.redis.timeout_seconds) if supports(url) else None
-        app[SCRIPTS] = pipe or redis
-        app[ROUTER] = InboundRouter(
-            redis, app[STATE].directory, limits_from(settings), app[SCRIPTS]
-        )
+        app[SCRIPTS] = host = _script_host(settings, url, redis)
+        app[ROUTER] = InboundRouter(redis, app[STATE].directory, limits_from(settings), host)
+        app[OFFLOAD] = offload = Offload(functools.partial(offload_router, settings, url))
         yield
-        if pipe is not None:
-            await pipe.aclose()
+        await asyncio.to_thread(offload.close)
+        if isinstance(host, ScriptPipe):
+            await host.aclose()
         await redis.aclose()
 
     return ctx
