@@ -139,14 +139,13 @@ async def _ingest(
         log.error("redis unavailable, answering 503 so %s retries: %s", channel, exc)
         return _answer(state, channel, _plain(503, "temporarily unavailable"))
     done = time.perf_counter()
-    state.metrics.publish_seconds.labels(channel).observe(done - publish_started)
-    state.metrics.request_seconds.labels(channel).observe(done - started)
+    state.metrics.timed(channel, done - publish_started, done - started)
     state.metrics.tallied(channel, outcome)
     return _answer(state, channel, _plain(200, "OK"))
 
 
 def _answer(state: State, channel: str, response: web.Response) -> web.Response:
-    state.metrics.requests.labels(channel, str(response.status)).inc()
+    state.metrics.answered(channel, response.status)
     return response
 
 
