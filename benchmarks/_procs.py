@@ -269,6 +269,23 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def redis_reads(url: str | None) -> int | None:
+    """How many reads Redis has made from client sockets (INFO stats total_reads_processed):
+    a pipelined batch of commands costs one, so this counts network round trips."""
+    if url is None:
+        return None
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=2.0)
+        stats = client.info("stats")
+        client.close()  # type: ignore[no-untyped-call]
+        assert isinstance(stats, dict)
+    except redis.RedisError as exc:
+        print(f"note: no Redis stats from {url}: {exc}", file=sys.stderr)
+        return None
+    value = stats.get("total_reads_processed")
+    return int(value) if value is not None else None
+
+
 def redis_calls(url: str | None) -> dict[str, int] | None:
     """Calls per command from INFO commandstats (our own INFO left out); None if unknown."""
     if url is None:

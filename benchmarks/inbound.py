@@ -46,6 +46,7 @@ from _procs import (
     get_request,
     http_status,
     redis_calls,
+    redis_reads,
     redis_server,
 )
 
@@ -118,6 +119,8 @@ class Row:
     cpu_s_per_1k_events: float | None = None
     redis_cpu_s_per_1k_events: float | None = None
     redis_calls_per_webhook: float | None = None
+    scripts_per_webhook: float | None = None
+    round_trips_per_webhook: float | None = None
     redis_top: list[tuple[str, float]] = field(default_factory=list)
     client_cpu_pct: float = 0.0
 
@@ -298,12 +301,16 @@ class Meters:
     cpu_s: float | None
     redis_cpu_s: float | None
     calls: dict[str, int] | None
+    reads: int | None
 
     @classmethod
     def read(cls, target: Target) -> Meters:
         """Read every meter of target now."""
         return cls(
-            cpu_seconds(target.pid), cpu_seconds(target.redis_pid), redis_calls(target.redis_url)
+            cpu_seconds(target.pid),
+            cpu_seconds(target.redis_pid),
+            redis_calls(target.redis_url),
+            redis_reads(target.redis_url),
         )
 
 
@@ -359,9 +366,14 @@ def add_costs(row: Row, before: Meters, after: Meters) -> None:
     row.redis_cpu_s_per_1k_events = per_1k(
         before.redis_cpu_s, after.redis_cpu_s, webhooks * row.plan.items
     )
+    if before.reads is not None and after.reads is not None:
+        # includes the few reads of our own INFO calls: noise over thousands of webhooks
+        row.round_trips_per_webhook = (after.reads - before.reads) / webhooks
     if before.calls is not None and after.calls is not None:
         delta = {k: v - before.calls.get(k, 0) for k, v in after.calls.items()}
         row.redis_calls_per_webhook = sum(delta.values()) / webhooks
+        scripts = delta.get("evalsha", 0) + delta.get("eval", 0)
+        row.scripts_per_webhook = scripts / webhooks
         top = sorted(((k, v / webhooks) for k, v in delta.items()), key=lambda kv: -kv[1])
         row.redis_top = [(k, v) for k, v in top[:6] if v >= 0.005]
 
@@ -487,7 +499,9 @@ def cost_table(rows: list[Row]) -> str:
     headers = [
         "target",
         "load",
-        "redis calls/webhook",
+        "round trips/webhook",
+        "scripts/webhook",
+        "commands/webhook",
         "server CPU s/1k events",
         "Redis CPU s/1k events",
         "client CPU %",
@@ -497,6 +511,8 @@ def cost_table(rows: list[Row]) -> str:
         [
             r.plan.target,
             r.plan.load,
+            fmt(r.round_trips_per_webhook, ".2f"),
+            fmt(r.scripts_per_webhook, ".2f"),
             fmt(r.redis_calls_per_webhook, ".2f"),
             fmt(r.cpu_s_per_1k_events, ".3f"),
             fmt(r.redis_cpu_s_per_1k_events, ".3f"),
@@ -505,7 +521,7 @@ def cost_table(rows: list[Row]) -> str:
         ]
         for r in rows
     ]
-    return table(headers, lines, LEFT | {6})
+    return table(headers, lines, LEFT | {8})
 
 
 def ratios(rows: list[Row]) -> list[str]:

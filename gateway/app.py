@@ -11,6 +11,7 @@ through typed `AppKey`s. The application never starts Redis: `server.serve` does
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,12 +21,14 @@ from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
-from gateway.config import RedisSettings, Settings, TelegramBot
+from gateway.config import Settings, TelegramBot
 from gateway.metrics import Metrics
 from router.accounts import Account, Directory
-from router.client import RedisClient
+from router.client import RedisClient, scripts_of
 from router.inbound import InboundRouter, Limits
+from router.offload import Offload
 from router.outbound import OutboundSettings, Outbox
+from router.scriptpipe import ScriptHost, ScriptPipe, supports
 
 log = logging.getLogger("gateway")
 
@@ -46,6 +49,9 @@ STATE = web.AppKey("state", State)
 REDIS = web.AppKey[RedisClient]("redis")
 ROUTER = web.AppKey("router", InboundRouter)
 OUTBOX = web.AppKey("outbox", Outbox)
+OFFLOAD = web.AppKey("offload", Offload)
+SCRIPTS = web.AppKey("scripts", ScriptHost)
+"""Runs the Lua scripts of the hot paths: the lean `ScriptPipe`, or redis-py's client."""
 
 
 def directory_from(settings: Settings) -> Directory:
@@ -101,44 +107,62 @@ def create_app(
     return app
 
 
-def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        settings = app[STATE].settings
-        redis = connect(settings.redis, url)
-        app[REDIS] = redis
-        app[ROUTER] = InboundRouter(redis, app[STATE].directory, limits_from(settings))
-        yield
-        await redis.aclose()
-
-    return ctx
-
-
-def connect(settings: RedisSettings, url: str) -> RedisClient:
-    """The process's one Redis client: a pool on one node, or a cluster client seeded by
-    `url` (it learns the other nodes and the slot map from that one)."""
-    timeout = settings.timeout_seconds
-    if settings.cluster:
+def _redis_client(settings: Settings, url: str) -> RedisClient:
+    """A pool on one node, or a cluster client seeded by `url` (it learns the other nodes
+    and the slot map from that one)."""
+    timeout = settings.redis.timeout_seconds
+    if settings.redis.cluster:
         # No connection cap here: redis-py's cluster client fails a command at once when a
         # node's connections are all busy (it cannot make it wait as the pool below does),
         # and one assistant's traffic all goes to one node. Connections stay bounded by the
         # process's own concurrency (requests in flight, outbound.concurrency).
         return RedisCluster.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            health_check_interval=30,
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
         )
     # A blocking pool: past max_connections a caller waits (up to the timeout) for a
     # free connection instead of failing, so bursts queue rather than error.
     pool = BlockingConnectionPool.from_url(
         url,
-        max_connections=settings.max_connections,
-        timeout=timeout,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+        max_connections=settings.redis.max_connections,
+        timeout=settings.redis.timeout_seconds,
+        socket_timeout=settings.redis.timeout_seconds,
+        socket_connect_timeout=settings.redis.timeout_seconds,
         health_check_interval=30,
     )
     return Redis(connection_pool=pool)
+
+
+def _script_host(settings: Settings, url: str, redis: RedisClient) -> ScriptHost:
+    """Script calls (one per webhook, a few per send) go through the lean pipelining
+    client when it can speak to this Redis: one node, no TLS. A cluster's go through
+    redis-py's cluster client, to the node of each call's slot."""
+    if supports(url) and not settings.redis.cluster:
+        return ScriptPipe(url, settings.redis.timeout_seconds)
+    return scripts_of(redis)
+
+
+async def offload_router(settings: Settings, url: str) -> InboundRouter:
+    """The inbound router of the large-webhook child process (router/offload.py)."""
+    redis = _redis_client(settings, url)
+    host = _script_host(settings, url, redis)
+    return InboundRouter(redis, directory_from(settings), limits_from(settings), host)
+
+
+def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[STATE].settings
+        redis = _redis_client(settings, url)
+        app[REDIS] = redis
+        app[SCRIPTS] = host = _script_host(settings, url, redis)
+        app[ROUTER] = InboundRouter(redis, app[STATE].directory, limits_from(settings), host)
+        app[OFFLOAD] = offload = Offload(functools.partial(offload_router, settings, url))
+        yield
+        await asyncio.to_thread(offload.close)
+        if isinstance(host, ScriptPipe):
+            await host.aclose()
+        await redis.aclose()
+
+    return ctx
 
 
 def outbound_from(settings: Settings) -> OutboundSettings:
@@ -188,6 +212,7 @@ async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
             api_bases(settings),
             outbound_from(settings),
             state.metrics,
+            app[SCRIPTS],
         )
         app[OUTBOX] = outbox
         task: asyncio.Task[None] | None = None

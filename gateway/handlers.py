@@ -20,9 +20,10 @@ from aiohttp import web
 
 from adapters import telegram, whatsapp
 from adapters.schema import Parsed, ParseError
-from gateway.app import OUTBOX, REDIS, ROUTER, STATE, State
+from gateway.app import OFFLOAD, OUTBOX, REDIS, ROUTER, STATE, State
 from router.client import REDIS_ERRORS
 from router.inbound import RouterUnavailable
+from router.offload import Malformed
 
 log = logging.getLogger("gateway.http")
 
@@ -85,7 +86,7 @@ async def telegram_post(request: web.Request) -> web.Response:
         return _answer(state, "telegram", body)
     now = int(time.time())
     return await _ingest(
-        request, "telegram", body, now, lambda: telegram.parse_update(body, bot_id, now)
+        request, "telegram", body, now, lambda: telegram.parse_update(body, bot_id, now), bot_id
     )
 
 
@@ -107,40 +108,44 @@ async def _ingest(
     body: bytes,
     received_at: int,
     parse: Callable[[], Parsed],
+    bot_id: str | None = None,
 ) -> web.Response:
     state = request.app[STATE]
     router = request.app[ROUTER]
     started = time.perf_counter()
     try:
-        try:
-            # A multi-megabyte body (history sync) is decoded on a worker thread: decoding
-            # runs item by item, so the event loop gets the GIL back between items and
-            # live webhooks are not held up for the whole decode.
-            large = len(body) > state.settings.server.offload_bytes
-            parsed = await asyncio.to_thread(parse) if large else parse()
-        except ParseError as exc:
-            await router.deadletter("malformed_body", channel, received_at, str(exc)[:500], body)
+        if len(body) > state.settings.server.offload_bytes:
+            # A multi-megabyte body (history sync) is decoded and published by a child
+            # process, so live webhooks keep this event loop (router/offload.py).
+            publish_started = time.perf_counter()
+            outcome = await request.app[OFFLOAD].publish(channel, body, received_at, bot_id)
+        else:
+            try:
+                parsed = parse()
+            except ParseError as exc:
+                outcome = Malformed(str(exc))
+            else:
+                publish_started = time.perf_counter()
+                outcome = (await router.publish(channel, parsed, body, received_at)).tally()
+        if isinstance(outcome, Malformed):
+            await router.deadletter(
+                "malformed_body", channel, received_at, outcome.detail[:500], body
+            )
             state.metrics.deadletters.labels(channel, "malformed_body").inc()
-            log.warning("dead-lettered a %s body: %s", channel, exc)
+            log.warning("dead-lettered a %s body: %s", channel, outcome.detail[:200])
             return _answer(state, channel, _plain(200, "OK"))
-        publish_started = time.perf_counter()
-        report = await router.publish(channel, parsed, body, received_at)
     except RouterUnavailable as exc:
         state.metrics.redis_errors.labels("publish").inc()
         log.error("redis unavailable, answering 503 so %s retries: %s", channel, exc)
         return _answer(state, channel, _plain(503, "temporarily unavailable"))
     done = time.perf_counter()
-    state.metrics.publish_seconds.labels(channel).observe(done - publish_started)
-    state.metrics.request_seconds.labels(channel).observe(done - started)
-    state.metrics.published(channel, report.published)
-    state.metrics.duplicated(channel, report.duplicates)
-    for reason in report.deadletters:
-        state.metrics.deadletters.labels(channel, reason).inc()
+    state.metrics.timed(channel, done - publish_started, done - started)
+    state.metrics.tallied(channel, outcome)
     return _answer(state, channel, _plain(200, "OK"))
 
 
 def _answer(state: State, channel: str, response: web.Response) -> web.Response:
-    state.metrics.requests.labels(channel, str(response.status)).inc()
+    state.metrics.answered(channel, response.status)
     return response
 
 

@@ -7,11 +7,14 @@ bounded whatever the traffic.
 
 from __future__ import annotations
 
-import collections
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from adapters.schema import MESSAGE_TYPES, AccountEvent, AnyEvent
+from adapters.schema import AccountEvent
+from router.inbound import Tally
+
+_Labelled = TypeVar("_Labelled", Counter, Histogram)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -19,6 +22,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Counter | Histogram] = {}
         r = self.registry
         self.requests = Counter(
             "gateway_http_requests",
@@ -151,18 +155,33 @@ class Metrics:
         self.outbox_pending.set(pending)
         self.outbox_oldest.set(oldest_pending_s)
 
-    def published(self, channel: str, events: list[AnyEvent]) -> None:
-        # Counted first, then one labelled increment per (kind, type): a 10,000-event
-        # history webhook costs a handful of label lookups, not 10,000.
-        counts: collections.Counter[tuple[str, str]] = collections.Counter()
-        for event in events:
-            kind_type = getattr(event, "type", None)
-            label = kind_type if kind_type in MESSAGE_TYPES else ""
-            counts[(str(event.__struct_config__.tag), str(label))] += 1
-            if isinstance(event, AccountEvent):
-                self._account_event(channel, event)
-        for (kind, label), count in counts.items():
-            self.events.labels(channel, kind, label).inc(count)
+    def answered(self, channel: str, status: int) -> None:
+        self._labelled(self.requests, channel, str(status)).inc()
+
+    def timed(self, channel: str, publish_s: float, request_s: float) -> None:
+        self._labelled(self.publish_seconds, channel).observe(publish_s)
+        self._labelled(self.request_seconds, channel).observe(request_s)
+
+    def _labelled(self, metric: _Labelled, *values: str) -> _Labelled:
+        """`metric.labels(*values)`, looked up once: the webhook path calls this several times
+        per request, and prometheus_client's `labels()` validates and locks every time."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child  # type: ignore[return-value]  # stored under this metric's own id
+
+    def tallied(self, channel: str, tally: Tally) -> None:
+        """One webhook's events and duplicates: one labelled increment per (kind, type), so
+        a 10,000-event history webhook costs a handful of label lookups, not 10,000."""
+        for (kind, label), count in tally.published.items():
+            self._labelled(self.events, channel, kind, label).inc(count)
+        for kind, count in tally.duplicates.items():
+            self.duplicates.labels(channel, kind).inc(count)
+        for event in tally.accounts:
+            self._account_event(channel, event)
+        for reason in tally.deadletters:
+            self.deadletters.labels(channel, reason).inc()
 
     def _account_event(self, channel: str, event: AccountEvent) -> None:
         if event.connected is not None:
@@ -173,11 +192,6 @@ class Metrics:
 
     def connected(self, channel: str, account_id: str, connected: bool) -> None:
         self.account_connected.labels(channel, account_id).set(1 if connected else 0)
-
-    def duplicated(self, channel: str, events: list[AnyEvent]) -> None:
-        counts = collections.Counter(event.__struct_config__.tag for event in events)
-        for kind, count in counts.items():
-            self.duplicates.labels(channel, kind).inc(count)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -7,12 +7,13 @@ so a cluster splits them by node.
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisClusterException, RedisError
+
+from router.scriptpipe import ScriptHost
 
 RedisClient: TypeAlias = Redis | RedisCluster
 
@@ -22,9 +23,8 @@ REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException, 
 has no node."""
 
 
-def register_script(client: RedisClient, text: str) -> AsyncScript:
-    """A script run by EVALSHA, loaded again on NOSCRIPT (on every primary of a cluster).
-
-    redis-py types `register_script` for a single node only; its script object takes a
-    cluster client as it is."""
-    return AsyncScript(client, text)  # type: ignore[arg-type]
+def scripts_of(client: RedisClient) -> ScriptHost:
+    """redis-py's client as the runner of Lua scripts (EVALSHA, loaded again on NOSCRIPT:
+    on every primary of a cluster). redis-py types `register_script` for a single node only;
+    the script object it makes takes a cluster client as it is."""
+    return cast(ScriptHost, client)

@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 
 from adapters.schema import (
     ENCODER,
+    MESSAGE_TYPES,
     AccountEvent,
     AnyEvent,
     BadItem,
@@ -41,8 +42,9 @@ from adapters.schema import (
 )
 from router import keys
 from router.accounts import Directory, interval_us
-from router.client import REDIS_ERRORS, RedisClient, register_script
+from router.client import REDIS_ERRORS, RedisClient, scripts_of
 from router.records import DeadLetter, new_event_id
+from router.scriptpipe import ScriptHost
 
 
 class RouterUnavailable(Exception):
@@ -63,6 +65,20 @@ class Limits:
 
 
 @dataclass
+class Tally:
+    """What one publish did, in counts: for metrics, small enough to pass between processes."""
+
+    published: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(kind, message type or "") → events published."""
+    duplicates: dict[str, int] = field(default_factory=dict)
+    """kind → redeliveries not published again."""
+    accounts: list[AccountEvent] = field(default_factory=list)
+    """Account events published (they move per-number gauges)."""
+    deadletters: list[str] = field(default_factory=list)
+    """Reason of each dead letter written."""
+
+
+@dataclass
 class Report:
     """What one publish did, for metrics and logs."""
 
@@ -70,8 +86,21 @@ class Report:
     duplicates: list[AnyEvent] = field(default_factory=list)
     deadletters: list[str] = field(default_factory=list)
 
+    def tally(self) -> Tally:
+        out = Tally(deadletters=self.deadletters)
+        for event in self.published:
+            kind = event.__struct_config__.tag
+            label = getattr(event, "type", None)
+            key = (str(kind), label if label in MESSAGE_TYPES else "")
+            out.published[key] = out.published.get(key, 0) + 1
+            if isinstance(event, AccountEvent):
+                out.accounts.append(event)
+        for event in self.duplicates:
+            kind = str(event.__struct_config__.tag)
+            out.duplicates[kind] = out.duplicates.get(kind, 0) + 1
+        return out
 
-_T = TypeVar("_T")
+
 _SCRIPT = (Path(__file__).parent / "lua" / "publish.lua").read_text()
 _NOT_PAUSED = b'"ai_paused":false}'
 
@@ -114,27 +143,32 @@ class _Calls:
 
 
 class InboundRouter:
-    def __init__(self, redis: RedisClient, directory: Directory, limits: Limits) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        directory: Directory,
+        limits: Limits,
+        scripts: ScriptHost | None = None,
+    ) -> None:
+        """`scripts` runs publish.lua (default: `redis` itself); everything else uses `redis`."""
         self._redis = redis
         self._directory = directory
         self._limits = limits
-        self._script = register_script(redis, _SCRIPT)
+        host = scripts or scripts_of(redis)
+        self._script: Callable[..., Awaitable[Any]] = host.register_script(_SCRIPT)
 
     async def publish(self, channel: str, parsed: Parsed, body: bytes, received_at: int) -> Report:
         """Publish every event of one webhook; raises `RouterUnavailable` if Redis fails.
 
-        A large body (a 3 MB history sync) is prepared on a worker thread and goes in
-        slices: each slice is its own script call, so live webhooks' requests and scripts
-        get their turn in between. Marks make this safe: if a later slice fails, the
+        A large body (a 3 MB history sync, published from a child process: see
+        router/offload.py) goes in slices: each slice is its own script calls, so Redis runs
+        live webhooks' scripts in between. Marks make this safe: if a later slice fails, the
         platform's retry publishes only what is missing.
         """
-        large = len(parsed.events) > self._limits.publish_chunk_events
-        known, unknown = await _maybe_thread(large, self._route, channel, parsed)
+        known, unknown = self._route(channel, parsed)
         await self._resolve_bsuids(known)
         originals = await self._resolve_renames(known)
-        slices = await _maybe_thread(
-            large, self._prepare, channel, known, originals, parsed, unknown, body, received_at
-        )
+        slices = self._prepare(channel, known, originals, parsed, unknown, body, received_at)
         report = Report()
         for i, calls in enumerate(slices):
             if i:
@@ -400,14 +434,6 @@ class InboundRouter:
             if event is None:
                 continue
             (report.published if flag else report.duplicates).append(event)
-
-
-async def _maybe_thread(offload: bool, fn: Callable[..., _T], *args: Any) -> _T:
-    """Run `fn` on a worker thread for a large webhook, inline for the usual small one.
-
-    Safe because what it touches is read-only (the directory, the limits) or thread-safe
-    (msgspec encoders since 0.15, the event-id counter under the GIL)."""
-    return await asyncio.to_thread(fn, *args) if offload else fn(*args)
 
 
 def _bsuid_only(event: AnyEvent) -> bool:

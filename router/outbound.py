@@ -65,8 +65,9 @@ from router.accounts import (
     Directory,
     interval_us,
 )
-from router.client import REDIS_ERRORS, RedisClient, register_script
+from router.client import REDIS_ERRORS, RedisClient, scripts_of
 from router.records import DeadLetter, new_event_id
+from router.scriptpipe import ScriptHost
 
 log = logging.getLogger("gateway.outbound")
 
@@ -189,7 +190,9 @@ class Outbox:
         api_bases: dict[str, str],
         settings: OutboundSettings,
         observer: OutboundObserver,
+        scripts: ScriptHost | None = None,
     ) -> None:
+        """`scripts` runs the Lua scripts (default: `redis` itself)."""
         self._redis = redis
         self._session = session
         self._directory = directory
@@ -198,7 +201,7 @@ class Outbox:
         self._observer = observer
         self.consumer = f"{os.uname().nodename}-{os.getpid()}-{os.urandom(3).hex()}"
         self._scripts = {
-            n: register_script(redis, (_LUA / f"{n}.lua").read_text())
+            n: (scripts or scripts_of(redis)).register_script((_LUA / f"{n}.lua").read_text())
             for n in ("claim", "policy", "presend", "finish", "renew", "hold", "unsend")
         }
         self._inflight: dict[str, asyncio.Task[None]] = {}

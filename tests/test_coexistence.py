@@ -4,6 +4,7 @@ sync and account changes, against the assistant's commands (CONTRACT §2.1, §3)
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import AsyncIterator
@@ -146,6 +147,51 @@ async def test_a_large_history_webhook_is_published_whole_and_in_order(
     assert len(await stream(redis, "gw:history:support")) == 3000
     progress = [e for e in await stream(redis, "gw:inbox:support") if e["kind"] == "account"]
     assert len(progress) == 1 and progress[0]["detail"]["progress"] == 100
+
+
+async def test_a_large_webhook_is_counted_in_metrics_like_a_small_one(
+    gw: Gateway, redis: Redis
+) -> None:
+    """Large bodies are published by a child process (router/offload.py); what it did
+    still shows in this process's metrics."""
+    payload = history([thread(f"55119{i:08d}", 100) for i in range(30)], progress=100)
+    assert len(wa_body(payload)) > 256 * 1024  # server.offload_bytes, the default
+    await post(gw, payload)
+    await post(gw, payload)  # the retry: 3,000 duplicates
+    text = await (await gw.client.get("/metrics")).text()
+    assert 'gateway_events_total{channel="whatsapp",kind="history",type="text"} 3000.0' in text
+    assert 'gateway_duplicates_total{channel="whatsapp",kind="history"} 3000.0' in text
+    assert f'gateway_history_sync_progress{{account="{NUMBER_A}"}} 100.0' in text
+
+
+async def test_a_large_malformed_body_is_200_and_dead_lettered_whole(
+    gw: Gateway, redis: Redis
+) -> None:
+    from tests.conftest import wa_headers
+
+    body = b'{"object":"whatsapp_business_account","entry":' + b"[" * 300_000
+    resp = await gw.client.post("/webhooks/whatsapp", data=body, headers=wa_headers(body))
+    assert resp.status == 200
+    [letter] = await stream(redis, "gw:deadletter")
+    assert letter["reason"] == "malformed_body"
+    assert base64.b64decode(letter["body_b64"]) == body
+
+
+async def test_a_large_webhook_while_redis_refuses_writes_is_503_then_retried(
+    gw: Gateway, redis: Redis
+) -> None:
+    payload = history([thread(f"55119{i:08d}", 100) for i in range(30)])
+    body = wa_body(payload)
+    from tests.conftest import wa_headers
+
+    await redis.config_set("maxmemory", "1")
+    try:
+        resp = await gw.client.post("/webhooks/whatsapp", data=body, headers=wa_headers(body))
+        assert resp.status == 503
+    finally:
+        await redis.config_set("maxmemory", "0")
+    await post(gw, payload)
+    assert await redis.xlen("gw:history:support") == 3000
 
 
 async def test_history_declined_is_an_account_event(gw: Gateway, redis: Redis) -> None:

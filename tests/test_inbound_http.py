@@ -388,11 +388,11 @@ async def test_hidden_numbers_of_two_assistants_resolve_in_one_webhook(
     assert support == ["5511900000001"] * 2 and sales == ["5511900000002"] * 2
 
 
-def every_stream_at_once() -> dict[str, Any]:
+def every_stream_at_once(ts: int) -> dict[str, Any]:
     """Two assistants' inboxes, a history sync, an unknown number and a malformed item."""
-    c1, m1 = text_message("wamid.E1", "5511987650001")
-    c2, m2 = text_message("wamid.E2", "5511987650002")
-    c3, m3 = text_message("wamid.E3", "5511987650003")
+    c1, m1 = text_message("wamid.E1", "5511987650001", ts=ts)
+    c2, m2 = text_message("wamid.E2", "5511987650002", ts=ts)
+    c3, m3 = text_message("wamid.E3", "5511987650003", ts=ts)
     old = {**m1, "id": "wamid.E0", "history_context": {"status": "READ"}}
     history = change(
         NUMBER_A,
@@ -416,7 +416,8 @@ def every_stream_at_once() -> dict[str, Any]:
 async def test_one_webhook_for_every_stream_lands_in_each_once(
     client: TestClient, redis: Redis
 ) -> None:
-    assert await post_wa(client, every_stream_at_once()) == 200
+    now = int(time.time())
+    assert await post_wa(client, every_stream_at_once(now)) == 200
     streams = await all_streams(redis)
     assert {name: [what(e) for e in events] for name, events in streams.items()} == {
         "gw:inbox:support": ["wamid.E1", "account HISTORY_PROGRESS"],
@@ -424,7 +425,7 @@ async def test_one_webhook_for_every_stream_lands_in_each_once(
         "gw:history:support": ["wamid.E0"],
         "gw:deadletter": ["malformed_item", "unknown_account"],
     }
-    assert await post_wa(client, every_stream_at_once()) == 200  # a redelivery
+    assert await post_wa(client, every_stream_at_once(now)) == 200  # a redelivery
     again = await all_streams(redis)
     assert {name: len(events) for name, events in again.items()} == {
         "gw:inbox:support": 2,

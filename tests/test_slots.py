@@ -117,7 +117,7 @@ async def every_inbound_path(gw: Gateway) -> None:
     for case in LOADED.values():
         assert await _post(gw.client, case) == 200
     await post_account_update(gw, "PARTNER_ADDED", int(time.time()) + 1)  # the corpus removed it
-    for payload in [every_stream_at_once(), *hidden_numbers_of_two_assistants()]:
+    for payload in [every_stream_at_once(int(time.time())), *hidden_numbers_of_two_assistants()]:
         assert await post_wa(gw.client, payload) == 200
     await gw.contact_writes(contact="14155550001")
     await post(gw, number_change("14155550001", "14155550002", "wamid.sys.slots"))

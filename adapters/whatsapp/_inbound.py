@@ -42,7 +42,9 @@ _DISCONNECTING = frozenset(
     {"PARTNER_REMOVED", "DISABLED_UPDATE", "ACCOUNT_DELETED", "ACCOUNT_OFFBOARDED"}
 )
 _RECONNECTING = frozenset({"PARTNER_ADDED", "ACCOUNT_RECONNECTED"})
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, ValueError)
+# msgspec raises RecursionError for deeply nested JSON (even where it only skips a value);
+# UnicodeDecodeError (a ValueError) for invalid UTF-8 in a string.
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, ValueError, RecursionError)
 
 
 class _ItemError(ValueError):

@@ -118,3 +118,12 @@ def test_one_mutated_message_leaves_its_siblings_published() -> None:
     assert parsed is not None and len(parsed.bad) == 1
     assert json.loads(parsed.bad[0].raw)["id"] == "wamid.P1"
     assert [e.event.message_id for e in parsed.events] == ["wamid.P0", "wamid.P2"]  # type: ignore[union-attr]
+
+
+@given(st.integers(min_value=1, max_value=20_000), st.sampled_from(["[", '{"a":']))
+def test_deep_nesting_is_a_parse_error_or_a_bad_item_never_a_crash(depth: int, opener: str) -> None:
+    """msgspec gives up on deep nesting with RecursionError; that is malformed input too."""
+    whole = (opener * depth).encode()
+    assert check(b'{"object":"whatsapp_business_account","entry":' + whole) is None
+    parsed = check(b'{"object":"whatsapp_business_account","entry":[' + whole + b"]}")
+    assert parsed is None or (parsed.events == [] and len(parsed.bad) <= 1)

@@ -1,0 +1,125 @@
+"""Large webhooks (coexistence history sync, up to 3 MB and ~10,000 events) are decoded and
+published by a child process, so live webhooks keep the gateway's event loop and its GIL.
+
+A thread was not enough: msgspec decoding and building ~10,000 script arguments are Python
+work that holds the GIL, and the event loop waited for it after every `epoll` (measured: live
+p99 5-6 ms alone, 20-26 ms during back-to-back 3 MB history webhooks). A child process shares
+nothing with the loop but a pipe: the parent passes the raw bytes (one copy), the child
+decodes, routes and runs the publish script calls on its own Redis connections, and answers
+with a `Tally` of a few hundred bytes. The webhook is still answered 200 only after every
+event is in Redis, and 503 if Redis failed, exactly as for a small body.
+
+The pool is started on first use (most processes never see a large body) with the `spawn`
+method (a fork of a running event loop is unsafe) and has one process per gateway process:
+history arrives rarely and in order per number. The child runs at a lower CPU priority
+(nice 10): on a busy machine the live webhooks' process gets the CPU first. If the child
+dies, the webhook is answered 503 (the platform retries) and the next large webhook starts
+a new child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import multiprocessing
+import os
+from collections.abc import Awaitable, Callable
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+from adapters import telegram, whatsapp
+from adapters.schema import ParseError
+from router.inbound import InboundRouter, RouterUnavailable, Tally
+
+log = logging.getLogger("gateway.offload")
+
+ClientsFactory = Callable[[], Awaitable[InboundRouter]]
+"""Builds the child's router (Redis clients included) inside the child's event loop. Must be
+picklable: a module-level function, or a `functools.partial` of one."""
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """The body was no webhook at all; the parent dead-letters it as for a small body."""
+
+    detail: str
+
+
+class _Child:
+    """State of the child process: one event loop, one router, kept between webhooks."""
+
+    loop: asyncio.AbstractEventLoop
+    router: InboundRouter
+
+
+_CHILD = _Child()
+
+
+def _start_child(factory: ClientsFactory, niceness: int) -> None:
+    # History is background work: when both want the CPU, live webhooks win it.
+    with contextlib.suppress(OSError):
+        os.nice(niceness)
+    _CHILD.loop = asyncio.new_event_loop()
+    _CHILD.router = _CHILD.loop.run_until_complete(factory())
+
+
+def _publish_in_child(
+    channel: str, body: bytes, received_at: int, bot_id: str | None
+) -> Tally | Malformed:
+    try:
+        if channel == "whatsapp":
+            parsed = whatsapp.parse(body, received_at)
+        else:
+            parsed = telegram.parse_update(body, bot_id or "", received_at)
+    except ParseError as exc:
+        return Malformed(str(exc))
+    report = _CHILD.loop.run_until_complete(
+        _CHILD.router.publish(channel, parsed, body, received_at)
+    )
+    return report.tally()
+
+
+class Offload:
+    """Publishes large bodies from a child process; `publish` is awaited like the router's."""
+
+    def __init__(self, factory: ClientsFactory, niceness: int = 10) -> None:
+        self._factory = factory
+        self._niceness = niceness
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_child,
+                initargs=(self._factory, self._niceness),
+            )
+        return self._pool
+
+    async def publish(
+        self, channel: str, body: bytes, received_at: int, bot_id: str | None = None
+    ) -> Tally | Malformed:
+        """Raises `RouterUnavailable` when Redis (or the child) failed: answer 503."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._executor(), _publish_in_child, channel, body, received_at, bot_id
+            )
+        except RouterUnavailable:
+            raise
+        except BrokenProcessPool as exc:
+            log.error("the large-webhook process died; the next large webhook starts another")
+            self.close()
+            raise RouterUnavailable(f"large-webhook process died: {exc}") from exc
+        except Exception as exc:
+            # A defect, not bad input (that is Malformed): keep the body for a retry.
+            log.exception("publishing a large %s webhook failed", channel)
+            raise RouterUnavailable(f"large-webhook publish failed: {exc!r}") from exc
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

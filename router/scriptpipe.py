@@ -1,0 +1,277 @@
+"""A lean, pipelining client for the gateway's hot Lua script calls (single Redis node).
+
+redis-py spends 100-200 µs of CPU per awaited command (pool checkout, per-argument packing,
+retry and timeout wrappers), several times what Redis spends running the script. The inbound
+hot path makes one EVALSHA per webhook, so that client cost was most of a webhook's price.
+`ScriptPipe` keeps what the hot path needs and nothing else:
+
+- one long-lived connection (Redis runs commands one at a time anyway), replies matched to
+  callers in order (RESP answers in order);
+- **micro-batching**: every call made in one event-loop iteration is packed into one buffer
+  and written with one `write()`; under load, dozens of concurrent webhooks share one write
+  and Redis reads them in one `read()`. Each caller still awaits its own reply, so a 200 is
+  never answered before its own events are in Redis. No added wait: the buffer goes out at
+  the end of the current iteration, so a lone request is not delayed;
+- the hiredis reader, as redis-py uses;
+- the same errors as redis-py (`redis.exceptions.ConnectionError`, `TimeoutError`,
+  `ResponseError`), so callers keep one `except (RedisError, OSError)`.
+
+Timeouts: a reply that takes longer than `timeout_s` fails every call waiting on the
+connection (their replies can no longer be matched) and drops the connection; the next call
+reconnects. Scripts are loaded on connect, and a `NOSCRIPT` answer (a `SCRIPT FLUSH`, a
+restarted server) is retried once with `EVAL`.
+
+Used for a single node over TCP or a Unix socket; a Redis Cluster or TLS goes through
+redis-py's own clients (see gateway/app.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, cast
+
+import hiredis
+from redis.connection import parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+Arg = bytes | str | int | float
+
+
+class ScriptHost(Protocol):
+    """What registers Lua scripts: redis-py's clients, or the lean `ScriptPipe`."""
+
+    def register_script(self, script: str) -> Callable[..., Awaitable[Any]]: ...
+
+
+def pack(args: Sequence[Arg]) -> bytes:
+    """One command in RESP: an array of bulk strings (numbers as redis-py writes them)."""
+    parts: list[bytes] = []
+    append = parts.append
+    for arg in args:
+        data: bytes
+        if type(arg) is bytes:
+            data = arg
+        elif type(arg) is str:
+            data = arg.encode()
+        elif type(arg) is int:
+            data = b"%d" % arg
+        else:
+            data = _encode(arg)
+        append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"*%d\r\n%b" % (len(args), b"".join(parts))
+
+
+def _encode(arg: Arg) -> bytes:
+    if isinstance(arg, bool):
+        raise TypeError("booleans are ambiguous in Redis commands; pass 0 or 1")
+    if isinstance(arg, bytes):
+        return bytes(arg)
+    if isinstance(arg, str):
+        return str(arg).encode()
+    if isinstance(arg, int):
+        return b"%d" % arg
+    return repr(float(arg)).encode()
+
+
+def supports(url: str) -> bool:
+    """Whether `ScriptPipe` can talk to this URL (plain TCP or a Unix socket, no TLS)."""
+    return url.startswith(("redis://", "unix://"))
+
+
+class _Connection(asyncio.Protocol):
+    """One connection: writes what the pipe batched, hands replies out in order."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
+        self._reader = hiredis.Reader()
+        self._waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self._buffer: list[bytes] = []
+        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self.closed = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but they are transports.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        waiting = self._waiting
+        try:
+            while (reply := reader.gets()) is not False:
+                future = waiting.popleft()[0]
+                if future.done():
+                    continue
+                if isinstance(reply, hiredis.ReplyError):
+                    future.set_exception(_reply_error(str(reply)))
+                else:
+                    future.set_result(reply)
+        except (hiredis.ProtocolError, IndexError) as exc:
+            self._fail(RedisConnectionError(f"Redis protocol error: {exc!r}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
+
+    # used by ScriptPipe
+    def send(self, command: bytes) -> asyncio.Future[Any]:
+        if self.closed:
+            raise RedisConnectionError("connection to Redis is closed")
+        future: asyncio.Future[Any] = self._loop.create_future()
+        if not self._buffer:
+            self._loop.call_soon(self._flush)
+        self._buffer.append(command)
+        self._waiting.append((future, time.monotonic()))
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(self._timeout_s, self._check)
+        return future
+
+    def _flush(self) -> None:
+        if self._transport is None or self.closed:
+            return
+        data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
+        self._buffer.clear()
+        self._transport.write(data)
+
+    def _check(self) -> None:
+        """Fail everything if the oldest call has waited longer than the timeout."""
+        self._watchdog = None
+        if not self._waiting:
+            return
+        age = time.monotonic() - self._waiting[0][1]
+        if age >= self._timeout_s:
+            self._fail(RedisTimeoutError(f"no answer from Redis within {self._timeout_s:g}s"))
+            return
+        self._watchdog = self._loop.call_later(self._timeout_s - age, self._check)
+
+    def _fail(self, exc: Exception) -> None:
+        self.closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._buffer.clear()
+        while self._waiting:
+            future = self._waiting.popleft()[0]
+            if not future.done():
+                future.set_exception(exc)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def close(self) -> None:
+        self._fail(RedisConnectionError("connection to Redis closed by the gateway"))
+
+
+def _reply_error(message: str) -> ResponseError:
+    return NoScriptError(message) if message.startswith("NOSCRIPT") else ResponseError(message)
+
+
+class PipeScript:
+    """A registered script: `await script(keys=[...], args=[...])`, like redis-py's."""
+
+    def __init__(self, pipe: ScriptPipe, text: str) -> None:
+        self._pipe = pipe
+        self.text = text
+        self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, keys: Sequence[Arg] = (), args: Sequence[Arg] = ()) -> Any:
+        return await self._pipe.evalsha(self, keys, args)
+
+
+class ScriptPipe:
+    """Script calls to one Redis node over one pipelined connection (see module doc)."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        if not supports(url):
+            raise ValueError(f"ScriptPipe speaks plain redis:// or unix://, not {url!r}")
+        self._options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        self._timeout_s = timeout_s
+        self._scripts: dict[str, PipeScript] = {}
+        self._conn: _Connection | None = None
+        self._connecting: asyncio.Lock | None = None
+
+    def register_script(self, text: str) -> PipeScript:
+        script = PipeScript(self, text)
+        self._scripts[script.sha] = script
+        return script
+
+    async def evalsha(self, script: PipeScript, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        command = pack(["EVALSHA", script.sha, len(keys), *keys, *args])
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = await self._connect()
+        try:
+            return await conn.send(command)
+        except NoScriptError:
+            conn = await self._connect()
+            return await conn.send(pack(["EVAL", script.text, len(keys), *keys, *args]))
+
+    async def execute(self, *args: Arg) -> Any:
+        """Any other command, e.g. `PING` (on the same connection, in order)."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = await self._connect()
+        return await conn.send(pack(args))
+
+    async def _connect(self) -> _Connection:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._conn is not None and not self._conn.closed:
+                return self._conn
+            conn = await self._open()
+            self._conn = conn
+            return conn
+
+    async def _open(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        options = self._options
+        timeout = self._timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                if "path" in options:
+                    _, conn = await loop.create_unix_connection(
+                        lambda: _Connection(timeout), options["path"]
+                    )
+                else:
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(timeout),
+                        options.get("host", "localhost"),
+                        int(options.get("port", 6379)),
+                    )
+                await self._setup(conn)
+        except TimeoutError as exc:
+            raise RedisTimeoutError(f"connecting to Redis timed out after {timeout:g}s") from exc
+        except OSError as exc:
+            raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
+        return conn
+
+    async def _setup(self, conn: _Connection) -> None:
+        """AUTH, SELECT and SCRIPT LOAD, pipelined; the connection is dropped if one fails."""
+        options = self._options
+        commands: list[list[Arg]] = []
+        if options.get("password"):
+            user = [options["username"]] if options.get("username") else []
+            commands.append(["AUTH", *user, options["password"]])
+        if options.get("db"):
+            commands.append(["SELECT", int(options["db"])])
+        commands.extend(["SCRIPT", "LOAD", s.text] for s in self._scripts.values())
+        replies = await asyncio.gather(
+            *(conn.send(pack(c)) for c in commands), return_exceptions=True
+        )
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                conn.close()
+                raise reply
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,181 @@
+"""The lean script client of the inbound hot path, against a real redis-server.
+
+What a caller relies on: every call gets its own reply, whatever else is in flight; calls of
+one event-loop iteration share one network round trip; a failing script fails only its own
+call; Redis restarts, script flushes, timeouts and outages surface as redis-py's errors and
+the next call works again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import hiredis
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.embedded import EmbeddedRedis, free_port
+from router.scriptpipe import ScriptPipe, pack, supports
+
+ECHO = "return {KEYS[1], ARGV[1]}"
+INCR = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+FAIL_ON_BOOM = """
+if ARGV[1] == 'boom' then return redis.error_reply('ERR boom asked for') end
+return ARGV[1]
+"""
+
+
+@pytest.fixture
+async def pipe(redis_url: str, redis: Redis) -> AsyncIterator[ScriptPipe]:
+    p = ScriptPipe(redis_url, timeout_s=2.0)
+    yield p
+    await p.aclose()
+
+
+@pytest.fixture
+def own_server() -> Iterator[EmbeddedRedis]:
+    """A redis-server this test may stop and restart."""
+    server = EmbeddedRedis(free_port(), None).start()
+    yield server
+    server.stop()
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=64),
+            st.text(max_size=32),
+            st.integers(min_value=-(2**63), max_value=2**63 - 1),
+            st.floats(allow_nan=False, allow_infinity=False),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_pack_is_a_resp_array_of_the_arguments(args: list[bytes | str | int | float]) -> None:
+    reader = hiredis.Reader()
+    reader.feed(pack(args))
+    expected = [_as_redis_writes_it(a) for a in args]
+    assert reader.gets() == expected
+    assert reader.gets() is False  # nothing left over
+
+
+def _as_redis_writes_it(arg: bytes | str | int | float) -> bytes:
+    if isinstance(arg, bytes):
+        return arg
+    if isinstance(arg, str):
+        return arg.encode()
+    if isinstance(arg, float):
+        return repr(arg).encode()
+    return str(arg).encode()
+
+
+def test_pack_refuses_booleans() -> None:
+    with pytest.raises(TypeError, match="booleans"):
+        pack(["SET", "k", True])
+
+
+def test_supports_plain_tcp_and_unix_sockets_only() -> None:
+    assert supports("redis://127.0.0.1:6379/0")
+    assert supports("unix:///run/redis.sock")
+    assert not supports("rediss://example:6380/0")
+
+
+async def test_concurrent_calls_each_get_their_own_reply_in_few_round_trips(
+    pipe: ScriptPipe, redis: Redis
+) -> None:
+    echo = pipe.register_script(ECHO)
+    await echo(keys=["warm"], args=[0])
+    before = (await redis.info("stats"))["total_reads_processed"]
+    replies = await asyncio.gather(*(echo(keys=[f"k{i}"], args=[i]) for i in range(500)))
+    after = (await redis.info("stats"))["total_reads_processed"]
+    assert replies == [[f"k{i}".encode(), str(i).encode()] for i in range(500)]
+    # 500 calls made in one loop iteration go out together: a handful of reads, not 500
+    # (the INFO calls themselves are 2 of them).
+    assert after - before <= 10
+
+
+async def test_a_failing_script_fails_only_its_own_call(pipe: ScriptPipe) -> None:
+    script = pipe.register_script(FAIL_ON_BOOM)
+    results = await asyncio.gather(
+        script(args=["a"]), script(args=["boom"]), script(args=["c"]), return_exceptions=True
+    )
+    assert results[0] == b"a" and results[2] == b"c"
+    assert isinstance(results[1], ResponseError) and "boom asked for" in str(results[1])
+    assert await script(args=["d"]) == b"d"  # the connection is still in step
+
+
+async def test_script_flush_is_survived(pipe: ScriptPipe, redis: Redis) -> None:
+    incr = pipe.register_script(INCR)
+    assert await incr(keys=["n"], args=[2]) == 2
+    await redis.script_flush()
+    assert await incr(keys=["n"], args=[3]) == 5
+
+
+async def test_database_number_of_the_url_is_used(redis_url: str, redis: Redis) -> None:
+    base = redis_url.rsplit("/", 1)[0]
+    p = ScriptPipe(f"{base}/3", timeout_s=2.0)
+    try:
+        assert await p.register_script(INCR)(keys=["in-db-3"], args=[1]) == 1
+    finally:
+        await p.aclose()
+    assert await redis.exists("in-db-3") == 0
+    other = Redis.from_url(f"{base}/3")
+    assert await other.get("in-db-3") == b"1"
+    await other.flushdb()
+    await other.aclose()
+
+
+async def test_password_is_sent(own_server: EmbeddedRedis) -> None:
+    admin = Redis.from_url(own_server.url)
+    await admin.config_set("requirepass", "s3cret")
+    await admin.aclose()
+    wrong = ScriptPipe(own_server.url, timeout_s=2.0)
+    with pytest.raises(RedisError):
+        await wrong.register_script(INCR)(keys=["x"], args=[1])
+    await wrong.aclose()
+    url = own_server.url.replace("redis://", "redis://:s3cret@")
+    right = ScriptPipe(url, timeout_s=2.0)
+    assert await right.register_script(INCR)(keys=["x"], args=[1]) == 1
+    await right.aclose()
+
+
+async def test_outage_raises_connection_error_then_recovers(own_server: EmbeddedRedis) -> None:
+    pipe = ScriptPipe(own_server.url, timeout_s=2.0)
+    incr = pipe.register_script(INCR)
+    try:
+        assert await incr(keys=["n"], args=[1]) == 1
+        own_server.stop()
+        with pytest.raises(RedisConnectionError):
+            await incr(keys=["n"], args=[1])
+        with pytest.raises(RedisConnectionError):  # still down: refused, not hung
+            await incr(keys=["n"], args=[1])
+        own_server.start()
+        assert await incr(keys=["n"], args=[1]) == 1  # a fresh server, scripts reloaded
+    finally:
+        await pipe.aclose()
+
+
+async def test_a_reply_later_than_the_timeout_fails_then_the_next_call_works(
+    own_server: EmbeddedRedis,
+) -> None:
+    pipe = ScriptPipe(own_server.url, timeout_s=0.3)
+    echo = pipe.register_script(ECHO)
+    admin = Redis.from_url(own_server.url)
+    try:
+        assert await echo(keys=["a"], args=[1]) == [b"a", b"1"]
+        sleeper = asyncio.create_task(admin.execute_command("DEBUG", "SLEEP", "0.8"))
+        await asyncio.sleep(0.1)
+        with pytest.raises(RedisTimeoutError):
+            await echo(keys=["b"], args=[2])
+        await sleeper
+        assert await echo(keys=["c"], args=[3]) == [b"c", b"3"]
+    finally:
+        await admin.aclose()
+        await pipe.aclose()
