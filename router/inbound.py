@@ -161,7 +161,7 @@ class InboundRouter:
         """Publish every event of one webhook; raises `RouterUnavailable` if Redis fails.
 
         A large body (a 3 MB history sync, published from a child process: see
-        router/offload.py) goes in slices: each slice is its own script calls, so Redis runs
+        router/offload.py) goes in slices: each slice has its own script calls, so Redis runs
         live webhooks' scripts in between. Marks make this safe: if a later slice fails, the
         platform's retry publishes only what is missing.
         """
