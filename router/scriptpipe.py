@@ -87,8 +87,9 @@ def supports(url: str) -> bool:
 class _Connection(asyncio.Protocol):
     """One connection: writes what the pipe batched, hands replies out in order."""
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, on_write: Callable[[], None]) -> None:
         self._timeout_s = timeout_s
+        self._on_write = on_write
         self._reader = hiredis.Reader()
         self._waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self._buffer: list[bytes] = []
@@ -140,6 +141,7 @@ class _Connection(asyncio.Protocol):
         data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
         self._buffer.clear()
         self._transport.write(data)
+        self._on_write()
 
     def _check(self) -> None:
         """Fail everything if the oldest call has waited longer than the timeout."""
@@ -196,6 +198,8 @@ class ScriptPipe:
         self._scripts: dict[str, PipeScript] = {}
         self._conn: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
+        self.writes = 0
+        """Socket writes so far: below the number of calls when calls share a write."""
 
     def register_script(self, text: str) -> PipeScript:
         script = PipeScript(self, text)
@@ -238,11 +242,11 @@ class ScriptPipe:
             async with asyncio.timeout(timeout):
                 if "path" in options:
                     _, conn = await loop.create_unix_connection(
-                        lambda: _Connection(timeout), options["path"]
+                        lambda: _Connection(timeout, self._count_write), options["path"]
                     )
                 else:
                     _, conn = await loop.create_connection(
-                        lambda: _Connection(timeout),
+                        lambda: _Connection(timeout, self._count_write),
                         options.get("host", "localhost"),
                         int(options.get("port", 6379)),
                     )
@@ -270,6 +274,9 @@ class ScriptPipe:
             if isinstance(reply, BaseException):
                 conn.close()
                 raise reply
+
+    def _count_write(self) -> None:
+        self.writes += 1
 
     async def aclose(self) -> None:
         if self._conn is not None:
