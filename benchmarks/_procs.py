@@ -231,6 +231,20 @@ def bare_server(workdir: Path, timeout_s: float) -> Iterator[Service]:
         yield service
 
 
+@contextlib.contextmanager
+def script_server(
+    name: str, cmd: list[str], port: int, ready: bytes, workdir: Path, timeout_s: float
+) -> Iterator[Service]:
+    """Any server `cmd` starts on 127.0.0.1:port (peers.py: a framework in its own
+    virtualenv), ready when the request `ready` answers 200; stderr in workdir/<name>.stderr."""
+    err = workdir / f"{name}.stderr"
+    proc = _spawn(cmd, err)
+    service = Service(name, HOST, port, proc.pid, proc, err)
+    with running(service):
+        wait_until(service, ready, timeout_s)
+        yield service
+
+
 # --- meters --------------------------------------------------------------------------------
 
 
@@ -243,6 +257,27 @@ def cpu_seconds(pid: int | None) -> float | None:
     if own is None:
         return None
     return own + sum(_proc_stat_cpu(child) or 0.0 for child in _descendants(pid))
+
+
+def rss_bytes(pid: int | None) -> int | None:
+    """Resident memory (VmRSS) of pid plus its live descendants, from /proc; None if unknown."""
+    if pid is None:
+        return None
+    own = _proc_rss(pid)
+    if own is None:
+        return None
+    return own + sum(_proc_rss(child) or 0 for child in _descendants(pid))
+
+
+def _proc_rss(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024  # kB
+    return None
 
 
 def _proc_stat_cpu(pid: int) -> float | None:
