@@ -17,6 +17,12 @@ one sent late from its due time (the lateness is reported as the send lag).
 The parent starts the workers (`Workers`), tells them one common start time on the
 system-wide monotonic clock, and merges what they send back (`merge`).
 
+Slices (`WorkerSpec.tick_s`, soak.py): a worker can also report the measured window in
+consecutive slices of tick_s seconds while it runs (`Workers.tick`). An answer belongs to the
+slice of its due time (open loop) or arrival (closed loop); slice k is sent _TICK_GRACE_S after
+it ends, and an answer of a slice already sent counts in the next one, so a stall is never
+dropped from the slices, only moved. The last slice is sent after the drain.
+
 State: one `_Driver` per worker process owns its connections, the latency array and the error
 counts; nothing is shared between processes.
 """
@@ -48,6 +54,7 @@ _READY_TIMEOUT_S = 180.0  # pre-generating a large pool takes a few seconds
 _REUSED_POOL_BYTES = 32 * 2**20  # a pool that starts over need not be large
 _TICK_S = 0.001  # open-loop scheduler's shortest sleep: uvloop timers have 1 ms resolution
 _EARLY_S = _TICK_S / 2  # open loop sends what is due within this much, instead of sleeping
+_TICK_GRACE_S = 1.0  # a slice is sent this long after it ends (answers still on their way)
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,8 @@ class WorkerSpec:
     # builds the worker's requests from `payload`; a picklable callable (history_flood.py
     # passes one that makes coexistence history webhooks)
     factory: Callable[[PayloadSpec], RequestFactory] = RequestFactory
+    # also report the window in slices of this many seconds while running (Workers.tick)
+    tick_s: float | None = None
 
 
 @dataclass
@@ -85,6 +94,16 @@ class WorkerResult:
     lag_sum_s: float = 0.0  # open loop: send time - due time, summed over the window
     lag_max_s: float = 0.0
     lag_count: int = 0
+
+
+@dataclass
+class TickResult:
+    """One slice of the measured window (WorkerSpec.tick_s): latencies in seconds."""
+
+    index: int
+    latencies: array[float] = field(default_factory=lambda: array("d"))
+    errors: Counter[str] = field(default_factory=Counter)
+    answered: int = 0
 
 
 def parse_response(buf: bytearray) -> tuple[int, int, int, bool] | None:
@@ -181,6 +200,9 @@ class _Driver:
         self.stopping = False
         self.start = self.w0 = self.w1 = 0.0
         self.cpu0: float | None = None
+        self.pipe: Connection | None = None  # where slices go (spec.tick_s)
+        self.ticks: dict[int, TickResult] = {}
+        self.ticks_sent = 0
 
     # --- connections -------------------------------------------------------------------
 
@@ -252,12 +274,39 @@ class _Driver:
         in_window = self.w0 <= (tag if self.spec.rate else now) < self.w1
         if in_window and answered:
             res.latencies.append(now - tag)
+        if in_window and self.spec.tick_s:
+            self._tick_record(label, tag if self.spec.rate else now, now - tag, answered)
         if label == "200":
             return
         res.errors_total[label] += 1
         if in_window:
             res.errors_window[label] += 1
         res.samples.setdefault(label, body)
+
+    def _tick_record(self, label: str, at: float, latency: float, answered: bool) -> None:
+        assert self.spec.tick_s
+        index = max(int((at - self.w0) // self.spec.tick_s), self.ticks_sent)
+        tick = self.ticks.get(index)
+        if tick is None:
+            tick = self.ticks[index] = TickResult(index)
+        if answered:
+            tick.latencies.append(latency)
+            tick.answered += 1
+        if label != "200":
+            tick.errors[label] += 1
+
+    def _tick_send(self, upto: int) -> None:
+        """Send every slice before `upto` that is not sent yet (empty ones too)."""
+        while self.ticks_sent < upto:
+            tick = self.ticks.pop(self.ticks_sent, None) or TickResult(self.ticks_sent)
+            self.ticks_sent += 1
+            if self.pipe is not None:
+                self.pipe.send(("tick", tick))
+
+    def tick_count(self) -> int:
+        """Slices in the window."""
+        assert self.spec.tick_s
+        return math.ceil(self.spec.duration_s / self.spec.tick_s - 1e-9)
 
     def next(self, conn: _Conn) -> None:
         """Give an idle connection its next request, or park it."""
@@ -285,6 +334,10 @@ class _Driver:
         self.w1 = self.w0 + self.spec.duration_s
         loop.call_later(max(0.0, self.w0 - time.monotonic()), self._cpu_mark)
         loop.call_later(max(0.0, self.w1 - time.monotonic()), self._cpu_mark)
+        if self.spec.tick_s:  # every slice but the last, which is sent after the drain
+            for k in range(1, self.tick_count()):
+                at = self.w0 + k * self.spec.tick_s + _TICK_GRACE_S
+                loop.call_later(max(0.0, at - time.monotonic()), self._tick_send, k)
 
     def _cpu_mark(self) -> None:
         now = time.process_time()
@@ -343,14 +396,19 @@ class _Driver:
         await asyncio.sleep(0)
 
 
-async def _run(spec: WorkerSpec, pool: RequestPool, start: float) -> WorkerResult:
+async def _run(
+    spec: WorkerSpec, pool: RequestPool, start: float, pipe: Connection | None = None
+) -> WorkerResult:
     driver = _Driver(spec, pool)
+    driver.pipe = pipe
     await asyncio.gather(*(driver.connect() for _ in range(spec.connections)))
     await asyncio.sleep(max(0.0, start - time.monotonic()))
     driver.begin(start)
     try:
         await (driver.run_open() if spec.rate else driver.run_closed())
         await driver.drain()
+        if spec.tick_s:
+            driver._tick_send(driver.tick_count())
     finally:
         await driver.close()
     driver.result.live_built = pool.live_built
@@ -376,7 +434,7 @@ def worker_main(spec: WorkerSpec, pipe: Connection) -> None:
             return
         start = pipe.recv()
         if start is not None:
-            pipe.send(("done", uvloop.run(_run(spec, pool, start))))
+            pipe.send(("done", uvloop.run(_run(spec, pool, start, pipe))))
     except Exception:
         pipe.send(("error", traceback.format_exc()))
 
@@ -387,6 +445,7 @@ class Workers:
     def __init__(self, specs: list[WorkerSpec]) -> None:
         ctx = mp.get_context("spawn")
         self.pipes: list[Connection] = []
+        self.done: dict[int, WorkerResult] = {}  # results read by tick() before results()
         self.procs: list[mp.process.BaseProcess] = []
         for spec in specs:
             parent, child = ctx.Pipe()
@@ -417,11 +476,35 @@ class Workers:
             pipe.send(start)
         return start
 
+    def tick(self, timeout_s: float) -> TickResult | None:
+        """The next slice of every worker (WorkerSpec.tick_s), merged; None after the last."""
+        merged: TickResult | None = None
+        for i, pipe in enumerate(self.pipes):
+            if i in self.done:
+                continue
+            if not pipe.poll(timeout_s):
+                raise RuntimeError(f"load worker sent no slice within {timeout_s:.0f} s")
+            kind, value = pipe.recv()
+            if kind == "error":
+                raise RuntimeError(f"load worker failed:\n{value}")
+            if kind == "done":
+                self.done[i] = value
+                continue
+            if kind != "tick":
+                raise RuntimeError(f"load worker sent {kind!r}, expected a slice")
+            if merged is None:
+                merged = value
+            else:
+                merged.latencies.extend(value.latencies)
+                merged.errors.update(value.errors)
+                merged.answered += value.answered
+        return merged
+
     def results(self, timeout_s: float) -> list[WorkerResult]:
         """Collect every worker's result, then reap the processes."""
         out = []
-        for pipe in self.pipes:
-            value = self._recv(pipe, timeout_s, "done")
+        for i, pipe in enumerate(self.pipes):
+            value = self.done.pop(i) if i in self.done else self._recv(pipe, timeout_s, "done")
             assert isinstance(value, WorkerResult)
             out.append(value)
         self.close()

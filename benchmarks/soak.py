@@ -1,0 +1,492 @@
+"""Memory soak: the gateway under a steady open-loop load for minutes; does anything grow?
+
+It starts a throwaway redis-server and the gateway (as inbound.py does) with small stream
+bounds (`router.inbox_maxlen`, default 1000, the smallest the config allows) so that trimming
+happens within seconds, measures a quick closed-loop peak, then sends signed 1-item WhatsApp
+webhooks in open loop at half that peak (or `--rate`) for `--warmup` + `--duration` seconds.
+Every `--interval` seconds it prints: gateway RSS (VmRSS of the process and its children),
+Redis `used_memory`, the inbox streams' XLEN, keys with and without a TTL, a sample of
+`gw:dd:*` dedup keys and their TTLs, the interval's latency percentiles and errors. At the
+end: RSS after the warm-up against the end, a full scan of the dedup keys, and one verdict
+line per check; exit 1 when a check fails.
+
+    .venv/bin/python benchmarks/soak.py                          # 10 minutes at half the peak
+    .venv/bin/python benchmarks/soak.py --duration 120 --rate 1000
+    .venv/bin/python benchmarks/soak.py --json soak.json
+
+See benchmarks/README.md ("Soak") for what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import redis
+import yaml
+from _loadgen import TickResult, Workers, merge, percentile
+from _procs import (
+    GATEWAY_COMMAND,
+    HOST,
+    StartError,
+    cpu_seconds,
+    free_port,
+    gateway,
+    redis_server,
+    rss_bytes,
+)
+from inbound import (
+    APP_SECRET,
+    BOT_ID,
+    READY_TIMEOUT_S,
+    TELEGRAM_SECRET,
+    Plan,
+    Target,
+    fmt,
+    gateway_config,
+    run,
+    worker_specs,
+)
+from outbound import log_problems
+
+from router.keys import DEADLETTER, inbox
+
+INBOXES = (inbox("support"), inbox("sales"))  # NUMBERS[0] -> support, NUMBERS[1] -> sales
+DEDUP_MATCH = "gw:dd:*"
+SAMPLE_KEYS = 200  # RANDOMKEY draws per interval (almost all keys are dedup marks)
+SCAN_COUNT = 10_000
+RESULT_GRACE_S = 60.0
+MB = 2**20
+MAX_LOG_LINES = 10
+
+
+@dataclass
+class Reading:
+    """What the meters said at one moment."""
+
+    elapsed_s: float  # since the end of the warm-up
+    rss: int | None
+    gateway_cpu_s: float | None
+    used_memory: int
+    xlen: dict[str, int]
+    deadletter: int
+    keys: int
+    keys_with_ttl: int
+    dd_sampled: int
+    dd_without_ttl: int  # sampled gw:dd:* keys whose TTL was not > 0
+
+
+@dataclass
+class Interval:
+    """One slice of the measured window and the reading at its end."""
+
+    reading: Reading
+    answered: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    errors: dict[str, int]
+    gateway_cpu_pct: float | None
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; see the module docstring for examples."""
+    p = argparse.ArgumentParser(
+        description="Gateway memory soak: steady open-loop webhooks, meters every interval.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = p.add_argument
+    add("--rate", type=float, help="webhooks/s, open loop; omitted: half the measured peak")
+    add("--duration", type=float, default=600.0, help="measured seconds, after the warm-up")
+    add("--warmup", type=float, default=30.0, help="seconds of load before RSS start is read")
+    add("--interval", type=float, default=30.0, help="seconds between report lines")
+    add("--connections", type=int, default=64, help="keep-alive connections")
+    add("--peak-duration", type=float, default=5.0, help="seconds of the closed-loop peak run")
+    add("--inbox-maxlen", type=int, default=1000, help="router.inbox_maxlen (min 1000)")
+    add("--max-rss-growth", type=float, default=10.0, help="verdict: RSS growth limit, %%")
+    add("--contacts", type=int, default=1000, help="distinct senders the messages rotate over")
+    add("--pool-mb", type=int, default=384, help="memory for pre-generated requests")
+    add("--drain", type=float, default=10.0, help="seconds to wait for late answers")
+    add("--gateway-cmd", default=GATEWAY_COMMAND, help="how to start the gateway")
+    add("--json", type=Path, help="also write the readings to this file")
+    add("--verbose", action="store_true", help="print the generated config.yaml")
+    args = p.parse_args(argv)
+    if args.duration <= 0 or args.interval <= 0 or args.warmup < 0 or args.peak_duration <= 0:
+        p.error("--duration, --interval and --peak-duration must be > 0, --warmup >= 0")
+    if args.rate is not None and args.rate <= 0:
+        p.error("--rate must be > 0")
+    if args.inbox_maxlen < 1000 or min(args.connections, args.contacts) < 1:
+        p.error("--inbox-maxlen must be >= 1000 (the config's minimum), --connections >= 1")
+    # what inbound.worker_specs / run read
+    args.client_procs, args.bot_id, args.telegram_secret = 1, BOT_ID, TELEGRAM_SECRET
+    return args
+
+
+# --- setup -----------------------------------------------------------------------------------
+
+
+def start(args: argparse.Namespace, stack: contextlib.ExitStack, work: Path) -> Target:
+    """Redis, config.yaml (inbound.py's with small stream bounds), the gateway."""
+    redis_service = stack.enter_context(redis_server(work))
+    redis_url = f"redis://{redis_service.host}:{redis_service.port}/0"
+    port = free_port()
+    config = gateway_config(port, redis_url, APP_SECRET)
+    config["server"]["drain_seconds"] = 0  # nothing to drain for at the end of a benchmark
+    config["router"] = {"inbox_maxlen": args.inbox_maxlen}
+    gw_dir = work / "gateway"  # outbound.log_problems reads gateway*/gateway.stderr
+    gw_dir.mkdir()
+    path = gw_dir / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    if args.verbose:
+        print(f"--- {path}\n{path.read_text()}", file=sys.stderr)
+    service = stack.enter_context(gateway(args.gateway_cmd, path, port, gw_dir, READY_TIMEOUT_S))
+    return Target(
+        "gateway", HOST, port, service.pid, redis_url, APP_SECRET, service, redis_service.pid
+    )
+
+
+def peak(args: argparse.Namespace, target: Target) -> float:
+    """Closed-loop req/s of 1-item WhatsApp webhooks over --peak-duration seconds."""
+    plan = Plan("gateway", "whatsapp", 1, args.connections, None, 1.0, args.peak_duration)
+    row = run(plan, target, args)
+    if row.errors:
+        raise RuntimeError(f"the peak run had {row.errors} errors: {dict(row.merged.errors_total)}")
+    return row.rps
+
+
+# --- meters ----------------------------------------------------------------------------------
+
+
+def read(client: redis.Redis, target: Target, elapsed_s: float) -> Reading:
+    """Every meter, now. The sample costs SAMPLE_KEYS RANDOMKEYs and a TTL per dd key."""
+    pipe = client.pipeline(transaction=False)
+    pipe.info("memory")
+    pipe.info("keyspace")
+    for stream in (*INBOXES, DEADLETTER):
+        pipe.xlen(stream)
+    for _ in range(SAMPLE_KEYS):
+        pipe.randomkey()
+    memory, keyspace, *rest = pipe.execute()
+    lengths, drawn = rest[: len(INBOXES) + 1], rest[len(INBOXES) + 1 :]
+    sampled = sorted({k for k in drawn if k is not None and k.startswith(b"gw:dd:")})
+    pipe = client.pipeline(transaction=False)
+    for key in sampled:
+        pipe.ttl(key)
+    ttls = pipe.execute() if sampled else []
+    db = keyspace.get("db0", {})
+    return Reading(
+        elapsed_s=elapsed_s,
+        rss=rss_bytes(target.pid),
+        gateway_cpu_s=cpu_seconds(target.pid),
+        used_memory=int(memory["used_memory"]),
+        xlen=dict(zip(INBOXES, map(int, lengths[:-1]), strict=True)),
+        deadletter=int(lengths[-1]),
+        keys=int(db.get("keys", 0)),
+        keys_with_ttl=int(db.get("expires", 0)),
+        dd_sampled=len(sampled),
+        dd_without_ttl=sum(1 for t in ttls if not t > 0),
+    )
+
+
+def scan_dedup(client: redis.Redis) -> tuple[int, int, int]:
+    """(gw:dd:* keys, of which without a TTL > 0, smallest TTL seen) by a full SCAN."""
+    total = without = 0
+    smallest = -1
+    for batch in _batches(client.scan_iter(match=DEDUP_MATCH, count=SCAN_COUNT), SCAN_COUNT):
+        pipe = client.pipeline(transaction=False)
+        for key in batch:
+            pipe.ttl(key)
+        for ttl in pipe.execute():
+            total += 1
+            if ttl > 0:
+                smallest = ttl if smallest < 0 else min(smallest, ttl)
+            else:
+                without += 1
+    return total, without, smallest
+
+
+def _batches(keys: Any, size: int) -> Any:
+    batch: list[bytes] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def interval_of(tick: TickResult, reading: Reading, last: Reading, span_s: float) -> Interval:
+    """Latency figures of one slice and its reading."""
+    lat = sorted(tick.latencies)
+    cpu = None
+    if reading.gateway_cpu_s is not None and last.gateway_cpu_s is not None:
+        cpu = (
+            100
+            * (reading.gateway_cpu_s - last.gateway_cpu_s)
+            / (reading.elapsed_s - last.elapsed_s)
+        )
+    return Interval(
+        reading=reading,
+        answered=tick.answered,
+        rps=tick.answered / span_s,
+        p50_ms=percentile(lat, 0.50) * 1e3,
+        p99_ms=percentile(lat, 0.99) * 1e3,
+        p999_ms=percentile(lat, 0.999) * 1e3,
+        errors=dict(tick.errors),
+        gateway_cpu_pct=cpu,
+    )
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def soak(
+    args: argparse.Namespace, target: Target, client: redis.Redis, rate: float
+) -> tuple[Reading, list[Interval], Any]:
+    """The open-loop load with a report line per slice; (start reading, slices, merged)."""
+    plan = Plan("gateway", "whatsapp", 1, args.connections, rate, args.warmup, args.duration)
+    spec = replace(worker_specs(plan, target, args)[0], tick_s=args.interval)
+    workers = Workers([spec])
+    intervals: list[Interval] = []
+    try:
+        workers.wait_ready()
+        begin = workers.start()
+        w0 = begin + args.warmup
+        time.sleep(max(0.0, w0 - time.monotonic()))
+        first = last = read(client, target, time.monotonic() - w0)
+        print_line(header_cells(), first, None)
+        timeout = args.interval + args.warmup + args.drain + RESULT_GRACE_S
+        while (tick := workers.tick(timeout)) is not None:
+            end = min((tick.index + 1) * args.interval, args.duration)
+            span = end - tick.index * args.interval
+            reading = read(client, target, time.monotonic() - w0)
+            intervals.append(interval_of(tick, reading, last, span))
+            print_line(header_cells(), reading, intervals[-1])
+            last = reading
+            assert target.service is not None
+            target.service.check_alive()
+        results = workers.results(args.drain + RESULT_GRACE_S)
+    finally:
+        workers.close()
+    return first, intervals, merge(results)
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def header_cells() -> list[str]:
+    """Column names of the per-interval lines."""
+    return [
+        "elapsed",
+        "RSS MB",
+        "Redis MB",
+        *(f"XLEN {s.removeprefix('gw:inbox:')}" for s in INBOXES),
+        "keys",
+        "no TTL",
+        "dd sampled / TTL<=0",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "errors",
+        "gw CPU %",
+    ]
+
+
+def cells(reading: Reading, interval: Interval | None) -> list[str]:
+    """One line: the reading and, after the first, its slice's latency figures."""
+    r = reading
+    mins, secs = divmod(round(r.elapsed_s), 60)
+    out = [
+        f"{mins}:{secs:02d}",
+        fmt(None if r.rss is None else r.rss / MB, ".1f"),
+        fmt(r.used_memory / MB, ".1f"),
+        *(f"{r.xlen[s]:,}" for s in INBOXES),
+        f"{r.keys:,}",
+        f"{r.keys - r.keys_with_ttl:,}",
+        f"{r.dd_sampled} / {r.dd_without_ttl}",
+    ]
+    if interval is None:
+        return [*out, "(warm-up done)", "", "", "", "", ""]
+    i = interval
+    return [
+        *out,
+        fmt(i.rps, ",.0f"),
+        fmt(i.p50_ms, ".2f"),
+        fmt(i.p99_ms, ".2f"),
+        fmt(i.p999_ms, ".2f"),
+        str(sum(i.errors.values())),
+        fmt(i.gateway_cpu_pct, ".0f"),
+    ]
+
+
+def print_line(headers: list[str], reading: Reading, interval: Interval | None) -> None:
+    """A per-interval line, padded to fixed widths so the lines form a table as they come."""
+    widths = [max(len(h), 9) for h in headers]
+    if interval is None:
+        print("  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)), flush=True)
+    row = cells(reading, interval)
+    print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)), flush=True)
+
+
+def verdicts(
+    args: argparse.Namespace,
+    first: Reading,
+    intervals: list[Interval],
+    dedup: tuple[int, int, int],
+    node_entries: int,
+) -> list[tuple[bool, str]]:
+    """(passed, line) per check."""
+    out: list[tuple[bool, str]] = []
+    end = intervals[-1].reading
+    if first.rss and end.rss:
+        growth = 100 * (end.rss - first.rss) / first.rss
+        mid = intervals[(len(intervals) - 1) // 2].reading
+        mid_growth = 100 * (end.rss - mid.rss) / mid.rss if mid.rss else math.nan
+        out.append(
+            (
+                growth < args.max_rss_growth,
+                f"gateway RSS {first.rss / MB:.1f} MB after the warm-up -> {end.rss / MB:.1f} MB "
+                f"at the end: {growth:+.1f} % (limit {args.max_rss_growth:g} %; second half "
+                f"{mid_growth:+.1f} %)",
+            )
+        )
+    bound = args.inbox_maxlen + node_entries
+    longest = max(r.reading.xlen[s] for r in intervals for s in INBOXES)
+    out.append(
+        (
+            longest <= bound,
+            f"inbox streams bounded: longest XLEN seen {longest:,} <= inbox_maxlen "
+            f"{args.inbox_maxlen:,} + one stream node ({node_entries}) = {bound:,}",
+        )
+    )
+    total, without, smallest = dedup
+    sampled = sum(r.reading.dd_sampled for r in intervals)
+    sampled_bad = sum(r.reading.dd_without_ttl for r in intervals)
+    out.append(
+        (
+            total > 0 and without == 0 and sampled_bad == 0,
+            f"dedup keys carry a TTL: {total:,} gw:dd:* keys at the end, {without} without a TTL "
+            f"> 0 (smallest {smallest:,} s); during the run {sampled_bad} of {sampled:,} sampled",
+        )
+    )
+    no_ttl = sorted({r.reading.keys - r.reading.keys_with_ttl for r in intervals})
+    out.append(
+        (
+            no_ttl[-1] - no_ttl[0] == 0,
+            f"keys without a TTL stay put: {no_ttl[0]}..{no_ttl[-1]} over the run "
+            "(the streams and per-account hashes)",
+        )
+    )
+    errors = sum(sum(i.errors.values()) for i in intervals)
+    out.append((errors == 0, f"errors in the window: {errors}"))
+    return out
+
+
+def summary(
+    args: argparse.Namespace,
+    rate: float,
+    peak_rps: float | None,
+    first: Reading,
+    intervals: list[Interval],
+    merged: Any,
+) -> list[str]:
+    """Whole-window figures and what Redis memory grew by."""
+    lat = merged.latencies
+    end = intervals[-1].reading
+    accepted = merged.answered_total - sum(
+        n for label, n in merged.errors_total.items() if label.startswith("HTTP")
+    )
+    dd_growth = end.keys_with_ttl - first.keys_with_ttl
+    per_key = (end.used_memory - first.used_memory) / dd_growth if dd_growth > 0 else math.nan
+    peak_text = f"half the closed-loop peak of {peak_rps:,.0f}" if peak_rps else "--rate"
+    return [
+        f"load: {rate:,.0f} webhooks/s open loop ({peak_text}), {args.connections} connections, "
+        f"{args.warmup:g} s warm-up + {args.duration:g} s measured; {accepted:,} answered 200 "
+        f"(warm-up included)",
+        f"whole window: p50 {percentile(lat, 0.5) * 1e3:.2f} ms, p99 "
+        f"{percentile(lat, 0.99) * 1e3:.2f} ms, p99.9 {percentile(lat, 0.999) * 1e3:.2f} ms, "
+        f"max {lat[-1] * 1e3 if lat else math.nan:.2f} ms; requests left the client "
+        f"{merged.lag_mean_s * 1e3:.2f} ms late on average (max {merged.lag_max_s * 1e3:.2f} ms)",
+        f"Redis used_memory {first.used_memory / MB:.1f} -> {end.used_memory / MB:.1f} MB, keys "
+        f"with a TTL +{dd_growth:,}: {per_key:,.0f} B per key kept for router.dedup_ttl_seconds "
+        "(the dedup marks; bounded by rate x TTL, not by the stream bounds)",
+        f"dead letters: {end.deadletter}",
+    ]
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start, measure the peak, soak, report; 1 when a check fails."""
+    args = parse_args(argv)
+    problems: list[str] = []
+    load = os.getloadavg()[0]
+    try:
+        with tempfile.TemporaryDirectory(prefix="gw-soak-") as tmp, contextlib.ExitStack() as stack:
+            work = Path(tmp)
+            target = start(args, stack, work)
+            assert target.redis_url is not None
+            client = redis.Redis.from_url(target.redis_url, socket_timeout=30.0)
+            stack.callback(client.close)
+            peak_rps = None if args.rate else peak(args, target)
+            rate = args.rate or max(1.0, round((peak_rps or 0) / 2))
+            print(
+                f"machine: {os.cpu_count()} CPUs, load average {load:.2f}, Python "
+                f"{platform.python_version()}, uvloop {importlib.metadata.version('uvloop')}; "
+                f"gateway, Redis and the client share this machine",
+                flush=True,
+            )
+            if peak_rps:
+                print(f"closed-loop peak: {peak_rps:,.0f} req/s; soak at {rate:,.0f}/s", flush=True)
+            print(flush=True)
+            first, intervals, merged = soak(args, target, client, rate)
+            dedup = scan_dedup(client)
+            node_entries = int(
+                client.config_get("stream-node-max-entries")["stream-node-max-entries"]
+            )
+            stack.close()  # stop the gateway, so its log is complete
+            log_problems(work, problems)
+    except (StartError, RuntimeError, redis.RedisError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    checks = verdicts(args, first, intervals, dedup, node_entries)
+    lines = ["", *summary(args, rate, peak_rps, first, intervals, merged), ""]
+    lines += [f"{'PASS' if ok else 'FAIL'}  {text}" for ok, text in checks]
+    if problems:
+        lines += ["", f"gateway log lines at WARNING or above: {len(problems)}"]
+        lines += problems[:MAX_LOG_LINES]
+    print("\n".join(lines))
+    if args.json:
+        data = {
+            "rate": rate,
+            "peak_rps": peak_rps,
+            "first": asdict(first),
+            "intervals": [asdict(i) for i in intervals],
+            "dedup_keys": dedup[0],
+            "dedup_without_ttl": dedup[1],
+            "checks": [{"passed": ok, "text": text} for ok, text in checks],
+        }
+        args.json.write_text(json.dumps(data, indent=2))
+    return 0 if all(ok for ok, _ in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
