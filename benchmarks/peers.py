@@ -120,6 +120,12 @@ class Result:
     problems: int  # WARNING+ log records of the peer during the run
     failures: list[str] = field(default_factory=list)
 
+    @property
+    def handled_rps(self) -> float:
+        """Messages handled per second while the load ran (warm-up + window), about."""
+        plan = self.row.plan
+        return (self.ok - self.backlog) / (plan.warmup_s + plan.duration_s)
+
 
 # --- command line ----------------------------------------------------------------------------
 
@@ -356,6 +362,7 @@ def results_table(results: list[Result], versions: dict[str, str]) -> str:
         "errors",
         "handled / 200s",
         "backlog",
+        "handled/s",
         "CPU s/1k req",
     ]
     lines = [
@@ -370,6 +377,7 @@ def results_table(results: list[Result], versions: dict[str, str]) -> str:
             str(sum(r.row.merged.errors_total.values())),
             f"{r.handled:,} / {r.ok:,}",
             f"{r.backlog:,}",
+            fmt(r.handled_rps, ",.0f"),
             fmt(r.row.cpu_s_per_1k_events, ".3f"),
         ]
         for r in results
@@ -444,6 +452,7 @@ def result_json(r: Result) -> dict[str, Any]:
         "ok": r.ok,
         "handled": r.handled,
         "backlog": r.backlog,
+        "handled_rps": r.handled_rps,
         "cpu_s_per_1k": r.row.cpu_s_per_1k_events,
         "failures": r.failures,
     }

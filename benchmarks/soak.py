@@ -7,7 +7,7 @@ webhooks in open loop at half that peak (or `--rate`) for `--warmup` + `--durati
 Every `--interval` seconds it prints: gateway RSS (VmRSS of the process and its children),
 Redis `used_memory`, the inbox streams' XLEN, keys with and without a TTL, a sample of
 `gw:dd:*` dedup keys and their TTLs, the interval's latency percentiles and errors. At the
-end: RSS after the warm-up against the end, a full scan of the dedup keys, and one verdict
+end: RSS after the warm-up against the end, a full scan of the keys and their TTLs, one verdict
 line per check; exit 1 when a check fails.
 
     .venv/bin/python benchmarks/soak.py                          # 10 minutes at half the peak
@@ -29,7 +29,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +63,12 @@ from outbound import log_problems
 from router.keys import DEADLETTER, inbox
 
 INBOXES = (inbox("support"), inbox("sales"))  # NUMBERS[0] -> support, NUMBERS[1] -> sales
-DEDUP_MATCH = "gw:dd:*"
 SAMPLE_KEYS = 200  # RANDOMKEY draws per interval (almost all keys are dedup marks)
 SCAN_COUNT = 10_000
 RESULT_GRACE_S = 60.0
 MB = 2**20
 MAX_LOG_LINES = 10
+MAX_NO_TTL_NAMES = 50
 
 
 @dataclass
@@ -203,21 +203,35 @@ def read(client: redis.Redis, target: Target, elapsed_s: float) -> Reading:
     )
 
 
-def scan_dedup(client: redis.Redis) -> tuple[int, int, int]:
-    """(gw:dd:* keys, of which without a TTL > 0, smallest TTL seen) by a full SCAN."""
-    total = without = 0
-    smallest = -1
-    for batch in _batches(client.scan_iter(match=DEDUP_MATCH, count=SCAN_COUNT), SCAN_COUNT):
+@dataclass
+class Scan:
+    """A full SCAN of the keyspace at the end, with the TTL of every key."""
+
+    dedup: int = 0  # gw:dd:* keys
+    dedup_without_ttl: int = 0  # ... whose TTL is not > 0
+    smallest_ttl: int = -1  # smallest TTL of a dedup key, s
+    no_ttl: list[str] = field(default_factory=list)  # every other key without a TTL (names)
+
+
+def scan(client: redis.Redis) -> Scan:
+    """Every key and its TTL, pipelined in batches of SCAN_COUNT."""
+    out = Scan()
+    for batch in _batches(client.scan_iter(count=SCAN_COUNT), SCAN_COUNT):
         pipe = client.pipeline(transaction=False)
         for key in batch:
             pipe.ttl(key)
-        for ttl in pipe.execute():
-            total += 1
+        for key, ttl in zip(batch, pipe.execute(), strict=True):
+            if not key.startswith(b"gw:dd:"):
+                if ttl < 0 and len(out.no_ttl) < MAX_NO_TTL_NAMES:
+                    out.no_ttl.append(key.decode(errors="replace"))
+                continue
+            out.dedup += 1
             if ttl > 0:
-                smallest = ttl if smallest < 0 else min(smallest, ttl)
+                out.smallest_ttl = ttl if out.smallest_ttl < 0 else min(out.smallest_ttl, ttl)
             else:
-                without += 1
-    return total, without, smallest
+                out.dedup_without_ttl += 1
+    out.no_ttl.sort()
+    return out
 
 
 def _batches(keys: Any, size: int) -> Any:
@@ -349,7 +363,7 @@ def verdicts(
     args: argparse.Namespace,
     first: Reading,
     intervals: list[Interval],
-    dedup: tuple[int, int, int],
+    keys: Scan,
     node_entries: int,
 ) -> list[tuple[bool, str]]:
     """(passed, line) per check."""
@@ -376,7 +390,7 @@ def verdicts(
             f"{args.inbox_maxlen:,} + one stream node ({node_entries}) = {bound:,}",
         )
     )
-    total, without, smallest = dedup
+    total, without, smallest = keys.dedup, keys.dedup_without_ttl, keys.smallest_ttl
     sampled = sum(r.reading.dd_sampled for r in intervals)
     sampled_bad = sum(r.reading.dd_without_ttl for r in intervals)
     out.append(
@@ -390,8 +404,8 @@ def verdicts(
     out.append(
         (
             no_ttl[-1] - no_ttl[0] == 0,
-            f"keys without a TTL stay put: {no_ttl[0]}..{no_ttl[-1]} over the run "
-            "(the streams and per-account hashes)",
+            f"keys without a TTL stay put: {no_ttl[0]}..{no_ttl[-1]} over the run; at the "
+            f"end: {', '.join(keys.no_ttl) or 'none'}",
         )
     )
     errors = sum(sum(i.errors.values()) for i in intervals)
@@ -458,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"closed-loop peak: {peak_rps:,.0f} req/s; soak at {rate:,.0f}/s", flush=True)
             print(flush=True)
             first, intervals, merged = soak(args, target, client, rate)
-            dedup = scan_dedup(client)
+            keys = scan(client)
             node_entries = int(
                 client.config_get("stream-node-max-entries")["stream-node-max-entries"]
             )
@@ -467,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     except (StartError, RuntimeError, redis.RedisError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    checks = verdicts(args, first, intervals, dedup, node_entries)
+    checks = verdicts(args, first, intervals, keys, node_entries)
     lines = ["", *summary(args, rate, peak_rps, first, intervals, merged), ""]
     lines += [f"{'PASS' if ok else 'FAIL'}  {text}" for ok, text in checks]
     if problems:
@@ -480,8 +494,7 @@ def main(argv: list[str] | None = None) -> int:
             "peak_rps": peak_rps,
             "first": asdict(first),
             "intervals": [asdict(i) for i in intervals],
-            "dedup_keys": dedup[0],
-            "dedup_without_ttl": dedup[1],
+            "scan": asdict(keys),
             "checks": [{"passed": ok, "text": text} for ok, text in checks],
         }
         args.json.write_text(json.dumps(data, indent=2))
