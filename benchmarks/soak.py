@@ -356,7 +356,7 @@ def print_line(headers: list[str], reading: Reading, interval: Interval | None) 
     if interval is None:
         print("  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)), flush=True)
     row = cells(reading, interval)
-    print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)), flush=True)
+    print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)).rstrip(), flush=True)
 
 
 def verdicts(
