@@ -59,7 +59,7 @@ class Limits:
     deadletter_maxlen: int = 100_000
     contact_map_ttl_seconds: int = 400 * 86400
     conversation_ttl_seconds: int = 400 * 86400
-    publish_chunk_events: int = 500
+    publish_chunk_events: int = 50
     human_takeover_seconds: int = 900
     limiter_guard_ms: float = 50.0
 
