@@ -3,13 +3,23 @@
 Labels never carry phone numbers, chat ids or assistant-provided strings: `channel`, `kind`,
 `type`, `reason` and `code` come from fixed vocabularies (CONTRACT §2.1), so cardinality stays
 bounded whatever the traffic.
+
+Several worker processes (`server.workers` > 1): prometheus_client's multiprocess mode. The
+supervisor sets PROMETHEUS_MULTIPROC_DIR before a worker imports prometheus_client, so every
+value lives in a per-process file there; `/metrics` in any worker merges all the files
+(`MultiProcessCollector`), so counters and histograms are sums over the workers, dead ones
+included, whichever worker Prometheus reaches. Gauges cannot simply be summed; each one's
+`multiprocess_mode` says how the workers' values combine, and why (the comment above
+`_DRAINING_MODE`).
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+from pathlib import Path
+from typing import Final, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from adapters.schema import AccountEvent
 from router.inbound import Tally
@@ -19,8 +29,34 @@ _Labelled = TypeVar("_Labelled", Counter, Histogram)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+# How a gauge's per-worker values combine in multiprocess mode (ignored with one process):
+# - gateway_draining, "livemax": 1 while any live worker drains. "live": a worker that drained
+#   and exited on its own (someone sent it SIGTERM) is restarted, and its 1 must not outlive it.
+# - outbox gauges, "mostrecent": every worker reads the same gw:outbox every
+#   claim_idle_seconds / 4 and reports it; the newest reading is the truth. "max" would hold
+#   a stale peak until the worker that saw it reads again.
+# - gateway_account_connected, "mostrecent": the worker that published the latest account
+#   event (or the latest to start, which reads the state from Redis) knows the current state;
+#   "max" would show 1 forever after a disconnect seen by one worker while others started
+#   with 1. Not "live": the value stays right when the worker that saw the event is gone.
+# - gateway_history_sync_progress, "mostrecent": the latest HISTORY_PROGRESS, whoever took it.
+# - gateway_account_halted, "max": set to 1 by the worker whose send met the credential error;
+#   the halt lasts (in Redis, for every worker) until the gateway restarts, also when that
+#   worker dies and is restarted, so its value must outlive it: not "live". The supervisor
+#   starts each run with an empty directory, which is the restart that clears it.
+_DRAINING_MODE: Final = "livemax"
+_OUTBOX_MODE: Final = "mostrecent"
+_CONNECTED_MODE: Final = "mostrecent"
+_PROGRESS_MODE: Final = "mostrecent"
+_HALTED_MODE: Final = "max"
+
+
 class Metrics:
-    def __init__(self) -> None:
+    """The gateway's metrics. `multiprocess_dir`: the PROMETHEUS_MULTIPROC_DIR of a worker
+    process; `exposition()` then answers for all workers together."""
+
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry(auto_describe=True)
         self._children: dict[tuple[int, tuple[str, ...]], Counter | Histogram] = {}
         r = self.registry
@@ -74,7 +110,12 @@ class Metrics:
             ["operation"],
             registry=r,
         )
-        self.draining = Gauge("gateway_draining", "1 after SIGTERM, while draining", registry=r)
+        self.draining = Gauge(
+            "gateway_draining",
+            "1 after SIGTERM, while draining",
+            registry=r,
+            multiprocess_mode=_DRAINING_MODE,
+        )
         self._outbound(r)
 
     def _outbound(self, r: CollectorRegistry) -> None:
@@ -97,26 +138,37 @@ class Metrics:
             buckets=(0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=r,
         )
-        self.outbox_length = Gauge("gateway_outbox_length", "Entries in gw:outbox", registry=r)
+        self.outbox_length = Gauge(
+            "gateway_outbox_length",
+            "Entries in gw:outbox",
+            registry=r,
+            multiprocess_mode=_OUTBOX_MODE,
+        )
         self.outbox_pending = Gauge(
-            "gateway_outbox_pending", "gw:outbox entries read but not yet acknowledged", registry=r
+            "gateway_outbox_pending",
+            "gw:outbox entries read but not yet acknowledged",
+            registry=r,
+            multiprocess_mode=_OUTBOX_MODE,
         )
         self.outbox_oldest = Gauge(
             "gateway_outbox_oldest_pending_seconds",
             "Age of the oldest unacknowledged command",
             registry=r,
+            multiprocess_mode=_OUTBOX_MODE,
         )
         self.account_connected = Gauge(
             "gateway_account_connected",
             "1 while a number is connected, 0 after an account event that disconnected it",
             ["channel", "account"],
             registry=r,
+            multiprocess_mode=_CONNECTED_MODE,
         )
         self.history_progress = Gauge(
             "gateway_history_sync_progress",
             "Coexistence history sync progress per number, 0-100 (100: done)",
             ["account"],
             registry=r,
+            multiprocess_mode=_PROGRESS_MODE,
         )
         self.late_dispatches = Counter(
             "gateway_late_dispatches",
@@ -129,6 +181,7 @@ class Metrics:
             "1 while a number or bot is stopped by a credential or account error",
             ["channel", "account"],
             registry=r,
+            multiprocess_mode=_HALTED_MODE,
         )
 
     # OutboundObserver (router.outbound)
@@ -194,4 +247,9 @@ class Metrics:
         self.account_connected.labels(channel, account_id).set(1 if connected else 0)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        # Read afresh on every scrape: the files are the only place other workers' values are.
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
