@@ -11,6 +11,7 @@ through typed `AppKey`s. The application never starts Redis: `server.serve` does
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -35,7 +36,8 @@ log = logging.getLogger("gateway")
 
 @dataclass
 class State:
-    """Per-process state the handlers share. `draining` flips on SIGTERM."""
+    """Per-process state the handlers share. `draining` flips on SIGTERM. `restarted`: a
+    worker process started again after a crash (gateway.supervisor)."""
 
     settings: Settings
     metrics: Metrics
@@ -43,6 +45,7 @@ class State:
     bots: dict[str, TelegramBot]
     directory: Directory
     draining: bool = False
+    restarted: bool = False
 
 
 STATE = web.AppKey("state", State)
@@ -93,14 +96,15 @@ def limits_from(settings: Settings) -> Limits:
 
 
 def create_app(
-    settings: Settings, redis_url: str, metrics: Metrics | None = None
+    settings: Settings, redis_url: str, metrics: Metrics | None = None, *, restarted: bool = False
 ) -> web.Application:
     from gateway import handlers
 
     app = web.Application(client_max_size=settings.server.max_body_bytes + 1)
     bots = {bot.bot_id: bot for bot in settings.telegram.bots} if settings.telegram else {}
     secret = settings.whatsapp.app_secret.encode() if settings.whatsapp else b""
-    app[STATE] = State(settings, metrics or Metrics(), secret, bots, directory_from(settings))
+    directory = directory_from(settings)
+    app[STATE] = State(settings, metrics or Metrics(), secret, bots, directory, restarted=restarted)
     app.cleanup_ctx.append(_redis_ctx(redis_url))
     app.cleanup_ctx.append(_outbox_ctx)
     handlers.add_routes(app)
@@ -210,7 +214,7 @@ async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
             session,
             directory,
             api_bases(settings),
-            outbound_from(settings),
+            dataclasses.replace(outbound_from(settings), forget_halts=not state.restarted),
             state.metrics,
             app[SCRIPTS],
         )

@@ -114,6 +114,10 @@ class OutboundSettings:
     conversation_ttl_s: int = 400 * 86400
     guard_ms: float = 50.0
     duplicate_poll_s: float = 0.25
+    forget_halts: bool = True
+    """Clear credential halts at start: true when the gateway (re)starts, which is how an
+    operator says "fixed"; false for a worker process restarted after a crash, which fixes
+    nothing."""
 
 
 class Slot(NamedTuple):
@@ -224,6 +228,7 @@ class Outbox:
                 await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
             if self._stopping.is_set():
                 return
+        log.info("reply workers reading gw:outbox as consumer %s", self.consumer)
         loops = [self._read_loop(), self._reclaim_loop(), self._heartbeat_loop()]
         tasks = [asyncio.create_task(loop, name=f"outbox-{i}") for i, loop in enumerate(loops)]
         try:
@@ -234,14 +239,15 @@ class Outbox:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _start(self) -> bool:
-        """Create the consumer group and forget credential halts: a restart is how an
-        operator says "fixed". A number re-enabled in config (disabled at the previous
+        """Create the consumer group and forget credential halts (`forget_halts`): a restart
+        is how an operator says "fixed". A number re-enabled in config (disabled at the previous
         start) also forgets a disconnect (CONTRACT §3). False while Redis is unreachable."""
         try:
             await self.ensure_group()
             for a in self._directory.accounts.values():
                 key = keys.account_state(keys.inbox(a.assistant), a.channel, a.account_id)
-                await self._redis.hdel(key, "halt")  # type: ignore[misc]
+                if self._s.forget_halts:
+                    await self._redis.hdel(key, "halt")  # type: ignore[misc]
                 was = await self._redis.hget(key, "enabled")  # type: ignore[misc]
                 if a.enabled and was == b"0":
                     await self._redis.hdel(key, "disc")  # type: ignore[misc]
