@@ -1,6 +1,8 @@
 """`gateway serve` and `gateway check-config`.
 
-A bad config exits with status 2 and one line naming the key; it never prints a traceback.
+A bad config, or a port that cannot be listened on, exits with status 2 and one line naming
+the key; it never prints a traceback. `serve` exits 0 after a drain, 1 if worker processes
+could not be kept running or did not drain (see gateway.supervisor).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from gateway.config import ConfigError, Settings, load, read_env_file
+from gateway.config import ConfigError, Settings, load, read_env_file, with_workers
 from gateway.embedded import EmbeddedRedisError
 
 
@@ -25,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--config", required=True, help="path to config.yaml")
         cmd.add_argument("--env-file", help="KEY=value lines for ${VAR}s; the environment wins")
+        if name == "serve":
+            cmd.add_argument(
+                "--workers",
+                type=int,
+                help="worker processes sharing the port (SO_REUSEPORT); overrides server.workers",
+            )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     return parser
 
@@ -33,7 +41,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     env = dict(os.environ)
     if args.env_file:
         env = {**read_env_file(args.env_file), **env}
-    return load(args.config, env)
+    settings = load(args.config, env)
+    if getattr(args, "workers", None) is not None:
+        settings = with_workers(settings, args.workers)
+    return settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,16 +59,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             print(f"{args.config}: ok")
             return 0
-        from gateway.server import serve
-
-        serve(settings)
+        return _serve(settings)
     except ConfigError as exc:
         print(f"gateway: config error: {exc}", file=sys.stderr)
         return 2
     except EmbeddedRedisError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
-    return 0
+
+
+def _serve(settings: Settings) -> int:
+    from gateway.server import ListenError, serve
+
+    try:
+        return serve(settings)
+    except ListenError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

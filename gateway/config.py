@@ -32,6 +32,7 @@ class ConfigError(Exception):
 
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+MAX_WORKERS = 256
 
 _STRUCT = {"frozen": True, "forbid_unknown_fields": True, "kw_only": True}
 
@@ -48,6 +49,9 @@ class ServerSettings(msgspec.Struct, **_STRUCT):
     access_log: bool = False
     offload_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 256 * 1024
     """Bodies larger than this are decoded on a worker thread (see handlers._ingest)."""
+    workers: Annotated[int, msgspec.Meta(ge=1, le=MAX_WORKERS)] = 1
+    """Worker processes sharing host:port through SO_REUSEPORT (gateway.supervisor); 1 runs
+    the gateway in this one process. `gateway serve --workers N` overrides it."""
 
 
 class RedisSettings(msgspec.Struct, **_STRUCT):
@@ -245,12 +249,27 @@ def _explain(exc: msgspec.ValidationError) -> str:
     return f"{at.rstrip('`').lstrip('.')}: {head}"
 
 
+def with_workers(settings: Settings, workers: int) -> Settings:
+    """`settings` with `server.workers` replaced (the `--workers` flag), checked again."""
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers: must be 1-{MAX_WORKERS}, got {workers}")
+    server = msgspec.structs.replace(settings.server, workers=workers)
+    changed = msgspec.structs.replace(settings, server=server)
+    check(changed)
+    return changed
+
+
 def check(settings: Settings) -> None:
     """Cross-field rules that a type cannot say."""
     if settings.whatsapp is None and settings.telegram is None:
         raise ConfigError("whatsapp, telegram: configure at least one channel")
     if settings.whatsapp is not None:
         _check_whatsapp(settings.whatsapp)
+    if settings.server.workers > 1 and settings.server.port == 0:
+        raise ConfigError(
+            "server.port: 0 (any free port) cannot be shared by several workers; "
+            "set a port, or server.workers: 1"
+        )
     out = settings.outbound
     if out.claim_idle_seconds <= out.request_timeout_seconds * 2:
         raise ConfigError(

@@ -4,54 +4,137 @@ Shutdown order: SIGTERM (or SIGINT) → `/readyz` answers 503 while requests are
 for `server.drain_seconds` (the load balancer takes us out) → the listener closes and
 in-flight requests finish (up to `server.shutdown_timeout_seconds`) → cleanup contexts close
 Redis → an embedded Redis is stopped → exit 0.
+
+With `server.workers` > 1 this process becomes the supervisor (`gateway.supervisor`) and
+each worker process runs `run_worker`: the same serving path, listening with SO_REUSEPORT,
+its metrics in the shared multiprocess directory, and draining also when the supervisor
+disappears.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from gateway.app import STATE, create_app
 from gateway.config import Settings
 from gateway.embedded import EmbeddedRedis
+from gateway.metrics import Metrics
 
 log = logging.getLogger("gateway")
 
+EXIT_LISTEN_FAILED = 3
+"""A worker process's exit status when it could not open its listening socket."""
+LISTENING = b"listening"
+"""What a worker sends the supervisor once its socket is open."""
+_WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s"
 
-def serve(settings: Settings) -> None:
-    embedded: EmbeddedRedis | None = None
-    url = settings.redis.url
-    if url is None:
-        data_dir = Path(settings.redis.embedded_dir)
-        embedded = EmbeddedRedis(settings.redis.embedded_port, data_dir).start()
-        url = embedded.url
-        log.info("started embedded redis-server at %s (data in %s)", url, data_dir)
+
+class ListenError(Exception):
+    """The listening socket cannot be opened (port taken, address not local, no permission);
+    the message names `server.port` or `server.host`."""
+
+
+def serve(settings: Settings) -> int:
+    """Serve until SIGTERM or SIGINT, then drain; the exit status (0: drained)."""
+    if settings.server.workers == 1:
+        with _redis(settings) as url:
+            _run(_serve(settings, url))
+        return 0
+    from gateway.supervisor import Supervisor, check_port_free
+
+    check_port_free(settings.server.host, settings.server.port)
+    with _redis(settings) as url:
+        return Supervisor(settings, url).run()
+
+
+@contextlib.contextmanager
+def _redis(settings: Settings) -> Iterator[str]:
+    """The configured Redis URL, or an embedded redis-server's, stopped on the way out."""
+    if settings.redis.url is not None:
+        yield settings.redis.url
+        return
+    data_dir = Path(settings.redis.embedded_dir)
+    embedded = EmbeddedRedis(settings.redis.embedded_port, data_dir).start()
+    log.info("started embedded redis-server at %s (data in %s)", embedded.url, data_dir)
     try:
-        _run(_serve(settings, url))
+        yield embedded.url
     finally:
-        if embedded is not None:
-            embedded.stop()
+        embedded.stop()
 
 
-def _run(main: object) -> None:
+def _run(main: Coroutine[Any, Any, None]) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
-        asyncio.run(main)  # type: ignore[arg-type]
+        asyncio.run(main)
         return
-    uvloop.run(main)  # type: ignore[arg-type]
+    uvloop.run(main)
 
 
-async def _serve(settings: Settings, redis_url: str) -> None:
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker process needs from the supervisor (pickled to it at spawn)."""
+
+    index: int
+    settings: Settings
+    redis_url: str
+    metrics_dir: str
+    log_level: int
+    restarted: bool
+    """Started again after the previous process of this index died (see Outbox forget_halts)."""
+
+
+def run_worker(spec: WorkerSpec, link: Connection) -> None:
+    """A worker process's main. `link` is its end of a socket pair with the supervisor: the
+    worker says LISTENING on it, and drains if it reads end-of-file (the supervisor died)."""
+    logging.basicConfig(level=spec.log_level, stream=sys.stderr, format=_WORKER_LOG_FORMAT)
+    worker = _Worker(Metrics(Path(spec.metrics_dir)), link, spec.restarted)
+    try:
+        _run(_serve(spec.settings, spec.redis_url, worker))
+    except ListenError as exc:
+        log.error("%s", exc)
+        sys.exit(EXIT_LISTEN_FAILED)
+
+
+@dataclass(frozen=True)
+class _Worker:
+    metrics: Metrics
+    link: Connection
+    restarted: bool
+
+    def listening(self, stop: asyncio.Event) -> None:
+        self.link.send_bytes(LISTENING)
+        loop = asyncio.get_running_loop()
+        fd = self.link.fileno()
+
+        def orphaned() -> None:
+            loop.remove_reader(fd)
+            log.warning("the supervisor is gone: draining")
+            stop.set()
+
+        # The supervisor never writes after spawning us: readable means end-of-file.
+        loop.add_reader(fd, orphaned)
+
+
+async def _serve(settings: Settings, redis_url: str, worker: _Worker | None = None) -> None:
     # Large bodies are decoded on a worker thread; a short GIL switch interval lets the
     # event loop (live webhooks) take the GIL back within 1 ms instead of 5 ms.
     sys.setswitchinterval(0.001)
-    app = create_app(settings, redis_url)
+    if worker is None:
+        app = create_app(settings, redis_url)
+    else:
+        app = create_app(settings, redis_url, worker.metrics, restarted=worker.restarted)
     srv = settings.server
     runner = web.AppRunner(
         app,
@@ -60,13 +143,27 @@ async def _serve(settings: Settings, redis_url: str) -> None:
         shutdown_timeout=srv.shutdown_timeout_seconds,
     )
     await runner.setup()
-    site = web.TCPSite(runner, srv.host, srv.port, shutdown_timeout=srv.shutdown_timeout_seconds)
-    await site.start()
-    log.info("gateway listening on %s:%s", srv.host, srv.port)
+    site = web.TCPSite(
+        runner,
+        srv.host,
+        srv.port,
+        shutdown_timeout=srv.shutdown_timeout_seconds,
+        reuse_port=True if worker is not None else None,
+    )
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ListenError(
+            f"server.port: cannot listen on {srv.host}:{srv.port}: {exc.strerror or exc}"
+        ) from exc
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if worker is not None:
+        worker.listening(stop)
+    log.info("gateway listening on %s:%s", srv.host, srv.port)
     await stop.wait()
     app[STATE].draining = True
     app[STATE].metrics.draining.set(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import ConfigError, loads, read_env_file
+from gateway.config import ConfigError, loads, read_env_file, with_workers
 
 BASE = """
 whatsapp:
@@ -162,3 +162,19 @@ def test_a_cluster_is_reached_through_the_url_of_any_node() -> None:
 def test_cluster_mistakes_name_the_key(redis: str, key: str, says: str) -> None:
     message = error_of(BASE + f"redis: {redis}\n")
     assert message.startswith(key) and says in message
+
+
+def test_workers_default_to_one_and_the_flag_overrides_the_key() -> None:
+    assert loads(BASE, ENV).server.workers == 1
+    settings = loads(BASE + "server: {workers: 4}\n", ENV)
+    assert settings.server.workers == 4
+    assert with_workers(settings, 2).server.workers == 2
+    assert "server.workers" in error_of(BASE + "server: {workers: 0}\n")
+    with pytest.raises(ConfigError, match="--workers"):
+        with_workers(settings, 0)
+
+
+def test_several_workers_need_a_fixed_port() -> None:
+    assert "server.port" in error_of(BASE + "server: {workers: 2, port: 0}\n")
+    with pytest.raises(ConfigError, match=r"server\.port"):
+        with_workers(loads(BASE + "server: {port: 0}\n", ENV), 2)
