@@ -201,7 +201,11 @@ class Supervisor:
         if not listening:
             slot.start_failures += 1
             if slot.starts == 1 or slot.start_failures >= MAX_START_FAILURES:
-                times = "on its first start" if slot.starts == 1 else f"{slot.starts} times"
+                times = (
+                    "on its first start"
+                    if slot.starts == 1
+                    else f"{slot.start_failures} restarts in a row"
+                )
                 raise GaveUp(
                     f"worker {slot.index} exited with {_describe(code)} before it was "
                     f"listening, {times} (see its log above)"
@@ -238,7 +242,7 @@ class Supervisor:
         all drained cleanly."""
         srv = self._settings.server
         live = [s for s in self._slots if s.proc is not None]
-        log.info("%s: draining %d workers", signal.Signals(sig).name, len(live))
+        log.info("%s: draining %d worker(s)", signal.Signals(sig).name, len(live))
         for slot in self._slots:
             slot.restart_at = None
         self._forward(sig)
