@@ -108,6 +108,20 @@ def wait_until(service: Service, request: bytes, timeout_s: float) -> None:
     )
 
 
+def wait_for_log(service: Service, text: str, timeout_s: float) -> None:
+    """Poll the service's stderr until `text` appears; StartError on death or timeout."""
+    path = service.stderr_path
+    for _ in range(int(timeout_s / _POLL_S)):
+        service.check_alive()
+        if path is not None and path.exists() and text in path.read_text("utf-8", "replace"):
+            return
+        time.sleep(_POLL_S)
+    raise StartError(
+        f"{service.name} did not log {text!r} within {timeout_s:.0f} s\n"
+        f"--- {service.name} stderr ---\n{service.stderr_tail()}"
+    )
+
+
 def _spawn(cmd: list[str], stderr_path: Path) -> subprocess.Popen[bytes]:
     with stderr_path.open("wb") as err:
         return subprocess.Popen(
@@ -292,15 +306,37 @@ def _proc_stat_cpu(pid: int) -> float | None:
 def _descendants(pid: int) -> list[int]:
     found: list[int] = []
     todo = [pid]
+    by_parent = None if _has_children_files(pid) else _children_by_parent()
     for _ in range(_MAX_DESCENDANTS):
         if not todo:
             break
         parent = todo.pop()
-        for children in Path(f"/proc/{parent}/task").glob("*/children"):
-            with contextlib.suppress(OSError):
-                kids = [int(x) for x in children.read_text().split()]
-                found += kids
-                todo += kids
+        kids = _children(parent) if by_parent is None else by_parent.get(parent, [])
+        found += kids
+        todo += kids
+    return found
+
+
+def _has_children_files(pid: int) -> bool:
+    return Path(f"/proc/{pid}/task/{pid}/children").exists()
+
+
+def _children(parent: int) -> list[int]:
+    kids: list[int] = []
+    for children in Path(f"/proc/{parent}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            kids += [int(x) for x in children.read_text().split()]
+    return kids
+
+
+def _children_by_parent() -> dict[int, list[int]]:
+    """Every process's children from the parent field of /proc/<pid>/stat (kernels without
+    CONFIG_PROC_CHILDREN have no task/*/children files)."""
+    found: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            found.setdefault(parent, []).append(int(stat.parent.name))
     return found
 
 

@@ -48,6 +48,7 @@ from _procs import (
     redis_calls,
     redis_reads,
     redis_server,
+    wait_for_log,
 )
 
 NUMBERS = (
@@ -164,6 +165,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add("--gateway-pid", type=int, help="with --url: pid whose CPU time to meter")
     add("--gateway-cmd", default=GATEWAY_COMMAND, help="how to start the gateway")
+    add(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes of the started gateway (server.workers, SO_REUSEPORT)",
+    )
     add("--contacts", type=int, default=1000, help="distinct senders the messages rotate over")
     add("--pool-mb", type=int, default=384, help="memory for pre-generated requests per run")
     add("--drain", type=float, default=10.0, help="seconds to wait for late answers")
@@ -184,6 +191,8 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--duration and --rate must be > 0, --warmup >= 0")
     if args.url and args.targets != "bare" and not args.app_secret:
         p.error("--url needs --app-secret (the running gateway's WhatsApp app secret)")
+    if args.workers < 1 or (args.url and args.workers != 1):
+        p.error("--workers must be >= 1, and is for a started gateway (not with --url)")
     if args.url and urlsplit(args.url).scheme != "http":
         p.error("--url must be http://host:port (the load client speaks plain HTTP/1.1)")
 
@@ -191,8 +200,11 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 # --- setting up the targets ----------------------------------------------------------------
 
 
-def gateway_config(port: int, redis_url: str | None, app_secret: str) -> dict[str, Any]:
-    """config.yaml for the started gateway (CONTRACT.md §4)."""
+def gateway_config(
+    port: int, redis_url: str | None, app_secret: str, workers: int = 1
+) -> dict[str, Any]:
+    """config.yaml for the started gateway (CONTRACT.md §4); `server.workers` only when
+    asked for, so `--gateway-cmd` can start a gateway that predates the key."""
     numbers = [
         {
             "phone_number_id": n.phone_number_id,
@@ -207,6 +219,8 @@ def gateway_config(port: int, redis_url: str | None, app_secret: str) -> dict[st
         )
     ]
     config: dict[str, Any] = {"server": {"host": HOST, "port": port}}
+    if workers != 1:
+        config["server"]["workers"] = workers
     if redis_url:
         config["redis"] = {"url": redis_url}
     config["whatsapp"] = {
@@ -229,10 +243,15 @@ def start_gateway(args: argparse.Namespace, stack: contextlib.ExitStack, work: P
     port = free_port()
     secret = args.app_secret or APP_SECRET
     path = work / "config.yaml"
-    path.write_text(yaml.safe_dump(gateway_config(port, redis_url, secret), sort_keys=False))
+    config = gateway_config(port, redis_url, secret, args.workers)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     if args.verbose:
         print(f"--- {path}\n{path.read_text()}", file=sys.stderr)
     service = stack.enter_context(gateway(args.gateway_cmd, path, port, work, READY_TIMEOUT_S))
+    if args.workers > 1:
+        # /readyz answers once the first worker listens; connections opened before the
+        # others listen would all stay with it. The supervisor logs when all of them do.
+        wait_for_log(service, f"with {args.workers} workers", READY_TIMEOUT_S)
     return Target("gateway", HOST, port, service.pid, redis_url, secret, service, redis_pid)
 
 
@@ -563,6 +582,7 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
         f"uvloop {importlib.metadata.version('uvloop')}; "
         f"load: {args.client_procs} client process(es), "
         f"{args.warmup:g} s warm-up + {args.duration:g} s measured per run; "
+        f"gateway: {args.workers} worker process(es); "
         "servers, Redis and the client share this machine",
         "",
         throughput_table(rows),
