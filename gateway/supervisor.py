@@ -118,6 +118,9 @@ class Supervisor:
                 log.error("%s; stopping the other workers", exc)
                 self._stop(signal.SIGTERM)
                 return EXIT_GAVE_UP
+            except BaseException:
+                self._stop(signal.SIGTERM)  # a defect here never leaves workers behind
+                raise
             return self._stop(self._signals[0])
 
     # --- running -----------------------------------------------------------------------
@@ -132,8 +135,9 @@ class Supervisor:
             log_level=logging.getLogger().getEffectiveLevel(),
             restarted=slot.starts > 0,
         )
+        # Not daemonic: a worker starts a child of its own for large webhooks (router.offload).
         proc = self._ctx.Process(
-            target=run_worker, args=(spec, theirs), name=f"worker-{slot.index}", daemon=True
+            target=run_worker, args=(spec, theirs), name=f"worker-{slot.index}"
         )
         proc.start()
         theirs.close()

@@ -243,6 +243,30 @@ async def test_counters_add_up_over_workers_whichever_answers_the_scrape(
     assert len(gateway.answered("GET", "/metrics", 200)) == WORKERS
 
 
+async def test_a_large_webhook_is_published_from_a_worker(
+    gateway: Supervised, redis: Redis
+) -> None:
+    gateway.start()
+    await gateway.listening()
+    pairs = [
+        text_message(f"wamid.large.{i}", f"1415555{i:04d}", body="x" * 2000) for i in range(200)
+    ]
+    value = change(
+        NUMBER_A, "15550001111", contacts=[c for c, _ in pairs], messages=[m for _, m in pairs]
+    )
+    body = wa_body(envelope(value))
+    assert len(body) > 262144  # server.offload_bytes: published by the worker's child process
+    async with (
+        fresh_connections() as session,
+        session.post(
+            f"{gateway.url}/webhooks/whatsapp", data=body, headers=wa_headers(body)
+        ) as resp,
+    ):
+        assert resp.status == 200
+    messages = [e for e in await stream(redis, "gw:inbox:support") if e["kind"] == "message"]
+    assert len(messages) == 200
+
+
 async def test_sigterm_drains_every_worker_and_the_supervisor_exits_0(
     gateway: Supervised, redis: Redis
 ) -> None:
