@@ -30,6 +30,7 @@ from tests.conftest import (
     NUMBER_B,
     TEST_CONFIG,
     change,
+    cluster_mode,
     envelope,
     stream,
     text_message,
@@ -38,6 +39,8 @@ from tests.conftest import (
 )
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.test_multiprocess import deliveries, open_window, push
+
+pytestmark = pytest.mark.cluster  # also runs against a Redis Cluster (--redis-cluster)
 
 ROOT = Path(__file__).parent.parent
 WORKERS = 2
@@ -155,12 +158,16 @@ async def graph() -> AsyncIterator[FakeGraphAPI]:
 def gateway(tmp_path: Path, redis_url: str, graph: FakeGraphAPI) -> Iterator[Supervised]:
     env = {
         "REDIS_URL": redis_url,
+        "REDIS_CLUSTER": str(cluster_mode()).lower(),
         "GRAPH_URL": graph.base_url,
         "BOT_URL": "http://127.0.0.1:9",
         "SEND_WAIT_MAX": "60",
         "CLAIM_IDLE": "30",
         "OUTBOUND_ENABLED": "true",
         "TAKEOVER": "900",
+        # The metrics directory is a temporary one: here, where pytest cleans up, also when
+        # a test kills the supervisor (which then cannot remove it).
+        "TMPDIR": str(tmp_path),
     }
     supervised = Supervised(tmp_path, env)
     yield supervised
