@@ -86,8 +86,13 @@ class EmbeddedRedis:
             ]
         else:
             args += ["--appendonly", "no"]
+        # Its own session: a Ctrl-C in the terminal reaches the gateway (which drains, then
+        # stops this server) but not Redis itself, which would otherwise quit mid-drain.
         self._proc = subprocess.Popen(  # noqa: S603 - our own argument list, no shell
-            [*args, *self._extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            [*args, *self._extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self._wait_ready(timeout_s)
         return self

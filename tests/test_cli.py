@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from adapters.whatsapp import sign
 from gateway.embedded import free_port
 
 ROOT = Path(__file__).parent.parent
@@ -66,16 +69,22 @@ def _wait_for(url: str, want: int, timeout_s: float = 20) -> None:
     raise AssertionError(f"{url} never answered {want}")
 
 
-def test_serve_with_embedded_redis_then_sigterm_drains_and_exits_0(tmp_path: Path) -> None:
+def _embedded_config(tmp_path: Path, drain_s: int) -> tuple[Path, int]:
+    """The shipped config.yaml on free ports, with its embedded Redis under tmp_path."""
     port, redis_port = free_port(), free_port()
     config = (ROOT / "config.yaml").read_text()
     config = config.replace("port: 8080", f"port: {port}").replace(
-        "drain_seconds: 3", "drain_seconds: 1"
+        "drain_seconds: 3", f"drain_seconds: {drain_s}"
     )
     config = config.replace("embedded_port: 6379", f"embedded_port: {redis_port}")
     config = config.replace("embedded_dir: .gateway-redis", f"embedded_dir: {tmp_path / 'redis'}")
     path = tmp_path / "config.yaml"
     path.write_text(config)
+    return path, port
+
+
+def test_serve_with_embedded_redis_then_sigterm_drains_and_exits_0(tmp_path: Path) -> None:
+    path, port = _embedded_config(tmp_path, drain_s=1)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -105,3 +114,77 @@ def test_serve_with_embedded_redis_then_sigterm_drains_and_exits_0(tmp_path: Pat
         proc.kill()
         proc.wait()
     assert (tmp_path / "redis").is_dir()  # the embedded server kept its append-only file there
+
+
+def _signed_webhook(port: int) -> int:
+    """POST one message for the shipped config's number, signed with demo.env's secret."""
+    body = json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "102290129340398",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {
+                                    "display_phone_number": "15551234567",
+                                    "phone_number_id": "106540352242922",
+                                },
+                                "messages": [
+                                    {
+                                        "from": "5511987650001",
+                                        "id": f"wamid.cli.{time.time_ns()}",
+                                        "timestamp": str(int(time.time())),
+                                        "type": "text",
+                                        "text": {"body": "hi"},
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/webhooks/whatsapp",
+        data=body,
+        headers={
+            "X-Hub-Signature-256": sign(body, b"demo-app-secret-change-me"),
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_ctrl_c_drains_with_the_embedded_redis_still_up(tmp_path: Path) -> None:
+    """Ctrl-C signals the whole foreground process group; the embedded Redis is in its own
+    session, so webhooks taken during the drain are still published, not answered 503."""
+    path, port = _embedded_config(tmp_path, drain_s=2)
+    command = [sys.executable, "-m", "gateway", "serve", "--config", str(path)]
+    proc = subprocess.Popen(
+        [*command, "--env-file", str(ROOT / "demo.env")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # a process group of its own, like a terminal's job
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/readyz", 200)
+        assert _signed_webhook(port) == 200
+        os.killpg(proc.pid, signal.SIGINT)
+        _wait_for(f"http://127.0.0.1:{port}/readyz", 503, timeout_s=1)
+        time.sleep(0.5)  # a Redis that got the SIGINT too has exited by now (drain is 2 s)
+        assert _signed_webhook(port) == 200  # draining, and Redis still takes the events
+        assert proc.wait(timeout=20) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
