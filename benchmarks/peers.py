@@ -157,7 +157,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.duration <= 0 or args.warmup < 0:
         p.error("--duration must be > 0, --warmup >= 0")
     # what inbound.start_gateway / worker_specs / run read
-    args.items, args.rate = 1, None
+    args.items, args.rate, args.workers = 1, None, 1
     args.redis_url, args.embedded_redis, args.app_secret = None, False, None
     args.bot_id, args.telegram_secret = BOT_ID, TELEGRAM_SECRET
     return args
