@@ -337,9 +337,13 @@ def worst_window_lines(m: Measured, over: list[str]) -> list[str]:
     if not over:
         return []
     number = over[0].split(" ", 1)[0]
-    window = worst_window(accepted(m.arrivals, {number}))
+    times = accepted(m.arrivals, {number})
+    window = worst_window(times)
     offsets = ", ".join(f"{(t - window[0]) * 1e3:.0f}" for t in window)
-    return [f"  fullest window of {number}, ms after its first arrival: {offsets}"]
+    return [
+        f"  fullest window of {number} ({window[0] - times[0]:.2f} s after its first send),"
+        f" ms after its first arrival: {offsets}"
+    ]
 
 
 def stand_in_lines(m: Measured) -> list[str]:

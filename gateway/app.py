@@ -208,7 +208,13 @@ async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = state.settings
     directory = state.directory
     timeout = aiohttp.ClientTimeout(total=settings.outbound.request_timeout_seconds)
-    async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
+    # One connection per in-flight send: a request that queued for a pooled connection
+    # (aiohttp's default is 100) would leave later than its rate-limit slot said, and
+    # bunch up with the next ones at the provider.
+    connector = aiohttp.TCPConnector(limit=settings.outbound.concurrency, limit_per_host=0)
+    async with aiohttp.ClientSession(
+        timeout=timeout, raise_for_status=False, connector=connector
+    ) as session:
         outbox = Outbox(
             app[REDIS],
             session,

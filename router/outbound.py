@@ -581,32 +581,38 @@ class Outbox:
         block = keys.country_block(
             target.inbox, account.account_id, countries.of_contact(target.address) or "??"
         )
-        reply = await self._scripts["policy"](
-            keys=[
-                target.key("conv"),
-                target.key("acct"),
-                block,
-                target.key("lim1"),
-                target.key("lim2"),
-                key,
-            ],
-            args=[
-                channel,
-                command.type,
-                command.author,
-                int(marketing),
-                int(cross and channel == "whatsapp"),
-                keys.WINDOW_SECONDS,
-                self._wait_budget_us(),
-                interval_us(account.mps, self._s.guard_ms),
-                0,
-                pair_interval,
-                tolerance2,
-                int(use_pair),
-                owner,
-                self._lease_us(),
-            ],
-        )
+        policy_keys = [
+            target.key("conv"),
+            target.key("acct"),
+            block,
+            target.key("lim1"),
+            target.key("lim2"),
+            key,
+        ]
+        while True:
+            reply = await self._scripts["policy"](
+                keys=policy_keys,
+                args=[
+                    channel,
+                    command.type,
+                    command.author,
+                    int(marketing),
+                    int(cross and channel == "whatsapp"),
+                    keys.WINDOW_SECONDS,
+                    self._wait_budget_us(),
+                    interval_us(account.mps, self._s.guard_ms),
+                    0,
+                    pair_interval,
+                    tolerance2,
+                    int(use_pair),
+                    owner,
+                    self._lease_us(),
+                ],
+            )
+            if reply[0] != b"later":
+                break
+            # Only this contact's budget is spent: wait for it, then ask for both slots.
+            await asyncio.sleep(int(reply[1]) / 1_000_000)
         verdict = reply[0].decode()
         if verdict == "reject":
             return Result("rejected", reply[1].decode())

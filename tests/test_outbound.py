@@ -16,6 +16,8 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from gateway.app import OUTBOX, create_app
+from router.accounts import PAIR_BUCKET, PAIR_REFILL_SECONDS
+from router.keys import inbox, limiter
 from router.outbound import Outbox
 from tests.conftest import (
     BOT_1,
@@ -454,6 +456,28 @@ async def test_pair_rate_error_backs_off_that_recipient_only(gw: Gateway) -> Non
     assert to_busy[1].arrived - to_busy[0].arrived >= 0.9  # pair_base_seconds^1 in the test
     assert to_free[0].arrived < to_busy[1].arrived  # the other recipient did not wait
     assert (await gw.delivery("pair"))["outcome"] == "sent"
+
+
+async def test_a_contact_out_of_pair_budget_does_not_hold_back_the_number(gw: Gateway) -> None:
+    """WhatsApp's pair rate (45 per contact, then one per 6 s) holds back that contact only:
+    while its next message waits, the number keeps sending to everyone else."""
+    other = "5511900000002"
+    await gw.contact_writes()
+    await gw.contact_writes(contact=other)
+    # the contact's pair budget is spent for the next 3 s (as after 45 quick messages)
+    seconds, micros = await gw.redis.time()
+    tolerance = int(PAIR_REFILL_SECONDS * 1e6) * (PAIR_BUCKET - 1)
+    tat = seconds * 1_000_000 + micros + 3_000_000 + tolerance
+    await gw.redis.set(limiter(inbox("support"), "whatsapp", NUMBER_A, BR_CONTACT), tat)
+    pushed = time.monotonic()
+    await gw.command("spent", wa(), text="to the contact out of budget")
+    await gw.command("fresh", wa(other), text="to someone else")
+    await gw.run()
+    [to_spent] = [r for r in gw.graph.requests if r.body.get("to") == "+" + BR_CONTACT]
+    [to_fresh] = [r for r in gw.graph.requests if r.body.get("to") == "+" + other]
+    assert to_fresh.arrived - pushed < 1.0  # not 3 s behind the other conversation
+    assert to_spent.arrived - pushed >= 2.9
+    assert (await gw.delivery("spent"))["outcome"] == "sent"
 
 
 async def test_waiting_too_long_for_a_slot_is_rate_limited(gw: Gateway) -> None:

@@ -6,6 +6,7 @@
 --       window_s, max_wait_us, interval1_us, tolerance1_us, interval2_us, tolerance2_us,
 --       use_limiter2 (1/0), owner, lease_us
 -- Returns {'ok', wait_us, last_inbound_message_id, slot_us} with both slots reserved, or
+--         {'later', wait_us} (only the contact's limiter is full: ask again then), or
 --         {'reject', reason}, or {'halt', provider_code}.
 local conv, acct, block, lim1, lim2, cmd = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local channel, ctype, author = ARGV[1], ARGV[2], ARGV[3]
@@ -49,7 +50,17 @@ local function take(key, at, interval)
 end
 local use2 = ARGV[12] == '1'
 local at = admit_at(lim1, tonumber(ARGV[9]))
-if use2 then at = math.max(at, admit_at(lim2, tonumber(ARGV[11]))) end
+if use2 then
+  local at2 = admit_at(lim2, tonumber(ARGV[11]))
+  if at2 > at then
+    -- The contact's own budget (WhatsApp pair rate, Telegram chat rate) is what holds this
+    -- send back: wait for it without reserving a slot of the number, whose other
+    -- conversations keep their pace meanwhile (a reservation in the future would move the
+    -- number's tat there and stall all of them). The caller asks again then.
+    if at2 - now > tonumber(ARGV[7]) then return {'reject', 'rate_limited'} end
+    return {'later', string.format('%d', at2 - now)}
+  end
+end
 if at - now > tonumber(ARGV[7]) then return {'reject', 'rate_limited'} end
 take(lim1, at, tonumber(ARGV[8]))
 if use2 then take(lim2, at, tonumber(ARGV[10])) end
