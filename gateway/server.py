@@ -128,8 +128,9 @@ class _Worker:
 
 
 async def _serve(settings: Settings, redis_url: str, worker: _Worker | None = None) -> None:
-    # Large bodies are decoded on a worker thread; a short GIL switch interval lets the
-    # event loop (live webhooks) take the GIL back within 1 ms instead of 5 ms.
+    # Helper threads (the large-webhook pool's feeder and result threads, the HTTP client's
+    # resolver) hold the GIL at most 1 ms at a time instead of 5 ms before the event loop
+    # (live webhooks) gets it back.
     sys.setswitchinterval(0.001)
     if worker is None:
         app = create_app(settings, redis_url)

@@ -3,7 +3,8 @@ published by a child process, so live webhooks keep the gateway's event loop and
 
 A thread was not enough: msgspec decoding and building ~10,000 script arguments are Python
 work that holds the GIL, and the event loop waited for it after every `epoll` (measured: live
-p99 5-6 ms alone, 20-26 ms during back-to-back 3 MB history webhooks). A child process shares
+p99 2-6 ms alone, 20-26 ms during back-to-back 3 MB history webhooks; with this child and
+slices of 50 events, 4-6 ms). A child process shares
 nothing with the loop but a pipe: the parent passes the raw bytes (one copy), the child
 decodes, routes and runs the publish script calls on its own Redis connections, and answers
 with a `Tally` of a few hundred bytes. The webhook is still answered 200 only after every
@@ -11,7 +12,8 @@ event is in Redis, and 503 if Redis failed, exactly as for a small body.
 
 The pool is started on first use (most processes never see a large body) with the `spawn`
 method (a fork of a running event loop is unsafe) and has one process per gateway process:
-history arrives rarely and in order per number. The child runs at a lower CPU priority
+history arrives rarely and in order per number. The first large webhook waits for the child
+to start (a second or two: it imports the gateway). The child runs at a lower CPU priority
 (nice 10): on a busy machine the live webhooks' process gets the CPU first. If the child
 dies, the webhook is answered 503 (the platform retries) and the next large webhook starts
 a new child.
