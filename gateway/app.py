@@ -179,6 +179,7 @@ def outbound_from(settings: Settings) -> OutboundSettings:
     return OutboundSettings(
         concurrency=out.concurrency,
         claim_idle_ms=int(out.claim_idle_seconds * 1000),
+        dead_consumer_ms=int(out.dead_consumer_seconds * 1000),
         max_deliveries=out.max_deliveries,
         request_timeout_s=out.request_timeout_seconds,
         max_attempts=retry.max_attempts,

@@ -112,6 +112,9 @@ class OutboundSettings(msgspec.Struct, **_STRUCT):
     """An outbox entry pending this long on a consumer that stopped heartbeating is taken
     over by another process."""
     max_deliveries: Annotated[int, msgspec.Meta(ge=1)] = 5
+    dead_consumer_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    """At start, consumers of the outbox group idle this long with nothing pending (left by
+    processes that restarted) are removed from the group."""
     request_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
 

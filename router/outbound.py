@@ -99,6 +99,7 @@ class OutboundSettings:
     read_count: int = 64
     block_ms: int = 1000
     claim_idle_ms: int = 120_000
+    dead_consumer_ms: int = 3_600_000
     max_deliveries: int = 5
     request_timeout_s: float = 10.0
     max_attempts: int = 5
@@ -244,6 +245,7 @@ class Outbox:
         start) also forgets a disconnect (CONTRACT §3). False while Redis is unreachable."""
         try:
             await self.ensure_group()
+            await self._forget_dead_consumers()
             for a in self._directory.accounts.values():
                 key = keys.account_state(keys.inbox(a.assistant), a.channel, a.account_id)
                 if self._s.forget_halts:
@@ -258,6 +260,20 @@ class Outbox:
             log.warning("outbox workers wait for redis: %s", exc)
             return False
         return True
+
+    async def _forget_dead_consumers(self) -> None:
+        """Every process reads as a consumer of its own, so each restart leaves a name behind
+        in the group. Names idle for `dead_consumer_ms` with nothing pending are removed: a
+        live consumer is re-created by its next read, and one with pending entries keeps
+        them until another process takes them over."""
+        for consumer in await self._redis.xinfo_consumers(keys.OUTBOX, keys.OUTBOX_GROUP):
+            name = consumer["name"]
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            if consumer["pending"] or consumer["idle"] < self._s.dead_consumer_ms:
+                continue
+            if name != self.consumer:
+                await self._redis.xgroup_delconsumer(keys.OUTBOX, keys.OUTBOX_GROUP, name)
+                log.info("removed outbox consumer %s (idle, nothing pending)", name)
 
     async def account_problems(self) -> dict[str, dict[str, str]]:
         """Numbers and bots that cannot send: `halted` (provider code) or `disconnected`

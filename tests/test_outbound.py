@@ -4,6 +4,7 @@ drain mode (`Outbox.drain`) so tests wait for work, not for time."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -657,3 +658,30 @@ async def test_an_invalid_command_takes_no_rate_limit_slot(gw: Gateway) -> None:
     assert (delivery["outcome"], delivery["reason"]) == ("rejected", "invalid_command")
     assert await gw.redis.get(slot) == before
     assert gw.graph.requests == []
+
+
+async def test_consumers_left_by_restarted_processes_are_removed_at_start(
+    aiohttp_client: Any, redis: Redis, redis_url: str
+) -> None:
+    """Each process reads gw:outbox as a consumer of its own; what restarts leave behind is
+    cleaned up, but never a consumer that still holds entries another process must take over."""
+    await redis.xgroup_create("gw:outbox", "gateway", id="0", mkstream=True)
+    await redis.xadd("gw:outbox", {"command": "{}"})
+    await redis.xreadgroup("gateway", "gone-with-an-entry", {"gw:outbox": ">"}, count=1)
+    await redis.xreadgroup("gateway", "gone-empty", {"gw:outbox": ">"}, count=1)
+    settings = make_settings(redis_url, CLAIM_IDLE="30")
+    settings = msgspec.structs.replace(
+        settings,
+        outbound=msgspec.structs.replace(settings.outbound, dead_consumer_seconds=0.2),
+    )
+    await asyncio.sleep(0.3)
+    await aiohttp_client(create_app(settings, redis_url))  # starts the reply workers
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        consumers = await redis.xinfo_consumers("gw:outbox", "gateway")
+        names = {c["name"].decode() for c in consumers}
+        if "gone-empty" not in names:
+            break
+        await asyncio.sleep(0.05)
+    assert "gone-empty" not in names
+    assert "gone-with-an-entry" in names  # its pending entry waits for a takeover
