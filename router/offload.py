@@ -13,7 +13,7 @@ event is in Redis, and 503 if Redis failed, exactly as for a small body.
 The pool is started on first use (most processes never see a large body) with the `spawn`
 method (a fork of a running event loop is unsafe) and has one process per gateway process:
 history arrives rarely and in order per number. The first large webhook waits for the child
-to start (a second or two: it imports the gateway). The child runs at a lower CPU priority
+to start (about 0.3 s here: it imports the gateway). The child runs at a lower CPU priority
 (nice 10): on a busy machine the live webhooks' process gets the CPU first. If the child
 dies, the webhook is answered 503 (the platform retries) and the next large webhook starts
 a new child.
