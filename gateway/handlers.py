@@ -19,11 +19,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from adapters import telegram, whatsapp
-from adapters.schema import Parsed, ParseError
+from adapters.schema import ParseError
 from gateway.app import OFFLOAD, OUTBOX, REDIS, ROUTER, STATE, State
 from router.client import REDIS_ERRORS
 from router.inbound import RouterUnavailable
-from router.offload import Malformed
+from router.offload import Malformed, parse_webhook
 
 log = logging.getLogger("gateway.http")
 
@@ -69,7 +69,7 @@ async def whatsapp_post(request: web.Request) -> web.Response:
         state.metrics.signature_failures.labels("whatsapp").inc()
         return _answer(state, "whatsapp", _plain(401, "bad signature"))
     now = int(time.time())
-    return await _ingest(request, "whatsapp", body, now, lambda: whatsapp.parse(body, now))
+    return await _ingest(request, "whatsapp", body, now)
 
 
 async def telegram_post(request: web.Request) -> web.Response:
@@ -85,9 +85,7 @@ async def telegram_post(request: web.Request) -> web.Response:
     if isinstance(body, web.Response):
         return _answer(state, "telegram", body)
     now = int(time.time())
-    return await _ingest(
-        request, "telegram", body, now, lambda: telegram.parse_update(body, bot_id, now), bot_id
-    )
+    return await _ingest(request, "telegram", body, now, bot_id)
 
 
 async def _read_body(request: web.Request, state: State) -> bytes | web.Response:
@@ -107,7 +105,6 @@ async def _ingest(
     channel: str,
     body: bytes,
     received_at: int,
-    parse: Callable[[], Parsed],
     bot_id: str | None = None,
 ) -> web.Response:
     state = request.app[STATE]
@@ -121,7 +118,7 @@ async def _ingest(
             outcome = await request.app[OFFLOAD].publish(channel, body, received_at, bot_id)
         else:
             try:
-                parsed = parse()
+                parsed = parse_webhook(channel, body, received_at, bot_id)
             except ParseError as exc:
                 outcome = Malformed(str(exc))
             else:

@@ -32,7 +32,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from adapters import telegram, whatsapp
-from adapters.schema import ParseError
+from adapters.schema import Parsed, ParseError
 from router.inbound import InboundRouter, RouterUnavailable, Tally
 
 log = logging.getLogger("gateway.offload")
@@ -67,14 +67,18 @@ def _start_child(factory: ClientsFactory, niceness: int) -> None:
     _CHILD.router = _CHILD.loop.run_until_complete(factory())
 
 
+def parse_webhook(channel: str, body: bytes, received_at: int, bot_id: str | None) -> Parsed:
+    """The adapter's decode for one webhook body; raises only `ParseError`."""
+    if channel == "whatsapp":
+        return whatsapp.parse(body, received_at)
+    return telegram.parse_update(body, bot_id or "", received_at)
+
+
 def _publish_in_child(
     channel: str, body: bytes, received_at: int, bot_id: str | None
 ) -> Tally | Malformed:
     try:
-        if channel == "whatsapp":
-            parsed = whatsapp.parse(body, received_at)
-        else:
-            parsed = telegram.parse_update(body, bot_id or "", received_at)
+        parsed = parse_webhook(channel, body, received_at, bot_id)
     except ParseError as exc:
         return Malformed(str(exc))
     report = _CHILD.loop.run_until_complete(
