@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -340,34 +341,33 @@ def _children_by_parent() -> dict[int, list[int]]:
     return found
 
 
-def redis_reads(url: str | None) -> int | None:
-    """How many reads Redis has made from client sockets (INFO stats total_reads_processed):
-    a pipelined batch of commands costs one, so this counts network round trips."""
+def redis_info(url: str | None, section: str) -> dict[str, Any] | None:
+    """One INFO section of the Redis at url; None (with a note) when it cannot be read."""
     if url is None:
         return None
     try:
         client = redis.Redis.from_url(url, socket_timeout=2.0)
-        stats = client.info("stats")
+        stats = client.info(section)
         client.close()  # type: ignore[no-untyped-call]
-        assert isinstance(stats, dict)
+        assert isinstance(stats, dict)  # the sync client answers values, not awaitables
     except redis.RedisError as exc:
         print(f"note: no Redis stats from {url}: {exc}", file=sys.stderr)
         return None
-    value = stats.get("total_reads_processed")
+    return stats
+
+
+def redis_reads(url: str | None) -> int | None:
+    """How many reads Redis has made from client sockets (INFO stats total_reads_processed):
+    a pipelined batch of commands costs one, so this counts network round trips."""
+    stats = redis_info(url, "stats")
+    value = stats.get("total_reads_processed") if stats else None
     return int(value) if value is not None else None
 
 
 def redis_calls(url: str | None) -> dict[str, int] | None:
     """Calls per command from INFO commandstats (our own INFO left out); None if unknown."""
-    if url is None:
-        return None
-    try:
-        client = redis.Redis.from_url(url, socket_timeout=2.0)
-        stats = client.info("commandstats")
-        client.close()  # type: ignore[no-untyped-call]
-        assert isinstance(stats, dict)  # the sync client answers values, not awaitables
-    except redis.RedisError as exc:
-        print(f"note: no Redis stats from {url}: {exc}", file=sys.stderr)
+    stats = redis_info(url, "commandstats")
+    if stats is None:
         return None
     return {
         key.removeprefix("cmdstat_"): int(value["calls"])
