@@ -41,23 +41,21 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import yaml
 from _loadgen import Merged, Workers, WorkerSpec, merge, percentile
 from _payloads import HistoryShape, PayloadSpec
-from _procs import GATEWAY_COMMAND, HOST, StartError, free_port, gateway, redis_server
+from _procs import GATEWAY_COMMAND, HOST, StartError
 from inbound import (
     APP_SECRET,
     BOT_ID,
     NUMBERS,
-    READY_TIMEOUT_S,
     TELEGRAM_SECRET,
     Meters,
     Plan,
     Row,
     Target,
     fmt,
-    gateway_config,
     make_row,
+    start_tuned_gateway,
     table,
 )
 from outbound import log_problems
@@ -165,25 +163,14 @@ def start(
     args: argparse.Namespace, flood: Flood, stack: contextlib.ExitStack, work: Path
 ) -> Target:
     """Redis, config.yaml (inbound.py's, plus body limit and chunk size), the gateway."""
-    redis_service = stack.enter_context(redis_server(work))
-    redis_url = f"redis://{redis_service.host}:{redis_service.port}/0"
-    port = free_port()
-    config = gateway_config(port, redis_url, APP_SECRET)
-    config["server"]["drain_seconds"] = 0  # nothing to drain for at the end of a benchmark
-    if flood.body_bytes > DEFAULT_MAX_BODY:
-        config["server"]["max_body_bytes"] = flood.body_bytes + 4096
-    if args.publish_chunk is not None:
-        config["router"] = {"publish_chunk_events": args.publish_chunk}
-    gw_dir = work / "gateway"  # outbound.log_problems reads gateway*/gateway.stderr
-    gw_dir.mkdir()
-    path = gw_dir / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    if args.verbose:
-        print(f"--- {path}\n{path.read_text()}", file=sys.stderr)
-    service = stack.enter_context(gateway(args.gateway_cmd, path, port, gw_dir, READY_TIMEOUT_S))
-    return Target(
-        "gateway", HOST, port, service.pid, redis_url, APP_SECRET, service, redis_service.pid
-    )
+
+    def tune(config: dict[str, Any]) -> None:
+        if flood.body_bytes > DEFAULT_MAX_BODY:
+            config["server"]["max_body_bytes"] = flood.body_bytes + 4096
+        if args.publish_chunk is not None:
+            config["router"] = {"publish_chunk_events": args.publish_chunk}
+
+    return start_tuned_gateway(args, stack, work, tune)
 
 
 # --- the scenarios -------------------------------------------------------------------------

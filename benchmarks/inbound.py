@@ -26,6 +26,7 @@ import os
 import platform
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,32 @@ def start_gateway(args: argparse.Namespace, stack: contextlib.ExitStack, work: P
         # others listen would all stay with it. The supervisor logs when all of them do.
         wait_for_log(service, f"with {args.workers} workers", READY_TIMEOUT_S)
     return Target("gateway", HOST, port, service.pid, redis_url, secret, service, redis_pid)
+
+
+def start_tuned_gateway(
+    args: argparse.Namespace,
+    stack: contextlib.ExitStack,
+    work: Path,
+    tune: Callable[[dict[str, Any]], None],
+) -> Target:
+    """A redis-server of its own and a gateway on gateway_config() as `tune` changes it, with
+    no drain at the end; its stderr in work/gateway (where outbound.log_problems reads)."""
+    redis_service = stack.enter_context(redis_server(work))
+    redis_url = f"redis://{redis_service.host}:{redis_service.port}/0"
+    port = free_port()
+    config = gateway_config(port, redis_url, APP_SECRET)
+    config["server"]["drain_seconds"] = 0  # nothing to drain for at the end of a benchmark
+    tune(config)
+    gw_dir = work / "gateway"
+    gw_dir.mkdir()
+    path = gw_dir / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    if args.verbose:
+        print(f"--- {path}\n{path.read_text()}", file=sys.stderr)
+    service = stack.enter_context(gateway(args.gateway_cmd, path, port, gw_dir, READY_TIMEOUT_S))
+    return Target(
+        "gateway", HOST, port, service.pid, redis_url, APP_SECRET, service, redis_service.pid
+    )
 
 
 def running_gateway(args: argparse.Namespace) -> Target:

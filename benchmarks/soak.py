@@ -34,28 +34,21 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import yaml
 from _loadgen import TickResult, Workers, merge, percentile
 from _procs import (
     GATEWAY_COMMAND,
-    HOST,
     StartError,
     cpu_seconds,
-    free_port,
-    gateway,
-    redis_server,
     rss_bytes,
 )
 from inbound import (
-    APP_SECRET,
     BOT_ID,
-    READY_TIMEOUT_S,
     TELEGRAM_SECRET,
     Plan,
     Target,
     fmt,
-    gateway_config,
     run,
+    start_tuned_gateway,
     worker_specs,
 )
 from outbound import log_problems
@@ -142,22 +135,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def start(args: argparse.Namespace, stack: contextlib.ExitStack, work: Path) -> Target:
     """Redis, config.yaml (inbound.py's with small stream bounds), the gateway."""
-    redis_service = stack.enter_context(redis_server(work))
-    redis_url = f"redis://{redis_service.host}:{redis_service.port}/0"
-    port = free_port()
-    config = gateway_config(port, redis_url, APP_SECRET)
-    config["server"]["drain_seconds"] = 0  # nothing to drain for at the end of a benchmark
-    config["router"] = {"inbox_maxlen": args.inbox_maxlen}
-    gw_dir = work / "gateway"  # outbound.log_problems reads gateway*/gateway.stderr
-    gw_dir.mkdir()
-    path = gw_dir / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    if args.verbose:
-        print(f"--- {path}\n{path.read_text()}", file=sys.stderr)
-    service = stack.enter_context(gateway(args.gateway_cmd, path, port, gw_dir, READY_TIMEOUT_S))
-    return Target(
-        "gateway", HOST, port, service.pid, redis_url, APP_SECRET, service, redis_service.pid
-    )
+
+    def tune(config: dict[str, Any]) -> None:
+        config["router"] = {"inbox_maxlen": args.inbox_maxlen}
+
+    return start_tuned_gateway(args, stack, work, tune)
 
 
 def peak(args: argparse.Namespace, target: Target) -> float:
