@@ -61,61 +61,95 @@ async def whatsapp_verify(request: web.Request) -> web.Response:
 async def whatsapp_post(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if state.settings.whatsapp is None:
-        return _answer(state, "whatsapp", _plain(404, "whatsapp is not configured"))
+        return _plain(*_counted(state, "whatsapp", 404, "whatsapp is not configured"))
     body = await _read_body(request, state)
-    if isinstance(body, web.Response):
-        return _answer(state, "whatsapp", body)
-    if not whatsapp.verify_signature(body, request.headers.get(SIGNATURE_HEADER), state.app_secret):
-        state.metrics.signature_failures.labels("whatsapp").inc()
-        return _answer(state, "whatsapp", _plain(401, "bad signature"))
-    now = int(time.time())
-    return await _ingest(request, "whatsapp", body, now)
+    if body is None:
+        return _plain(*_counted(state, "whatsapp", 413, "body too large"))
+    status, text = await whatsapp_webhook(request.app, request.headers.get(SIGNATURE_HEADER), body)
+    return _plain(status, text)
 
 
 async def telegram_post(request: web.Request) -> web.Response:
     state = request.app[STATE]
     bot_id = request.match_info["bot_id"]
-    bot = state.bots.get(bot_id)
-    if bot is None:
-        return _answer(state, "telegram", _plain(404, "unknown bot"))
-    if not telegram.verify_secret(request.headers.get(TELEGRAM_SECRET_HEADER), bot.secret_token):
-        state.metrics.signature_failures.labels("telegram").inc()
-        return _answer(state, "telegram", _plain(401, "bad secret token"))
+    secret = request.headers.get(TELEGRAM_SECRET_HEADER)
+    refused = _telegram_refusal(state, bot_id, secret)
+    if refused is not None:
+        return _plain(*refused)
     body = await _read_body(request, state)
-    if isinstance(body, web.Response):
-        return _answer(state, "telegram", body)
-    now = int(time.time())
-    return await _ingest(request, "telegram", body, now, bot_id)
+    if body is None:
+        return _plain(*_counted(state, "telegram", 413, "body too large"))
+    status, text = await telegram_webhook(request.app, bot_id, secret, body)
+    return _plain(status, text)
 
 
-async def _read_body(request: web.Request, state: State) -> bytes | web.Response:
-    """The raw body, or a 413 answer: refused on Content-Length before reading, and while
-    reading (chunked bodies) as soon as it passes the limit, never buffered whole."""
+async def _read_body(request: web.Request, state: State) -> bytes | None:
+    """The raw body, or None if it is too large (answer 413): refused on Content-Length
+    before reading, and while reading (chunked bodies) as soon as it passes the limit, never
+    buffered whole."""
     limit = state.settings.server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
-        return _plain(413, "body too large")
+        return None
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return _plain(413, "body too large")
+        return None
+
+
+Answer = tuple[int, str]
+"""Status and plain-text body of a webhook answer: the same for the aiohttp routes and the
+fast path (gateway/fasthttp.py), which both call the two functions below."""
+
+
+async def whatsapp_webhook(app: web.Application, signature: str | None, body: bytes) -> Answer:
+    """Everything after the body is read: signature, parse, publish, metrics, the answer."""
+    state = app[STATE]
+    if state.settings.whatsapp is None:
+        return _counted(state, "whatsapp", 404, "whatsapp is not configured")
+    if not whatsapp.verify_signature(body, signature, state.app_secret):
+        state.metrics.signature_failures.labels("whatsapp").inc()
+        return _counted(state, "whatsapp", 401, "bad signature")
+    return await _ingest(app, "whatsapp", body, int(time.time()))
+
+
+async def telegram_webhook(
+    app: web.Application, bot_id: str, secret: str | None, body: bytes
+) -> Answer:
+    """The same for one bot's update; `secret` is its X-Telegram-Bot-Api-Secret-Token."""
+    state = app[STATE]
+    refused = _telegram_refusal(state, bot_id, secret)
+    if refused is not None:
+        return refused
+    return await _ingest(app, "telegram", body, int(time.time()), bot_id)
+
+
+def _telegram_refusal(state: State, bot_id: str, secret: str | None) -> Answer | None:
+    """404 for a bot we do not serve, 401 for a wrong secret token (counted), else None."""
+    bot = state.bots.get(bot_id)
+    if bot is None:
+        return _counted(state, "telegram", 404, "unknown bot")
+    if not telegram.verify_secret(secret, bot.secret_token):
+        state.metrics.signature_failures.labels("telegram").inc()
+        return _counted(state, "telegram", 401, "bad secret token")
+    return None
 
 
 async def _ingest(
-    request: web.Request,
+    app: web.Application,
     channel: str,
     body: bytes,
     received_at: int,
     bot_id: str | None = None,
-) -> web.Response:
-    state = request.app[STATE]
-    router = request.app[ROUTER]
+) -> Answer:
+    state = app[STATE]
+    router = app[ROUTER]
     started = time.perf_counter()
     try:
         if len(body) > state.settings.server.offload_bytes:
             # A multi-megabyte body (history sync) is decoded and published by a child
             # process, so live webhooks keep this event loop (router/offload.py).
             publish_started = time.perf_counter()
-            outcome = await request.app[OFFLOAD].publish(channel, body, received_at, bot_id)
+            outcome = await app[OFFLOAD].publish(channel, body, received_at, bot_id)
         else:
             try:
                 parsed = parse_webhook(channel, body, received_at, bot_id)
@@ -130,20 +164,20 @@ async def _ingest(
             )
             state.metrics.deadletters.labels(channel, "malformed_body").inc()
             log.warning("dead-lettered a %s body: %s", channel, outcome.detail[:200])
-            return _answer(state, channel, _plain(200, "OK"))
+            return _counted(state, channel, 200, "OK")
     except RouterUnavailable as exc:
         state.metrics.redis_errors.labels("publish").inc()
         log.error("redis unavailable, answering 503 so %s retries: %s", channel, exc)
-        return _answer(state, channel, _plain(503, "temporarily unavailable"))
+        return _counted(state, channel, 503, "temporarily unavailable")
     done = time.perf_counter()
     state.metrics.timed(channel, done - publish_started, done - started)
     state.metrics.tallied(channel, outcome)
-    return _answer(state, channel, _plain(200, "OK"))
+    return _counted(state, channel, 200, "OK")
 
 
-def _answer(state: State, channel: str, response: web.Response) -> web.Response:
-    state.metrics.answered(channel, response.status)
-    return response
+def _counted(state: State, channel: str, status: int, text: str) -> Answer:
+    state.metrics.answered(channel, status)
+    return status, text
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -29,6 +29,7 @@ from aiohttp import web
 from gateway.app import STATE, create_app
 from gateway.config import Settings
 from gateway.embedded import EmbeddedRedis
+from gateway.fasthttp import GatewayRunner
 from gateway.metrics import Metrics
 
 log = logging.getLogger("gateway")
@@ -137,7 +138,7 @@ async def _serve(settings: Settings, redis_url: str, worker: _Worker | None = No
     else:
         app = create_app(settings, redis_url, worker.metrics, restarted=worker.restarted)
     srv = settings.server
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         app,
         handle_signals=False,
         access_log=log if srv.access_log else None,

