@@ -342,7 +342,8 @@ def framework(spec: Spec, versions: dict[str, str]) -> str:
     """What serves the target, with versions."""
     v = versions.get
     if spec.server == "gateway":
-        return f"gateway (aiohttp {importlib.metadata.version('aiohttp')}) + Redis"
+        own = importlib.metadata.version
+        return f"gateway (aiohttp {own('aiohttp')}, httptools {own('httptools')}) + Redis"
     if spec.server == "aiogram":
         return f"aiogram {v('aiogram')}, aiohttp {v('aiohttp')}"
     flavor = "pywa_async" if spec.server == "pywa-async" else "pywa"
