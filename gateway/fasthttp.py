@@ -238,7 +238,8 @@ class FastProtocol(asyncio.Protocol):
                     self._handoff()
                 return
             try:
-                self._pending = self._route(bytes(buf[: end + 4]))
+                with memoryview(buf) as view, view[: end + 4] as head:
+                    self._pending = self._route(head)
             except (_NotPlain, httptools.HttpParserError):
                 self._handoff()
                 return
@@ -259,7 +260,7 @@ class FastProtocol(asyncio.Protocol):
         self.busy = True
         self.task = self._loop.create_task(self._serve(route, payload, keep_alive, target))
 
-    def _route(self, head: bytes) -> tuple[Route, bool, bytes]:
+    def _route(self, head: memoryview) -> tuple[Route, bool, bytes]:
         """The webhook route of a plain request head; raises `_NotPlain` for any other."""
         self._parser.feed_data(head)
         parsed = self._head
@@ -301,14 +302,14 @@ class FastProtocol(asyncio.Protocol):
         return route, parser.should_keep_alive(), parsed.url
 
     async def _serve(self, route: Route, body: bytes, keep_alive: bool, target: bytes) -> None:
-        started = time.time()
+        started = time.time() if self._server.access_log is not None else 0.0
         try:
             status, text = await route(body)
         except Exception:
             log.exception("Error handling request")
             status, text = 500, "Internal Server Error"
         close = not keep_alive or self._server.closing
-        answer = _response(status, text.encode(), close)
+        answer = _answers.get(status, text, close)
         transport = self._transport
         if transport is not None:
             transport.write(answer)
@@ -368,25 +369,40 @@ def _plain_segment(segment: bytes) -> bool:
     return bool(segment) and b"/" not in segment and b"%" not in segment and segment.isascii()
 
 
-_date_second = 0
-_date_header = b""
+class _Answers:
+    """The bytes of each answer, built once per second (the Date header changes)."""
 
+    def __init__(self) -> None:
+        self._second = -1
+        self._cache: dict[tuple[int, str, bool], bytes] = {}
 
-def _response(status: int, body: bytes, close: bool) -> bytes:
-    global _date_second, _date_header
-    now = int(time.time())
-    if now != _date_second:
-        _date_second = now
-        _date_header = email.utils.formatdate(now, usegmt=True).encode()
-    return b"".join(
-        (
-            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")),
-            b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" % len(body),
-            b"Date: " + _date_header + b"\r\n",
-            b"Connection: close\r\n\r\n" if close else b"\r\n",
-            body,
+    def get(self, status: int, text: str, close: bool) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._cache.clear()
+        key = (status, text, close)
+        answer = self._cache.get(key)
+        if answer is None:
+            answer = self._cache[key] = self._build(status, text.encode(), close, now)
+        return answer
+
+    @staticmethod
+    def _build(status: int, body: bytes, close: bool, now: int) -> bytes:
+        date = email.utils.formatdate(now, usegmt=True).encode()
+        return b"".join(
+            (
+                b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")),
+                b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" % len(body),
+                b"Date: " + date + b"\r\n",
+                b"Connection: close\r\n\r\n" if close else b"\r\n",
+                body,
+            )
         )
-    )
+
+
+_answers = _Answers()
+"""Shared by every connection of the process: the handlers' answers are a few fixed texts."""
 
 
 class GatewayRunner(web.AppRunner):

@@ -13,13 +13,15 @@ Redis Cluster of three masters instead (`tests/redis_cluster.py`): the same test
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestClient, TestServer
 from redis.asyncio import Redis
@@ -84,10 +86,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Tests marked `uvloop_too` run on asyncio's loop and on uvloop's."""
+    if item.get_closest_marker("uvloop_too") is not None:
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _CLUSTER
     _CLUSTER = bool(config.getoption("--redis-cluster"))
     config.addinivalue_line("markers", "cluster: also runs against a Redis Cluster")
+    config.addinivalue_line("markers", "uvloop_too: runs on asyncio's loop and on uvloop")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -14,7 +14,6 @@ from itertools import count
 
 import msgspec
 import pytest
-import uvloop
 from redis.asyncio import Redis
 
 from gateway import fasthttp
@@ -36,14 +35,10 @@ from tests.conftest import (
 
 _ids = count()
 
-
-@pytest.fixture(params=["asyncio", "uvloop"], autouse=True)
-def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
-    """Every test on both loops: production runs uvloop, whose transports hand a connection
-    over to aiohttp (`set_protocol`) with their own code."""
-    if request.param == "uvloop":
-        return uvloop.EventLoopPolicy()
-    return asyncio.DefaultEventLoopPolicy()
+# Every test on both loops (conftest's pytest_asyncio_loop_factories): production runs
+# uvloop, whose transports hand a connection over to aiohttp (`set_protocol`) with their own
+# code.
+pytestmark = pytest.mark.uvloop_too
 
 
 @dataclass
