@@ -170,11 +170,15 @@ class InboundRouter:
         originals = await self._resolve_renames(known)
         slices = self._prepare(channel, known, originals, parsed, unknown, body, received_at)
         report = Report()
-        for i, calls in enumerate(slices):
-            if i:
+        first = True
+        for calls in slices:
+            if not calls.batches:
+                continue  # no events, or no dead letters: nothing to run, no turn to give
+            if not first:
                 await asyncio.sleep(0)
+            first = False
             await self._run_all(calls, report)
-        report.deadletters = [reason for calls in slices for reason in calls.letters]
+            report.deadletters.extend(calls.letters)
         return report
 
     def _route(
