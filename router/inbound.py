@@ -201,14 +201,24 @@ class InboundRouter:
         platform's retry publishes only what is missing.
         """
         known, unknown = self._route(channel, parsed)
-        await self._resolve_bsuids(known)
-        originals = await self._resolve_renames(known)
+        # The extra round trips below are awaited only for the webhooks that need them.
+        if pending := self._hidden_numbers(known):
+            await self._resolve_bsuids(pending)
+        originals: dict[int, str] = {}
+        if renames := [(r, a) for r, a in known if r.renamed_to and r.event.conversation_id]:
+            originals = await self._resolve_renames(renames)
         slices = self._prepare(channel, known, originals, parsed, unknown, body, received_at)
         report = Report()
         for i, calls in enumerate(slices):
             if i:
                 await asyncio.sleep(0)
-            await self._run_all(calls, report)
+            batches = calls.batches
+            if len(batches) == 1:  # the usual: one stream, one call
+                for batch in batches.values():
+                    if batch.keys:
+                        await self._run(batch, report)
+            else:
+                await self._run_all(calls, report)
             report.deadletters.extend(calls.letters)
         return report
 
@@ -296,8 +306,9 @@ class InboundRouter:
             unknown[account] = unknown.get(account, 0) + 1
         return assistant
 
-    async def _resolve_bsuids(self, known: list[tuple[Routed, str]]) -> None:
-        """Give a contact whose phone number is hidden the wa_id it had before (CONTRACT §2.1)."""
+    def _hidden_numbers(self, known: list[tuple[Routed, str]]) -> list[tuple[Routed, str]]:
+        """Give a contact whose phone number is hidden the wa_id it had before (CONTRACT §2.1)
+        when this same body shows it; the others are left for `_resolve_bsuids`."""
         pending: list[tuple[Routed, str]] = []
         seen: dict[tuple[str, str], str] = {}  # mappings this same body establishes
         for item, assistant in known:
@@ -309,8 +320,10 @@ class InboundRouter:
                 _set_contact(event, wa_id)
             else:
                 pending.append((item, assistant))
-        if not pending:
-            return
+        return pending
+
+    async def _resolve_bsuids(self, pending: list[tuple[Routed, str]]) -> None:
+        """The wa_ids that earlier bodies showed for these BSUID-only contacts."""
         # GETs in a pipeline, not one MGET: the keys of several assistants are in several
         # slots, and a cluster splits a pipeline by node.
         pipe = self._redis.pipeline(transaction=False)
@@ -325,13 +338,10 @@ class InboundRouter:
             if wa_id:
                 _set_contact(item.event, wa_id.decode())
 
-    async def _resolve_renames(self, known: list[tuple[Routed, str]]) -> dict[int, str]:
+    async def _resolve_renames(self, renames: list[tuple[Routed, str]]) -> dict[int, str]:
         """For a contact that changed its number: the contact id its conversation started
         with (the old number may itself be a renamed one). One extra round trip, only for
         webhooks that carry such a system message."""
-        renames = [(r, a) for r, a in known if r.renamed_to and r.event.conversation_id]
-        if not renames:
-            return {}
         pipe = self._redis.pipeline(transaction=False)
         for item, assistant in renames:
             pipe.hget(
@@ -482,11 +492,6 @@ class InboundRouter:
     async def _run_all(self, calls: _Calls, report: Report) -> None:
         """One slice's calls side by side (one round trip); raises if any of them failed."""
         batches = calls.batches
-        if len(batches) == 1:
-            for batch in batches.values():
-                if batch.keys:
-                    await self._run(batch, report)
-            return
         results = await asyncio.gather(
             *(self._run(batch, report) for batch in batches.values() if batch.keys),
             return_exceptions=True,
