@@ -453,10 +453,9 @@ class InboundRouter:
         if account is None:
             return
         limiter = streams.limiters.get((channel, event.account_id))
-        if limiter is None:
+        if limiter is None:  # one per configured number: the cache stays small
             limiter = keys.limiter(streams.inbox, channel, event.account_id)
-            if len(streams.limiters) < 4096:  # one per configured number, in practice
-                streams.limiters[(channel, event.account_id)] = limiter
+            streams.limiters[(channel, event.account_id)] = limiter
         interval = self._intervals.get(account.mps)
         if interval is None:
             guard = self._limits.limiter_guard_ms
