@@ -3,7 +3,9 @@
 Only the keys the gateway reads are declared; msgspec skips the rest while decoding, so new
 provider keys never break parsing. Lists of items are kept as `msgspec.Raw` at first and
 decoded one by one: one malformed item then costs only itself, and its exact bytes go to
-the dead-letter stream. Timestamps and ids are strings on the wire (PLATFORM §1.3).
+the dead-letter stream. The `Whole*` structs at the end decode a usual body in one pass
+instead, and refuse anything the one-by-one walk would not take cleanly. Timestamps and ids
+are strings on the wire (PLATFORM §1.3).
 """
 
 from __future__ import annotations
