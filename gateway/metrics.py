@@ -252,11 +252,11 @@ class Metrics:
                     counter = counters[key] = self._labelled(self.events, channel, *key)
                 counter.inc(count)
         for kind, count in tally.duplicates.items():
-            self.duplicates.labels(channel, kind).inc(count)
+            self._labelled(self.duplicates, channel, kind).inc(count)
         for event in tally.accounts:
             self._account_event(channel, event)
         for reason in tally.deadletters:
-            self.deadletters.labels(channel, reason).inc()
+            self._labelled(self.deadletters, channel, reason).inc()
 
     def _account_event(self, channel: str, event: AccountEvent) -> None:
         if event.connected is not None:
