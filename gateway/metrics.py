@@ -59,6 +59,11 @@ class Metrics:
         self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry(auto_describe=True)
         self._children: dict[tuple[int, tuple[str, ...]], Counter | Histogram] = {}
+        # The webhook path's labelled children, looked up once (prometheus_client's `labels()`
+        # validates and locks every time): by channel, then by the rest of the labels.
+        self._answers: dict[tuple[str, int], Counter] = {}
+        self._timers: dict[str, tuple[Histogram, Histogram]] = {}
+        self._event_counters: dict[str, dict[tuple[str, str], Counter]] = {}
         r = self.registry
         self.requests = Counter(
             "gateway_http_requests",
@@ -209,11 +214,21 @@ class Metrics:
         self.outbox_oldest.set(oldest_pending_s)
 
     def answered(self, channel: str, status: int) -> None:
-        self._labelled(self.requests, channel, str(status)).inc()
+        counter = self._answers.get((channel, status))
+        if counter is None:
+            counter = self._labelled(self.requests, channel, str(status))
+            self._answers[(channel, status)] = counter
+        counter.inc()
 
     def timed(self, channel: str, publish_s: float, request_s: float) -> None:
-        self._labelled(self.publish_seconds, channel).observe(publish_s)
-        self._labelled(self.request_seconds, channel).observe(request_s)
+        timers = self._timers.get(channel)
+        if timers is None:
+            timers = self._timers[channel] = (
+                self._labelled(self.publish_seconds, channel),
+                self._labelled(self.request_seconds, channel),
+            )
+        timers[0].observe(publish_s)
+        timers[1].observe(request_s)
 
     def _labelled(self, metric: _Labelled, *values: str) -> _Labelled:
         """`metric.labels(*values)`, looked up once: the webhook path calls this several times
@@ -227,14 +242,21 @@ class Metrics:
     def tallied(self, channel: str, tally: Tally) -> None:
         """One webhook's events and duplicates: one labelled increment per (kind, type), so
         a 10,000-event history webhook costs a handful of label lookups, not 10,000."""
-        for (kind, label), count in tally.published.items():
-            self._labelled(self.events, channel, kind, label).inc(count)
+        if tally.published:
+            counters = self._event_counters.get(channel)
+            if counters is None:
+                counters = self._event_counters[channel] = {}
+            for key, count in tally.published.items():
+                counter = counters.get(key)
+                if counter is None:
+                    counter = counters[key] = self._labelled(self.events, channel, *key)
+                counter.inc(count)
         for kind, count in tally.duplicates.items():
-            self.duplicates.labels(channel, kind).inc(count)
+            self._labelled(self.duplicates, channel, kind).inc(count)
         for event in tally.accounts:
             self._account_event(channel, event)
         for reason in tally.deadletters:
-            self.deadletters.labels(channel, reason).inc()
+            self._labelled(self.deadletters, channel, reason).inc()
 
     def _account_event(self, channel: str, event: AccountEvent) -> None:
         if event.connected is not None:

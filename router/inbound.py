@@ -36,6 +36,7 @@ from adapters.schema import (
     AnyEvent,
     BadItem,
     EchoEvent,
+    HistoryEvent,
     MessageEvent,
     Parsed,
     Routed,
@@ -78,6 +79,22 @@ class Tally:
     """Reason of each dead letter written."""
 
 
+_KINDS: dict[type[Any], str] = {kind: str(kind.__struct_config__.tag) for kind in AnyEvent.__args__}
+"""Event class → its `kind`."""
+_LABEL_KEYS: dict[tuple[type[Any], str | None], tuple[str, str]] = {}
+"""(event class, its `type`) → its key in `Tally.published`, made once per pair."""
+
+
+def _label_key(event: AnyEvent) -> tuple[str, str]:
+    label = getattr(event, "type", None)
+    key = _LABEL_KEYS.get((type(event), label))
+    if key is None:
+        key = (_KINDS[type(event)], label if label in MESSAGE_TYPES else "")
+        if len(_LABEL_KEYS) < 1024:  # bounded by MESSAGE_TYPES; the guard is belt and braces
+            _LABEL_KEYS[(type(event), label)] = key
+    return key
+
+
 @dataclass
 class Report:
     """What one publish did, for metrics and logs."""
@@ -87,40 +104,36 @@ class Report:
     deadletters: list[str] = field(default_factory=list)
 
     def tally(self) -> Tally:
-        out = Tally(deadletters=self.deadletters)
+        published: dict[tuple[str, str], int] = {}
+        accounts: list[AccountEvent] = []
         for event in self.published:
-            kind = event.__struct_config__.tag
-            label = getattr(event, "type", None)
-            key = (str(kind), label if label in MESSAGE_TYPES else "")
-            out.published[key] = out.published.get(key, 0) + 1
-            if isinstance(event, AccountEvent):
-                out.accounts.append(event)
+            key = _label_key(event)
+            published[key] = published.get(key, 0) + 1
+            if type(event) is AccountEvent:
+                accounts.append(event)
+        duplicates: dict[str, int] = {}
         for event in self.duplicates:
-            kind = str(event.__struct_config__.tag)
-            out.duplicates[kind] = out.duplicates.get(kind, 0) + 1
-        return out
+            kind = _KINDS[type(event)]
+            duplicates[kind] = duplicates.get(kind, 0) + 1
+        return Tally(published, duplicates, accounts, self.deadletters)
 
 
 _SCRIPT = (Path(__file__).parent / "lua" / "publish.lua").read_text()
 _NOT_PAUSED = b'"ai_paused":false}'
+# publish.lua's operation codes, as bytes: sent as they are, by either script host.
+_E, _S, _P, _M, _N, _C, _H, _U, _A = (c.encode() for c in "ESPMNCHUA")
 
 
 class _Batch:
     """The KEYS/ARGV of one publish.lua call, plus which event each result flag belongs to."""
 
-    def __init__(self, ttl: int) -> None:
+    __slots__ = ("args", "events", "keys")
+
+    def __init__(self, ttl: bytes) -> None:
         self.keys: list[str] = []
         self.args: list[Any] = [ttl]
         self.events: list[AnyEvent | None] = []
-
-    def add(
-        self, op: str, op_keys: Iterable[str], args: Iterable[Any], event: AnyEvent | None
-    ) -> None:
-        self.keys.extend(op_keys)
-        self.args.append(op)
-        self.args.extend(args)
-        if op in "ESPM":
-            self.events.append(event)
+        """One per E/S/P/M operation: the event its result flag is about (None: a letter)."""
 
 
 class _Calls:
@@ -128,7 +141,9 @@ class _Calls:
     Redis Cluster runs a script only when all its keys are in one slot, and a stream's name
     is the hash tag of the keys that go with it (`keys`)."""
 
-    def __init__(self, ttl: int) -> None:
+    __slots__ = ("_ttl", "batches", "letters")
+
+    def __init__(self, ttl: bytes) -> None:
         self._ttl = ttl
         self.batches: dict[str, _Batch] = {}
         self.letters: list[str] = []
@@ -140,6 +155,18 @@ class _Calls:
         if batch is None:
             batch = self.batches[stream] = _Batch(self._ttl)
         return batch
+
+
+class _Streams:
+    """What the router writes for one assistant, named and encoded once."""
+
+    __slots__ = ("history", "inbox", "limiters")
+
+    def __init__(self, assistant: str) -> None:
+        self.inbox = keys.inbox(assistant)
+        self.history = keys.history(assistant)
+        self.limiters: dict[tuple[str, str], str] = {}
+        """(channel, account) → the number's limiter key."""
 
 
 class InboundRouter:
@@ -154,6 +181,14 @@ class InboundRouter:
         self._redis = redis
         self._directory = directory
         self._limits = limits
+        self._ttl = b"%d" % limits.dedup_ttl_seconds
+        self._inbox_maxlen = b"%d" % limits.inbox_maxlen
+        self._history_maxlen = b"%d" % limits.history_maxlen
+        self._letter_maxlen = b"%d" % limits.deadletter_maxlen
+        self._conversation_ttl = b"%d" % limits.conversation_ttl_seconds
+        self._contact_map_ttl = b"%d" % limits.contact_map_ttl_seconds
+        self._streams: dict[str, _Streams] = {}
+        self._intervals: dict[float, bytes] = {}
         host = scripts or scripts_of(redis)
         self._script: Callable[..., Awaitable[Any]] = host.register_script(_SCRIPT)
 
@@ -166,15 +201,25 @@ class InboundRouter:
         platform's retry publishes only what is missing.
         """
         known, unknown = self._route(channel, parsed)
-        await self._resolve_bsuids(known)
-        originals = await self._resolve_renames(known)
+        # The extra round trips below are awaited only for the webhooks that need them.
+        if pending := self._hidden_numbers(known):
+            await self._resolve_bsuids(pending)
+        originals: dict[int, str] = {}
+        if renames := [(r, a) for r, a in known if r.renamed_to and r.event.conversation_id]:
+            originals = await self._resolve_renames(renames)
         slices = self._prepare(channel, known, originals, parsed, unknown, body, received_at)
         report = Report()
         for i, calls in enumerate(slices):
             if i:
                 await asyncio.sleep(0)
-            await self._run_all(calls, report)
-        report.deadletters = [reason for calls in slices for reason in calls.letters]
+            batches = calls.batches
+            if len(batches) == 1:  # the usual: one stream, one call
+                for batch in batches.values():
+                    if batch.keys:
+                        await self._run(batch, report)
+            else:
+                await self._run_all(calls, report)
+            report.deadletters.extend(calls.letters)
         return report
 
     def _route(
@@ -194,22 +239,31 @@ class InboundRouter:
         body: bytes,
         received_at: int,
     ) -> list[_Calls]:
-        """The script calls of one webhook: slices of events, then the dead letters."""
-        size, ttl = self._limits.publish_chunk_events, self._limits.dedup_ttl_seconds
+        """The script calls of one webhook: slices of events, then the dead letters. A
+        slice with nothing to run is left out (no call, and no turn given to the loop)."""
+        size, ttl = self._limits.publish_chunk_events, self._ttl
         slices = []
-        for start in range(0, len(known), size):
+        if len(known) == 1:
             calls = _Calls(ttl)
-            for item, assistant in known[start : start + size]:
-                self._add_event(calls, channel, item, assistant, originals)
+            item, assistant = known[0]
+            self._add_event(calls, channel, item, assistant, originals)
             slices.append(calls)
-        last = _Calls(ttl)
-        for bad in parsed.bad:
-            self._add_deadletter(last, _bad_item(channel, bad, received_at))
-        for account, count in unknown.items():
-            detail = f"account {account} is not configured ({count} events)"
-            letter = DeadLetter(1, "unknown_account", channel, received_at, detail, _b64(body))
-            self._add_deadletter(last, letter)
-        return [*slices, last]
+        else:
+            for start in range(0, len(known), size):
+                calls = _Calls(ttl)
+                for item, assistant in known[start : start + size]:
+                    self._add_event(calls, channel, item, assistant, originals)
+                slices.append(calls)
+        if parsed.bad or unknown:
+            last = _Calls(ttl)
+            for bad in parsed.bad:
+                self._add_deadletter(last, _bad_item(channel, bad, received_at))
+            for account, count in unknown.items():
+                detail = f"account {account} is not configured ({count} events)"
+                letter = DeadLetter(1, "unknown_account", channel, received_at, detail, _b64(body))
+                self._add_deadletter(last, letter)
+            slices.append(last)
+        return slices
 
     async def deadletter(
         self,
@@ -230,7 +284,7 @@ class InboundRouter:
             _b64(body) if body is not None else None,
             command,
         )
-        calls = _Calls(self._limits.dedup_ttl_seconds)
+        calls = _Calls(self._ttl)
         self._add_deadletter(calls, letter)
         await self._run_all(calls, Report())
 
@@ -252,8 +306,9 @@ class InboundRouter:
             unknown[account] = unknown.get(account, 0) + 1
         return assistant
 
-    async def _resolve_bsuids(self, known: list[tuple[Routed, str]]) -> None:
-        """Give a contact whose phone number is hidden the wa_id it had before (CONTRACT §2.1)."""
+    def _hidden_numbers(self, known: list[tuple[Routed, str]]) -> list[tuple[Routed, str]]:
+        """Give a contact whose phone number is hidden the wa_id it had before (CONTRACT §2.1)
+        when this same body shows it; the others are left for `_resolve_bsuids`."""
         pending: list[tuple[Routed, str]] = []
         seen: dict[tuple[str, str], str] = {}  # mappings this same body establishes
         for item, assistant in known:
@@ -265,8 +320,10 @@ class InboundRouter:
                 _set_contact(event, wa_id)
             else:
                 pending.append((item, assistant))
-        if not pending:
-            return
+        return pending
+
+    async def _resolve_bsuids(self, pending: list[tuple[Routed, str]]) -> None:
+        """The wa_ids that earlier bodies showed for these BSUID-only contacts."""
         # GETs in a pipeline, not one MGET: the keys of several assistants are in several
         # slots, and a cluster splits a pipeline by node.
         pipe = self._redis.pipeline(transaction=False)
@@ -281,13 +338,10 @@ class InboundRouter:
             if wa_id:
                 _set_contact(item.event, wa_id.decode())
 
-    async def _resolve_renames(self, known: list[tuple[Routed, str]]) -> dict[int, str]:
+    async def _resolve_renames(self, renames: list[tuple[Routed, str]]) -> dict[int, str]:
         """For a contact that changed its number: the contact id its conversation started
         with (the old number may itself be a renamed one). One extra round trip, only for
         webhooks that carry such a system message."""
-        renames = [(r, a) for r, a in known if r.renamed_to and r.event.conversation_id]
-        if not renames:
-            return {}
         pipe = self._redis.pipeline(transaction=False)
         for item, assistant in renames:
             pipe.hget(
@@ -302,6 +356,12 @@ class InboundRouter:
             for (item, _), alias in zip(renames, aliases, strict=True)
         }
 
+    def _streams_of(self, assistant: str) -> _Streams:
+        streams = self._streams.get(assistant)
+        if streams is None:
+            streams = self._streams[assistant] = _Streams(assistant)
+        return streams
+
     def _add_event(
         self,
         calls: _Calls,
@@ -315,125 +375,140 @@ class InboundRouter:
         event.assistant_id = assistant
         account = self._directory.get(channel, event.account_id)
         event.account_active = account is None or account.enabled
-        inbox = keys.inbox(assistant)
-        stream = keys.history(assistant) if event.__struct_config__.tag == "history" else inbox
-        maxlen = self._limits.history_maxlen if stream != inbox else self._limits.inbox_maxlen
+        streams = self._streams_of(assistant)
+        inbox = streams.inbox
+        if type(event) is HistoryEvent:
+            stream, maxlen = streams.history, self._history_maxlen
+        else:
+            stream, maxlen = inbox, self._inbox_maxlen
         payload = ENCODER.encode(event)
         batch = calls.batch(stream)
         if item.dedup is None:
-            batch.add("P", [stream], [maxlen, payload], event)
+            batch.keys.append(stream)
+            batch.args += (_P, maxlen, payload)
+            batch.events.append(event)
             return
         mark = keys.dedup(stream, channel, event.account_id, item.dedup)
-        if item.live and isinstance(event, MessageEvent) and event.conversation_id is not None:
-            self._add_live(batch, channel, event, [inbox, mark], maxlen, payload)
+        if item.live and type(event) is MessageEvent and event.conversation_id is not None:
+            self._add_live(batch, event, inbox, mark, maxlen, payload)
             if item.renamed_to:
                 original = originals.get(id(event), event.contact_id or "")
                 self._add_rename(batch, inbox, event, original, item.renamed_to)
-            self._add_charge(batch, channel, inbox, event)
+            self._add_charge(batch, channel, streams, event)
         elif item.rank:
-            batch.add("S", [stream, mark], [maxlen, item.rank, payload], event)
+            batch.keys += (stream, mark)
+            batch.args += (_S, maxlen, b"%d" % item.rank, payload)
+            batch.events.append(event)
         else:
-            batch.add("E", [stream, mark], [maxlen, payload], event)
-        if stream != inbox:
+            batch.keys += (stream, mark)
+            batch.args += (_E, maxlen, payload)
+            batch.events.append(event)
+        if stream is not inbox:
             # Conversation and BSUID keys are in the inbox's slot; a history event's own
             # stream is elsewhere. (Only account events carry A, which acts on the outcome
             # of the event just before it: theirs is the inbox, the same call.)
             batch = calls.batch(inbox)
-        if isinstance(event, EchoEvent) and event.conversation_id is not None:
+        if type(event) is EchoEvent and event.conversation_id is not None:
             self._add_pause(batch, inbox, event)
-        if isinstance(event, AccountEvent) and event.connected is not None:
-            state = keys.account_state(inbox, channel, event.account_id)
-            batch.add("A", [state], [int(event.connected), event.event], None)
-        self._add_bsuid(batch, inbox, event)
+        if type(event) is AccountEvent and event.connected is not None:
+            batch.keys.append(keys.account_state(inbox, channel, event.account_id))
+            batch.args += (_A, b"%d" % event.connected, event.event)
+        user_id = getattr(event, "user_id", None)
+        if user_id and event.contact_id and event.contact_id != user_id:
+            batch.keys.append(keys.bsuid(inbox, event.account_id, user_id))
+            batch.args += (_U, event.contact_id, self._contact_map_ttl)
 
     def _add_live(
         self,
         batch: _Batch,
-        channel: str,
         event: MessageEvent,
-        stream_keys: list[str],
-        maxlen: int,
+        inbox: str,
+        mark: str,
+        maxlen: bytes,
         payload: bytes,
     ) -> None:
         """A message the contact just wrote: window, opt-out, AI-pause flag, send budget."""
         assert payload.endswith(_NOT_PAUSED), "publish.lua flips the trailing ai_paused"
         assert event.conversation_id is not None
-        inbox = stream_keys[0]
-        conv = keys.conversation(inbox, event.conversation_id)
-        ttl = self._limits.conversation_ttl_seconds
-        ids = [ENCODER.encode(event.contact_id), ENCODER.encode(event.conversation_id)]
-        args = [maxlen, payload, event.timestamp, event.message_id, ttl, *ids]
-        batch.add("M", [*stream_keys, conv], args, event)
+        batch.keys += (inbox, mark, keys.conversation(inbox, event.conversation_id))
+        batch.args += (
+            _M,
+            maxlen,
+            payload,
+            b"%d" % event.timestamp,
+            event.message_id,
+            self._conversation_ttl,
+            ENCODER.encode(event.contact_id),
+            ENCODER.encode(event.conversation_id),
+        )
+        batch.events.append(event)
 
-    def _add_charge(self, batch: _Batch, channel: str, inbox: str, event: MessageEvent) -> None:
+    def _add_charge(
+        self, batch: _Batch, channel: str, streams: _Streams, event: MessageEvent
+    ) -> None:
         """Meta counts inbound messages against the number's throughput too."""
+        if channel != "whatsapp":
+            return
         account = self._directory.get(channel, event.account_id)
-        if channel == "whatsapp" and account is not None:
-            interval = interval_us(account.mps, self._limits.limiter_guard_ms)
-            batch.add("C", [keys.limiter(inbox, channel, event.account_id)], [interval], None)
+        if account is None:
+            return
+        limiter = streams.limiters.get((channel, event.account_id))
+        if limiter is None:  # one per configured number: the cache stays small
+            limiter = keys.limiter(streams.inbox, channel, event.account_id)
+            streams.limiters[(channel, event.account_id)] = limiter
+        interval = self._intervals.get(account.mps)
+        if interval is None:
+            guard = self._limits.limiter_guard_ms
+            interval = self._intervals[account.mps] = b"%d" % interval_us(account.mps, guard)
+        batch.keys.append(limiter)
+        batch.args += (_C, interval)
 
     def _add_rename(
         self, batch: _Batch, inbox: str, event: MessageEvent, original: str, new: str
     ) -> None:
         """The contact's number changed: its conversation follows it (see publish.lua N)."""
         prefix = f"{event.channel}:{event.account_id}:"
-        conv_keys = [
+        batch.keys += (
             keys.conversation(inbox, prefix + c) for c in (original, event.contact_id or "", new)
-        ]
-        batch.add("N", conv_keys, [original, new, self._limits.conversation_ttl_seconds], None)
+        )
+        batch.args += (_N, original, new, self._conversation_ttl)
 
     def _add_pause(self, batch: _Batch, inbox: str, event: EchoEvent) -> None:
         """A person answered from the WhatsApp Business app: the AI steps back (CONTRACT §3)."""
         takeover = self._limits.human_takeover_seconds
         if takeover <= 0 or event.conversation_id is None:
             return
-        conv = keys.conversation(inbox, event.conversation_id)
-        args = [event.timestamp + takeover, self._limits.conversation_ttl_seconds]
-        batch.add("H", [conv], args, None)
-
-    def _add_bsuid(self, batch: _Batch, inbox: str, event: AnyEvent) -> None:
-        user_id = getattr(event, "user_id", None)
-        if user_id and event.contact_id and event.contact_id != user_id:
-            batch.add(
-                "U",
-                [keys.bsuid(inbox, event.account_id, user_id)],
-                [event.contact_id, self._limits.contact_map_ttl_seconds],
-                None,
-            )
+        batch.keys.append(keys.conversation(inbox, event.conversation_id))
+        batch.args += (_H, b"%d" % (event.timestamp + takeover), self._conversation_ttl)
 
     def _add_deadletter(self, calls: _Calls, letter: DeadLetter) -> None:
-        calls.batch(keys.DEADLETTER).add(
-            "P",
-            [keys.DEADLETTER],
-            [self._limits.deadletter_maxlen, msgspec.json.encode(letter)],
-            None,
-        )
+        batch = calls.batch(keys.DEADLETTER)
+        batch.keys.append(keys.DEADLETTER)
+        batch.args += (_P, self._letter_maxlen, msgspec.json.encode(letter))
+        batch.events.append(None)
         calls.letters.append(letter.reason)
 
     async def _run_all(self, calls: _Calls, report: Report) -> None:
         """One slice's calls side by side (one round trip); raises if any of them failed."""
-        batches = [batch for batch in calls.batches.values() if batch.keys]
-        if len(batches) == 1:
-            await self._run(batches[0], report)
-            return
+        batches = calls.batches
         results = await asyncio.gather(
-            *(self._run(batch, report) for batch in batches), return_exceptions=True
+            *(self._run(batch, report) for batch in batches.values() if batch.keys),
+            return_exceptions=True,
         )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
 
     async def _run(self, batch: _Batch, report: Report) -> None:
-        if not batch.keys:
-            return
         try:
             flags = await self._script(keys=batch.keys, args=batch.args)
         except REDIS_ERRORS as exc:
             raise RouterUnavailable(str(exc)) from exc
+        published, duplicates = report.published, report.duplicates
         for event, flag in zip(batch.events, flags, strict=True):
             if event is None:
                 continue
-            (report.published if flag else report.duplicates).append(event)
+            (published if flag else duplicates).append(event)
 
 
 def _bsuid_only(event: AnyEvent) -> bool:

@@ -51,8 +51,20 @@ class ScriptHost(Protocol):
 
 def pack(args: Sequence[Arg]) -> bytes:
     """One command in RESP: an array of bulk strings (numbers as redis-py writes them)."""
-    parts: list[bytes] = []
+    parts = [b"*%d\r\n" % len(args)]
+    _pack_into(parts, args)
+    return b"".join(parts)
+
+
+_HEADERS = tuple(b"$%d\r\n" % n for n in range(2048))
+"""`$<len>\r\n` for the lengths most arguments have, made once."""
+
+
+def _pack_into(parts: list[bytes], args: Sequence[Arg]) -> None:
+    """Append the bulk strings of `args` to `parts` (header, data and CRLF as three items:
+    cheaper than formatting each into one, and `b"".join` copies the data once anyway)."""
     append = parts.append
+    headers = _HEADERS
     for arg in args:
         data: bytes
         if type(arg) is bytes:
@@ -63,8 +75,10 @@ def pack(args: Sequence[Arg]) -> bytes:
             data = b"%d" % arg
         else:
             data = _encode(arg)
-        append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"*%d\r\n%b" % (len(args), b"".join(parts))
+        size = len(data)
+        append(headers[size] if size < 2048 else b"$%d\r\n" % size)
+        append(data)
+        append(b"\r\n")
 
 
 def _encode(arg: Arg) -> bytes:
@@ -182,9 +196,11 @@ class PipeScript:
         self._pipe = pipe
         self.text = text
         self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+        self.head = b"$7\r\nEVALSHA\r\n$40\r\n%b\r\n" % self.sha.encode()
+        """`EVALSHA <sha>` in RESP, made once: the start of every call of this script."""
 
-    async def __call__(self, keys: Sequence[Arg] = (), args: Sequence[Arg] = ()) -> Any:
-        return await self._pipe.evalsha(self, keys, args)
+    def __call__(self, keys: Sequence[Arg] = (), args: Sequence[Arg] = ()) -> Awaitable[Any]:
+        return self._pipe.evalsha(self, keys, args)  # not a coroutine of its own: one fewer
 
 
 class ScriptPipe:
@@ -207,7 +223,13 @@ class ScriptPipe:
         return script
 
     async def evalsha(self, script: PipeScript, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
-        command = pack(["EVALSHA", script.sha, len(keys), *keys, *args])
+        count = len(keys)
+        numkeys = b"%d" % count
+        parts = [b"*%d\r\n" % (3 + count + len(args)), script.head, _HEADERS[len(numkeys)], numkeys]
+        parts.append(b"\r\n")
+        _pack_into(parts, keys)
+        _pack_into(parts, args)
+        command = b"".join(parts)
         conn = self._conn
         if conn is None or conn.closed:
             conn = await self._connect()

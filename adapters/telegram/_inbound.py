@@ -272,8 +272,10 @@ def _decode_update_id(fields: dict[str, msgspec.Raw]) -> int:
 
 def _payload_key(fields: dict[str, msgspec.Raw]) -> str | None:
     """The payload key; a known one wins should a future update carry several."""
-    keys = [key for key in fields if key != "update_id"]
-    return next((key for key in keys if key in _HANDLERS), keys[0] if keys else None)
+    for key in fields:
+        if key in _HANDLERS:
+            return key
+    return next((key for key in fields if key != "update_id"), None)
 
 
 def _bad(body: bytes, detail: str) -> Parsed:
@@ -443,7 +445,10 @@ def _someone(raw: msgspec.Raw) -> int | None:
 
 
 def _full_name(first: str, last: str | None) -> str | None:
-    return " ".join(part for part in (first, last) if part) or None
+    """The non-empty parts, space-separated; None when both are empty."""
+    if first and last:
+        return f"{first} {last}"
+    return first or last or None
 
 
 def _opt_str(value: int | None) -> str | None:

@@ -1,8 +1,12 @@
 """WhatsApp webhook body → common events (docs/mapping.md is the table this follows).
 
-The walk is entry → change → item. Each level is decoded on its own from `msgspec.Raw`, so a
+The usual body (messages, statuses, echoes, state sync, all well formed) is decoded whole, in
+one typed msgspec decode. Any other body, and any body with something malformed in it, is
+walked entry → change → item instead, each level decoded on its own from `msgspec.Raw`, so a
 malformed item becomes one `BadItem` with its exact bytes and every other item of the batch
-is still published. Only a body that is not an envelope at all raises `ParseError`.
+is still published. Both ways give the same events: the whole decode accepts only what the
+walk would accept without a bad item, and both build events with the same functions. Only a
+body that is not an envelope at all raises `ParseError`.
 """
 
 from __future__ import annotations
@@ -51,8 +55,44 @@ class _ItemError(ValueError):
     """An item the payload structs accept but the mapping cannot use (no id, bad time)."""
 
 
+class _Walk(Exception):
+    """The body is not one the whole decode handles: walk it item by item."""
+
+
 def parse(body: bytes, received_at: int) -> Parsed:
     """Decode one webhook body. Raises only `ParseError`, for a body that is no envelope."""
+    try:
+        return _parse_whole(body, received_at)
+    except (_Walk, *_DECODE_ERRORS):
+        return _parse_walk(body, received_at)
+
+
+def _parse_whole(body: bytes, received_at: int) -> Parsed:
+    """The usual body in one decode; raises (`_Walk` or a decode error) for anything else,
+    having built nothing that outlives the call."""
+    envelope: p.WholeEnvelope = p.WHOLE_ENVELOPE.decode(body)
+    events: list[Routed] = []
+    append = events.append
+    for entry in envelope.entry:
+        for change in entry.changes:
+            value = change.value
+            if value.metadata is None:
+                raise _Walk  # a bad item: the walk dead-letters this change
+            ctx = _Ctx(value.metadata, value.contacts, received_at)
+            # The walk's order: messages, statuses, echoes, state sync.
+            for m in value.messages:
+                append(_live_event(ctx, m))
+            for s in value.statuses:
+                append(_status_event(ctx, s))
+            for m in value.message_echoes:
+                append(_echo_event(ctx, m))
+            for item in value.state_sync:
+                append(_state_sync_event(ctx, item))
+    return Parsed(events)
+
+
+def _parse_walk(body: bytes, received_at: int) -> Parsed:
+    """Entry → change → item, each decoded on its own: one malformed item costs only itself."""
     try:
         envelope = p.ENVELOPE.decode(body)
     except _DECODE_ERRORS as exc:
@@ -90,7 +130,8 @@ def _change(out: Parsed, entry: p.Entry, where: str, received_at: int, raw: msgs
             value = p.MESSAGES_VALUE.decode(change.value)
             if value.metadata is None:
                 raise _ItemError("value.metadata.phone_number_id is missing")
-            _messages_value(out, change.field, _Ctx(value, received_at), f"{where}.value", raw)
+            ctx = _Ctx(value.metadata, value.contacts, received_at)
+            _messages_value(out, change.field, value, ctx, f"{where}.value", raw)
         case "account_update":
             fields = p.OBJECT.decode(change.value)
             out.events.append(_account_update(entry, fields, received_at))
@@ -99,10 +140,11 @@ def _change(out: Parsed, entry: p.Entry, where: str, received_at: int, raw: msgs
             out.events.append(_other_field(entry, change.field, fields, received_at))
 
 
-def _messages_value(out: Parsed, field: str, ctx: _Ctx, where: str, raw: msgspec.Raw) -> None:
-    value = ctx.value
+def _messages_value(
+    out: Parsed, field: str, value: p.MessagesValue, ctx: _Ctx, where: str, raw: msgspec.Raw
+) -> None:
     if field == "history":
-        _history(out, ctx, where, raw)
+        _history(out, value, ctx, where, raw)
         return
     items: list[tuple[str, list[msgspec.Raw], Callable[[_Ctx, msgspec.Raw], Routed]]] = [
         ("messages", value.messages, _live_message),
@@ -120,17 +162,16 @@ def _messages_value(out: Parsed, field: str, ctx: _Ctx, where: str, raw: msgspec
 class _Ctx:
     """What the items of one change share: the receiving number and the contacts block."""
 
-    __slots__ = ("account_id", "business", "received_at", "value")
+    __slots__ = ("account_id", "business", "contacts", "received_at")
 
-    def __init__(self, value: p.MessagesValue, received_at: int) -> None:
-        assert value.metadata is not None
-        self.value = value
-        self.account_id = value.metadata.phone_number_id
-        self.business = value.metadata.display_phone_number.lstrip("+")
+    def __init__(self, metadata: p.Metadata, contacts: list[p.Contact], received_at: int) -> None:
+        self.contacts = contacts
+        self.account_id = metadata.phone_number_id
+        self.business = metadata.display_phone_number.lstrip("+")
         self.received_at = received_at
 
     def contact(self, wa_id: str | None, user_id: str | None) -> p.Contact | None:
-        contacts = self.value.contacts
+        contacts = self.contacts
         for c in contacts:
             if (wa_id and c.wa_id == wa_id) or (user_id and c.user_id == user_id):
                 return c
@@ -151,7 +192,10 @@ def _require_id(message: p.Message) -> None:
 
 
 def _live_message(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
-    m = p.MESSAGE.decode(raw)
+    return _live_event(ctx, p.MESSAGE.decode(raw))
+
+
+def _live_event(ctx: _Ctx, m: p.Message) -> Routed:
     _require_id(m)
     contact = ctx.contact(m.from_, m.from_user_id)
     user_id = m.from_user_id or (contact.user_id if contact else None)
@@ -183,7 +227,10 @@ def _new_number(m: p.Message, contact_id: str | None) -> str | None:
 
 
 def _echo(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
-    m = p.MESSAGE.decode(raw)
+    return _echo_event(ctx, p.MESSAGE.decode(raw))
+
+
+def _echo_event(ctx: _Ctx, m: p.Message) -> Routed:
     _require_id(m)
     user_id = m.to_user_id
     event = EchoEvent(
@@ -312,7 +359,10 @@ def _errors(items: list[p.ErrorItem]) -> list[ProviderError]:
 
 
 def _status(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
-    s = p.STATUS.decode(raw)
+    return _status_event(ctx, p.STATUS.decode(raw))
+
+
+def _status_event(ctx: _Ctx, s: p.Status) -> Routed:
     if not s.id:
         raise _ItemError("status id is missing")
     rank = STATUS_RANK.get(s.status, 0)
@@ -332,7 +382,10 @@ def _status(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
 
 
 def _state_sync(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
-    item = p.STATE_SYNC.decode(raw)
+    return _state_sync_event(ctx, p.STATE_SYNC.decode(raw))
+
+
+def _state_sync_event(ctx: _Ctx, item: p.StateSync) -> Routed:
     if item.contact is None:
         raise _ItemError("state_sync item has no contact")
     phone = item.contact.phone_number.lstrip("+")
@@ -348,8 +401,7 @@ def _state_sync(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
     return Routed(event, f"c:{phone}:{item.action}:{stamp}")
 
 
-def _history(out: Parsed, ctx: _Ctx, where: str, raw: msgspec.Raw) -> None:
-    value = ctx.value
+def _history(out: Parsed, value: p.MessagesValue, ctx: _Ctx, where: str, raw: msgspec.Raw) -> None:
     progress: p.HistoryMeta | None = None
     for i, item_raw in enumerate(value.history):
         item = p.HISTORY_ITEM.decode(item_raw)

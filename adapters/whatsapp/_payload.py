@@ -3,12 +3,14 @@
 Only the keys the gateway reads are declared; msgspec skips the rest while decoding, so new
 provider keys never break parsing. Lists of items are kept as `msgspec.Raw` at first and
 decoded one by one: one malformed item then costs only itself, and its exact bytes go to
-the dead-letter stream. Timestamps and ids are strings on the wire (PLATFORM §1.3).
+the dead-letter stream. The `Whole*` structs at the end decode a usual body in one pass
+instead, and refuse anything the one-by-one walk would not take cleanly. Timestamps and ids
+are strings on the wire (PLATFORM §1.3).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Raw, Struct, field
@@ -243,6 +245,46 @@ class StateSync(Struct):
     metadata: StateMeta | None = None
 
 
+# The whole body in one typed decode, for the usual webhook (messages, statuses, echoes,
+# state sync). Every struct here accepts only what the item-by-item structs above accept, so
+# a body this decodes is one the item-by-item walk would decode without a bad item; a body
+# it refuses is walked item by item (adapters/whatsapp/_inbound.py).
+
+_Empty = Annotated[list[None], msgspec.Meta(max_length=0)]
+"""A list that must be empty here: a history sync or out-of-band errors take the walk. (Items
+typed `None` make the decode stop at the first one, rather than build a 3 MB history first
+and only then find the list too long.)"""
+
+
+class WholeValue(Struct):
+    """`MessagesValue`, items decoded."""
+
+    metadata: Metadata | None = None
+    contacts: list[Contact] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    statuses: list[Status] = field(default_factory=list)
+    message_echoes: list[Message] = field(default_factory=list)
+    history: _Empty = field(default_factory=list)
+    state_sync: list[StateSync] = field(default_factory=list)
+    errors: _Empty = field(default_factory=list)
+
+
+class WholeChange(Struct):
+    field: Literal["messages", "smb_message_echoes", "smb_app_state_sync"]
+    value: WholeValue
+
+
+class WholeEntry(Struct):
+    changes: list[WholeChange] = field(default_factory=list)
+    id: str = ""
+    time: int | None = None
+
+
+class WholeEnvelope(Struct):
+    entry: list[WholeEntry]
+    object: str | None = None
+
+
 def decoder(kind: type[Any]) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(kind)
 
@@ -256,4 +298,5 @@ STATUS = decoder(Status)
 HISTORY_ITEM = decoder(HistoryItem)
 THREAD = decoder(Thread)
 STATE_SYNC = decoder(StateSync)
+WHOLE_ENVELOPE = decoder(WholeEnvelope)
 OBJECT = decoder(dict[str, Any])
