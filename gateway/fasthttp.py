@@ -118,6 +118,8 @@ class FastServer:
         self.access_log = access_log
         self.max_body = app[STATE].settings.server.max_body_bytes
         self.connections: set[FastProtocol] = set()
+        self.orphans: set[asyncio.Task[None]] = set()
+        """Requests still in flight whose client has gone: shutdown waits for them too."""
         self.closing = False
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -144,6 +146,7 @@ class FastServer:
     async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - aiohttp's
         """Wait for requests in flight (up to `timeout`), then cut what is left."""
         tasks = [conn.task for conn in self.connections if conn.task is not None]
+        tasks.extend(self.orphans)
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
         for conn in list(self.connections):
@@ -207,6 +210,10 @@ class FastProtocol(asyncio.Protocol):
         self._transport = None
         # A request in flight is finished anyway (its events are published; aiohttp does not
         # cancel handlers either): only its answer has nowhere to go.
+        if self.task is not None:
+            orphans = self._server.orphans
+            orphans.add(self.task)
+            self.task.add_done_callback(orphans.discard)
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self._loop.time()

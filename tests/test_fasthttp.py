@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from itertools import count
@@ -27,6 +28,7 @@ from tests.conftest import (
     GatewayTestServer,
     change,
     envelope,
+    make_settings,
     stream,
     text_message,
     wa_body,
@@ -260,6 +262,36 @@ async def test_a_webhook_in_flight_at_shutdown_is_still_answered(
     assert (answer.status, answer.headers.get("connection")) == (200, "close")
     assert await reader.read(1) == b""
     await closing
+    await sleeping
+    await stall.aclose()
+    assert len(await stream(redis, "gw:inbox:support")) == 1
+
+
+async def test_a_webhook_whose_client_left_is_published_before_shutdown_ends(
+    redis: Redis, redis_url: str
+) -> None:
+    """The client gives up while Redis is stalled, then the server shuts down: shutdown
+    waits for that request too, so its events are in (Meta's retry then finds it seen)
+    before Redis is closed. The message hides the sender's number, so its publish takes two
+    round trips (the BSUID look-up, then the script): cut after the first, nothing would be
+    published. (No reply workers here: their own stop would wait for Redis.)"""
+    settings = make_settings(redis_url, OUTBOUND_ENABLED="false")
+    server = GatewayTestServer(create_app(settings, redis_url))
+    await server.start_server()
+    _, writer = await asyncio.open_connection("127.0.0.1", _port(server))
+    stall = Redis.from_url(redis_url)
+    sleeping = asyncio.create_task(stall.execute_command("DEBUG", "SLEEP", "0.5"))
+    await asyncio.sleep(0.05)
+    hidden = {"from_user_id": "BR.77", "id": "wamid.GONE", "timestamp": str(int(time.time())),
+              "type": "text", "text": {"body": "hi"}}  # fmt: skip
+    body = wa_body(envelope(change(NUMBER_A, "15550001111", messages=[hidden])))
+    head = {**wa_headers(body), "Content-Length": str(len(body))}
+    writer.write(_head("POST", "/webhooks/whatsapp", head) + body)
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.close()
+    await asyncio.sleep(0.05)
+    await server.close()
     await sleeping
     await stall.aclose()
     assert len(await stream(redis, "gw:inbox:support")) == 1
