@@ -26,6 +26,7 @@ from adapters.schema import (
     SharedContact,
 )
 from adapters.telegram import bot_id_from_token, parse_update, verify_secret
+from tests.adapters._json import json_paths
 
 BOT = "7000000001"
 RECEIVED = 1767300000
@@ -497,16 +498,6 @@ _JSON = st.recursive(
 )
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    items = node.items() if isinstance(node, dict) else enumerate(node)
-    paths: list[tuple[Any, ...]] = []
-    for key, value in items:
-        paths.append((*prefix, key))
-        if isinstance(value, dict | list):
-            paths.extend(_paths(value, (*prefix, key)))
-    return paths
-
-
 def _parent(doc: Any, path: tuple[Any, ...]) -> Any:
     for key in path[:-1]:
         doc = doc[key]
@@ -517,7 +508,7 @@ def _parent(doc: Any, path: tuple[Any, ...]) -> Any:
 def _mutated_updates(draw: st.DrawFn) -> bytes:
     doc = copy.deepcopy(draw(st.sampled_from(_SAMPLES)))
     for _ in range(draw(st.integers(min_value=1, max_value=4))):
-        paths = _paths(doc)
+        paths = json_paths(doc)
         if not paths:
             break
         path = draw(st.sampled_from(paths))

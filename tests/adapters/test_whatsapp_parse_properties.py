@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from adapters.schema import ENCODER, EVENT_DECODER, Parsed, ParseError
 from adapters.whatsapp import parse
+from tests.adapters._json import json_paths
 
 CORPUS = sorted((Path(__file__).parent.parent / "corpus" / "whatsapp").glob("*.json"))
 BODIES = [json.loads(p.read_text())["body"] for p in CORPUS]
@@ -47,17 +48,6 @@ def test_arbitrary_json_only_ever_raises_parse_error(value: Any) -> None:
     check(json.dumps(value).encode())
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
 def _mutate(body: Any, path: tuple[Any, ...], value: Any, delete: bool) -> Any:
     body = json.loads(json.dumps(body))
     node = body
@@ -74,13 +64,13 @@ def _mutate(body: Any, path: tuple[Any, ...], value: Any, delete: bool) -> Any:
 @given(st.data())
 def test_mutated_real_payloads_never_crash_and_keep_the_rest(data: st.DataObject) -> None:
     body = data.draw(st.sampled_from(BODIES))
-    paths = _paths(body)
+    paths = json_paths(body)
     for _ in range(data.draw(st.integers(1, 3))):
         if not paths:
             break
         path = data.draw(st.sampled_from(paths))
         body = _mutate(body, path, data.draw(json_values), data.draw(st.booleans()))
-        paths = _paths(body)
+        paths = json_paths(body)
     check(json.dumps(body).encode())
 
 

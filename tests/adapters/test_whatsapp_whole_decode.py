@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from adapters.schema import Parsed, ParseError
 from adapters.whatsapp import parse
 from adapters.whatsapp._inbound import _parse_walk, _parse_whole
+from tests.adapters._json import json_paths
 
 RECEIVED_AT = 1767225600
 CORPUS = sorted((Path(__file__).parent.parent / "corpus" / "whatsapp").glob("*.json"))
@@ -238,17 +239,6 @@ def test_generated_webhooks_give_the_same_events_either_way(
         assert _parse_whole(raw, RECEIVED_AT) == walked
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
@@ -263,7 +253,7 @@ def test_mutated_corpus_bodies_give_the_same_outcome_either_way(
 ) -> None:
     body = json.loads(json.dumps(original))
     for _ in range(data.draw(st.integers(0, 2))):
-        paths = _paths(body)
+        paths = json_paths(body)
         if not paths:
             break
         path = data.draw(st.sampled_from(paths))
