@@ -128,10 +128,6 @@ class FastServer:
             self._sweep()
         return FastProtocol(self)
 
-    @property
-    def requests_count(self) -> int:
-        return self.inner.requests_count
-
     def pre_shutdown(self) -> None:
         """The listener is closed: close idle connections, let busy ones finish their request
         (then they close), and tell aiohttp's connections the same."""
@@ -289,16 +285,14 @@ class FastProtocol(asyncio.Protocol):
             raise _NotPlain
         path = parsed.url.split(b"?", 1)[0]
         app = self._server.app
-        signature = headers.get(_SIGNATURE)
         if path == _WHATSAPP:
-            sig = signature.decode("latin-1") if signature is not None else None
+            sig = _text(headers.get(_SIGNATURE))
 
             def route(body: bytes) -> Awaitable[Answer]:
                 return whatsapp_webhook(app, sig, body)
 
         elif path.startswith(_TELEGRAM) and _plain_segment(bot := path[len(_TELEGRAM) :]):
-            raw = headers.get(_SECRET)
-            secret = raw.decode("latin-1") if raw is not None else None
+            secret = _text(headers.get(_SECRET))
             bot_id = bot.decode("ascii")
 
             def route(body: bytes) -> Awaitable[Answer]:
@@ -369,6 +363,11 @@ class FastProtocol(asyncio.Protocol):
         self._server.access_log.info(
             '%s %s "POST %s HTTP/1.1" %d %d "-" "-"', remote, when, line, status, size
         )
+
+
+def _text(value: bytes | None) -> str | None:
+    """A header value as aiohttp gives it to a handler."""
+    return value.decode("utf-8", "surrogateescape") if value is not None else None
 
 
 def _plain_segment(segment: bytes) -> bool:
