@@ -164,6 +164,7 @@ class FastProtocol(asyncio.Protocol):
     """One client connection while it sends plain webhook POSTs (see the module docstring)."""
 
     __slots__ = (
+        "_body_at",
         "_buf",
         "_head",
         "_loop",
@@ -187,6 +188,8 @@ class FastProtocol(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self._head)
         self._need = 0
         """Bytes of the buffer the head in `_pending` and its body take (0: no head yet)."""
+        self._body_at = 0
+        """Where that body starts in the buffer."""
         self._pending: tuple[Route, bool, bytes] | None = None
         self._paused = False
         self.busy = False
@@ -246,13 +249,13 @@ class FastProtocol(asyncio.Protocol):
             except (_NotPlain, httptools.HttpParserError):
                 self._handoff()
                 return
-            self._need = end + 4 + int(self._head.headers[b"content-length"])
+            self._body_at = end + 4
+            self._need = self._body_at + int(self._head.headers[b"content-length"])
         if len(buf) < self._need:
             return
         assert self._pending is not None
         route, keep_alive, target = self._pending
-        start = self._need - int(self._head.headers[b"content-length"])
-        with memoryview(buf) as view, view[start : self._need] as body:
+        with memoryview(buf) as view, view[self._body_at : self._need] as body:
             # The parser reads past the body too, so it is ready for the next head.
             self._parser.feed_data(body)
             payload = body.tobytes()
