@@ -20,10 +20,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -266,22 +266,25 @@ def script_server(
 def cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU seconds of pid and its live descendants (worker processes, an
     embedded Redis) from /proc; None if unknown."""
-    if pid is None:
-        return None
-    own = _proc_stat_cpu(pid)
-    if own is None:
-        return None
-    return own + sum(_proc_stat_cpu(child) or 0.0 for child in _descendants(pid))
+    return _with_descendants(pid, _proc_stat_cpu)
 
 
 def rss_bytes(pid: int | None) -> int | None:
     """Resident memory (VmRSS) of pid plus its live descendants, from /proc; None if unknown."""
+    return _with_descendants(pid, _proc_rss)
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _with_descendants(pid: int | None, read: Callable[[int], _N | None]) -> _N | None:
+    """`read` of pid plus that of each live descendant (one that is gone counts 0)."""
     if pid is None:
         return None
-    own = _proc_rss(pid)
+    own = read(pid)
     if own is None:
         return None
-    return own + sum(_proc_rss(child) or 0 for child in _descendants(pid))
+    return own + sum(read(child) or 0 for child in _descendants(pid))
 
 
 def _proc_rss(pid: int) -> int | None:
