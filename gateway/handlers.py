@@ -14,7 +14,8 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -22,7 +23,7 @@ from adapters import telegram, whatsapp
 from adapters.schema import ParseError
 from gateway.app import OFFLOAD, OUTBOX, REDIS, ROUTER, STATE, State
 from router.client import REDIS_ERRORS
-from router.inbound import RouterUnavailable
+from router.inbound import Flight, Report, RouterUnavailable, Tally
 from router.offload import Malformed, parse_webhook
 
 log = logging.getLogger("gateway.http")
@@ -65,8 +66,8 @@ async def whatsapp_post(request: web.Request) -> web.Response:
     body = await _read_body(request, state)
     if body is None:
         return _plain(*_counted(state, "whatsapp", 413, "body too large"))
-    status, text = await whatsapp_webhook(request.app, request.headers.get(SIGNATURE_HEADER), body)
-    return _plain(status, text)
+    signature = request.headers.get(SIGNATURE_HEADER)
+    return _plain(*await settle(start_whatsapp(request.app, signature, body)))
 
 
 async def telegram_post(request: web.Request) -> web.Response:
@@ -79,8 +80,7 @@ async def telegram_post(request: web.Request) -> web.Response:
     body = await _read_body(request, state)
     if body is None:
         return _plain(*_counted(state, "telegram", 413, "body too large"))
-    status, text = await telegram_webhook(request.app, bot_id, secret, body)
-    return _plain(status, text)
+    return _plain(*await settle(start_telegram(request.app, bot_id, secret, body)))
 
 
 async def _read_body(request: web.Request, state: State) -> bytes | None:
@@ -98,10 +98,42 @@ async def _read_body(request: web.Request, state: State) -> bytes | None:
 
 Answer = tuple[int, str]
 """Status and plain-text body of a webhook answer: the same for the aiohttp routes and the
-fast path (gateway/fasthttp.py), which both call the two functions below."""
+fast path (gateway/fasthttp.py), which both call the functions below."""
 
 
-async def whatsapp_webhook(app: web.Application, signature: str | None, body: bytes) -> Answer:
+class Pending:
+    """A webhook whose one script call is in flight (the router's `Flight`), with no task or
+    coroutine of its own: `future` completes when Redis answers, and `answer()` then gives
+    the reply, metrics counted. The fast path waits for it with a callback."""
+
+    __slots__ = ("_channel", "_flight", "_publish_started", "_started", "_state", "future")
+
+    def __init__(
+        self, flight: Flight, state: State, channel: str, started: float, publish_started: float
+    ) -> None:
+        self.future = flight.future
+        self._flight = flight
+        self._state = state
+        self._channel = channel
+        self._started = started
+        self._publish_started = publish_started
+
+    def answer(self) -> Answer:
+        try:
+            report = self._flight.report()
+        except RouterUnavailable as exc:
+            return _unavailable(self._state, self._channel, exc)
+        return _published(
+            self._state, self._channel, report.tally(), self._started, self._publish_started
+        )
+
+
+Started = Answer | Pending | Coroutine[Any, Any, Answer]
+"""A webhook once its handling has begun: answered already, one script call in flight, or
+the coroutine that finishes it (offloaded, malformed, or needing more than one call)."""
+
+
+def start_whatsapp(app: web.Application, signature: str | None, body: bytes) -> Started:
     """Everything after the body is read: signature, parse, publish, metrics, the answer."""
     state = app[STATE]
     if state.settings.whatsapp is None:
@@ -109,18 +141,27 @@ async def whatsapp_webhook(app: web.Application, signature: str | None, body: by
     if not whatsapp.verify_signature(body, signature, state.app_secret):
         state.metrics.signature_failures.labels("whatsapp").inc()
         return _counted(state, "whatsapp", 401, "bad signature")
-    return await _ingest(app, "whatsapp", body, int(time.time()))
+    return _start(app, "whatsapp", body, int(time.time()))
 
 
-async def telegram_webhook(
-    app: web.Application, bot_id: str, secret: str | None, body: bytes
-) -> Answer:
+def start_telegram(app: web.Application, bot_id: str, secret: str | None, body: bytes) -> Started:
     """The same for one bot's update; `secret` is its X-Telegram-Bot-Api-Secret-Token."""
     state = app[STATE]
     refused = _telegram_refusal(state, bot_id, secret)
     if refused is not None:
         return refused
-    return await _ingest(app, "telegram", body, int(time.time()), bot_id)
+    return _start(app, "telegram", body, int(time.time()), bot_id)
+
+
+async def settle(started: Started) -> Answer:
+    """The answer of a started webhook, awaited (the aiohttp routes)."""
+    if isinstance(started, tuple):
+        return started
+    if isinstance(started, Pending):
+        with contextlib.suppress(*REDIS_ERRORS):  # answer() turns it into a 503
+            await started.future
+        return started.answer()
+    return await started
 
 
 def _telegram_refusal(state: State, bot_id: str, secret: str | None) -> Answer | None:
@@ -134,45 +175,85 @@ def _telegram_refusal(state: State, bot_id: str, secret: str | None) -> Answer |
     return None
 
 
-async def _ingest(
+def _start(
+    app: web.Application, channel: str, body: bytes, received_at: int, bot_id: str | None = None
+) -> Started:
+    state = app[STATE]
+    started = time.perf_counter()
+    if len(body) > state.settings.server.offload_bytes:
+        # A multi-megabyte body (history sync) is decoded and published by a child process,
+        # so live webhooks keep this event loop (router/offload.py).
+        return _offloaded(app, channel, body, received_at, bot_id, started)
+    try:
+        parsed = parse_webhook(channel, body, received_at, bot_id)
+    except ParseError as exc:
+        return _malformed(app, channel, body, received_at, str(exc))
+    publish_started = time.perf_counter()
+    publishing = app[ROUTER].start(channel, parsed, body, received_at)
+    if isinstance(publishing, Flight):
+        return Pending(publishing, state, channel, started, publish_started)
+    return _publishing(state, channel, publishing, started, publish_started)
+
+
+async def _publishing(
+    state: State,
+    channel: str,
+    publishing: Awaitable[Report],
+    started: float,
+    publish_started: float,
+) -> Answer:
+    try:
+        report = await publishing
+    except RouterUnavailable as exc:
+        return _unavailable(state, channel, exc)
+    return _published(state, channel, report.tally(), started, publish_started)
+
+
+async def _offloaded(
     app: web.Application,
     channel: str,
     body: bytes,
     received_at: int,
-    bot_id: str | None = None,
+    bot_id: str | None,
+    started: float,
 ) -> Answer:
     state = app[STATE]
-    router = app[ROUTER]
-    started = time.perf_counter()
     try:
-        if len(body) > state.settings.server.offload_bytes:
-            # A multi-megabyte body (history sync) is decoded and published by a child
-            # process, so live webhooks keep this event loop (router/offload.py).
-            publish_started = time.perf_counter()
-            outcome = await app[OFFLOAD].publish(channel, body, received_at, bot_id)
-        else:
-            try:
-                parsed = parse_webhook(channel, body, received_at, bot_id)
-            except ParseError as exc:
-                outcome = Malformed(str(exc))
-            else:
-                publish_started = time.perf_counter()
-                outcome = (await router.publish(channel, parsed, body, received_at)).tally()
-        if isinstance(outcome, Malformed):
-            await router.deadletter(
-                "malformed_body", channel, received_at, outcome.detail[:500], body
-            )
-            state.metrics.deadletters.labels(channel, "malformed_body").inc()
-            log.warning("dead-lettered a %s body: %s", channel, outcome.detail[:200])
-            return _counted(state, channel, 200, "OK")
+        outcome = await app[OFFLOAD].publish(channel, body, received_at, bot_id)
     except RouterUnavailable as exc:
-        state.metrics.redis_errors.labels("publish").inc()
-        log.error("redis unavailable, answering 503 so %s retries: %s", channel, exc)
-        return _counted(state, channel, 503, "temporarily unavailable")
+        return _unavailable(state, channel, exc)
+    if isinstance(outcome, Malformed):
+        return await _malformed(app, channel, body, received_at, outcome.detail)
+    return _published(state, channel, outcome, started, started)
+
+
+async def _malformed(
+    app: web.Application, channel: str, body: bytes, received_at: int, detail: str
+) -> Answer:
+    """A body we cannot understand under a valid signature: dead-lettered, answered 200."""
+    state = app[STATE]
+    try:
+        await app[ROUTER].deadletter("malformed_body", channel, received_at, detail[:500], body)
+    except RouterUnavailable as exc:
+        return _unavailable(state, channel, exc)
+    state.metrics.deadletters.labels(channel, "malformed_body").inc()
+    log.warning("dead-lettered a %s body: %s", channel, detail[:200])
+    return _counted(state, channel, 200, "OK")
+
+
+def _published(
+    state: State, channel: str, outcome: Tally, started: float, publish_started: float
+) -> Answer:
     done = time.perf_counter()
     state.metrics.timed(channel, done - publish_started, done - started)
     state.metrics.tallied(channel, outcome)
     return _counted(state, channel, 200, "OK")
+
+
+def _unavailable(state: State, channel: str, exc: RouterUnavailable) -> Answer:
+    state.metrics.redis_errors.labels("publish").inc()
+    log.error("redis unavailable, answering 503 so %s retries: %s", channel, exc)
+    return _counted(state, channel, 503, "temporarily unavailable")
 
 
 def _counted(state: State, channel: str, status: int, text: str) -> Answer:

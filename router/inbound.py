@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Awaitable, Callable, Iterable
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from router import keys
 from router.accounts import Directory, interval_us
 from router.client import REDIS_ERRORS, RedisClient, scripts_of
 from router.records import DeadLetter, new_event_id
-from router.scriptpipe import ScriptHost
+from router.scriptpipe import PipeScript, ScriptHost
 
 
 class RouterUnavailable(Exception):
@@ -135,6 +136,14 @@ class _Batch:
         self.events: list[AnyEvent | None] = []
         """One per E/S/P/M operation: the event its result flag is about (None: a letter)."""
 
+    def collect(self, flags: list[int], report: Report) -> None:
+        """Sort this call's events by its result flags: published, or already there."""
+        published, duplicates = report.published, report.duplicates
+        for event, flag in zip(self.events, flags, strict=True):
+            if event is None:
+                continue
+            (published if flag else duplicates).append(event)
+
 
 class _Calls:
     """The publish.lua calls of one slice of a webhook: one `_Batch` per stream, since a
@@ -190,7 +199,12 @@ class InboundRouter:
         self._streams: dict[str, _Streams] = {}
         self._intervals: dict[float, bytes] = {}
         host = scripts or scripts_of(redis)
-        self._script: Callable[..., Awaitable[Any]] = host.register_script(_SCRIPT)
+        script = host.register_script(_SCRIPT)
+        self._script: Callable[..., Awaitable[Any]] = script
+        self._now: Callable[[Sequence[Any], Sequence[Any]], asyncio.Future[Any] | None] | None = (
+            script.now if isinstance(script, PipeScript) else None
+        )
+        """Sends a call at once (the lean client only): see `start`."""
 
     async def publish(self, channel: str, parsed: Parsed, body: bytes, received_at: int) -> Report:
         """Publish every event of one webhook; raises `RouterUnavailable` if Redis fails.
@@ -200,14 +214,57 @@ class InboundRouter:
         live webhooks' scripts in between. Marks make this safe: if a later slice fails, the
         platform's retry publishes only what is missing.
         """
+        started = self.start(channel, parsed, body, received_at)
+        if isinstance(started, Flight):
+            with contextlib.suppress(*REDIS_ERRORS):  # report() raises it as RouterUnavailable
+                await started.future
+            return started.report()
+        return await started
+
+    def start(
+        self, channel: str, parsed: Parsed, body: bytes, received_at: int
+    ) -> Flight | Coroutine[Any, Any, Report]:
+        """`publish`, begun at once. A webhook that needs nothing looked up first and fits one
+        script call (the usual one) is sent now, on the lean client's open connection, and
+        comes back as a `Flight`: no task or coroutine per webhook. Any other comes back as
+        the coroutine that publishes it."""
         known, unknown = self._route(channel, parsed)
+        pending = self._hidden_numbers(known)
+        if (
+            pending
+            or self._now is None
+            or any(r.renamed_to and r.event.conversation_id for r, _ in known)
+        ):
+            return self._publish_after_lookups(
+                channel, known, unknown, pending, parsed, body, received_at
+            )
+        slices = self._prepare(channel, known, {}, parsed, unknown, body, received_at)
+        if len(slices) == 1 and len(batches := slices[0].batches) == 1:
+            for batch in batches.values():
+                if batch.keys and (future := self._now(batch.keys, batch.args)) is not None:
+                    return Flight(future, batch, slices[0].letters)
+        return self._run_slices(slices)
+
+    async def _publish_after_lookups(
+        self,
+        channel: str,
+        known: list[tuple[Routed, str]],
+        unknown: dict[str, int],
+        pending: list[tuple[Routed, str]],
+        parsed: Parsed,
+        body: bytes,
+        received_at: int,
+    ) -> Report:
         # The extra round trips below are awaited only for the webhooks that need them.
-        if pending := self._hidden_numbers(known):
+        if pending:
             await self._resolve_bsuids(pending)
         originals: dict[int, str] = {}
         if renames := [(r, a) for r, a in known if r.renamed_to and r.event.conversation_id]:
             originals = await self._resolve_renames(renames)
         slices = self._prepare(channel, known, originals, parsed, unknown, body, received_at)
+        return await self._run_slices(slices)
+
+    async def _run_slices(self, slices: list[_Calls]) -> Report:
         report = Report()
         for i, calls in enumerate(slices):
             if i:
@@ -504,11 +561,30 @@ class InboundRouter:
             flags = await self._script(keys=batch.keys, args=batch.args)
         except REDIS_ERRORS as exc:
             raise RouterUnavailable(str(exc)) from exc
-        published, duplicates = report.published, report.duplicates
-        for event, flag in zip(batch.events, flags, strict=True):
-            if event is None:
-                continue
-            (published if flag else duplicates).append(event)
+        batch.collect(flags, report)
+
+
+class Flight:
+    """A webhook's one publish.lua call, sent by `InboundRouter.start`: its reply comes in
+    `future`; once that is done, `report()` says what the call did."""
+
+    __slots__ = ("_batch", "_letters", "future")
+
+    def __init__(self, future: asyncio.Future[Any], batch: _Batch, letters: list[str]) -> None:
+        self.future = future
+        self._batch = batch
+        self._letters = letters
+
+    def report(self) -> Report:
+        """What the call published; raises `RouterUnavailable` if it failed."""
+        try:
+            flags = self.future.result()
+        except REDIS_ERRORS as exc:
+            raise RouterUnavailable(str(exc)) from exc
+        report = Report()
+        self._batch.collect(flags, report)
+        report.deadletters.extend(self._letters)
+        return report
 
 
 def _bsuid_only(event: AnyEvent) -> bool:

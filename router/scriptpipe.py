@@ -98,6 +98,11 @@ def supports(url: str) -> bool:
     return url.startswith(("redis://", "unix://"))
 
 
+_Waiting = tuple[asyncio.Future[Any], float, bytes, "PipeScript | None"]
+"""A command written or about to be: its caller's future, when it was queued, the command
+and, for an EVALSHA, its script (to retry a NOSCRIPT answer as EVAL)."""
+
+
 class _Connection(asyncio.Protocol):
     """One connection: writes what the pipe batched, hands replies out in order."""
 
@@ -105,7 +110,7 @@ class _Connection(asyncio.Protocol):
         self._timeout_s = timeout_s
         self._on_write = on_write
         self._reader = hiredis.Reader()
-        self._waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self._waiting: collections.deque[_Waiting] = collections.deque()
         self._buffer: list[bytes] = []
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
@@ -123,11 +128,15 @@ class _Connection(asyncio.Protocol):
         waiting = self._waiting
         try:
             while (reply := reader.gets()) is not False:
-                future = waiting.popleft()[0]
+                future, _, command, script = waiting.popleft()
                 if future.done():
                     continue
                 if isinstance(reply, hiredis.ReplyError):
-                    future.set_exception(_reply_error(str(reply)))
+                    message = str(reply)
+                    if script is not None and message.startswith("NOSCRIPT"):
+                        self._queue(future, script.as_eval(command), None)
+                    else:
+                        future.set_exception(_reply_error(message))
                 else:
                     future.set_result(reply)
         except (hiredis.ProtocolError, IndexError) as exc:
@@ -137,17 +146,25 @@ class _Connection(asyncio.Protocol):
         self._fail(RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
 
     # used by ScriptPipe
-    def send(self, command: bytes) -> asyncio.Future[Any]:
+    def send(self, command: bytes, script: PipeScript | None = None) -> asyncio.Future[Any]:
+        """Queue `command` for this iteration's write; its reply comes in the future. With
+        `script` (an EVALSHA of it), a NOSCRIPT answer is retried once as EVAL, here on the
+        connection: the caller sees the script's reply, not the flush or restart."""
         if self.closed:
             raise RedisConnectionError("connection to Redis is closed")
         future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue(future, command, script)
+        return future
+
+    def _queue(
+        self, future: asyncio.Future[Any], command: bytes, script: PipeScript | None
+    ) -> None:
         if not self._buffer:
             self._loop.call_soon(self._flush)
         self._buffer.append(command)
-        self._waiting.append((future, time.monotonic()))
+        self._waiting.append((future, time.monotonic(), command, script))
         if self._watchdog is None:
             self._watchdog = self._loop.call_later(self._timeout_s, self._check)
-        return future
 
     def _flush(self) -> None:
         if self._transport is None or self.closed:
@@ -190,7 +207,8 @@ def _reply_error(message: str) -> ResponseError:
 
 
 class PipeScript:
-    """A registered script: `await script(keys=[...], args=[...])`, like redis-py's."""
+    """A registered script: `await script(keys=[...], args=[...])`, like redis-py's; or
+    `script.now(...)`, which sends the call at once and gives its reply's future."""
 
     def __init__(self, pipe: ScriptPipe, text: str) -> None:
         self._pipe = pipe
@@ -198,9 +216,38 @@ class PipeScript:
         self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
         self.head = b"$7\r\nEVALSHA\r\n$40\r\n%b\r\n" % self.sha.encode()
         """`EVALSHA <sha>` in RESP, made once: the start of every call of this script."""
+        body = text.encode()
+        self._eval_head = b"$4\r\nEVAL\r\n$%d\r\n%b\r\n" % (len(body), body)
 
     def __call__(self, keys: Sequence[Arg] = (), args: Sequence[Arg] = ()) -> Awaitable[Any]:
-        return self._pipe.evalsha(self, keys, args)  # not a coroutine of its own: one fewer
+        future = self.now(keys, args)
+        if future is not None:
+            return future  # no coroutine of its own: one fewer
+        return self._pipe.evalsha(self, keys, args)
+
+    def now(self, keys: Sequence[Arg], args: Sequence[Arg]) -> asyncio.Future[Any] | None:
+        """The call, queued for this iteration's write on the open connection; its reply
+        (or redis-py's error) comes in the returned future. None when no connection is open:
+        then await the call itself, which connects first."""
+        conn = self._pipe.connection
+        if conn is None or conn.closed:
+            return None
+        return conn.send(self.command(keys, args), self)
+
+    def command(self, keys: Sequence[Arg], args: Sequence[Arg]) -> bytes:
+        """`EVALSHA <sha> <numkeys> <keys...> <args...>` in RESP."""
+        count = len(keys)
+        numkeys = b"%d" % count
+        parts = [b"*%d\r\n" % (3 + count + len(args)), self.head, _HEADERS[len(numkeys)], numkeys]
+        parts.append(b"\r\n")
+        _pack_into(parts, keys)
+        _pack_into(parts, args)
+        return b"".join(parts)
+
+    def as_eval(self, command: bytes) -> bytes:
+        """This script's EVALSHA `command` as the same call by EVAL (the script's text)."""
+        count_end = command.index(b"\r\n") + 2
+        return command[:count_end] + self._eval_head + command[count_end + len(self.head) :]
 
 
 class ScriptPipe:
@@ -222,22 +269,16 @@ class ScriptPipe:
         self._scripts[script.sha] = script
         return script
 
+    @property
+    def connection(self) -> _Connection | None:
+        """The connection calls go out on, if one is open."""
+        return self._conn
+
     async def evalsha(self, script: PipeScript, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
-        count = len(keys)
-        numkeys = b"%d" % count
-        parts = [b"*%d\r\n" % (3 + count + len(args)), script.head, _HEADERS[len(numkeys)], numkeys]
-        parts.append(b"\r\n")
-        _pack_into(parts, keys)
-        _pack_into(parts, args)
-        command = b"".join(parts)
         conn = self._conn
         if conn is None or conn.closed:
             conn = await self._connect()
-        try:
-            return await conn.send(command)
-        except NoScriptError:
-            conn = await self._connect()
-            return await conn.send(pack(["EVAL", script.text, len(keys), *keys, *args]))
+        return await conn.send(script.command(keys, args), script)
 
     async def execute(self, *args: Arg) -> Any:
         """Any other command, e.g. `PING` (on the same connection, in order)."""

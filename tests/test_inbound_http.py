@@ -537,9 +537,18 @@ async def test_health_ready_and_metrics(client: TestClient, redis: Redis) -> Non
     assert "5511987650001" not in text  # no phone numbers in labels
 
 
+@pytest.mark.parametrize("warm", [False, True], ids=["first-call", "connection-open"])
 async def test_redis_failure_is_503_and_the_retry_is_published(
-    client: TestClient, redis: Redis
+    client: TestClient, redis: Redis, warm: bool
 ) -> None:
+    """Cold: the failing call is the one that connects (the coroutine path). Warm: the lean
+    client's connection is open, so the call is sent at once and answered by callback."""
+    expected = []
+    if warm:
+        contact, message = text_message("wamid.BEFORE")
+        payload = envelope(change(NUMBER_A, "15550001111", contacts=[contact], messages=[message]))
+        assert await post_wa(client, payload) == 200
+        expected.append("wamid.BEFORE")
     contact, message = text_message("wamid.OOM")
     payload = envelope(change(NUMBER_A, "15550001111", contacts=[contact], messages=[message]))
     await config_set(redis, "maxmemory", "1")
@@ -547,9 +556,10 @@ async def test_redis_failure_is_503_and_the_retry_is_published(
         assert await post_wa(client, payload) == 503
     finally:
         await config_set(redis, "maxmemory", "0")
-    assert await all_keys(redis, "gw:dd:*") == []
+    assert len(await all_keys(redis, "gw:dd:*")) == len(expected)
     assert await post_wa(client, payload) == 200
-    assert [e["message_id"] for e in await stream(redis, "gw:inbox:support")] == ["wamid.OOM"]
+    expected.append("wamid.OOM")
+    assert [e["message_id"] for e in await stream(redis, "gw:inbox:support")] == expected
     text = await (await client.get("/metrics")).text()
     assert 'gateway_http_requests_total{channel="whatsapp",code="503"} 1.0' in text
 

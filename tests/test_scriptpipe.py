@@ -180,3 +180,26 @@ async def test_a_reply_later_than_the_timeout_fails_then_the_next_call_works(
     finally:
         await admin.aclose()
         await pipe.aclose()
+
+
+async def test_calls_in_flight_when_scripts_are_flushed_all_get_their_replies(
+    pipe: ScriptPipe, redis: Redis
+) -> None:
+    incr = pipe.register_script(INCR)
+    assert await incr(keys=["n"], args=[1]) == 1
+    await redis.script_flush()
+    # 50 EVALSHAs in one write: each meets NOSCRIPT and is retried as EVAL on the connection
+    replies = await asyncio.gather(*(incr(keys=["n"], args=[1]) for _ in range(50)))
+    assert sorted(replies) == list(range(2, 52))
+    assert await redis.get("n") == b"51"  # each call ran exactly once
+
+
+async def test_now_sends_on_the_open_connection_and_declines_without_one(
+    pipe: ScriptPipe,
+) -> None:
+    echo = pipe.register_script(ECHO)
+    assert echo.now(["k"], [1]) is None  # nothing open yet: the caller awaits the call instead
+    assert await echo(keys=["k"], args=[1]) == [b"k", b"1"]
+    future = echo.now(["k2"], [2])
+    assert future is not None
+    assert await future == [b"k2", b"2"]
