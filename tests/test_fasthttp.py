@@ -197,6 +197,7 @@ async def test_requests_cut_anywhere_get_the_same_answers_with_the_fast_path_on_
         lambda: wa_post().replace(b"HTTP/1.1", b"HTTP/1.0", 1).replace(
             b"Host:", b"Connection: keep-alive\r\nHost:", 1),
         lambda: wa_post().replace(b"POST /webhooks/whatsapp", b"POST /webhooks/whatsapp?x=1"),
+        lambda: wa_post().replace(b"sha256=", b"sha256=\xff", 1),  # not UTF-8: a wrong one
     ]  # fmt: skip
     for _ in range(25):
         picks = [rng.randrange(len(kinds)) for _ in range(rng.randint(1, 6))]
@@ -209,6 +210,27 @@ async def test_requests_cut_anywhere_get_the_same_answers_with_the_fast_path_on_
             )
             seen[fast] = ([(a.status, a.body) for a in answers], closed)
         assert seen[True] == seen[False], picks
+
+
+async def test_a_signature_header_that_is_not_utf8_is_a_wrong_signature(
+    servers: dict[bool, GatewayTestServer],
+) -> None:
+    for fast in (True, False):
+        answers, _ = await exchange(
+            _port(servers[fast]), wa_post().replace(b"sha256=", b"sha256=\xff", 1), 1
+        )
+        assert (answers[0].status, answers[0].body) == (401, b"bad signature"), fast
+
+
+async def test_a_long_pipeline_answered_without_waiting_is_answered_whole(
+    servers: dict[bool, GatewayTestServer],
+) -> None:
+    """2000 requests in one write, each refused at once (a wrong signature, no Redis call in
+    between): every one is answered, in order, and the connection stays usable."""
+    data = b"".join(wa_post(signed=False) for _ in range(2000)) + wa_post()
+    answers, closed = await exchange(_port(servers[True]), data, 2001)
+    assert [a.status for a in answers] == [401] * 2000 + [200]
+    assert not closed
 
 
 async def test_a_head_sent_byte_by_byte_is_served(servers: dict[bool, GatewayTestServer]) -> None:
