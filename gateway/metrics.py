@@ -15,6 +15,7 @@ included, whichever worker Prometheus reaches. Gauges cannot simply be summed; e
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -51,12 +52,58 @@ _PROGRESS_MODE: Final = "mostrecent"
 _HALTED_MODE: Final = "max"
 
 
+class _Timings:
+    """One channel's two latency histograms, unsent: a count per bucket (`LATENCY_BUCKETS`,
+    then +Inf) and the sum, as prometheus_client keeps them."""
+
+    __slots__ = ("publish", "publish_sum", "request", "request_sum")
+
+    def __init__(self) -> None:
+        self.publish = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.request = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.publish_sum = 0.0
+        self.request_sum = 0.0
+
+
+class _Unsent:
+    """The webhook path's counts (answers, events, latencies) in plain numbers until the next
+    scrape: a dict update per webhook instead of five prometheus_client increments, each of
+    which takes a lock (2-3 µs of a webhook's ~50, benchmarks/README.md). One process only:
+    with several workers every increment must reach the worker's file at once, since a scrape
+    is answered by whichever worker, from the files."""
+
+    __slots__ = ("answers", "events", "timings")
+
+    def __init__(self) -> None:
+        self.answers: dict[tuple[str, int], int] = {}
+        self.events: dict[tuple[str, tuple[str, str]], int] = {}
+        self.timings: dict[str, _Timings] = {}
+
+
+def _observed(histogram: Histogram, counts: list[int], total: float) -> None:
+    """Add many observations to a labelled histogram at once. prometheus_client has no public
+    call for it, so this writes what `observe` writes: one value per bucket (not cumulative,
+    in bound order, +Inf last) and the sum. tests/test_metrics.py checks the exposition
+    against `observe`, so a change inside prometheus_client fails a test, not a dashboard."""
+    buckets = histogram._buckets
+    for value, count in zip(buckets, counts, strict=True):
+        if count:
+            value.inc(count)
+    histogram._sum.inc(total)
+
+
 class Metrics:
     """The gateway's metrics. `multiprocess_dir`: the PROMETHEUS_MULTIPROC_DIR of a worker
     process; `exposition()` then answers for all workers together."""
 
-    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None, *, defer: bool | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir
+        if defer is None:
+            defer = multiprocess_dir is None
+        if defer and multiprocess_dir is not None:
+            raise ValueError("a worker's counts must reach its file at once: no deferring")
+        self._unsent: _Unsent | None = _Unsent() if defer else None
+        """The webhook path's counts since the last scrape (one process only; see `_Unsent`)."""
         self.registry = CollectorRegistry(auto_describe=True)
         self._children: dict[tuple[int, tuple[str, ...]], Counter | Histogram] = {}
         # The webhook path's labelled children, looked up once (prometheus_client's `labels()`
@@ -214,21 +261,69 @@ class Metrics:
         self.outbox_oldest.set(oldest_pending_s)
 
     def answered(self, channel: str, status: int) -> None:
+        unsent = self._unsent
+        if unsent is not None:
+            key = (channel, status)
+            answers = unsent.answers
+            answers[key] = answers.get(key, 0) + 1
+            return
+        self._answer_counter(channel, status).inc()
+
+    def timed(self, channel: str, publish_s: float, request_s: float) -> None:
+        unsent = self._unsent
+        if unsent is not None:
+            timings = unsent.timings.get(channel)
+            if timings is None:
+                timings = unsent.timings[channel] = _Timings()
+            timings.publish[bisect_left(LATENCY_BUCKETS, publish_s)] += 1
+            timings.publish_sum += publish_s
+            timings.request[bisect_left(LATENCY_BUCKETS, request_s)] += 1
+            timings.request_sum += request_s
+            return
+        publish, request = self._timers_of(channel)
+        publish.observe(publish_s)
+        request.observe(request_s)
+
+    def flush(self) -> None:
+        """Move the webhook path's unsent counts into prometheus_client's values (done before
+        every scrape, so a scrape sees every webhook answered before it)."""
+        unsent = self._unsent
+        if unsent is None:
+            return
+        self._unsent = _Unsent()
+        for (channel, status), count in unsent.answers.items():
+            self._answer_counter(channel, status).inc(count)
+        for (channel, key), count in unsent.events.items():
+            self._event_counter(channel, key).inc(count)
+        for channel, timings in unsent.timings.items():
+            publish, request = self._timers_of(channel)
+            _observed(publish, timings.publish, timings.publish_sum)
+            _observed(request, timings.request, timings.request_sum)
+
+    def _answer_counter(self, channel: str, status: int) -> Counter:
         counter = self._answers.get((channel, status))
         if counter is None:
             counter = self._labelled(self.requests, channel, str(status))
             self._answers[(channel, status)] = counter
-        counter.inc()
+        return counter
 
-    def timed(self, channel: str, publish_s: float, request_s: float) -> None:
+    def _event_counter(self, channel: str, key: tuple[str, str]) -> Counter:
+        counters = self._event_counters.get(channel)
+        if counters is None:
+            counters = self._event_counters[channel] = {}
+        counter = counters.get(key)
+        if counter is None:
+            counter = counters[key] = self._labelled(self.events, channel, *key)
+        return counter
+
+    def _timers_of(self, channel: str) -> tuple[Histogram, Histogram]:
         timers = self._timers.get(channel)
         if timers is None:
             timers = self._timers[channel] = (
                 self._labelled(self.publish_seconds, channel),
                 self._labelled(self.request_seconds, channel),
             )
-        timers[0].observe(publish_s)
-        timers[1].observe(request_s)
+        return timers
 
     def _labelled(self, metric: _Labelled, *values: str) -> _Labelled:
         """`metric.labels(*values)`, looked up once: the webhook path calls this several times
@@ -242,15 +337,15 @@ class Metrics:
     def tallied(self, channel: str, tally: Tally) -> None:
         """One webhook's events and duplicates: one labelled increment per (kind, type), so
         a 10,000-event history webhook costs a handful of label lookups, not 10,000."""
-        if tally.published:
-            counters = self._event_counters.get(channel)
-            if counters is None:
-                counters = self._event_counters[channel] = {}
+        unsent = self._unsent
+        if unsent is not None:
+            events = unsent.events
             for key, count in tally.published.items():
-                counter = counters.get(key)
-                if counter is None:
-                    counter = counters[key] = self._labelled(self.events, channel, *key)
-                counter.inc(count)
+                labels = (channel, key)
+                events[labels] = events.get(labels, 0) + count
+        else:
+            for key, count in tally.published.items():
+                self._event_counter(channel, key).inc(count)
         for kind, count in tally.duplicates.items():
             self._labelled(self.duplicates, channel, kind).inc(count)
         for event in tally.accounts:
@@ -270,6 +365,7 @@ class Metrics:
 
     def exposition(self) -> bytes:
         if self.multiprocess_dir is None:
+            self.flush()
             return generate_latest(self.registry)
         # Read afresh on every scrape: the files are the only place other workers' values are.
         merged = CollectorRegistry()
