@@ -81,11 +81,12 @@ while a <= #ARGV do
     last = 0
     if redis.call('EXISTS', mark) == 0 then
       local payload = ARGV[a + 2]
-      local paused_until = tonumber(redis.call('HGET', conv, 'p') or '0')
-      if redis.call('HGET', conv, 'h') == '1' or paused_until > now_s then
+      -- one lookup of the conversation for the four fields read here
+      local state = redis.call('HMGET', conv, 'p', 'h', 'alias', 't')
+      local paused_until, alias, latest = tonumber(state[1] or '0'), state[3], tonumber(state[4] or '0')
+      if state[2] == '1' or paused_until > now_s then
         payload = string.sub(payload, 1, -7) .. 'true}'
       end
-      local alias = redis.call('HGET', conv, 'alias')
       if alias then
         payload = replace_once(payload, '"contact_id":' .. ARGV[a + 6], '"contact_id":"' .. alias .. '"')
         local prefix = string.match(ARGV[a + 7], '^"(.*:)[^:]*"$')
@@ -95,7 +96,7 @@ while a <= #ARGV do
       xadd(stream, ARGV[a + 1], payload)
       redis.call('SET', mark, '1', 'EX', ttl)
       local t = tonumber(ARGV[a + 3])
-      if t >= tonumber(redis.call('HGET', conv, 't') or '0') then
+      if t >= latest then
         redis.call('HSET', conv, 't', t, 'm', ARGV[a + 4])
       end
       redis.call('HDEL', conv, 'oo')
