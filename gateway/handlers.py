@@ -120,12 +120,10 @@ class Pending:
 
     def answer(self) -> Answer:
         try:
-            report = self._flight.report()
+            tally = self._flight.tally()
         except RouterUnavailable as exc:
             return _unavailable(self._state, self._channel, exc)
-        return _published(
-            self._state, self._channel, report.tally(), self._started, self._publish_started
-        )
+        return _published(self._state, self._channel, tally, self._started, self._publish_started)
 
 
 Started = Answer | Pending | Coroutine[Any, Any, Answer]

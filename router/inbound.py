@@ -105,18 +105,24 @@ class Report:
     deadletters: list[str] = field(default_factory=list)
 
     def tally(self) -> Tally:
-        published: dict[tuple[str, str], int] = {}
-        accounts: list[AccountEvent] = []
-        for event in self.published:
-            key = _label_key(event)
-            published[key] = published.get(key, 0) + 1
-            if type(event) is AccountEvent:
-                accounts.append(event)
-        duplicates: dict[str, int] = {}
-        for event in self.duplicates:
-            kind = _KINDS[type(event)]
-            duplicates[kind] = duplicates.get(kind, 0) + 1
-        return Tally(published, duplicates, accounts, self.deadletters)
+        return _tally(self.published, self.duplicates, self.deadletters)
+
+
+def _tally(
+    published_events: list[AnyEvent], duplicate_events: list[AnyEvent], deadletters: list[str]
+) -> Tally:
+    published: dict[tuple[str, str], int] = {}
+    accounts: list[AccountEvent] = []
+    for event in published_events:
+        key = _label_key(event)
+        published[key] = published.get(key, 0) + 1
+        if type(event) is AccountEvent:
+            accounts.append(event)
+    duplicates: dict[str, int] = {}
+    for event in duplicate_events:
+        kind = _KINDS[type(event)]
+        duplicates[kind] = duplicates.get(kind, 0) + 1
+    return Tally(published, duplicates, accounts, deadletters)
 
 
 _SCRIPT = (Path(__file__).parent / "lua" / "publish.lua").read_text()
@@ -577,14 +583,26 @@ class Flight:
 
     def report(self) -> Report:
         """What the call published; raises `RouterUnavailable` if it failed."""
-        try:
-            flags = self.future.result()
-        except REDIS_ERRORS as exc:
-            raise RouterUnavailable(str(exc)) from exc
         report = Report()
-        self._batch.collect(flags, report)
+        self._batch.collect(self._flags(), report)
         report.deadletters.extend(self._letters)
         return report
+
+    def tally(self) -> Tally:
+        """`report().tally()`, without the report in between."""
+        published: list[AnyEvent] = []
+        duplicates: list[AnyEvent] = []
+        for event, flag in zip(self._batch.events, self._flags(), strict=True):
+            if event is not None:
+                (published if flag else duplicates).append(event)
+        return _tally(published, duplicates, list(self._letters))
+
+    def _flags(self) -> list[int]:
+        try:
+            flags: list[int] = self.future.result()
+        except REDIS_ERRORS as exc:
+            raise RouterUnavailable(str(exc)) from exc
+        return flags
 
 
 def _bsuid_only(event: AnyEvent) -> bool:
