@@ -51,7 +51,8 @@ class ServerSettings(msgspec.Struct, **_STRUCT):
     """Plain webhook POSTs are served by gateway/fasthttp.py instead of aiohttp's request
     machinery (about 40 µs less CPU each); false leaves every request to aiohttp."""
     offload_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 256 * 1024
-    """Bodies larger than this are decoded on a worker thread (see handlers._ingest)."""
+    """Bodies larger than this are decoded and published by a child process (router/offload.py,
+    see handlers._start)."""
     workers: Annotated[int, msgspec.Meta(ge=1, le=MAX_WORKERS)] = 1
     """Worker processes sharing host:port through SO_REUSEPORT (gateway.supervisor); 1 runs
     the gateway in this one process. `gateway serve --workers N` overrides it."""

@@ -8,7 +8,7 @@ connection itself: llhttp (httptools) checks the request head, the body is slice
 buffer, and the same `handlers.start_whatsapp` / `start_telegram` as the aiohttp routes
 verify, parse and publish it. The usual webhook needs one script call, sent while the body is
 handled; a callback on its reply writes the answer, so no task or coroutine is made per
-request (about 8 µs of CPU a webhook, benchmarks/README.md).
+request (about 6 µs of CPU a webhook, benchmarks/README.md).
 
 Every other request is aiohttp's, on the same port and connection: the first one that is not a
 plain webhook POST (any other path or method, HTTP/1.0, chunked, `Expect`, `Upgrade`, a body
