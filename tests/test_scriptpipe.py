@@ -76,6 +76,22 @@ def _as_redis_writes_it(arg: bytes | str | int | float) -> bytes:
     return str(arg).encode()
 
 
+@given(
+    st.lists(st.binary(max_size=40), max_size=5),
+    st.lists(st.one_of(st.binary(max_size=64), st.text(max_size=16)), max_size=12),
+)
+def test_a_call_retried_by_eval_carries_the_same_keys_and_arguments(
+    keys: list[bytes], args: list[bytes | str]
+) -> None:
+    script = ScriptPipe("redis://127.0.0.1:1/0", 1.0).register_script(FAIL_ON_BOOM)
+    reader = hiredis.Reader()
+    reader.feed(script.command(keys, args) + script.as_eval(script.command(keys, args)))
+    rest = [str(len(keys)).encode(), *keys, *(_as_redis_writes_it(a) for a in args)]
+    assert reader.gets() == [b"EVALSHA", script.sha.encode(), *rest]
+    assert reader.gets() == [b"EVAL", FAIL_ON_BOOM.encode(), *rest]
+    assert reader.gets() is False
+
+
 def test_pack_refuses_booleans() -> None:
     with pytest.raises(TypeError, match="booleans"):
         pack(["SET", "k", True])
