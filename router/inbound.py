@@ -13,6 +13,10 @@ For each webhook the router
    usual case) is one call,
 5. then writes its dead letters, if any, in one more call to `gw:deadletter`'s slot.
 
+`start` begins all of this at once: the usual webhook (nothing to look up, one call) is sent
+on the lean client's open connection before `start` returns, as a `Flight` whose future the
+fast path answers from; no task or coroutine is made for it. `publish` awaits the same.
+
 If Redis fails, `RouterUnavailable` is raised and the gateway answers 503 so the platform
 retries: what was published is marked and is not published again; dead letters are written
 only once the events are in, so a retry does not write them twice.
@@ -142,9 +146,10 @@ class _Batch:
         self.events: list[AnyEvent | None] = []
         """One per E/S/P/M operation: the event its result flag is about (None: a letter)."""
 
-    def collect(self, flags: list[int], report: Report) -> None:
+    def collect(
+        self, flags: list[int], published: list[AnyEvent], duplicates: list[AnyEvent]
+    ) -> None:
         """Sort this call's events by its result flags: published, or already there."""
-        published, duplicates = report.published, report.duplicates
         for event, flag in zip(self.events, flags, strict=True):
             if event is None:
                 continue
@@ -567,7 +572,7 @@ class InboundRouter:
             flags = await self._script(keys=batch.keys, args=batch.args)
         except REDIS_ERRORS as exc:
             raise RouterUnavailable(str(exc)) from exc
-        batch.collect(flags, report)
+        batch.collect(flags, report.published, report.duplicates)
 
 
 class Flight:
@@ -584,7 +589,7 @@ class Flight:
     def report(self) -> Report:
         """What the call published; raises `RouterUnavailable` if it failed."""
         report = Report()
-        self._batch.collect(self._flags(), report)
+        self._batch.collect(self._flags(), report.published, report.duplicates)
         report.deadletters.extend(self._letters)
         return report
 
@@ -592,9 +597,7 @@ class Flight:
         """`report().tally()`, without the report in between."""
         published: list[AnyEvent] = []
         duplicates: list[AnyEvent] = []
-        for event, flag in zip(self._batch.events, self._flags(), strict=True):
-            if event is not None:
-                (published if flag else duplicates).append(event)
+        self._batch.collect(self._flags(), published, duplicates)
         return _tally(published, duplicates, list(self._letters))
 
     def _flags(self) -> list[int]:
