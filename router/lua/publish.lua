@@ -81,8 +81,8 @@ while a <= #ARGV do
     last = 0
     if redis.call('EXISTS', mark) == 0 then
       local payload = ARGV[a + 2]
-      -- one lookup of the conversation for the four fields read here
-      local state = redis.call('HMGET', conv, 'p', 'h', 'alias', 't')
+      -- one lookup of the conversation for the fields read here
+      local state = redis.call('HMGET', conv, 'p', 'h', 'alias', 't', 'oo')
       local paused_until, alias, latest = tonumber(state[1] or '0'), state[3], tonumber(state[4] or '0')
       if state[2] == '1' or paused_until > now_s then
         payload = string.sub(payload, 1, -7) .. 'true}'
@@ -99,7 +99,7 @@ while a <= #ARGV do
       if t >= latest then
         redis.call('HSET', conv, 't', t, 'm', ARGV[a + 4])
       end
-      redis.call('HDEL', conv, 'oo')
+      if state[5] then redis.call('HDEL', conv, 'oo') end
       redis.call('EXPIRE', conv, ARGV[a + 5])
       last = 1
     end
