@@ -20,10 +20,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
+import itertools
 import json
 import math
 import os
 import platform
+import statistics
 import sys
 import tempfile
 from collections.abc import Callable
@@ -172,6 +174,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1,
         help="worker processes of the started gateway (server.workers, SO_REUSEPORT)",
     )
+    add(
+        "--pairs",
+        type=int,
+        default=1,
+        help="with both targets: run the gateway and the bare server this many times, "
+        "alternately, on the closed-loop load that compares them; the ratio printed is the "
+        "median of the pairs (each gateway run over the bare run right after it)",
+    )
     add("--contacts", type=int, default=1000, help="distinct senders the messages rotate over")
     add("--pool-mb", type=int, default=384, help="memory for pre-generated requests per run")
     add("--drain", type=float, default=10.0, help="seconds to wait for late answers")
@@ -186,8 +196,8 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject combinations that cannot run."""
     if args.channel == "telegram" and args.items != 1:
         p.error("Telegram sends one update per POST: --items must be 1")
-    if min(args.items, args.connections, args.client_procs, args.contacts) < 1:
-        p.error("--items, --connections, --client-procs and --contacts must be >= 1")
+    if min(args.items, args.connections, args.client_procs, args.contacts, args.pairs) < 1:
+        p.error("--items, --connections, --client-procs, --contacts and --pairs must be >= 1")
     if args.duration <= 0 or args.warmup < 0 or (args.rate is not None and args.rate <= 0):
         p.error("--duration and --rate must be > 0, --warmup >= 0")
     if args.url and args.targets != "bare" and not args.app_secret:
@@ -435,7 +445,9 @@ def base_plan(args: argparse.Namespace, target: str) -> Plan:
 
 
 def single_plans(args: argparse.Namespace, targets: dict[str, Target]) -> list[Plan]:
-    """The command line's load on each target."""
+    """The command line's load on each target (`--pairs` times, alternately, on both)."""
+    if set(targets) == {"gateway", "bare"}:
+        return _pairs(base_plan(args, "gateway"), args.pairs)
     return [base_plan(args, name) for name in targets]
 
 
@@ -443,17 +455,23 @@ def full_plans(args: argparse.Namespace, targets: dict[str, Target]) -> list[Pla
     """1-item on both; 10 and 100 items, Telegram on the gateway (or the only target)."""
     main = "gateway" if "gateway" in targets else "bare"
     one = replace(base_plan(args, main), channel="whatsapp", items=1, rate=None)
-    plans = [one]
-    if main == "gateway" and "bare" in targets:
-        plans.append(replace(one, target="bare"))
+    plans = _pairs(one, args.pairs) if main == "gateway" and "bare" in targets else [one]
     plans += [replace(one, items=10), replace(one, items=100), replace(one, channel="telegram")]
     return plans
 
 
+def _pairs(gateway: Plan, pairs: int) -> list[Plan]:
+    """Gateway, bare, gateway, bare...: each pair's two runs back to back, so a machine whose
+    speed drifts moves both sides of a ratio alike."""
+    return [replace(gateway, target=t) for _ in range(pairs) for t in ("gateway", "bare")]
+
+
 def open_loop_plan(rows: list[Row]) -> Plan:
-    """Open loop on the first run's target at half its measured 1-item peak."""
-    peak = rows[0]
-    return replace(peak.plan, rate=max(1.0, round(peak.rps / 2)))
+    """Open loop on the first run's target at half its measured 1-item peak (the median
+    peak when that load ran several times)."""
+    first = rows[0].plan
+    peaks = sorted(r.rps for r in rows if r.plan == first)
+    return replace(first, rate=max(1.0, round(peaks[len(peaks) // 2] / 2)))
 
 
 def run_all(args: argparse.Namespace, targets: dict[str, Target]) -> list[Row]:
@@ -571,13 +589,23 @@ def cost_table(rows: list[Row]) -> str:
 
 
 def ratios(rows: list[Row]) -> list[str]:
-    """gateway/bare requests/s for every load both targets ran."""
-    bare = {r.plan.load: r for r in rows if r.plan.target == "bare"}
+    """gateway/bare requests/s for every load both targets ran: each gateway run over the
+    bare run of the same load that came right after it; the median when there are several."""
+    pairs: dict[str, list[float]] = {}
+    for gw, bare in itertools.pairwise(rows):
+        paired = (gw.plan.target, bare.plan.target) == ("gateway", "bare")
+        if paired and gw.plan.load == bare.plan.load and bare.rps:
+            pairs.setdefault(gw.plan.load, []).append(gw.rps / bare.rps)
     out = []
-    for r in rows:
-        other = bare.get(r.plan.load)
-        if r.plan.target == "gateway" and other and other.rps:
-            out.append(f"gateway/bare req/s, {r.plan.load}: {r.rps / other.rps:.2f}")
+    for load, values in pairs.items():
+        if len(values) == 1:
+            out.append(f"gateway/bare req/s, {load}: {values[0]:.2f}")
+            continue
+        each = ", ".join(f"{v:.2f}" for v in values)
+        median = statistics.median(values)
+        out.append(
+            f"gateway/bare req/s, {load}: {median:.2f} (median of {len(values)} pairs: {each})"
+        )
     return out
 
 
