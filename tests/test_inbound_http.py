@@ -564,6 +564,28 @@ async def test_redis_failure_is_503_and_the_retry_is_published(
     assert 'gateway_http_requests_total{channel="whatsapp",code="503"} 1.0' in text
 
 
+async def test_a_stream_redis_refuses_is_503_leaves_no_mark_and_the_retry_is_published(
+    client: TestClient, redis: Redis
+) -> None:
+    """The XADD itself fails (the inbox key holds a string, WRONGTYPE): the webhook is
+    answered 503 and leaves no dedup mark, so the platform's retry is published. The
+    connection is open first, so the call goes out at once and is answered by callback."""
+    contact, message = text_message("wamid.FIRST")
+    first = envelope(change(NUMBER_A, "15550001111", contacts=[contact], messages=[message]))
+    assert await post_wa(client, first) == 200
+    await redis.delete("gw:inbox:support")
+    await redis.set("gw:inbox:support", "not a stream")
+    contact, message = text_message("wamid.REFUSED")
+    payload = envelope(change(NUMBER_A, "15550001111", contacts=[contact], messages=[message]))
+    assert await post_wa(client, payload) == 503
+    assert [k for k in await all_keys(redis, "gw:dd:*") if b"REFUSED" in k] == []
+    await redis.delete("gw:inbox:support")
+    assert await post_wa(client, payload) == 200
+    assert [e["message_id"] for e in await stream(redis, "gw:inbox:support")] == ["wamid.REFUSED"]
+    assert await post_wa(client, payload) == 200  # and now it is a duplicate
+    assert len(await stream(redis, "gw:inbox:support")) == 1
+
+
 async def test_redis_down_is_503_and_not_ready(aiohttp_client: Any, settings: Any) -> None:
     from gateway.app import create_app
     from gateway.embedded import free_port

@@ -29,7 +29,8 @@
 -- Returns one integer per E/S/P/M operation: 1 published, 0 duplicate (or outranked).
 --
 -- Marks are written after the XADD: if the XADD fails, the script stops before the mark,
--- so a platform retry is published normally.
+-- so a platform retry is published normally. (M sets its mark first, in the same call that
+-- checks it, and deletes it again if its XADD fails: the same outcome.)
 local ttl = ARGV[1]
 local clock = redis.call('TIME')
 local now_s = tonumber(clock[1])
@@ -79,7 +80,9 @@ while a <= #ARGV do
   elseif op == 'M' then
     local stream, mark, conv = KEYS[k], KEYS[k + 1], KEYS[k + 2]
     last = 0
-    if redis.call('EXISTS', mark) == 0 then
+    -- The mark is set first (one call where EXISTS + SET were two) and taken back if the
+    -- XADD fails, so a failed publish still leaves no mark behind.
+    if redis.call('SET', mark, '1', 'NX', 'EX', ttl) then
       local payload = ARGV[a + 2]
       -- one lookup of the conversation for the fields read here
       local state = redis.call('HMGET', conv, 'p', 'h', 'alias', 't', 'oo')
@@ -93,8 +96,11 @@ while a <= #ARGV do
         payload = replace_once(payload, '"conversation_id":' .. ARGV[a + 7],
                                '"conversation_id":"' .. prefix .. alias .. '"')
       end
-      xadd(stream, ARGV[a + 1], payload)
-      redis.call('SET', mark, '1', 'EX', ttl)
+      local added = redis.pcall('XADD', stream, 'MAXLEN', '~', ARGV[a + 1], '*', 'event', payload)
+      if type(added) == 'table' and added.err then
+        redis.call('DEL', mark)
+        return added
+      end
       local t = tonumber(ARGV[a + 3])
       if t >= latest then
         redis.call('HSET', conv, 't', t, 'm', ARGV[a + 4])
