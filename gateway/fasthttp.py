@@ -70,6 +70,9 @@ _REASONS = {200: b"OK", 401: b"Unauthorized", 404: b"Not Found", 500: b"Internal
             503: b"Service Unavailable"}  # fmt: skip
 
 
+_INTERNAL_ERROR: Answer = (500, "Internal Server Error")
+"""The answer when handling a request raised (the exception is logged)."""
+
 Route = Callable[[bytes], Started]
 """A webhook route bound to its request's headers: body → the webhook, started."""
 
@@ -297,7 +300,7 @@ class FastProtocol(asyncio.Protocol):
             started = route(body)
         except Exception:
             log.exception("Error handling request")
-            started = (500, "Internal Server Error")
+            started = _INTERNAL_ERROR
         if type(started) is tuple:
             return self._answer(started, keep_alive, target, started_at)
         if type(started) is Pending:
@@ -318,9 +321,8 @@ class FastProtocol(asyncio.Protocol):
             answer = pending.answer()
         except Exception:
             log.exception("Error handling request")
-            answer = (500, "Internal Server Error")
-        if self._answer(answer, keep_alive, target, started_at) and self._buf:
-            self._next()
+            answer = _INTERNAL_ERROR
+        self._finish(answer, keep_alive, target, started_at)
 
     async def _serve(
         self,
@@ -333,7 +335,11 @@ class FastProtocol(asyncio.Protocol):
             answer = await started
         except Exception:
             log.exception("Error handling request")
-            answer = (500, "Internal Server Error")
+            answer = _INTERNAL_ERROR
+        self._finish(answer, keep_alive, target, started_at)
+
+    def _finish(self, answer: Answer, keep_alive: bool, target: bytes, started_at: float) -> None:
+        """Answer a request that waited, then serve what was buffered behind it."""
         if self._answer(answer, keep_alive, target, started_at) and self._buf:
             self._next()
 
