@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,13 +138,16 @@ _E, _S, _P, _M, _N, _C, _H, _U, _A = (c.encode() for c in "ESPMNCHUA")
 class _Batch:
     """The KEYS/ARGV of one publish.lua call, plus which event each result flag belongs to."""
 
-    __slots__ = ("args", "events", "keys")
+    __slots__ = ("args", "events", "keys", "once")
 
     def __init__(self, ttl: bytes) -> None:
         self.keys: list[str] = []
         self.args: list[Any] = [ttl]
         self.events: list[AnyEvent | None] = []
         """One per E/S/P/M operation: the event its result flag is about (None: a letter)."""
+        self.once = False
+        """Whether the call holds a P operation, which has no mark: run twice, it would
+        publish twice, so the call is never joined with others (see `InboundRouter.start`)."""
 
     def collect(
         self, flags: list[int], published: list[AnyEvent], duplicates: list[AnyEvent]
@@ -212,10 +215,8 @@ class InboundRouter:
         host = scripts or scripts_of(redis)
         script = host.register_script(_SCRIPT)
         self._script: Callable[..., Awaitable[Any]] = script
-        self._now: Callable[[Sequence[Any], Sequence[Any]], asyncio.Future[Any] | None] | None = (
-            script.now if isinstance(script, PipeScript) else None
-        )
-        """Sends a call at once (the lean client only): see `start`."""
+        self._lean = script if isinstance(script, PipeScript) else None
+        """publish.lua on the lean client, which sends a call at once: see `start`."""
 
     async def publish(self, channel: str, parsed: Parsed, body: bytes, received_at: int) -> Report:
         """Publish every event of one webhook; raises `RouterUnavailable` if Redis fails.
@@ -238,12 +239,18 @@ class InboundRouter:
         """`publish`, begun at once. A webhook that needs nothing looked up first and fits one
         script call (the usual one) is sent now, on the lean client's open connection, and
         comes back as a `Flight`: no task or coroutine per webhook. Any other comes back as
-        the coroutine that publishes it."""
+        the coroutine that publishes it.
+
+        Calls sent now in one event-loop iteration are joined into one publish.lua call
+        (`PipeScript.join`): the script reads its operations one after another, and each
+        webhook's C, N and A follow their own event's operation, so the webhooks do not mix.
+        A call with a P operation goes alone (see `_Batch.once`)."""
         known, unknown = self._route(channel, parsed)
         pending = self._hidden_numbers(known)
+        lean = self._lean
         if (
             pending
-            or self._now is None
+            or lean is None
             or any(r.renamed_to and r.event.conversation_id for r, _ in known)
         ):
             return self._publish_after_lookups(
@@ -252,7 +259,13 @@ class InboundRouter:
         slices = self._prepare(channel, known, {}, parsed, unknown, body, received_at)
         if len(slices) == 1 and len(batches := slices[0].batches) == 1:
             for batch in batches.values():
-                if batch.keys and (future := self._now(batch.keys, batch.args)) is not None:
+                if not batch.keys:
+                    continue
+                if batch.once:
+                    future = lean.now(batch.keys, batch.args)
+                else:
+                    future = lean.join(batch.keys, batch.args, len(batch.events))
+                if future is not None:
                     return Flight(future, batch, slices[0].letters)
         return self._run_slices(slices)
 
@@ -455,6 +468,7 @@ class InboundRouter:
             batch.keys.append(stream)
             batch.args += (_P, maxlen, payload)
             batch.events.append(event)
+            batch.once = True
             return
         mark = keys.dedup(stream, channel, event.account_id, item.dedup)
         if item.live and type(event) is MessageEvent and event.conversation_id is not None:
@@ -554,6 +568,7 @@ class InboundRouter:
         batch.keys.append(keys.DEADLETTER)
         batch.args += (_P, self._letter_maxlen, msgspec.json.encode(letter))
         batch.events.append(None)
+        batch.once = True
         calls.letters.append(letter.reason)
 
     async def _run_all(self, calls: _Calls, report: Report) -> None:

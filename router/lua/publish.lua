@@ -28,6 +28,13 @@
 --                                                   (commands are refused), 1 clears that
 -- Returns one integer per E/S/P/M operation: 1 published, 0 duplicate (or outranked).
 --
+-- One call may carry several webhooks, their KEYS and operations end to end (the router
+-- joins the webhooks of one event-loop iteration: router/scriptpipe.py `PipeScript.join`).
+-- Each webhook's C, N and A follow its own E/S/M, so none reads another webhook's `last`.
+-- A joined call that fails is retried webhook by webhook: every operation but P repeats
+-- nothing when run twice (a marked event is not published again; N, C and A act only on an
+-- event just published), so a webhook with a P operation is never joined.
+--
 -- Marks are written after the XADD: if the XADD fails, the script stops before the mark,
 -- so a platform retry is published normally. (M sets its mark first, in the same call that
 -- checks it, and deletes it again if its XADD fails: the same outcome.)
