@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -159,6 +160,11 @@ async def _serve(settings: Settings, redis_url: str, worker: _Worker | None = No
         raise ListenError(
             f"server.port: cannot listen on {srv.host}:{srv.port}: {exc.strerror or exc}"
         ) from exc
+    # What exists now (modules, the app, its clients) lives as long as the process: moved out
+    # of the collector's generations, the full collections that webhook garbage triggers
+    # stop walking it again and again (benchmarks/hotpath.py: about 1 µs of 34 per webhook).
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
