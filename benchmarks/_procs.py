@@ -171,9 +171,15 @@ def redis_binary() -> str:
     return str(path)
 
 
+def redis_socket(workdir: Path) -> Path:
+    """The Unix socket `redis_server(workdir)` listens on besides its TCP port."""
+    return workdir / "redis.sock"
+
+
 @contextlib.contextmanager
 def redis_server(workdir: Path) -> Iterator[Service]:
-    """A throwaway redis-server: no persistence, its own free port."""
+    """A throwaway redis-server: no persistence, its own free port, and a Unix socket in
+    `workdir` (`redis_socket`), as the gateway's embedded Redis has."""
     port = free_port()
     cmd = [
         redis_binary(),
@@ -189,6 +195,10 @@ def redis_server(workdir: Path) -> Iterator[Service]:
         str(workdir),
         "--daemonize",
         "no",
+        "--unixsocket",
+        str(redis_socket(workdir)),
+        "--unixsocketperm",
+        "700",
     ]
     err = workdir / "redis.stderr"
     proc = _spawn(cmd, err)

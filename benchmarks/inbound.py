@@ -2,8 +2,10 @@
 
 By default this starts everything itself on 127.0.0.1: a throwaway redis-server, the gateway
 (`python -m gateway serve --config <temp config.yaml>`, CONTRACT.md §5) and
-`benchmarks/bare_server.py`. It then sends the same signed WhatsApp (or Telegram) webhooks to
-both from separate load processes, prints one table, and stops what it started.
+`benchmarks/bare_server.py`. The gateway reaches that Redis over a Unix socket, as it reaches
+its embedded Redis (`--redis-tcp`: over TCP loopback instead). It then sends the same signed
+WhatsApp (or Telegram) webhooks to both from separate load processes, prints one table, and
+stops what it started.
 
     .venv/bin/python benchmarks/inbound.py                      # 1-item WhatsApp, both targets
     .venv/bin/python benchmarks/inbound.py --items 100          # 100 messages per POST
@@ -51,6 +53,7 @@ from _procs import (
     redis_calls,
     redis_reads,
     redis_server,
+    redis_socket,
     wait_for_log,
 )
 
@@ -162,6 +165,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--bot-id", default=BOT_ID)
     add("--redis-url", help="Redis for the started gateway; with --url: only read for stats")
     add(
+        "--redis-tcp",
+        action="store_true",
+        help="the started gateway reaches the started Redis over TCP, not its Unix socket",
+    )
+    add(
         "--embedded-redis",
         action="store_true",
         help="leave redis out of the config: the gateway starts its own (no Redis stats)",
@@ -182,6 +190,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "alternately, on the closed-loop load that compares them; the ratio printed is the "
         "median of the pairs (each gateway run over the bare run right after it)",
     )
+    add(
+        "--pin",
+        action="store_true",
+        help="server under test (gateway or bare) alone on CPU 0; Redis and the load "
+        "generator on the other CPUs (a machine where Redis has cores of its own)",
+    )
     add("--contacts", type=int, default=1000, help="distinct senders the messages rotate over")
     add("--pool-mb", type=int, default=384, help="memory for pre-generated requests per run")
     add("--drain", type=float, default=10.0, help="seconds to wait for late answers")
@@ -196,6 +210,8 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject combinations that cannot run."""
     if args.channel == "telegram" and args.items != 1:
         p.error("Telegram sends one update per POST: --items must be 1")
+    if args.pin and (len(os.sched_getaffinity(0)) < 2 or args.workers > 1 or args.url):
+        p.error("--pin needs two CPUs, one gateway worker and a gateway this run starts")
     if min(args.items, args.connections, args.client_procs, args.contacts, args.pairs) < 1:
         p.error("--items, --connections, --client-procs, --contacts and --pairs must be >= 1")
     if args.duration <= 0 or args.warmup < 0 or (args.rate is not None and args.rate <= 0):
@@ -251,6 +267,8 @@ def start_gateway(args: argparse.Namespace, stack: contextlib.ExitStack, work: P
     if redis_url is None and not args.embedded_redis:
         redis = stack.enter_context(redis_server(work))
         redis_url, redis_pid = f"redis://{redis.host}:{redis.port}/0", redis.pid
+        if not args.redis_tcp:
+            redis_url = f"unix://{redis_socket(work)}?db=0"
     port = free_port()
     secret = args.app_secret or APP_SECRET
     path = work / "config.yaml"
@@ -302,6 +320,20 @@ def running_gateway(args: argparse.Namespace) -> Target:
     if status != 200:
         print(f"note: {args.url}/readyz answered {status}; loading it anyway", file=sys.stderr)
     return Target("gateway", host, port, args.gateway_pid, args.redis_url, args.app_secret)
+
+
+SERVER_CPUS = {min(os.sched_getaffinity(0))}
+OTHER_CPUS = os.sched_getaffinity(0) - SERVER_CPUS
+"""--pin: where the server under test runs, and where Redis and the load generator run."""
+
+
+def pin(targets: dict[str, Target]) -> None:
+    """--pin: each server (and any process it starts later) on SERVER_CPUS, Redis elsewhere."""
+    for target in targets.values():
+        if target.pid is not None:
+            os.sched_setaffinity(target.pid, SERVER_CPUS)
+        if target.redis_pid is not None:
+            os.sched_setaffinity(target.redis_pid, OTHER_CPUS)
 
 
 def setup(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Target]:
@@ -374,6 +406,10 @@ def run(plan: Plan, target: Target, args: argparse.Namespace) -> Row:
     """Run one plan against its target and measure it."""
     specs = worker_specs(plan, target, args)
     workers = Workers(specs)
+    if args.pin:
+        for proc in workers.procs:
+            if proc.pid is not None:
+                os.sched_setaffinity(proc.pid, OTHER_CPUS)
     try:
         workers.wait_ready()
         before = Meters.read(target)
@@ -637,8 +673,13 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
         f"uvloop {importlib.metadata.version('uvloop')}; "
         f"load: {args.client_procs} client process(es), "
         f"{args.warmup:g} s warm-up + {args.duration:g} s measured per run; "
-        f"gateway: {args.workers} worker process(es); "
-        "servers, Redis and the client share this machine",
+        f"gateway: {args.workers} worker process(es), {redis_link(args)}; "
+        + (
+            f"servers pinned to CPU {fmt_cpus(SERVER_CPUS)}, Redis and the client to CPU "
+            f"{fmt_cpus(OTHER_CPUS)}"
+            if args.pin
+            else "servers, Redis and the client share this machine"
+        ),
         "",
         throughput_table(rows),
     ]
@@ -650,6 +691,19 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
     parts += ["", "errors (whole run, warm-up included):", *errors] if errors else []
     parts += live_build_notes(rows)
     return "\n".join(parts)
+
+
+def fmt_cpus(cpus: set[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+def redis_link(args: argparse.Namespace) -> str:
+    """How the gateway reaches Redis, for the report's first line."""
+    if args.url or args.redis_url:
+        return "Redis as given"
+    if args.embedded_redis:
+        return "its embedded Redis"
+    return "Redis over TCP loopback" if args.redis_tcp else "Redis over a Unix socket"
 
 
 def live_build_notes(rows: list[Row]) -> list[str]:
@@ -687,6 +741,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with contextlib.ExitStack() as stack:
             targets = setup(args, stack)
+            if args.pin:
+                pin(targets)
             rows = run_all(args, targets)
     except (StartError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
