@@ -293,7 +293,7 @@ def start_tuned_gateway(
     """A redis-server of its own and a gateway on gateway_config() as `tune` changes it, with
     no drain at the end; its stderr in work/gateway (where outbound.log_problems reads)."""
     redis_service = stack.enter_context(redis_server(work))
-    redis_url = f"redis://{redis_service.host}:{redis_service.port}/0"
+    redis_url = f"unix://{redis_socket(work)}?db=0"  # as the embedded Redis is reached
     port = free_port()
     config = gateway_config(port, redis_url, APP_SECRET)
     config["server"]["drain_seconds"] = 0  # nothing to drain for at the end of a benchmark
@@ -406,7 +406,7 @@ def run(plan: Plan, target: Target, args: argparse.Namespace) -> Row:
     """Run one plan against its target and measure it."""
     specs = worker_specs(plan, target, args)
     workers = Workers(specs)
-    if args.pin:
+    if getattr(args, "pin", False):  # soak.py and history_flood.py have no --pin
         for proc in workers.procs:
             if proc.pid is not None:
                 os.sched_setaffinity(proc.pid, OTHER_CPUS)

@@ -160,6 +160,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.items, args.rate, args.workers = 1, None, 1
     args.redis_url, args.embedded_redis, args.app_secret = None, False, None
     args.bot_id, args.telegram_secret = BOT_ID, TELEGRAM_SECRET
+    args.redis_tcp, args.pin = False, False  # Redis over its Unix socket, as inbound.py
     return args
 
 
