@@ -15,9 +15,10 @@ hot path makes one EVALSHA per webhook, so that client cost was most of a webhoo
 - **joined calls** (`PipeScript.join`): calls of a script written for it that are made one
   after another in one iteration go out as ONE script call (their KEYS and ARGV end to end),
   and each caller gets its own part of the reply. Redis pays a script call's fixed cost (the
-  command, the Lua call, the reply) once for all of them: about a fifth of publish.lua's cost
-  per webhook at 8 webhooks per call. If the joined call fails, each call is retried alone,
-  so one webhook's failure is not its neighbours';
+  command, the Lua call, the reply) once for all of them: a fifth of publish.lua's cost per
+  webhook at 8 webhooks per call measured alone, a tenth under the inbound benchmark's load.
+  If the joined call fails, each call is retried alone, so one webhook's failure is not its
+  neighbours';
 - the hiredis reader, as redis-py uses;
 - the same errors as redis-py (`redis.exceptions.ConnectionError`, `TimeoutError`,
   `ResponseError`), so callers keep one `except (RedisError, OSError)`.
@@ -105,7 +106,10 @@ def supports(url: str) -> bool:
 
 
 _JOIN_MAX = 8
-"""At most this many calls in one joined call: the Lua call that runs them is bounded too."""
+"""At most this many calls in one joined call. Redis reads a call whole before running it and
+answers at its end, so each call in it waits for all of them: 8 webhooks are about 16 KB,
+what Redis reads at once. Joining up to 128 (about 20 under load) cut the gateway's
+requests/s by a tenth (benchmarks/README.md, "Joined script calls")."""
 
 
 class _Join:
