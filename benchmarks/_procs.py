@@ -176,6 +176,11 @@ def redis_socket(workdir: Path) -> Path:
     return workdir / "redis.sock"
 
 
+def redis_socket_url(workdir: Path) -> str:
+    """`redis_server(workdir)` by its Unix socket, as a gateway reaches its embedded Redis."""
+    return f"unix://{redis_socket(workdir)}?db=0"
+
+
 @contextlib.contextmanager
 def redis_server(workdir: Path) -> Iterator[Service]:
     """A throwaway redis-server: no persistence, its own free port, and a Unix socket in

@@ -53,7 +53,7 @@ from _procs import (
     redis_calls,
     redis_reads,
     redis_server,
-    redis_socket,
+    redis_socket_url,
     wait_for_log,
 )
 
@@ -268,7 +268,7 @@ def start_gateway(args: argparse.Namespace, stack: contextlib.ExitStack, work: P
         redis = stack.enter_context(redis_server(work))
         redis_url, redis_pid = f"redis://{redis.host}:{redis.port}/0", redis.pid
         if not args.redis_tcp:
-            redis_url = f"unix://{redis_socket(work)}?db=0"
+            redis_url = redis_socket_url(work)
     port = free_port()
     secret = args.app_secret or APP_SECRET
     path = work / "config.yaml"
@@ -293,7 +293,7 @@ def start_tuned_gateway(
     """A redis-server of its own and a gateway on gateway_config() as `tune` changes it, with
     no drain at the end; its stderr in work/gateway (where outbound.log_problems reads)."""
     redis_service = stack.enter_context(redis_server(work))
-    redis_url = f"unix://{redis_socket(work)}?db=0"  # as the embedded Redis is reached
+    redis_url = redis_socket_url(work)
     port = free_port()
     config = gateway_config(port, redis_url, APP_SECRET)
     config["server"]["drain_seconds"] = 0  # nothing to drain for at the end of a benchmark

@@ -50,7 +50,7 @@ from _procs import (
     get_request,
     redis_calls,
     redis_server,
-    redis_socket,
+    redis_socket_url,
     running,
     wait_until,
 )
@@ -245,7 +245,7 @@ def start_all(
     work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gw-outbound-")))
     stack.callback(log_problems, work, problems)  # LIFO: after the processes stop
     rds = stack.enter_context(redis_server(work))
-    redis_url = f"unix://{redis_socket(work)}?db=0"  # as the embedded Redis is reached
+    redis_url = redis_socket_url(work)
     graph = stack.enter_context(graph_stand_in(work, numbers, args.stand_in_nice))
     api_base = f"http://{HOST}:{graph.port}/v21.0"
     gateways = []

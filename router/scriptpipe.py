@@ -277,9 +277,8 @@ class _Connection(asyncio.Protocol):
         ):
             if join is not None:
                 self._seal()
-            elif not self._flush_due:
-                self._flush_due = True
-                self._loop.call_soon(self._flush)
+            else:
+                self._flush_soon()
             join = self._join = _Join(script, args[0])
         join.add(future, keys, args, results)
         return future
@@ -296,13 +295,17 @@ class _Connection(asyncio.Protocol):
     ) -> None:
         if self._join is not None and future is not self._join:
             self._seal()  # calls reach Redis in the order they were made
-        if not self._flush_due:
-            self._flush_due = True
-            self._loop.call_soon(self._flush)
+        self._flush_soon()
         self._buffer.append(command)
         self._waiting.append((future, time.monotonic(), command, script))
         if self._watchdog is None:
             self._watchdog = self._loop.call_later(self._timeout_s, self._check)
+
+    def _flush_soon(self) -> None:
+        """Write what this iteration queued once the iteration's callbacks have run."""
+        if not self._flush_due:
+            self._flush_due = True
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_due = False
