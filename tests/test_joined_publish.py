@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
@@ -68,3 +69,21 @@ async def test_webhooks_started_together_share_one_call_and_each_gets_its_own_ou
             f"gw:cv:{{gw:inbox:support}}:whatsapp:{NUMBER_A}:{sender}"
         )
         assert conversation[b"m"] == event["message_id"].encode()
+
+
+async def test_an_event_without_a_mark_is_never_joined(router: InboundRouter, redis: Redis) -> None:
+    """P (no dedup mark) would publish twice if a failed joined call were retried alone."""
+    first = _webhook("wamid.P0", "5511900000000")
+    await router.publish("whatsapp", whatsapp.parse(first, 0), first, 0)  # opens the connection
+    await redis.config_resetstat()
+    flights = []
+    for i in range(3):
+        body = _webhook(f"wamid.P{i + 1}", "5511900000000")
+        parsed = whatsapp.parse(body, int(time.time()))
+        parsed.events = [msgspec.structs.replace(r, dedup=None) for r in parsed.events]
+        started = router.start("whatsapp", parsed, body, 0)
+        assert isinstance(started, Flight)
+        flights.append(started)
+    assert [(await _tally(f)).published for f in flights] == [{TEXT: 1}] * 3
+    stats = await redis.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 3  # one call each
