@@ -395,3 +395,27 @@ def test_joined_or_not_every_call_gets_what_it_would_get_alone_in_call_order(
         expected_replies.append(reply)
     assert replies == expected_replies
     assert log == expected_log
+
+
+async def test_joined_calls_in_flight_past_the_timeout_all_fail_then_calls_work(
+    own_server: EmbeddedRedis,
+) -> None:
+    pipe = ScriptPipe(own_server.url, timeout_s=0.3)
+    script = pipe.register_script(JOINABLE)
+    admin = Redis.from_url(own_server.url)
+    try:
+        assert await script(keys=["set:warm"], args=["t", "warm"]) == [1]
+        sleeper = asyncio.create_task(admin.execute_command("DEBUG", "SLEEP", "0.8"))
+        await asyncio.sleep(0.1)
+        joined = [_joined(script, "t", [f"v{i}"]) for i in range(3)]
+        replies = await asyncio.wait_for(asyncio.gather(*joined, return_exceptions=True), 5)
+        assert all(isinstance(r, RedisTimeoutError) for r in replies), replies
+        await sleeper
+        # The joined call still ran once Redis woke up; its reply went with the dropped
+        # connection. The next call connects again and is in step; joining works again.
+        assert script.join(["set:w"], ["t", "w"], 1) is None  # nothing open: await the call
+        assert await script(keys=["set:v0", "set:w"], args=["t", "v0", "w"]) == [0, 1]
+        assert await _joined(script, "t", ["x"]) == [1]
+    finally:
+        await admin.aclose()
+        await pipe.aclose()
