@@ -266,9 +266,9 @@ def start_gateway(args: argparse.Namespace, stack: contextlib.ExitStack, work: P
     redis_url, redis_pid = args.redis_url, None
     if redis_url is None and not args.embedded_redis:
         redis = stack.enter_context(redis_server(work))
-        redis_url, redis_pid = f"redis://{redis.host}:{redis.port}/0", redis.pid
-        if not args.redis_tcp:
-            redis_url = redis_socket_url(work)
+        redis_pid = redis.pid
+        tcp = f"redis://{redis.host}:{redis.port}/0"
+        redis_url = tcp if args.redis_tcp else redis_socket_url(work)
     port = free_port()
     secret = args.app_secret or APP_SECRET
     path = work / "config.yaml"
