@@ -9,6 +9,7 @@ the next call works again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -45,6 +46,20 @@ def own_server() -> Iterator[EmbeddedRedis]:
     server = EmbeddedRedis(free_port(), None).start()
     yield server
     server.stop()
+
+
+@contextlib.asynccontextmanager
+async def _redis_asleep(url: str, seconds: float) -> AsyncIterator[None]:
+    """Redis busy for `seconds` (DEBUG SLEEP) while the block runs: calls made in it get no
+    answer within a shorter timeout. Leaves once Redis is awake again."""
+    admin = Redis.from_url(url)
+    try:
+        sleeper = asyncio.create_task(admin.execute_command("DEBUG", "SLEEP", str(seconds)))
+        await asyncio.sleep(0.1)  # the SLEEP has reached Redis
+        yield
+        await sleeper
+    finally:
+        await admin.aclose()
 
 
 @given(
@@ -185,17 +200,13 @@ async def test_a_reply_later_than_the_timeout_fails_then_the_next_call_works(
 ) -> None:
     pipe = ScriptPipe(own_server.url, timeout_s=0.3)
     echo = pipe.register_script(ECHO)
-    admin = Redis.from_url(own_server.url)
     try:
         assert await echo(keys=["a"], args=[1]) == [b"a", b"1"]
-        sleeper = asyncio.create_task(admin.execute_command("DEBUG", "SLEEP", "0.8"))
-        await asyncio.sleep(0.1)
-        with pytest.raises(RedisTimeoutError):
-            await echo(keys=["b"], args=[2])
-        await sleeper
+        async with _redis_asleep(own_server.url, 0.8):
+            with pytest.raises(RedisTimeoutError):
+                await echo(keys=["b"], args=[2])
         assert await echo(keys=["c"], args=[3]) == [b"c", b"3"]
     finally:
-        await admin.aclose()
         await pipe.aclose()
 
 
@@ -402,20 +413,16 @@ async def test_joined_calls_in_flight_past_the_timeout_all_fail_then_calls_work(
 ) -> None:
     pipe = ScriptPipe(own_server.url, timeout_s=0.3)
     script = pipe.register_script(JOINABLE)
-    admin = Redis.from_url(own_server.url)
     try:
         assert await script(keys=["set:warm"], args=["t", "warm"]) == [1]
-        sleeper = asyncio.create_task(admin.execute_command("DEBUG", "SLEEP", "0.8"))
-        await asyncio.sleep(0.1)
-        joined = [_joined(script, "t", [f"v{i}"]) for i in range(3)]
-        replies = await asyncio.wait_for(asyncio.gather(*joined, return_exceptions=True), 5)
-        assert all(isinstance(r, RedisTimeoutError) for r in replies), replies
-        await sleeper
+        async with _redis_asleep(own_server.url, 0.8):
+            joined = [_joined(script, "t", [f"v{i}"]) for i in range(3)]
+            replies = await asyncio.wait_for(asyncio.gather(*joined, return_exceptions=True), 5)
+            assert all(isinstance(r, RedisTimeoutError) for r in replies), replies
         # The joined call still ran once Redis woke up; its reply went with the dropped
         # connection. The next call connects again and is in step; joining works again.
         assert script.join(["set:w"], ["t", "w"], 1) is None  # nothing open: await the call
         assert await script(keys=["set:v0", "set:w"], args=["t", "v0", "w"]) == [0, 1]
         assert await _joined(script, "t", ["x"]) == [1]
     finally:
-        await admin.aclose()
         await pipe.aclose()
