@@ -56,7 +56,7 @@ class Fleet:
         for _ in range(count):
             port = free_port()
             config = self.config.with_name(f"config-{port}.yaml")
-            config.write_text(TEST_CONFIG.replace("port: 0", f"port: {port}"))
+            config.write_text(self.config.read_text().replace("port: 0", f"port: {port}"))
             proc = subprocess.Popen(
                 [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
                 cwd=ROOT,
@@ -162,6 +162,12 @@ async def deliveries(redis: Redis, want: int, timeout_s: float) -> list[dict[str
 async def test_three_processes_share_one_coexistence_budget(
     fleet: Fleet, graph: FakeGraphAPI, redis: Redis
 ) -> None:
+    # Ten commands in flight per process at most, so no two processes can take all 100
+    # between them: Redis 6.2 names a consumer only once it is served, and the test below
+    # counts the consumers to show that every process sent some of them.
+    fleet.config.write_text(
+        TEST_CONFIG.replace("  claim_idle_seconds", "  concurrency: 10\n  claim_idle_seconds")
+    )
     ports = fleet.start(3)
     await fleet.ready()
     await open_window(ports[0])
