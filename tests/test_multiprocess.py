@@ -163,11 +163,11 @@ async def test_three_processes_share_one_coexistence_budget(
     fleet: Fleet, graph: FakeGraphAPI, redis: Redis
 ) -> None:
     # Ten commands in flight per process at most, so no two processes can take all 100
-    # between them: Redis 6.2 names a consumer only once it is served, and the test below
-    # counts the consumers to show that every process sent some of them.
-    fleet.config.write_text(
-        TEST_CONFIG.replace("  claim_idle_seconds", "  concurrency: 10\n  claim_idle_seconds")
-    )
+    # between them: Redis 6.2 names a consumer only once a read of its is served, and the
+    # last assertion counts the consumers to show that every process sent some of them.
+    limited = TEST_CONFIG.replace("  claim_idle_seconds", "  concurrency: 10\n  claim_idle_seconds")
+    assert limited != TEST_CONFIG
+    fleet.config.write_text(limited)
     ports = fleet.start(3)
     await fleet.ready()
     await open_window(ports[0])
