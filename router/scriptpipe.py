@@ -142,14 +142,7 @@ class _Join:
 
     def command(self) -> bytes:
         """One `EVALSHA <sha> <numkeys> <keys...> <args...>` in RESP for all the calls."""
-        numkeys = b"%d" % self.nkeys
-        parts = [
-            b"*%d\r\n" % (3 + self.nkeys + self.nargs),
-            self.script.head,
-            _HEADERS[len(numkeys)],
-            numkeys,
-            b"\r\n",
-        ]
+        parts = self.script.start(self.nkeys, self.nargs)
         parts += self.key_parts
         parts += self.arg_parts
         return b"".join(parts)
@@ -399,13 +392,21 @@ class PipeScript:
 
     def command(self, keys: Sequence[Arg], args: Sequence[Arg]) -> bytes:
         """`EVALSHA <sha> <numkeys> <keys...> <args...>` in RESP."""
-        count = len(keys)
-        numkeys = b"%d" % count
-        parts = [b"*%d\r\n" % (3 + count + len(args)), self.head, _HEADERS[len(numkeys)], numkeys]
-        parts.append(b"\r\n")
+        parts = self.start(len(keys), len(args))
         _pack_into(parts, keys)
         _pack_into(parts, args)
         return b"".join(parts)
+
+    def start(self, nkeys: int, nargs: int) -> list[bytes]:
+        """A call's RESP up to its keys: the array header, `EVALSHA <sha>` and `<numkeys>`."""
+        numkeys = b"%d" % nkeys
+        return [
+            b"*%d\r\n" % (3 + nkeys + nargs),
+            self.head,
+            _HEADERS[len(numkeys)],
+            numkeys,
+            b"\r\n",
+        ]
 
     def as_eval(self, command: bytes) -> bytes:
         """This script's EVALSHA `command` as the same call by EVAL (the script's text)."""
