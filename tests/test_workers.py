@@ -130,9 +130,13 @@ def worker_pids(supervisor: int) -> set[int]:
 
 
 def alive(pid: int) -> bool:
-    """Running (a zombie has already closed its sockets)."""
+    """Running, or still holding its sockets. A killed process's main thread can show as a
+    zombie while its other threads are still exiting; the last of them closes the files
+    (the listening socket among them), so a zombie counts as gone once it is alone."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            return True
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
     except OSError:
         return False
 
