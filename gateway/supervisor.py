@@ -50,7 +50,7 @@ from pathlib import Path
 
 from prometheus_client.multiprocess import mark_process_dead
 
-from gateway.config import Settings
+from gateway.config import ServerSettings, Settings
 from gateway.server import EXIT_LISTEN_FAILED, LISTENING, ListenError, WorkerSpec, run_worker
 
 log = logging.getLogger("gateway.supervisor")
@@ -295,9 +295,17 @@ class Supervisor:
         return clean
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_ports_free(server: ServerSettings) -> None:
+    """ListenError unless the public port, and the admin port if there is one, are free."""
+    check_port_free(server.host, server.port)
+    if server.admin_port is not None:
+        check_port_free(server.admin_host, server.admin_port, "server.admin_port")
+
+
+def check_port_free(host: str, port: int, key: str = "server.port") -> None:
     """ListenError unless host:port can be bound: nothing listens there yet. Workers bind
-    with SO_REUSEPORT, which would share the port with another gateway instead of failing."""
+    with SO_REUSEPORT, which would share the port with another gateway instead of failing.
+    `key` names the setting in the message."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -311,7 +319,7 @@ def check_port_free(host: str, port: int) -> None:
                 probe.bind(address)
             except OSError as exc:
                 raise ListenError(
-                    f"server.port: cannot listen on {host}:{port}: {exc.strerror or exc}"
+                    f"{key}: cannot listen on {host}:{port}: {exc.strerror or exc}"
                 ) from exc
 
 

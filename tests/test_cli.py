@@ -6,6 +6,8 @@ import contextlib
 import json
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import time
@@ -13,7 +15,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from adapters.whatsapp import sign
+from gateway.config import read_env_file
 from gateway.embedded import free_port
 
 ROOT = Path(__file__).parent.parent
@@ -188,3 +193,72 @@ def test_ctrl_c_drains_with_the_embedded_redis_still_up(tmp_path: Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def test_demo_secrets_on_a_public_address_exit_2_naming_the_key(tmp_path: Path) -> None:
+    public = tmp_path / "public.yaml"
+    public.write_text(
+        (ROOT / "config.yaml").read_text().replace("host: 127.0.0.1", "host: 0.0.0.0")
+    )
+    result = run_cli("serve", "--config", str(public), "--env-file", "demo.env")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "whatsapp.app_secret: is a demo value from demo.env" in result.stderr
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def test_the_embedded_redis_password_is_in_no_log_and_no_command_line(tmp_path: Path) -> None:
+    """With TCP opted in: the port asks for the password, which only its 600 file holds."""
+    path, port = _embedded_config(tmp_path, drain_s=0)
+    config = path.read_text().replace("embedded_tcp: false", "embedded_tcp: true")
+    path.write_text(config)
+    redis_port = int(config.split("embedded_port: ")[1].split()[0])
+    command = [sys.executable, "-m", "gateway", "--log-level", "DEBUG", "serve"]
+    proc = subprocess.Popen(
+        [*command, "--config", str(path), "--env-file", str(ROOT / "demo.env")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/readyz", 200)
+        password_file = tmp_path / "redis" / "redis.pass"
+        password = password_file.read_text().strip()
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        for pid in [proc.pid, *_children(proc.pid)]:
+            assert password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        with socket.create_connection(("127.0.0.1", redis_port), timeout=2) as conn:
+            conn.sendall(b"PING\r\n")
+            assert conn.recv(64).startswith(b"-NOAUTH")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert b"started embedded redis-server at unix://" in stderr
+    assert password.encode() not in stderr
+
+
+def test_by_default_the_embedded_redis_takes_no_tcp(tmp_path: Path) -> None:
+    path, port = _embedded_config(tmp_path, drain_s=0)
+    redis_port = int(path.read_text().split("embedded_port: ")[1].split()[0])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(path)],
+        cwd=ROOT,
+        env={**os.environ, **read_env_file(ROOT / "demo.env")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/readyz", 200)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", redis_port), timeout=2).close()
+        assert stat.S_IMODE((tmp_path / "redis").stat().st_mode) == 0o700
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

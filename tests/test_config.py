@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from gateway.config import ConfigError, loads, read_env_file, with_workers
+from gateway.config import DEMO_VALUES, ConfigError, loads, read_env_file, with_workers
 
 BASE = """
 whatsapp:
   app_secret: ${SECRET}
-  verify_token: verify
+  verify_token: a-verify-token-of-32-characters
   numbers:
     - phone_number_id: "106540352242922"
       display_phone_number: "+15551234567"
       mode: coexistence
       assistant: support
 """
-ENV = {"SECRET": "s3cret"}
+ENV = {"SECRET": "s3cret-s3cret-s3cret"}
+LOOPBACK = "server: {host: 127.0.0.1}\n"
+"""For the tests of short secrets, which are refused on any other address."""
 
 
 def error_of(text: str, env: dict[str, str] | None = None) -> str:
@@ -34,7 +38,7 @@ def test_minimal_config_gets_contract_defaults() -> None:
     assert settings.policy.country_block_seconds == 604800
     assert settings.router.dedup_ttl_seconds >= 48 * 3600
     assert settings.whatsapp is not None
-    assert settings.whatsapp.app_secret == "s3cret"
+    assert settings.whatsapp.app_secret == "s3cret-s3cret-s3cret"
     assert settings.whatsapp.api_base == "https://graph.facebook.com/v21.0"
     assert settings.whatsapp.numbers[0].effective_mps == 20
 
@@ -73,23 +77,30 @@ def test_wrong_type_and_range_name_the_key() -> None:
 
 def test_enabled_channel_without_secret_refuses_to_start() -> None:
     assert "whatsapp.app_secret" in error_of(BASE, {"SECRET": ""})
-    assert "verify_token" in error_of(BASE.replace("verify_token: verify", 'verify_token: ""'))
-    bot = """
+    empty_token = BASE.replace("verify_token: a-verify-token-of-32-characters", 'verify_token: ""')
+    assert "verify_token" in error_of(empty_token)
+    bot = (
+        LOOPBACK
+        + """
 telegram:
   bots:
     - {token: "123:abc", secret_token: "", assistant: support}
 """
+    )
     assert "telegram.bots[0].secret_token" in error_of(bot)
     assert "secret_token" in error_of(bot.replace('secret_token: ""', 'secret_token: "has space"'))
 
 
 def test_bad_bot_token_and_duplicates_are_named() -> None:
-    bots = """
+    bots = (
+        LOOPBACK
+        + """
 telegram:
   bots:
     - {token: "%s", secret_token: abc, assistant: support}
     - {token: "123:def", secret_token: abc, assistant: support}
 """
+    )
     assert "telegram.bots[0].token" in error_of(bots % "not-a-token")
     assert "telegram.bots[1].token" in error_of(bots % "123:abc")
 
@@ -178,3 +189,91 @@ def test_several_workers_need_a_fixed_port() -> None:
     assert "server.port" in error_of(BASE + "server: {workers: 2, port: 0}\n")
     with pytest.raises(ConfigError, match=r"server\.port"):
         with_workers(loads(BASE + "server: {port: 0}\n", ENV), 2)
+
+
+DEMO_ENV = Path(__file__).parent.parent / "demo.env"
+
+
+def test_the_demo_values_known_to_the_check_are_demo_envs() -> None:
+    assert set(read_env_file(DEMO_ENV).values()) == DEMO_VALUES
+
+
+def _shipped(host: str) -> str:
+    text = (Path(__file__).parent.parent / "config.yaml").read_text()
+    assert "  host: 127.0.0.1\n" in text  # the demo binds loopback
+    return text.replace("  host: 127.0.0.1\n", f"  host: '{host}'\n")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "gateway.example.com", ""])
+def test_demo_secrets_are_refused_off_loopback(host: str) -> None:
+    message = error_of(_shipped(host), read_env_file(DEMO_ENV))
+    assert message.startswith("whatsapp.app_secret: is a demo value from demo.env")
+    assert "demo-app-secret" not in message  # the message names the key, never the value
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])
+def test_demo_secrets_are_allowed_on_loopback(host: str) -> None:
+    loads(_shipped(host), read_env_file(DEMO_ENV))
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("WHATSAPP_VERIFY_TOKEN", "whatsapp.verify_token"),
+        ("WHATSAPP_TOKEN", "whatsapp.numbers[0].access_token"),
+        ("TELEGRAM_BOT_TOKEN", "telegram.bots[0].token"),
+        ("TELEGRAM_SECRET", "telegram.bots[0].secret_token"),
+    ],
+)
+def test_each_demo_value_is_named_by_its_key(name: str, key: str) -> None:
+    real = {
+        "WHATSAPP_APP_SECRET": "a-real-app-secret-0123456789",
+        "WHATSAPP_VERIFY_TOKEN": "a-real-verify-token-0123456789",
+        "WHATSAPP_TOKEN": "EAAreal",
+        "TELEGRAM_BOT_TOKEN": "123456789:AAHrealtokenrealtokenrealtoken",
+        "TELEGRAM_SECRET": "a-real-telegram-secret-0123",
+    }
+    loads(_shipped("0.0.0.0"), real)
+    env = {**real, name: read_env_file(DEMO_ENV)[name]}
+    assert error_of(_shipped("0.0.0.0"), env).startswith(f"{key}: is a demo value")
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (BASE, "whatsapp.app_secret"),
+        (BASE.replace("a-verify-token-of-32-characters", "short-token"), "whatsapp.verify_token"),
+        (
+            BASE + "telegram:\n  bots: [{token: '1:x', secret_token: tg-secret, assistant: a}]\n",
+            "telegram.bots[0].secret_token",
+        ),
+    ],
+)
+def test_secrets_under_16_characters_are_refused_off_loopback(text: str, key: str) -> None:
+    env = {"SECRET": "fifteen-chars15"} if key == "whatsapp.app_secret" else ENV
+    message = error_of(text, env)
+    assert message.startswith(f"{key}: shorter than 16 characters")
+    loads(LOOPBACK + text, env)  # the same secrets on loopback only are fine
+
+
+def test_the_embedded_redis_is_socket_only_with_a_memory_limit_by_default() -> None:
+    redis = loads(BASE, ENV).redis
+    assert redis.embedded_tcp is False and redis.embedded_maxmemory == "50%"
+    text = BASE + "redis: {embedded_tcp: true, embedded_maxmemory: 2gb}\n"
+    assert loads(text, ENV).redis.embedded_maxmemory == "2gb"
+    assert (
+        loads(BASE + "redis: {embedded_maxmemory: 1073741824}\n", ENV).redis.embedded_tcp is False
+    )
+    for bad in ("lots", "0%", "1000"):
+        message = error_of(BASE + f"redis: {{embedded_maxmemory: '{bad}'}}\n")
+        assert message.startswith("redis.embedded_maxmemory")
+
+
+def test_admin_port_is_off_by_default_and_checked() -> None:
+    server = loads(BASE, ENV).server
+    assert server.admin_port is None and server.admin_host == "127.0.0.1"
+    settings = loads(BASE + "server: {port: 8080, admin_port: 9090}\n", ENV)
+    assert settings.server.admin_port == 9090
+    assert "server.admin_port" in error_of(BASE + "server: {port: 8080, admin_port: 8080}\n")
+    text = BASE + "server: {port: 8080, admin_port: 0, workers: 2}\n"
+    assert error_of(text).startswith("server.admin_port")
