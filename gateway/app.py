@@ -24,6 +24,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway.config import Settings, TelegramBot
 from gateway.metrics import Metrics
+from gateway.redis_memory import MemoryWatch
 from router.accounts import Account, Directory
 from router.client import RedisClient, scripts_of
 from router.inbound import InboundRouter, Limits
@@ -55,6 +56,7 @@ OUTBOX = web.AppKey("outbox", Outbox)
 OFFLOAD = web.AppKey("offload", Offload)
 SCRIPTS = web.AppKey("scripts", ScriptHost)
 """Runs the Lua scripts of the hot paths: the lean `ScriptPipe`, or redis-py's client."""
+MEMORY = web.AppKey("memory", MemoryWatch)
 
 
 def directory_from(settings: Settings) -> Directory:
@@ -160,7 +162,11 @@ def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
         app[SCRIPTS] = host = _script_host(settings, url, redis)
         app[ROUTER] = InboundRouter(redis, app[STATE].directory, limits_from(settings), host)
         app[OFFLOAD] = offload = Offload(functools.partial(offload_router, settings, url))
+        app[MEMORY] = memory = MemoryWatch(
+            redis, settings.redis.memory_warn_ratio, app[STATE].metrics.redis_memory
+        )
         yield
+        await memory.aclose()
         await asyncio.to_thread(offload.close)
         if isinstance(host, ScriptPipe):
             await host.aclose()
@@ -194,6 +200,7 @@ def outbound_from(settings: Settings) -> OutboundSettings:
         deadletter_maxlen=r.deadletter_maxlen,
         conversation_ttl_s=r.conversation_ttl_seconds,
         guard_ms=policy.limiter_guard_ms,
+        trim_interval_s=out.trim_interval_seconds,
     )
 
 

@@ -35,7 +35,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 #   and exited on its own (someone sent it SIGTERM) is restarted, and its 1 must not outlive it.
 # - outbox gauges, "mostrecent": every worker reads the same gw:outbox every
 #   claim_idle_seconds / 4 and reports it; the newest reading is the truth. "max" would hold
-#   a stale peak until the worker that saw it reads again.
+#   a stale peak until the worker that saw it reads again. The Redis memory gauges likewise
+#   (every worker reads the same Redis's INFO memory).
 # - gateway_account_connected, "mostrecent": the worker that published the latest account
 #   event (or the latest to start, which reads the state from Redis) knows the current state;
 #   "max" would show 1 forever after a disconnect seen by one worker while others started
@@ -235,6 +236,23 @@ class Metrics:
             registry=r,
             multiprocess_mode=_HALTED_MODE,
         )
+        self.outbox_trimmed = Counter(
+            "gateway_outbox_trimmed",
+            "gw:outbox entries deleted once every consumer group had acknowledged them",
+            registry=r,
+        )
+        self.redis_memory_used = Gauge(
+            "gateway_redis_memory_used_bytes",
+            "Redis used_memory (INFO memory; on a cluster, of the fullest master)",
+            registry=r,
+            multiprocess_mode=_OUTBOX_MODE,
+        )
+        self.redis_memory_max = Gauge(
+            "gateway_redis_maxmemory_bytes",
+            "Redis maxmemory of the same node (0: no limit)",
+            registry=r,
+            multiprocess_mode=_OUTBOX_MODE,
+        )
 
     # OutboundObserver (router.outbound)
     def delivered(self, channel: str, ctype: str, outcome: str, reason: str | None) -> None:
@@ -259,6 +277,13 @@ class Metrics:
         self.outbox_length.set(length)
         self.outbox_pending.set(pending)
         self.outbox_oldest.set(oldest_pending_s)
+
+    def trimmed(self, count: int) -> None:
+        self.outbox_trimmed.inc(count)
+
+    def redis_memory(self, used: int, maximum: int) -> None:
+        self.redis_memory_used.set(used)
+        self.redis_memory_max.set(maximum)
 
     def answered(self, channel: str, status: int) -> None:
         unsent = self._unsent

@@ -22,6 +22,12 @@ Delivery semantics, step by step (every step is safe to repeat):
    backoff (each attempt takes a new slot), permanent ones end the command.
 5. `finish.lua` records the result and publishes the delivery event together; only then
    is the entry acknowledged (XACK).
+
+An entry that cannot be handled never blocks the others (`Outbox._handle`): undecodable ones
+(not JSON, nested too deep to decode) are dead-lettered `invalid_command`, and any other
+exception ends the entry as `internal_error` (`Outbox._give_up`). Redis failures and
+shutdown leave it pending, to be tried again. Acknowledged entries are trimmed
+(`Outbox.trim`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import logging
 import os
 import random
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +98,7 @@ class OutboundObserver(Protocol):
     def queue(self, length: int, pending: int, oldest_pending_s: float) -> None: ...
     def late(self, channel: str) -> None: ...
     def connected(self, channel: str, account_id: str, connected: bool) -> None: ...
+    def trimmed(self, count: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,8 @@ class OutboundSettings:
     conversation_ttl_s: int = 400 * 86400
     guard_ms: float = 50.0
     duplicate_poll_s: float = 0.25
+    trim_interval_s: float = 10.0
+    """How often acknowledged entries are trimmed from gw:outbox."""
     forget_halts: bool = True
     """Clear credential halts at start: true when the gateway (re)starts, which is how an
     operator says "fixed"; false for a worker process restarted after a crash, which fixes
@@ -180,6 +190,16 @@ class _Target:
         raise KeyError(name)
 
 
+class _Claim(NamedTuple):
+    """A command record this worker owns while it handles the command."""
+
+    key: str
+    owner: str
+    target: _Target
+    command_id: str
+    ctype: str
+
+
 class _Lost(Exception):
     """Another worker took the command over; this copy stops without acknowledging."""
 
@@ -207,10 +227,21 @@ class Outbox:
         self.consumer = f"{os.uname().nodename}-{os.getpid()}-{os.urandom(3).hex()}"
         self._scripts = {
             n: (scripts or scripts_of(redis)).register_script((_LUA / f"{n}.lua").read_text())
-            for n in ("claim", "policy", "presend", "finish", "renew", "hold", "unsend")
+            for n in (
+                "claim",
+                "policy",
+                "presend",
+                "finish",
+                "renew",
+                "hold",
+                "unsend",
+                "abandon",
+                "trim",
+            )
         }
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._owned: dict[str, tuple[str, str]] = {}  # entry id → (command key, owner)
+        self._owned: dict[str, _Claim] = {}  # by entry id
+        self._secrets = [a.token for a in directory.accounts.values() if a.token]
         self._stopping = asyncio.Event()
         self._conversations: dict[str, tuple[asyncio.Lock, int]] = {}
 
@@ -230,7 +261,12 @@ class Outbox:
             if self._stopping.is_set():
                 return
         log.info("reply workers reading gw:outbox as consumer %s", self.consumer)
-        loops = [self._read_loop(), self._reclaim_loop(), self._heartbeat_loop()]
+        loops = [
+            self._read_loop(),
+            self._reclaim_loop(),
+            self._heartbeat_loop(),
+            self._trim_loop(),
+        ]
         tasks = [asyncio.create_task(loop, name=f"outbox-{i}") for i, loop in enumerate(loops)]
         try:
             await self._stopping.wait()
@@ -310,9 +346,10 @@ class Outbox:
         handled = 0
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            full = len(self._inflight) >= self._s.concurrency  # then nothing was asked for
             entries = await self._read(block=False)
             handled += len(entries)
-            if not entries and not self._inflight:
+            if not full and not entries and not self._inflight:
                 return handled
             await asyncio.sleep(0.005 if not entries else 0)
         raise TimeoutError(f"outbox not drained in {timeout_s}s")
@@ -392,8 +429,26 @@ class Outbox:
                     await self._redis.xclaim(
                         keys.OUTBOX, keys.OUTBOX_GROUP, self.consumer, 0, ids, justid=True
                     )
-                for key, owner in list(self._owned.values()):
-                    await self._scripts["renew"](keys=[key], args=[owner, self._lease_us()])
+                for claim in list(self._owned.values()):
+                    await self._scripts["renew"](
+                        keys=[claim.key], args=[claim.owner, self._lease_us()]
+                    )
+
+    async def _trim_loop(self) -> None:
+        while not self._stopping.is_set():
+            await self._pause(self._s.trim_interval_s)
+            try:
+                await self.trim()
+            except REDIS_ERRORS as exc:
+                log.warning("trimming gw:outbox failed, retrying later: %s", exc)
+
+    async def trim(self) -> int:
+        """Delete the gw:outbox entries that every consumer group (ours and any other, e.g. an
+        operator's tool) has acknowledged, and report how many (`trim.lua` says which)."""
+        deleted = int(await self._scripts["trim"](keys=[keys.OUTBOX], args=[]))
+        if deleted:
+            self._observer.trimmed(deleted)
+        return deleted
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once on stop: redis-py can turn a cancellation inside a
@@ -415,22 +470,81 @@ class Outbox:
         # The wait budget counts from when the command was read: time spent behind earlier
         # commands of the same conversation is time spent waiting for a slot too.
         _WAIT_UNTIL.set(time.monotonic() + self._s.send_wait_max_s)
-        obj = _json_object(raw)  # decoded once; the typed decode happens in _execute
+        # A cancellation (shutdown) is not caught: the entry stays pending for redelivery.
         try:
-            async with self._in_order(obj):
+            obj = _json_object(raw)  # decoded once; the typed decode happens in _execute
+            async with self._in_order(obj if isinstance(obj, dict) else None):
                 await self._process(entry_id, raw, obj, deliveries)
             await self._redis.xack(keys.OUTBOX, keys.OUTBOX_GROUP, entry_id)
         except _Lost:
             log.info("command of entry %s was taken over by another worker", entry_id)
         except REDIS_ERRORS as exc:
-            log.error(
-                "redis failed while handling outbox entry %s; it stays pending: %s", entry_id, exc
-            )
-        except Exception:
-            log.exception("unexpected error on outbox entry %s; it stays pending", entry_id)
+            self._redis_failed(entry_id, exc)
+        except Exception as exc:
+            await self._give_up(entry_id, raw, exc)
         finally:
             self._inflight.pop(entry_id, None)
             self._owned.pop(entry_id, None)
+
+    def _redis_failed(self, entry_id: str, exc: Exception) -> None:
+        log.error(
+            "redis failed while handling outbox entry %s; it stays pending: %s", entry_id, exc
+        )
+
+    async def _give_up(self, entry_id: str, raw: bytes | None, exc: Exception) -> None:
+        """End an entry whose handling raised something unexpected (a bug, or input no rule
+        foresaw): retrying would fail the same way, and while the entry is pending it holds
+        a slot of `concurrency` and comes back after every restart.
+
+        It goes to gw:deadletter as `internal_error` and is acknowledged. If this worker
+        holds its command record, the command also ends `failed/provider_error` with a
+        delivery (the backend hears back, and a repeated command_id gets the same answer):
+        it is never sent (again), even if the error came after the provider was called,
+        since the message may have gone out (as a worker cut off mid-send). A record that
+        already ended (the error came after its delivery was published) is left as it is.
+        A Redis failure meanwhile leaves the entry pending, to be tried again."""
+        detail = self._redact(f"{type(exc).__name__}: {exc}")
+        trace = self._redact("".join(traceback.format_exception(exc)))
+        try:
+            answered = await self._abandon(entry_id)
+            await self._deadletter("internal_error", raw, detail, logged=True)
+            await self._redis.xack(keys.OUTBOX, keys.OUTBOX_GROUP, entry_id)
+        except REDIS_ERRORS as redis_exc:
+            log.error("unexpected error on outbox entry %s:\n%s", entry_id, trace.rstrip())
+            self._redis_failed(entry_id, redis_exc)
+            return
+        log.error(
+            "unexpected error on outbox entry %s; dead-lettered (internal_error)%s:\n%s",
+            entry_id,
+            ", delivery failed/provider_error" if answered else "",
+            trace.rstrip(),
+        )
+
+    async def _abandon(self, entry_id: str) -> bool:
+        """End the command record this worker holds for the entry, if any and not ended."""
+        claim = self._owned.get(entry_id)
+        if claim is None:
+            return False
+        result = Result("failed", "provider_error")
+        event = self._delivery(claim.target, claim.command_id, result, duplicate=False)
+        args: list[bytes | int | str] = [
+            claim.owner,
+            msgspec.json.encode(result),
+            ENCODER.encode(event),
+            self._s.inbox_maxlen,
+            self._s.dedup_ttl_s,
+        ]
+        ended = await self._scripts["abandon"](keys=[claim.key, claim.target.inbox], args=args)
+        if not ended:
+            return False
+        self._observer.delivered(claim.target.channel, claim.ctype, "failed", "provider_error")
+        return True
+
+    def _redact(self, text: str) -> str:
+        """Account tokens out (a Telegram token is part of every Bot API URL)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
 
     @contextlib.asynccontextmanager
     async def _in_order(self, obj: dict[str, Any] | None) -> AsyncIterator[None]:
@@ -455,10 +569,10 @@ class Outbox:
                 self._conversations[conversation] = (lock, users - 1)
 
     async def _process(
-        self, entry_id: str, raw: bytes | None, obj: dict[str, Any] | None, deliveries: int
+        self, entry_id: str, raw: bytes | None, obj: dict[str, Any] | str, deliveries: int
     ) -> None:
-        if obj is None:
-            await self._deadletter("invalid_command", raw, "entry is not a JSON object")
+        if isinstance(obj, str):
+            await self._deadletter("invalid_command", raw, obj)
             return
         target = self._target(obj.get("conversation_id"))
         command_id = obj.get("command_id")
@@ -504,7 +618,7 @@ class Outbox:
                 result = _RESULT.decode(stored)
                 await self._publish(target, command_id, result, duplicate=True)
             return
-        self._owned[entry_id] = (key, owner)
+        self._owned[entry_id] = _Claim(key, owner, target, command_id, ctype)
         if state == "orphan" or give_up:
             result = Result("failed", "provider_error")
             log.warning(
@@ -521,7 +635,7 @@ class Outbox:
     ) -> Result:
         try:
             command = COMMAND_DECODER.decode(raw)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
             log.info("command %s is invalid: %s", command_id, exc)
             return Result("rejected", "invalid_command")
         if not target.account.enabled:
@@ -560,7 +674,8 @@ class Outbox:
             self._observer.waited(target.channel, wait_s)
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
-            request = self._build(target, command, last_inbound)
+            route = await self._business_route(target)
+            request = self._build(target, command, last_inbound, route)
             verdict = await self._presend(target, command, key, owner)
             if verdict is not None:
                 return verdict
@@ -673,12 +788,25 @@ class Outbox:
         return Result("rejected", reply[1].decode()) if verdict == "reject" else None
 
     def _build(
-        self, target: _Target, command: Command, last_inbound: str | None
+        self,
+        target: _Target,
+        command: Command,
+        last_inbound: str | None,
+        route: str | None = None,
     ) -> ProviderRequest:
         account = target.account
         if account.channel == "whatsapp":
             return whatsapp.build_request(command, account.account_id, target.address, last_inbound)
-        return telegram.build_request(command, target.address)
+        return telegram.build_request(command, target.address, route)
+
+    async def _business_route(self, target: _Target) -> str | None:
+        """Telegram: the business connection the contact last wrote through (publish.lua keeps
+        it as the conversation's `bc`), so the reply goes back through the business account;
+        sent without it, it would go to the contact's own chat with the bot."""
+        if target.channel != "telegram":
+            return None
+        route = await self._redis.hget(target.key("conv"), "bc")  # type: ignore[misc]
+        return route.decode() if route else None
 
     async def _call(self, target: _Target, request: ProviderRequest) -> SendResult:
         account = target.account
@@ -813,7 +941,12 @@ class Outbox:
             duplicate=duplicate,
         )
 
-    async def _deadletter(self, reason: str, raw: bytes | None, detail: str) -> None:
+    async def _deadletter(
+        self, reason: str, raw: bytes | None, detail: str, *, logged: bool = False
+    ) -> None:
+        """`logged`: the caller writes the log line itself."""
+        if not logged:
+            log.warning("outbox command dead-lettered (%s): %s", reason, detail)
         command = raw.decode("utf-8", "replace") if raw is not None else None
         letter = DeadLetter(1, reason, None, int(time.time()), detail, None, command)
         await self._redis.xadd(
@@ -835,14 +968,16 @@ class Outbox:
         return _Target(account, contact_id, conversation_id, keys.inbox(account.assistant))
 
 
-def _json_object(raw: bytes | None) -> dict[str, Any] | None:
+def _json_object(raw: bytes | None) -> dict[str, Any] | str:
+    """The entry's command as a JSON object, or why it is not one."""
     if raw is None:
-        return None
+        return "entry has no command field"
     try:
         obj = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        return None
-    return obj if isinstance(obj, dict) else None
+    except (msgspec.DecodeError, RecursionError) as exc:
+        # RecursionError: nested deeper than msgspec decodes.
+        return f"not JSON ({type(exc).__name__}: {exc})"
+    return obj if isinstance(obj, dict) else "entry is not a JSON object"
 
 
 def _id(value: bytes | str) -> str:
