@@ -30,6 +30,9 @@ import os
 from collections.abc import Awaitable, Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any
+
+import msgspec
 
 from adapters import telegram, whatsapp
 from adapters.schema import Parsed, ParseError
@@ -84,7 +87,21 @@ def _publish_in_child(
     report = _CHILD.loop.run_until_complete(
         _CHILD.router.publish(channel, parsed, body, received_at)
     )
-    return report.tally()
+    return _slim(report.tally())
+
+
+def _slim(tally: Tally) -> Tally:
+    """The tally without the account events' provider details, which the parent's metrics
+    do not read (but `progress`): they could be large, or nested too deep to pickle."""
+    tally.accounts = [
+        msgspec.structs.replace(event, detail=_progress(event.detail)) for event in tally.accounts
+    ]
+    return tally
+
+
+def _progress(detail: dict[str, Any]) -> dict[str, Any]:
+    progress = detail.get("progress")
+    return {"progress": progress} if isinstance(progress, int | float) else {}
 
 
 class Offload:

@@ -321,3 +321,16 @@ async def test_one_malformed_history_thread_costs_only_itself(gw: Gateway, redis
     assert len(await stream(redis, "gw:history:support")) == 5
     [letter] = await stream(redis, "gw:deadletter")
     assert letter["reason"] == "malformed_item" and "threads[1]" in letter["detail"]
+
+
+async def test_an_echo_stamped_ahead_of_the_clock_pauses_the_ai_from_now(
+    gw: Gateway, redis: Redis
+) -> None:
+    """Takeover is counted from the echo's time, but never from later than now."""
+    now = int(time.time())
+    await post(gw, echo("wamid.AHEAD", ts=now + 3600))  # within a day: published
+    [event] = await stream(redis, "gw:inbox:support")
+    assert event["kind"] == "echo" and event["timestamp"] == now + 3600
+    key = f"gw:cv:{{gw:inbox:support}}:whatsapp:{NUMBER_A}:{BR_CONTACT}"
+    paused_until = int(await redis.hget(key, "p"))
+    assert paused_until <= int(time.time()) + 2  # TAKEOVER=2 in this fixture, not 3602

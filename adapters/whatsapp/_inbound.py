@@ -5,14 +5,19 @@ one typed msgspec decode. Any other body, and any body with something malformed 
 walked entry → change → item instead, each level decoded on its own from `msgspec.Raw`, so a
 malformed item becomes one `BadItem` with its exact bytes and every other item of the batch
 is still published. Both ways give the same events: the whole decode accepts only what the
-walk would accept without a bad item, and both build events with the same functions. Only a
-body that is not an envelope at all raises `ParseError`.
+walk would accept without a bad item, and both build events with the same functions. A body
+nested too deep for the decoder is walked as a copy with its parts deeper than `MAX_NESTING`
+cut out (`_depth.cut_deep`): the items that held such a part are dead-lettered, the others
+published. Only a body that is not an envelope at all (or too deep outside any entry) raises
+`ParseError`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import re
+import time
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, Final
 
@@ -39,6 +44,7 @@ from adapters.schema import (
 )
 
 from . import _payload as p
+from ._depth import cut_deep, marker_for
 
 CHANNEL: Final = "whatsapp"
 HISTORY_DECLINED_CODE = 2593109
@@ -46,13 +52,37 @@ _DISCONNECTING = frozenset(
     {"PARTNER_REMOVED", "DISABLED_UPDATE", "ACCOUNT_DELETED", "ACCOUNT_OFFBOARDED"}
 )
 _RECONNECTING = frozenset({"PARTNER_ADDED", "ACCOUNT_RECONNECTED"})
+_BAN_STATES: dict[str, bool | None] = {
+    "DISABLE": False,
+    "SCHEDULE_FOR_DISABLE": None,
+    "REINSTATE": True,
+}
+"""`DISABLED_UPDATE` by `ban_info.waba_ban_state`: a ban only scheduled changes nothing yet,
+a reinstated account sends again; a missing or unknown state disconnects, as the event's name
+says (the conservative reading: a send to a banned number fails anyway)."""
+MAX_NESTING: Final = 64
+"""Levels of JSON nesting kept when a body is too deep for the decoder; real webhooks use
+about 12. Deeper items are dead-lettered, the rest of the body is published."""
+MAX_FUTURE_SECONDS: Final = 86400
+"""A provider timestamp more than this after receipt (or now, if later) is no plausible time:
+the item is dead-lettered (a far-future time would hold a 24-hour window open for good)."""
+_BSUID = re.compile(r"[A-Z]{2}(?:\.ENT)?\.[A-Za-z0-9]{1,128}")
+"""Business-scoped user id: ISO country, optional `ENT` (parent id), up to 128 alphanumerics."""
 # msgspec raises RecursionError for deeply nested JSON (even where it only skips a value);
 # UnicodeDecodeError (a ValueError) for invalid UTF-8 in a string.
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, ValueError, RecursionError)
 
 
 class _ItemError(ValueError):
-    """An item the payload structs accept but the mapping cannot use (no id, bad time)."""
+    """An item the payload structs accept but the mapping cannot use (no id, bad time); its
+    `reason` names the dead letter."""
+
+    def __init__(self, detail: str, reason: str = "malformed_item") -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+_TOO_DEEP: Final = f"nested deeper than {MAX_NESTING} levels"
 
 
 class _Walk(Exception):
@@ -91,16 +121,54 @@ def _parse_whole(body: bytes, received_at: int) -> Parsed:
     return Parsed(events)
 
 
+class _Walked(Parsed):
+    """The walk's result, plus the marker of the parts cut out of a too deep body."""
+
+    deep: bytes | None = None
+
+
 def _parse_walk(body: bytes, received_at: int) -> Parsed:
     """Entry → change → item, each decoded on its own: one malformed item costs only itself."""
     try:
         envelope = p.ENVELOPE.decode(body)
+    except RecursionError:
+        return _parse_cut(body, received_at)
     except _DECODE_ERRORS as exc:
         raise ParseError(f"not a WhatsApp webhook envelope: {exc}") from None
-    out = Parsed()
+    return _walk(_Walked(), envelope, received_at)
+
+
+def _parse_cut(body: bytes, received_at: int) -> Parsed:
+    """A body too deep for the decoder: walk a copy with the too deep parts cut out, and
+    dead-letter the items that held one (a cut outside every entry: the whole body)."""
+    marker = marker_for(body)
+    cut = cut_deep(body, MAX_NESTING, marker)
+    if cut is None:  # the decoder gave up above MAX_NESTING levels: too deep all the same
+        raise ParseError(f"not a WhatsApp webhook envelope: {_TOO_DEEP}")
+    try:
+        envelope = p.ENVELOPE.decode(cut)
+    except _DECODE_ERRORS as exc:
+        raise ParseError(f"not a WhatsApp webhook envelope ({_TOO_DEEP}): {exc}") from None
+    if _cut_outside(marker, cut, envelope.entry):
+        raise ParseError(f"not a WhatsApp webhook envelope: {_TOO_DEEP} outside any entry")
+    return _walk(_Walked(deep=marker), envelope, received_at)
+
+
+def _walk(out: _Walked, envelope: p.Envelope, received_at: int) -> Parsed:
     for i, raw in enumerate(envelope.entry):
         _guarded(out, raw, f"entry[{i}]", partial(_entry, out, f"entry[{i}]", received_at))
-    return out
+    return Parsed(out.events, out.bad)
+
+
+def _cut_outside(
+    marker: bytes | None, raw: bytes | msgspec.Raw, parts: Iterable[msgspec.Raw]
+) -> bool:
+    """Whether `raw` holds a cut (too deep) part outside `parts`, which are checked on their
+    own: the cut then belongs to `raw`'s own keys, and `raw` is what is dead-lettered."""
+    if marker is None:
+        return False
+    total = bytes(raw).count(marker)
+    return total > 0 and total > sum(bytes(part).count(marker) for part in parts)
 
 
 def _guarded(
@@ -110,34 +178,60 @@ def _guarded(
     try:
         routed = step(raw)
     except _DECODE_ERRORS as exc:
-        out.bad.append(BadItem("malformed_item", bytes(raw), f"{where}: {exc}"))
+        reason = exc.reason if isinstance(exc, _ItemError) else "malformed_item"
+        detail = _TOO_DEEP if isinstance(exc, RecursionError) else str(exc)
+        out.bad.append(BadItem(reason, bytes(raw), f"{where}: {detail}"))
         return
     if routed is not None:
         out.events.append(routed)
 
 
-def _entry(out: Parsed, where: str, received_at: int, raw: msgspec.Raw) -> None:
+def _entry(out: _Walked, where: str, received_at: int, raw: msgspec.Raw) -> None:
     entry = p.ENTRY.decode(raw)
+    if _cut_outside(out.deep, raw, entry.changes):
+        raise _ItemError(_TOO_DEEP)
     for i, raw_change in enumerate(entry.changes):
         at = f"{where}.changes[{i}]"
         _guarded(out, raw_change, at, partial(_change, out, entry, at, received_at))
 
 
-def _change(out: Parsed, entry: p.Entry, where: str, received_at: int, raw: msgspec.Raw) -> None:
+def _change(out: _Walked, entry: p.Entry, where: str, received_at: int, raw: msgspec.Raw) -> None:
     change = p.CHANGE.decode(raw)
     match change.field:
         case "messages" | "smb_message_echoes" | "history" | "smb_app_state_sync":
             value = p.MESSAGES_VALUE.decode(change.value)
+            if _cut_outside(out.deep, raw, _item_lists(value)):
+                raise _ItemError(_TOO_DEEP)
             if value.metadata is None:
                 raise _ItemError("value.metadata.phone_number_id is missing")
-            ctx = _Ctx(value.metadata, value.contacts, received_at)
+            ctx = _Ctx(value.metadata, value.contacts, received_at, out.deep)
             _messages_value(out, change.field, value, ctx, f"{where}.value", raw)
         case "account_update":
+            _leaf(out.deep, raw)
             fields = p.OBJECT.decode(change.value)
             out.events.append(_account_update(entry, fields, received_at))
         case _:
+            _leaf(out.deep, raw)
             fields = p.OBJECT.decode(change.value)
             out.events.append(_other_field(entry, change.field, fields, received_at))
+
+
+def _item_lists(value: p.MessagesValue) -> Iterable[msgspec.Raw]:
+    """The items of a value, each checked for cuts on its own."""
+    for items in (
+        value.messages,
+        value.statuses,
+        value.message_echoes,
+        value.history,
+        value.state_sync,
+    ):
+        yield from items
+
+
+def _leaf(marker: bytes | None, raw: msgspec.Raw) -> None:
+    """An item is dead-lettered whole when a part of it was too deep."""
+    if marker is not None and marker in bytes(raw):
+        raise _ItemError(_TOO_DEEP)
 
 
 def _messages_value(
@@ -162,13 +256,22 @@ def _messages_value(
 class _Ctx:
     """What the items of one change share: the receiving number and the contacts block."""
 
-    __slots__ = ("account_id", "business", "contacts", "received_at")
+    __slots__ = ("account_id", "business", "contacts", "deep", "latest", "received_at")
 
-    def __init__(self, metadata: p.Metadata, contacts: list[p.Contact], received_at: int) -> None:
+    def __init__(
+        self,
+        metadata: p.Metadata,
+        contacts: list[p.Contact],
+        received_at: int,
+        deep: bytes | None = None,
+    ) -> None:
         self.contacts = contacts
         self.account_id = metadata.phone_number_id
         self.business = metadata.display_phone_number.lstrip("+")
         self.received_at = received_at
+        self.latest = received_at + MAX_FUTURE_SECONDS
+        self.deep = deep
+        """The marker of the parts cut out of a too deep body (`_parse_cut`), else None."""
 
     def contact(self, wa_id: str | None, user_id: str | None) -> p.Contact | None:
         contacts = self.contacts
@@ -178,35 +281,64 @@ class _Ctx:
         return contacts[0] if len(contacts) == 1 else None
 
 
-def _timestamp(value: str | int) -> int:
-    if isinstance(value, int) and value >= 0:
-        return value
-    if not isinstance(value, str) or not value.isdigit():
-        raise _ItemError(f"timestamp {value!r} is not unix seconds")
-    return int(value)
+def _timestamp(value: str | int, ctx: _Ctx) -> int:
+    """Unix seconds, at most `MAX_FUTURE_SECONDS` after receipt (or now, if later)."""
+    if type(value) is str:
+        # At most 12 digits (year 33658): a 30-digit string is refused before int() sees it.
+        seconds = int(value) if value.isdigit() and value.isascii() and len(value) <= 12 else -1
+    else:
+        seconds = value if type(value) is int else -1
+    # Judged by receipt, or by now when later (a body parsed again later, a replay): the
+    # clock is read only for a time past the first bound.
+    if 0 <= seconds <= ctx.latest or 0 <= seconds <= int(time.time()) + MAX_FUTURE_SECONDS:
+        return seconds
+    raise _ItemError(f"timestamp {str(value)[:40]!r} is not plausible unix seconds")
 
 
-def _require_id(message: p.Message) -> None:
+def _check_message(message: p.Message) -> None:
+    """What every message-like item needs: an id, and no group."""
     if not message.id:
         raise _ItemError("message id is missing")
+    if message.group_id is not None:
+        # Published as a 1:1 message, the assistant's answer would go privately to the
+        # sender; the contract has no group conversations, so an operator gets it instead.
+        raise _ItemError(
+            f"message in WhatsApp group {message.group_id[:80]!r}: groups are not supported",
+            "unsupported_group",
+        )
+
+
+def _contact_id(wa_id: str | None, user_id: str | None, role: str) -> str:
+    """A contact id the contract allows: a wa_id (digits) or, without one, a BSUID."""
+    if wa_id:
+        if wa_id.isdigit() and wa_id.isascii() and len(wa_id) <= 20:
+            return wa_id
+        raise _ItemError(f"{role} {wa_id[:40]!r} is not a wa_id (digits)")
+    if user_id:
+        if _BSUID.fullmatch(user_id):
+            return user_id
+        raise _ItemError(f"{role} user id {user_id[:40]!r} is not a business-scoped user id")
+    raise _ItemError(f"{role} is missing")
 
 
 def _live_message(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
+    _leaf(ctx.deep, raw)
     return _live_event(ctx, p.MESSAGE.decode(raw))
 
 
 def _live_event(ctx: _Ctx, m: p.Message) -> Routed:
-    _require_id(m)
+    _check_message(m)
     contact = ctx.contact(m.from_, m.from_user_id)
     user_id = m.from_user_id or (contact.user_id if contact else None)
-    contact_id = m.from_ or user_id
-    if m.type == "system" and m.system is not None:
-        contact_id = contact_id or m.system.wa_id or m.system.user_id
+    wa_id = m.from_
+    if not wa_id and not user_id and m.type == "system" and m.system is not None:
+        wa_id, user_id = m.system.wa_id, m.system.user_id  # a number change names it here
+    contact_id = _contact_id(wa_id, user_id, "sender (from)")
     event = MessageEvent(
         channel=CHANNEL,
         account_id=ctx.account_id,
         contact_id=contact_id,
-        timestamp=_timestamp(m.timestamp),
+        timestamp=_timestamp(m.timestamp, ctx),
         message_id=m.id,
         user_id=user_id,
         contact_name=contact.profile.name if contact and contact.profile else None,
@@ -227,17 +359,18 @@ def _new_number(m: p.Message, contact_id: str | None) -> str | None:
 
 
 def _echo(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
+    _leaf(ctx.deep, raw)
     return _echo_event(ctx, p.MESSAGE.decode(raw))
 
 
 def _echo_event(ctx: _Ctx, m: p.Message) -> Routed:
-    _require_id(m)
+    _check_message(m)
     user_id = m.to_user_id
     event = EchoEvent(
         channel=CHANNEL,
         account_id=ctx.account_id,
-        contact_id=m.to or user_id,
-        timestamp=_timestamp(m.timestamp),
+        contact_id=_contact_id(m.to, user_id, "recipient (to)"),
+        timestamp=_timestamp(m.timestamp, ctx),
         message_id=m.id,
         user_id=user_id,
         **_content(m),
@@ -265,7 +398,7 @@ def _typed(m: p.Message) -> dict[str, Any]:
     match m.type:
         case "text":
             return {"type": "text", "text": m.text.body if m.text else ""}
-        case "image" | "video" | "document" | "sticker" | "audio":
+        case "image" | "video" | "document" | "sticker" | "audio" | "voice":
             return _media(m)
         case "location" if m.location is not None:
             loc = m.location
@@ -359,6 +492,7 @@ def _errors(items: list[p.ErrorItem]) -> list[ProviderError]:
 
 
 def _status(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
+    _leaf(ctx.deep, raw)
     return _status_event(ctx, p.STATUS.decode(raw))
 
 
@@ -366,11 +500,15 @@ def _status_event(ctx: _Ctx, s: p.Status) -> Routed:
     if not s.id:
         raise _ItemError("status id is missing")
     rank = STATUS_RANK.get(s.status, 0)
+    if not rank:
+        # The contract's statuses only; anything else (the On-Premises `deleted`, `warning`)
+        # is kept for an operator rather than handed to backends that cannot rank it.
+        raise _ItemError(f"status {s.status[:40]!r} is not one of {_STATUSES}", "unknown_status")
     event = StatusEvent(
         channel=CHANNEL,
         account_id=ctx.account_id,
         contact_id=s.recipient_id or s.recipient_user_id,
-        timestamp=_timestamp(s.timestamp),
+        timestamp=_timestamp(s.timestamp, ctx),
         message_id=s.id,
         status=s.status,
         errors=_errors(s.errors),
@@ -378,10 +516,14 @@ def _status_event(ctx: _Ctx, s: p.Status) -> Routed:
         recipient_type=s.recipient_type,
         command_id=s.biz_opaque_callback_data,
     )
-    return Routed(event, f"s:{s.id}" if rank else f"s:{s.id}:{s.status}", rank=rank)
+    return Routed(event, f"s:{s.id}", rank=rank)
+
+
+_STATUSES: Final = ", ".join(STATUS_RANK)
 
 
 def _state_sync(ctx: _Ctx, raw: msgspec.Raw) -> Routed:
+    _leaf(ctx.deep, raw)
     return _state_sync_event(ctx, p.STATE_SYNC.decode(raw))
 
 
@@ -394,7 +536,7 @@ def _state_sync_event(ctx: _Ctx, item: p.StateSync) -> Routed:
         channel=CHANNEL,
         account_id=ctx.account_id,
         contact_id=phone,
-        timestamp=_timestamp(stamp) if stamp else ctx.received_at,
+        timestamp=_timestamp(stamp, ctx) if stamp else ctx.received_at,
         action=item.action,
         contact_name=item.contact.full_name or item.contact.first_name,
     )
@@ -405,6 +547,8 @@ def _history(out: Parsed, value: p.MessagesValue, ctx: _Ctx, where: str, raw: ms
     progress: p.HistoryMeta | None = None
     for i, item_raw in enumerate(value.history):
         item = p.HISTORY_ITEM.decode(item_raw)
+        if _cut_outside(ctx.deep, item_raw, item.threads):
+            raise _ItemError(f"history[{i}]: {_TOO_DEEP}")
         meta = item.metadata or p.HistoryMeta()
         if meta.progress is not None:
             progress = meta
@@ -429,6 +573,8 @@ def _history_thread(
     out: Parsed, ctx: _Ctx, meta: p.HistoryMeta, where: str, raw: msgspec.Raw
 ) -> None:
     thread = p.THREAD.decode(raw)
+    if _cut_outside(ctx.deep, raw, thread.messages):
+        raise _ItemError(_TOO_DEEP)
     for m, msg_raw in enumerate(thread.messages):
         at = f"{where}.messages[{m}]"
         _guarded(out, msg_raw, at, partial(_history_message, ctx, thread.id, meta))
@@ -437,8 +583,9 @@ def _history_thread(
 def _history_message(
     ctx: _Ctx, thread_id: str | None, meta: p.HistoryMeta | None, raw: msgspec.Raw
 ) -> Routed:
+    _leaf(ctx.deep, raw)
     m = p.MESSAGE.decode(raw)
-    _require_id(m)
+    _check_message(m)
     from_me = (
         bool(m.from_me) or m.to is not None or (m.from_ is not None and m.from_ == ctx.business)
     )
@@ -450,7 +597,7 @@ def _history_message(
         channel=CHANNEL,
         account_id=ctx.account_id,
         contact_id=contact_id,
-        timestamp=_timestamp(m.timestamp),
+        timestamp=_timestamp(m.timestamp, ctx),
         message_id=m.id,
         from_me=from_me,
         history_status=m.history_context.status if m.history_context else None,
@@ -480,7 +627,7 @@ def _account(ctx: _Ctx, name: str, detail: dict[str, Any], raw: msgspec.Raw) -> 
 def _account_update(entry: p.Entry, fields: dict[str, Any], received_at: int) -> Routed:
     name = fields.pop("event", None)
     name = name if isinstance(name, str) else "ACCOUNT_UPDATE"
-    connected = False if name in _DISCONNECTING else True if name in _RECONNECTING else None
+    connected = _connected(name, fields)
     event = AccountEvent(
         channel=CHANNEL,
         account_id=entry.id,
@@ -491,6 +638,15 @@ def _account_update(entry: p.Entry, fields: dict[str, Any], received_at: int) ->
         connected=connected,
     )
     return Routed(event, f"a:{name}:{entry.time}:{_digest(fields)}", waba=entry.id)
+
+
+def _connected(name: str, fields: dict[str, Any]) -> bool | None:
+    """Whether the event disconnects the number (False), reconnects it (True), or neither."""
+    if name == "DISABLED_UPDATE":
+        ban = fields.get("ban_info")
+        state = ban.get("waba_ban_state") if isinstance(ban, dict) else None
+        return _BAN_STATES.get(state, False) if isinstance(state, str) else False
+    return False if name in _DISCONNECTING else True if name in _RECONNECTING else None
 
 
 def _other_field(entry: p.Entry, field: str, fields: dict[str, Any], received_at: int) -> Routed:

@@ -166,12 +166,16 @@ class Message(Struct, kw_only=True):
     type: str = "unknown"
     from_: str | None = field(name="from", default=None)
     from_user_id: str | None = None
+    group_id: str | None = None
+    """Set on a message in a WhatsApp group (Groups API): the gateway does not serve groups."""
     to: str | None = None
     to_user_id: str | None = None
     from_me: bool | None = None
     text: Text | None = None
     image: MediaPart | None = None
     audio: MediaPart | None = None
+    voice: MediaPart | None = None
+    """On-Premises API shape of a voice note (`type: voice`); Cloud API sends `audio.voice`."""
     video: MediaPart | None = None
     document: MediaPart | None = None
     sticker: MediaPart | None = None

@@ -24,7 +24,8 @@ BODIES = [json.loads(p.read_text())["body"] for p in CORPUS]
 ids = st.text("abcXYZ019=_.", min_size=1, max_size=12).map(lambda s: "wamid." + s)
 digits = st.text("0123456789", min_size=5, max_size=13)
 texts = st.none() | st.text(max_size=12)
-stamps = st.integers(0, 2**33).map(str) | st.integers(0, 2**33)
+# Up to a day after receipt: later is no plausible time, a dead letter (BAD_TIME).
+stamps = st.integers(0, RECEIVED_AT + 86400).map(str) | st.integers(0, RECEIVED_AT + 86400)
 media = st.fixed_dictionaries(
     {"id": st.text("0123456789", min_size=1, max_size=8)},
     optional={"mime_type": texts, "caption": texts, "filename": texts, "voice": st.booleans()},
@@ -142,7 +143,7 @@ statuses = st.builds(
         **extra,
     },
     ids,
-    st.sampled_from(["sent", "delivered", "read", "played", "failed", "deleted"]),
+    st.sampled_from(["sent", "delivered", "read", "played", "failed"]),
     stamps,
     digits,
     st.fixed_dictionaries(
@@ -166,7 +167,13 @@ state_sync = st.builds(
     texts,
 )
 # What turns one item into a dead letter: bad time, no id, a field of the wrong type.
-BAD_TIME = [("timestamp", "yesterday"), ("timestamp", []), ("id", "")]
+BAD_TIME = [
+    ("timestamp", "yesterday"),
+    ("timestamp", []),
+    ("timestamp", "9" * 30),
+    ("timestamp", 4_000_000_000),  # year 2096: more than a day after receipt and now
+    ("id", ""),
+]
 BREAK_MESSAGE = st.sampled_from([*BAD_TIME, ("text", 5), ("context", [])])
 BREAK_STATUS = st.sampled_from([*BAD_TIME, ("status", 5), ("errors", {})])
 BREAK_STATE = st.sampled_from([("action", 5), ("contact", None), ("metadata", [])])
