@@ -117,6 +117,10 @@ class _MessageFields(Event, kw_only=True):
     """Telegram chat type (`private`, `group`, `supergroup`, `channel`)."""
     thread_id: str | None = None
     """Telegram forum topic (`message_thread_id`)."""
+    business_connection_id: str | None = None
+    """Telegram: the business connection a `business_message` came through. Commands to the
+    conversation are then sent through it, on behalf of the business account, until the
+    contact next writes to the bot directly."""
 
 
 class MessageEvent(_MessageFields, kw_only=True, tag="message"):
@@ -215,6 +219,13 @@ class Routed(msgspec.Struct):
     `conversation_id`, and commands for it are sent to the new number."""
     """Set on WhatsApp `account_update`: the router publishes one copy per configured number
     of this WABA, each with that number as `account_id`."""
+    authored: bool = True
+    """False for a live event the contact did not write itself (a Telegram chat boost, a
+    deleted business message, the business owner's own message in a business chat): it
+    carries the AI-pause flag like any live message, but leaves the conversation alone (no
+    window, no latest message, no business route) and does not clear an opt-out, which
+    only the contact's own action may end (CONTRACT §3). On a `member` event, `live` with
+    `authored` marks the contact unblocking the bot: that clears a Telegram opt-out."""
 
 
 class BadItem(msgspec.Struct):

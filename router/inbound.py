@@ -2,8 +2,9 @@
 
 For each webhook the router
 1. fans an `account_update` out to every configured number of its WABA,
-2. routes each event to its assistant (events of unknown accounts become one dead letter per
-   account, carrying the whole body so an operator can replay it after fixing the config),
+2. routes each event to its assistant (events of unknown accounts, like items the adapter
+   could not use, are listed in one dead letter per webhook, which carries the whole body
+   once, so an operator can replay it after fixing the config),
 3. resolves BSUID-only contacts to the wa_id seen with that BSUID before (one extra round
    trip, only for webhooks that carry such contacts),
 4. assigns `event_id`s, encodes every event once, and runs `publish.lua` once per hash tag
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,7 @@ from adapters.schema import (
     BadItem,
     EchoEvent,
     HistoryEvent,
+    MemberEvent,
     MessageEvent,
     Parsed,
     Routed,
@@ -132,7 +135,7 @@ def _tally(
 _SCRIPT = (Path(__file__).parent / "lua" / "publish.lua").read_text()
 _NOT_PAUSED = b'"ai_paused":false}'
 # publish.lua's operation codes, as bytes: sent as they are, by either script host.
-_E, _S, _P, _M, _N, _C, _H, _U, _A = (c.encode() for c in "ESPMNCHUA")
+_E, _S, _P, _M, _N, _C, _H, _U, _A, _W, _O = (c.encode() for c in "ESPMNCHUAWO")
 
 
 class _Batch:
@@ -324,25 +327,28 @@ class InboundRouter:
         slice with nothing to run is left out (no call, and no turn given to the loop)."""
         size, ttl = self._limits.publish_chunk_events, self._ttl
         slices = []
+        bad = parsed.bad
         if len(known) == 1:
             calls = _Calls(ttl)
             item, assistant = known[0]
-            self._add_event(calls, channel, item, assistant, originals)
+            try:
+                self._add_event(calls, channel, item, assistant, originals)
+            except _UNENCODABLE as exc:
+                bad = [*bad, _unencodable(item, exc)]
             slices.append(calls)
         else:
+            bad = list(bad)
             for start in range(0, len(known), size):
                 calls = _Calls(ttl)
                 for item, assistant in known[start : start + size]:
-                    self._add_event(calls, channel, item, assistant, originals)
+                    try:
+                        self._add_event(calls, channel, item, assistant, originals)
+                    except _UNENCODABLE as exc:
+                        bad.append(_unencodable(item, exc))
                 slices.append(calls)
-        if parsed.bad or unknown:
+        if bad or unknown:
             last = _Calls(ttl)
-            for bad in parsed.bad:
-                self._add_deadletter(last, _bad_item(channel, bad, received_at))
-            for account, count in unknown.items():
-                detail = f"account {account} is not configured ({count} events)"
-                letter = DeadLetter(1, "unknown_account", channel, received_at, detail, _b64(body))
-                self._add_deadletter(last, letter)
+            self._add_deadletter(last, _body_letter(channel, bad, unknown, body, received_at))
             slices.append(last)
         return slices
 
@@ -472,7 +478,7 @@ class InboundRouter:
             return
         mark = keys.dedup(stream, channel, event.account_id, item.dedup)
         if item.live and type(event) is MessageEvent and event.conversation_id is not None:
-            self._add_live(batch, event, inbox, mark, maxlen, payload)
+            self._add_live(batch, event, inbox, mark, maxlen, payload, item.authored)
             if item.renamed_to:
                 original = originals.get(id(event), event.contact_id or "")
                 self._add_rename(batch, inbox, event, original, item.renamed_to)
@@ -495,6 +501,10 @@ class InboundRouter:
         if type(event) is AccountEvent and event.connected is not None:
             batch.keys.append(keys.account_state(inbox, channel, event.account_id))
             batch.args += (_A, b"%d" % event.connected, event.event)
+        if type(event) is MemberEvent and item.live and event.conversation_id is not None:
+            # The contact unblocked the bot (Telegram): its own act ends a 403 opt-out.
+            batch.keys.append(keys.conversation(inbox, event.conversation_id))
+            batch.args.append(_O)
         user_id = getattr(event, "user_id", None)
         if user_id and event.contact_id and event.contact_id != user_id:
             batch.keys.append(keys.bsuid(inbox, event.account_id, user_id))
@@ -508,13 +518,15 @@ class InboundRouter:
         mark: str,
         maxlen: bytes,
         payload: bytes,
+        authored: bool,
     ) -> None:
-        """A message the contact just wrote: window, opt-out, AI-pause flag, send budget."""
+        """A message the contact just wrote: window, opt-out, AI-pause flag, send budget,
+        business route; a live event nobody wrote (`authored` false) gets the flag only."""
         assert payload.endswith(_NOT_PAUSED), "publish.lua flips the trailing ai_paused"
         assert event.conversation_id is not None
         batch.keys += (inbox, mark, keys.conversation(inbox, event.conversation_id))
         batch.args += (
-            _M,
+            _M if authored else _W,
             maxlen,
             payload,
             b"%d" % event.timestamp,
@@ -522,6 +534,7 @@ class InboundRouter:
             self._conversation_ttl,
             ENCODER.encode(event.contact_id),
             ENCODER.encode(event.conversation_id),
+            event.business_connection_id or b"",
         )
         batch.events.append(event)
 
@@ -560,8 +573,11 @@ class InboundRouter:
         takeover = self._limits.human_takeover_seconds
         if takeover <= 0 or event.conversation_id is None:
             return
+        # Counted from the echo's time, but never from later than now: an echo stamped ahead
+        # of this clock pauses the AI for `takeover` seconds, not longer.
+        start = min(event.timestamp, int(time.time()))
         batch.keys.append(keys.conversation(inbox, event.conversation_id))
-        batch.args += (_H, b"%d" % (event.timestamp + takeover), self._conversation_ttl)
+        batch.args += (_H, b"%d" % (start + takeover), self._conversation_ttl)
 
     def _add_deadletter(self, calls: _Calls, letter: DeadLetter) -> None:
         batch = calls.batch(keys.DEADLETTER)
@@ -633,8 +649,52 @@ def _set_contact(event: AnyEvent, contact_id: str) -> None:
     event.conversation_id = f"{event.channel}:{event.account_id}:{contact_id}"
 
 
-def _bad_item(channel: str, bad: BadItem, received_at: int) -> DeadLetter:
-    return DeadLetter(1, bad.reason, channel, received_at, bad.detail, _b64(bad.raw))
+_UNENCODABLE = (RecursionError, msgspec.EncodeError, OverflowError)
+"""An event nested too deep to encode here (its decode, a few frames up the stack, just
+managed) or holding a value JSON cannot carry: that one event is dead-lettered."""
+
+
+def _unencodable(item: Routed, exc: BaseException) -> BadItem:
+    event = item.event
+    what = f"{_KINDS[type(event)]} {getattr(event, 'message_id', '')}".rstrip()
+    return BadItem("malformed_item", b"", f"{what}: cannot be encoded: {type(exc).__name__}")
+
+
+LISTED_PER_LETTER = 10
+"""Unknown accounts and bad items a dead letter names one by one; the rest are counted."""
+_LISTED_CHARS = 160
+
+
+def _body_letter(
+    channel: str, bad: list[BadItem], unknown: dict[str, int], body: bytes, received_at: int
+) -> DeadLetter:
+    """One dead letter per webhook, whatever it could not publish: the body once, and in
+    `detail` the unknown accounts and the bad items (position and why), each list bounded.
+    Its reason: `unknown_account` when any (fixing the config and replaying the body is the
+    operator's one action), else the items' reason when they share one, else `malformed_item`."""
+    reasons = {b.reason for b in bad}
+    if unknown:
+        reason = "unknown_account"
+    else:
+        reason = reasons.pop() if len(reasons) == 1 else "malformed_item"
+    parts = []
+    if unknown:
+        accounts = [f"{_clip(a)} ({n} events)" for a, n in unknown.items()]
+        parts.append(_listed("accounts not configured", accounts))
+    if bad:
+        parts.append(_listed("items not published", [f"{b.reason} {_clip(b.detail)}" for b in bad]))
+    return DeadLetter(1, reason, channel, received_at, "; ".join(parts), _b64(body))
+
+
+def _listed(title: str, items: list[str]) -> str:
+    shown = ", ".join(items[:LISTED_PER_LETTER])
+    more = len(items) - LISTED_PER_LETTER
+    return f"{len(items)} {title}: {shown}" + (f", and {more} more" if more > 0 else "")
+
+
+def _clip(text: str) -> str:
+    """Provider text in a detail is bounded (an account id or error may be any length)."""
+    return text if len(text) <= _LISTED_CHARS else text[: _LISTED_CHARS - 3] + "..."
 
 
 def _b64(data: bytes) -> str:

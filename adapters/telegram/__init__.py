@@ -4,7 +4,9 @@
     parse_update(body, bot_id, t)   one Update -> Parsed with one event or one BadItem;
                                     raises only adapters.schema.ParseError
     bot_id_from_token(token)        "7000000001:AAH..." -> "7000000001"
-    build_request(command, chat_id) one Command -> ProviderRequest (method path and body);
+    build_request(command, chat_id, business_connection_id=None)
+                                    one Command -> ProviderRequest (method path and body),
+                                    sent through a business connection when one is given;
                                     raises only adapters.schema.InvalidCommand
     classify(status, body)          a Bot API answer -> SendResult; never raises
 

@@ -144,6 +144,7 @@ class _Message(msgspec.Struct):
     date: _Int64
     chat: _Chat
     from_: _User | None = msgspec.field(default=None, name="from")
+    business_connection_id: str | None = None
     message_thread_id: _Int64 | None = None
     reply_to_message: _Quoted | None = None
     edit_date: _Int64 | None = None
@@ -168,6 +169,7 @@ class _CallbackMessage(msgspec.Struct):
     message_id: _Int64
     chat: _Chat
     message_thread_id: _Int64 | None = None
+    business_connection_id: str | None = None
 
 
 class _CallbackQuery(msgspec.Struct):
@@ -178,8 +180,11 @@ class _CallbackQuery(msgspec.Struct):
 
 
 class _ReactionType(msgspec.Struct):
+    """ReactionTypeEmoji, ReactionTypeCustomEmoji or ReactionTypePaid."""
+
     type: str
     emoji: str | None = None
+    custom_emoji_id: str | None = None
 
 
 class _MessageReaction(msgspec.Struct):
@@ -199,6 +204,7 @@ class _ChatMemberUpdated(msgspec.Struct):
     chat: _Chat
     date: _Int64
     new_chat_member: _ChatMember
+    old_chat_member: _ChatMember | None = None
 
 
 class _Anyone(msgspec.Struct):
@@ -224,6 +230,23 @@ class _Ctx(NamedTuple):
     received_at: int
 
 
+class _Out(NamedTuple):
+    """A handler's event and how the router treats it (see `adapters.schema.Routed`)."""
+
+    event: AnyEvent
+    live: bool = True
+    authored: bool = True
+    """The contact itself acted in the chat: only then does a 403 opt-out end (CONTRACT §3)."""
+
+
+CUSTOM_EMOJI_PREFIX = "custom_emoji:"
+"""`text` of a custom emoji reaction: this prefix, then its custom_emoji_id."""
+PAID_REACTION = "\u2b50"
+"""`text` of a paid (Telegram Star) reaction: the star the clients show."""
+# my_chat_member statuses: the bot was shut out of the chat, and is in it again.
+_SHUT_OUT = frozenset({"kicked", "left"})
+_ADMITTED = frozenset({"member", "administrator"})
+
 _ENVELOPE = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _UPDATE_ID = msgspec.json.Decoder(_Int64)
 _MESSAGE = msgspec.json.Decoder(_Message)
@@ -246,11 +269,11 @@ def parse_update(body: bytes, bot_id: str, received_at: int) -> Parsed:
         return _bad(body, "update carries no payload key")
     ctx = _Ctx(bot_id, update_id, key, received_at)
     try:
-        event = _HANDLERS.get(key, _on_unknown)(fields[key], ctx)
+        out = _HANDLERS.get(key, _on_unknown)(fields[key], ctx)
     except _DECODE_ERRORS as exc:
         return _bad(body, f"{key}: {exc}")
-    live = isinstance(event, MessageEvent)
-    return Parsed(events=[Routed(event=event, dedup=f"tg:{update_id}", live=live)])
+    routed = Routed(out.event, f"tg:{update_id}", live=out.live, authored=out.authored)
+    return Parsed(events=[routed])
 
 
 def _decode_envelope(body: bytes) -> dict[str, msgspec.Raw]:
@@ -282,11 +305,11 @@ def _bad(body: bytes, detail: str) -> Parsed:
     return Parsed(bad=[BadItem(reason="malformed_item", raw=body, detail=detail[:300])])
 
 
-def _on_message(raw: msgspec.Raw, ctx: _Ctx) -> AnyEvent:
+def _on_message(raw: msgspec.Raw, ctx: _Ctx) -> _Out:
     msg = _MESSAGE.decode(raw)
     edited = ctx.key.startswith("edited_")
     content = _content(msg, raw)
-    return MessageEvent(
+    event = MessageEvent(
         channel="telegram",
         account_id=ctx.bot_id,
         contact_id=str(msg.chat.id),
@@ -304,6 +327,17 @@ def _on_message(raw: msgspec.Raw, ctx: _Ctx) -> AnyEvent:
         original_message_id=str(msg.message_id) if edited else None,
         chat_type=msg.chat.type,
         thread_id=_opt_str(msg.message_thread_id),
+        business_connection_id=msg.business_connection_id,
+    )
+    return _Out(event, authored=not _business_side(msg))
+
+
+def _business_side(msg: _Message) -> bool:
+    """A business chat's own side wrote (the owner, an employee or a bot acting for them):
+    Telegram sends a bot both sides of a business chat. The chat of a business message is
+    the private chat with the customer, whose id is the customer's user id."""
+    return msg.business_connection_id is not None and (
+        msg.from_ is not None and msg.from_.id != msg.chat.id
     )
 
 
@@ -368,10 +402,10 @@ def _sender_name(msg: _Message, *, channel: bool) -> str | None:
     return _full_name(msg.from_.first_name, msg.from_.last_name)
 
 
-def _on_callback(raw: msgspec.Raw, ctx: _Ctx) -> AnyEvent:
+def _on_callback(raw: msgspec.Raw, ctx: _Ctx) -> _Out:
     query = _CALLBACK.decode(raw)
     origin = query.message
-    return MessageEvent(
+    event = MessageEvent(
         channel="telegram",
         account_id=ctx.bot_id,
         contact_id=str(origin.chat.id if origin else query.from_.id),
@@ -384,24 +418,46 @@ def _on_callback(raw: msgspec.Raw, ctx: _Ctx) -> AnyEvent:
         subtype="callback_query",
         chat_type=origin.chat.type if origin else None,
         thread_id=_opt_str(origin.message_thread_id if origin else None),
+        business_connection_id=origin.business_connection_id if origin else None,
     )
+    return _Out(event)
 
 
-def _on_reaction(raw: msgspec.Raw, ctx: _Ctx) -> AnyEvent:
+def _on_reaction(raw: msgspec.Raw, ctx: _Ctx) -> _Out:
     reaction = _REACTION.decode(raw)
-    emojis = (r.emoji for r in reaction.new_reaction if r.emoji is not None)
-    return MessageEvent(
+    text, kind, custom_id = _reaction_text(reaction.new_reaction)
+    event = MessageEvent(
         channel="telegram",
         account_id=ctx.bot_id,
         contact_id=str(reaction.chat.id),
         timestamp=reaction.date,
         message_id=str(ctx.update_id),
         type="reaction",
-        text=next(emojis, ""),
+        text=text,
         reply_to=str(reaction.message_id),
         contact_name=_reactor_name(reaction),
         chat_type=reaction.chat.type,
+        subtype=kind,
+        data=custom_id,
     )
+    return _Out(event)
+
+
+def _reaction_text(reactions: list[_ReactionType]) -> tuple[str, str | None, str | None]:
+    """(text, subtype, data) of the reaction now set: `""` only when it was removed, which is
+    what the contract reserves `""` for. A plain emoji wins, else the first reaction: a
+    custom emoji is `custom_emoji:<id>` (the id also in `data`; a `reaction` command with
+    that text sets it back), a paid star reaction is `⭐`, a future type is its name."""
+    if not reactions:
+        return "", None, None
+    chosen = next((r for r in reactions if r.type == "emoji" and r.emoji), reactions[0])
+    if chosen.type == "emoji":
+        return chosen.emoji or "emoji", None, None
+    if chosen.type == "custom_emoji" and chosen.custom_emoji_id:
+        return f"{CUSTOM_EMOJI_PREFIX}{chosen.custom_emoji_id}", chosen.type, chosen.custom_emoji_id
+    if chosen.type == "paid":
+        return PAID_REACTION, chosen.type, None
+    return chosen.type or "unknown", chosen.type or None, None
 
 
 def _reactor_name(reaction: _MessageReaction) -> str | None:
@@ -410,9 +466,9 @@ def _reactor_name(reaction: _MessageReaction) -> str | None:
     return reaction.actor_chat.title if reaction.actor_chat else None
 
 
-def _on_member(raw: msgspec.Raw, ctx: _Ctx) -> AnyEvent:
+def _on_member(raw: msgspec.Raw, ctx: _Ctx) -> _Out:
     update = _MEMBER.decode(raw)
-    return MemberEvent(
+    event = MemberEvent(
         channel="telegram",
         account_id=ctx.bot_id,
         contact_id=str(update.chat.id),
@@ -420,10 +476,19 @@ def _on_member(raw: msgspec.Raw, ctx: _Ctx) -> AnyEvent:
         status=update.new_chat_member.status,
         chat_type=update.chat.type,
     )
+    readmitted = ctx.key == "my_chat_member" and _readmitted(update)
+    return _Out(event, live=readmitted, authored=readmitted)
 
 
-def _on_unknown(raw: msgspec.Raw, ctx: _Ctx) -> AnyEvent:
-    return MessageEvent(
+def _readmitted(update: _ChatMemberUpdated) -> bool:
+    """The bot is back in a chat that had shut it out: the user unblocked (or restarted) it,
+    or a group re-added it. That is the contact's own doing, so it ends a 403 opt-out."""
+    old = update.old_chat_member.status if update.old_chat_member else None
+    return old in _SHUT_OUT and update.new_chat_member.status in _ADMITTED
+
+
+def _on_unknown(raw: msgspec.Raw, ctx: _Ctx) -> _Out:
+    event = MessageEvent(
         channel="telegram",
         account_id=ctx.bot_id,
         contact_id=_opt_str(_someone(raw)),
@@ -432,6 +497,9 @@ def _on_unknown(raw: msgspec.Raw, ctx: _Ctx) -> AnyEvent:
         type="unsupported",
         subtype=ctx.key,
     )
+    # Boosts, polls, deleted business messages, reaction counts...: nobody wrote to the
+    # bot, so a 403 opt-out of that chat stays (CONTRACT §3 "until the contact writes").
+    return _Out(event, authored=False)
 
 
 def _someone(raw: msgspec.Raw) -> int | None:
@@ -455,7 +523,7 @@ def _opt_str(value: int | None) -> str | None:
     return None if value is None else str(value)
 
 
-_HANDLERS: dict[str, Callable[[msgspec.Raw, _Ctx], AnyEvent]] = {
+_HANDLERS: dict[str, Callable[[msgspec.Raw, _Ctx], _Out]] = {
     "message": _on_message,
     "edited_message": _on_message,
     "channel_post": _on_message,

@@ -2,7 +2,7 @@
 
 Two pure functions, no I/O (the caller builds `{api_base}/bot{token}{path}` and posts the body):
 
-    build_request(command, chat_id) -> ProviderRequest
+    build_request(command, chat_id, business_connection_id=None) -> ProviderRequest
         raises only InvalidCommand, naming the rule the command breaks
     classify(status, body) -> SendResult
         never raises; the one place where Bot API errors (PLATFORM §7.3) become verdicts
@@ -22,6 +22,7 @@ from typing import Any, Final
 import msgspec
 
 from adapters.schema import Command, InvalidCommand, ProviderRequest, SendResult, Verdict
+from adapters.telegram._inbound import CUSTOM_EMOJI_PREFIX
 
 TEXT_MAX: Final = 4096
 CAPTION_MAX: Final = 1024
@@ -49,6 +50,10 @@ _QUOTING: Final = frozenset(
         "sendVenue",
     }
 )
+# Methods that take `business_connection_id`: sent through it, a message reaches the
+# customer's chat with the business account (setMessageReaction and answerCallbackQuery
+# take none).
+_BUSINESS: Final = _QUOTING | {"sendChatAction"}
 # Up to 18 digits always fits Telegram's 64-bit ids (chat ids reach 13 digits after "-100").
 _CHAT_ID: Final = re.compile(r"-?[0-9]{1,18}")
 _MESSAGE_ID: Final = re.compile(r"[0-9]{1,18}")
@@ -59,8 +64,14 @@ _Call = tuple[str, dict[str, Any]]
 # --- build_request ---------------------------------------------------------------------------
 
 
-def build_request(command: Command, chat_id: str) -> ProviderRequest:
-    """The Bot API call for one command to one chat (`chat_id` as a decimal string)."""
+def build_request(
+    command: Command, chat_id: str, business_connection_id: str | None = None
+) -> ProviderRequest:
+    """The Bot API call for one command to one chat (`chat_id` as a decimal string).
+
+    `business_connection_id`: the contact last wrote through a business account connected
+    to the bot; replies must go through it (without it they would go to the contact's own
+    chat with the bot, which it may never have started)."""
     if command.type == "read":
         return ProviderRequest("/answerCallbackQuery", _answer_callback(command))
     build = _BUILDERS.get(command.type)
@@ -71,6 +82,8 @@ def build_request(command: Command, chat_id: str) -> ProviderRequest:
         raise InvalidCommand(f"chat id {chat_id!r} is not a decimal integer")
     method, params = build(command)
     body: dict[str, Any] = {"chat_id": chat, **params}
+    if business_connection_id and method in _BUSINESS:
+        body["business_connection_id"] = business_connection_id
     quoted = _integer(command.reply_to)
     if quoted is not None and method in _QUOTING:
         body["reply_parameters"] = {"message_id": quoted}
@@ -178,8 +191,17 @@ def _reaction(command: Command) -> _Call:
     target = _integer(command.reply_to)
     if target is None:
         raise InvalidCommand("reaction: reply_to must be the decimal id of the message")
-    emoji = [{"type": "emoji", "emoji": command.text}] if command.text else []
-    return "setMessageReaction", {"message_id": target, "reaction": emoji}
+    return "setMessageReaction", {"message_id": target, "reaction": _reaction_types(command.text)}
+
+
+def _reaction_types(text: str | None) -> list[dict[str, str]]:
+    """Empty removes; `custom_emoji:<id>` (the form inbound events use) is that custom emoji."""
+    if not text:
+        return []
+    custom = text.removeprefix(CUSTOM_EMOJI_PREFIX)
+    if custom != text and custom:
+        return [{"type": "custom_emoji", "custom_emoji_id": custom}]
+    return [{"type": "emoji", "emoji": text}]
 
 
 _BUILDERS: Final[dict[str, Callable[[Command], _Call]]] = {

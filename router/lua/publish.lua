@@ -5,14 +5,22 @@
 --   E maxlen payload          KEYS: stream, dedup   publish unless the dedup mark exists
 --   S maxlen rank payload     KEYS: stream, dedup   publish if rank beats the stored rank
 --   P maxlen payload          KEYS: stream          publish (no identity: dead letters)
---   M maxlen payload time message_id conv_ttl contact_json conversation_json
+--   M maxlen payload time message_id conv_ttl contact_json conversation_json route
 --                             KEYS: stream, dedup, conversation
 --                             a live message: publish unless marked; the payload's trailing
 --                             `"ai_paused":false}` becomes true while the AI is paused; if
 --                             the contact changed its number, the payload's contact_id and
 --                             conversation_id become the conversation's original ones (the
 --                             `alias` field); the conversation remembers the latest message
---                             (the 24-hour window) and forgets an opt-out (the contact wrote)
+--                             (the 24-hour window), the business route of the latest one
+--                             (`bc`: a Telegram business_connection_id, '' for none) and
+--                             forgets an opt-out (the contact wrote)
+--   W (arguments as M)        a live event the contact did not write (a Telegram chat boost,
+--                             the business owner's own message): published and flagged as M
+--                             does, but the conversation is left as it is
+--   O                         KEYS: conversation    after the member event just published:
+--                                                   the contact unblocked the bot, forget an
+--                                                   opt-out
 --   N original_contact new_contact conv_ttl
 --                             KEYS: original conversation, old number's, new number's
 --                             after the system message just published by M (a contact
@@ -26,13 +34,13 @@
 --   A connected event         KEYS: account state   after the account event just published:
 --                                                   connected 0 marks the number disconnected
 --                                                   (commands are refused), 1 clears that
--- Returns one integer per E/S/P/M operation: 1 published, 0 duplicate (or outranked).
+-- Returns one integer per E/S/P/M/W operation: 1 published, 0 duplicate (or outranked).
 --
 -- One call may carry several webhooks, their KEYS and operations end to end (the router
 -- joins the webhooks of one event-loop iteration: router/scriptpipe.py `PipeScript.join`).
--- Each webhook's C, N and A follow its own E/S/M, so none reads another webhook's `last`.
+-- Each webhook's C, N, A and O follow its own E/S/M, so none reads another webhook's `last`.
 -- A joined call that fails is retried webhook by webhook: every operation but P repeats
--- nothing when run twice (a marked event is not published again; N, C and A act only on an
+-- nothing when run twice (a marked event is not published again; N, C, A and O act only on an
 -- event just published), so a webhook with a P operation is never joined.
 --
 -- Marks are written after the XADD: if the XADD fails, the script stops before the mark,
@@ -84,7 +92,7 @@ while a <= #ARGV do
     last = 1
     out[#out + 1] = last
     k, a = k + 1, a + 3
-  elseif op == 'M' then
+  elseif op == 'M' or op == 'W' then
     local stream, mark, conv = KEYS[k], KEYS[k + 1], KEYS[k + 2]
     last = 0
     -- The mark is set first (one call where EXISTS + SET were two) and taken back if the
@@ -92,32 +100,44 @@ while a <= #ARGV do
     if redis.call('SET', mark, '1', 'NX', 'EX', ttl) then
       local payload = ARGV[a + 2]
       -- one lookup of the conversation for the fields read here
-      local state = redis.call('HMGET', conv, 'p', 'h', 'alias', 't', 'oo')
+      local state = redis.call('HMGET', conv, 'p', 'h', 'alias', 't', 'oo', 'bc')
       local paused_until, alias, latest = tonumber(state[1] or '0'), state[3], tonumber(state[4] or '0')
       if state[2] == '1' or paused_until > now_s then
         payload = string.sub(payload, 1, -7) .. 'true}'
       end
       if alias then
-        payload = replace_once(payload, '"contact_id":' .. ARGV[a + 6], '"contact_id":"' .. alias .. '"')
+        -- The alias goes in as a JSON string (cjson escapes quotes, backslashes, controls);
+        -- the prefix is already JSON text, cut from the router's encoded conversation id.
+        local quoted = cjson.encode(alias)
+        payload = replace_once(payload, '"contact_id":' .. ARGV[a + 6], '"contact_id":' .. quoted)
         local prefix = string.match(ARGV[a + 7], '^"(.*:)[^:]*"$')
         payload = replace_once(payload, '"conversation_id":' .. ARGV[a + 7],
-                               '"conversation_id":"' .. prefix .. alias .. '"')
+                               '"conversation_id":"' .. prefix .. string.sub(quoted, 2))
       end
       local added = redis.pcall('XADD', stream, 'MAXLEN', '~', ARGV[a + 1], '*', 'event', payload)
       if type(added) == 'table' and added.err then
         redis.call('DEL', mark)
         return added
       end
-      local t = tonumber(ARGV[a + 3])
-      if t >= latest then
-        redis.call('HSET', conv, 't', t, 'm', ARGV[a + 4])
+      -- A provider time ahead of Redis's clock opens the window at most until now + 24 h.
+      local t = math.min(tonumber(ARGV[a + 3]), now_s)
+      if op == 'M' and t >= latest then
+        local route = ARGV[a + 8]
+        if route ~= '' then
+          redis.call('HSET', conv, 't', t, 'm', ARGV[a + 4], 'bc', route)
+        else
+          redis.call('HSET', conv, 't', t, 'm', ARGV[a + 4])
+          if state[6] then redis.call('HDEL', conv, 'bc') end
+        end
       end
-      if state[5] then redis.call('HDEL', conv, 'oo') end
-      redis.call('EXPIRE', conv, ARGV[a + 5])
+      if op == 'M' then
+        if state[5] then redis.call('HDEL', conv, 'oo') end
+        redis.call('EXPIRE', conv, ARGV[a + 5])
+      end
       last = 1
     end
     out[#out + 1] = last
-    k, a = k + 3, a + 8
+    k, a = k + 3, a + 9
   elseif op == 'N' then
     local original, old, new = KEYS[k], KEYS[k + 1], KEYS[k + 2]
     if last == 1 then
@@ -154,6 +174,9 @@ while a <= #ARGV do
       redis.call('HDEL', KEYS[k], 'disc')
     end
     k, a = k + 1, a + 3
+  elseif op == 'O' then
+    if last == 1 then redis.call('HDEL', KEYS[k], 'oo') end
+    k, a = k + 1, a + 1
   elseif op == 'U' then
     redis.call('SET', KEYS[k], ARGV[a + 1], 'EX', ARGV[a + 2])
     k, a = k + 1, a + 3

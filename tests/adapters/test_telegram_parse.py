@@ -23,6 +23,7 @@ from adapters.schema import (
     Parsed,
     ParseError,
     Reply,
+    Routed,
     SharedContact,
 )
 from adapters.telegram import bot_id_from_token, parse_update, verify_secret
@@ -48,13 +49,20 @@ def _body(update: dict[str, Any], update_id: int = 912345678) -> bytes:
     return json.dumps({"update_id": update_id, **update}).encode()
 
 
-def _parse(update: dict[str, Any], update_id: int = 912345678) -> AnyEvent:
+def _routed(update: dict[str, Any], update_id: int = 912345678) -> Routed:
     parsed = parse_update(_body(update, update_id), BOT, RECEIVED)
     assert parsed.bad == []
     [routed] = parsed.events
-    # Messages are live (they clear a Telegram block); member events are not.
-    live = isinstance(routed.event, MessageEvent)
-    assert (routed.dedup, routed.live) == (f"tg:{update_id}", live)
+    assert routed.dedup == f"tg:{update_id}"
+    return routed
+
+
+def _parse(update: dict[str, Any], update_id: int = 912345678) -> AnyEvent:
+    routed = _routed(update, update_id)
+    # Messages are live (they carry the AI-pause flag); member events only when the bot is
+    # let back in. Whether an event ends a 403 opt-out (`authored`) is tested below.
+    if isinstance(routed.event, MessageEvent):
+        assert routed.live
     return routed.event
 
 
@@ -275,6 +283,41 @@ def test_reaction_skips_custom_emoji_and_names_anonymous_chat() -> None:
     assert (event.text, event.contact_name) == ("🔥", "Acme Support")
 
 
+def _reacting(*new_reaction: dict[str, Any]) -> MessageEvent:
+    reaction = {"chat": ANA_CHAT, "message_id": 5, "user": ANA, "date": T, "old_reaction": []}
+    return _message({"message_reaction": {**reaction, "new_reaction": list(new_reaction)}})
+
+
+def test_custom_emoji_reaction_is_not_mistaken_for_a_removal() -> None:
+    # `""` means "reaction removed" (CONTRACT §2.1): an assistant must see that one was set.
+    event = _reacting({"type": "custom_emoji", "custom_emoji_id": "5368324170671202286"})
+    assert (event.type, event.reply_to) == ("reaction", "5")
+    assert event.text == "custom_emoji:5368324170671202286"
+    assert (event.subtype, event.data) == ("custom_emoji", "5368324170671202286")
+
+
+def test_paid_star_reaction_is_a_star() -> None:
+    event = _reacting({"type": "paid"})
+    assert (event.text, event.subtype, event.data) == ("⭐", "paid", None)
+
+
+def test_a_plain_emoji_wins_over_a_custom_one_and_keeps_no_subtype() -> None:
+    event = _reacting(
+        {"type": "custom_emoji", "custom_emoji_id": "1"}, {"type": "emoji", "emoji": "👍"}
+    )
+    assert (event.text, event.subtype, event.data) == ("👍", None, None)
+
+
+def test_a_future_reaction_type_is_named_never_empty() -> None:
+    event = _reacting({"type": "sparkle_v2"})
+    assert (event.text, event.subtype) == ("sparkle_v2", "sparkle_v2")
+
+
+def test_removed_reaction_stays_the_only_empty_text() -> None:
+    event = _reacting()
+    assert (event.text, event.subtype, event.data) == ("", None, None)
+
+
 @pytest.mark.parametrize(
     ("key", "chat", "status"),
     [("my_chat_member", ANA_CHAT, "kicked"), ("chat_member", GROUP, "administrator")],
@@ -286,6 +329,116 @@ def test_member_updates(key: str, chat: dict[str, Any], status: str) -> None:
     assert isinstance(event, MemberEvent)
     assert (event.status, event.chat_type, event.timestamp) == (status, chat["type"], T)
     assert event.conversation_id == f"telegram:{BOT}:{chat['id']}"
+
+
+# -- which updates end a 403 opt-out (`Routed.authored`): only the contact's own acts -------
+
+BOOST = {"boost_id": "b1", "add_date": T, "expiration_date": T + 86400,
+         "source": {"source": "premium", "user": ANA}}  # fmt: skip
+NOT_WRITTEN_BY_THE_CONTACT: dict[str, dict[str, Any]] = {
+    "chat_boost": {"chat": ANA_CHAT, "boost": BOOST},
+    "removed_chat_boost": {
+        "chat": ANA_CHAT,
+        "boost_id": "b1",
+        "remove_date": T,
+        "source": BOOST["source"],
+    },
+    "deleted_business_messages": {
+        "business_connection_id": "AbC",
+        "chat": ANA_CHAT,
+        "message_ids": [3, 4],
+    },
+    "business_connection": {
+        "id": "AbC",
+        "user": ANA,
+        "user_chat_id": 123456789,
+        "date": T,
+        "is_enabled": True,
+    },
+    "message_reaction_count": {"chat": GROUP, "message_id": 5, "date": T, "reactions": []},
+    "poll": {"id": "1", "question": "?", "options": [], "total_voter_count": 0},
+    "chat_join_request": {"chat": GROUP, "from": ANA, "user_chat_id": 123456789, "date": T},
+    "business_message": _msg(
+        business_connection_id="AbC",
+        text="Owner here",
+        **{"from": {"id": 999, "is_bot": False, "first_name": "Owner"}},
+    ),
+}
+
+
+@pytest.mark.parametrize(("key", "payload"), NOT_WRITTEN_BY_THE_CONTACT.items())
+def test_updates_the_contact_did_not_write_leave_an_opt_out(key: str, payload: Any) -> None:
+    routed = _routed({key: payload})
+    assert isinstance(routed.event, MessageEvent)
+    assert (routed.live, routed.authored) == (True, False)
+
+
+WRITTEN_BY_THE_CONTACT: dict[str, dict[str, Any]] = {
+    "message": _msg(text="hi"),
+    "edited_message": _msg(text="hi!", edit_date=T + 1),
+    "business_message": _msg(business_connection_id="AbC", text="oi"),
+    "callback_query": {"id": "q", "from": ANA, "data": "x", "message": _msg(text="Pick")},
+    "message_reaction": {
+        "chat": ANA_CHAT,
+        "message_id": 5,
+        "user": ANA,
+        "date": T,
+        "new_reaction": [{"type": "emoji", "emoji": "👍"}],
+    },
+    "my_chat_member": {
+        "chat": ANA_CHAT,
+        "from": ANA,
+        "date": T,
+        "old_chat_member": {"user": ANA, "status": "kicked"},
+        "new_chat_member": {"user": ANA, "status": "member"},
+    },
+}
+
+
+@pytest.mark.parametrize(("key", "payload"), WRITTEN_BY_THE_CONTACT.items())
+def test_the_contacts_own_acts_end_an_opt_out(key: str, payload: Any) -> None:
+    routed = _routed({key: payload})
+    assert (routed.live, routed.authored) == (True, True)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("member", "kicked"), ("member", "member"), (None, "member"), ("left", "left")]
+)
+def test_member_updates_that_do_not_let_the_bot_back_in_are_not_live(
+    old: str | None, new: str
+) -> None:
+    change: dict[str, Any] = {"chat": ANA_CHAT, "date": T, "new_chat_member": {"status": new}}
+    if old is not None:
+        change["old_chat_member"] = {"status": old}
+    routed = _routed({"my_chat_member": change})
+    assert isinstance(routed.event, MemberEvent) and routed.event.status == new
+    assert routed.live is False
+
+
+def test_a_group_re_adding_the_bot_lets_it_back_in_but_chat_member_never_does() -> None:
+    change = {
+        "chat": GROUP,
+        "date": T,
+        "old_chat_member": {"status": "left"},
+        "new_chat_member": {"status": "administrator"},
+    }
+    assert _routed({"my_chat_member": change}).live is True
+    assert _routed({"chat_member": change}).live is False
+
+
+# -- business messages carry their connection ---------------------------------------------
+
+
+def test_business_message_carries_its_connection() -> None:
+    event = _message({"business_message": _msg(business_connection_id="AbC", text="oi")})
+    assert event.business_connection_id == "AbC"
+    assert _message({"message": _msg(text="oi")}).business_connection_id is None
+
+
+def test_callback_on_a_business_message_carries_its_connection() -> None:
+    origin = _msg(business_connection_id="AbC", text="Pick")
+    event = _message({"callback_query": {"id": "q", "from": ANA, "data": "x", "message": origin}})
+    assert event.business_connection_id == "AbC"
 
 
 def test_unknown_update_without_contact() -> None:
@@ -387,6 +540,15 @@ def test_verify_secret_accepts_the_exact_secret() -> None:
 
 
 @pytest.mark.parametrize(
+    "header", ["tg-secret_1 ", " tg-secret_1", "tg-secret_1\t", "\t tg-secret_1  "]
+)
+def test_verify_secret_ignores_only_the_http_padding_around_the_value(header: str) -> None:
+    # aiohttp's parser strips this padding, llhttp's (the fast path) keeps the trailing part:
+    # both paths must judge one request alike (test_telegram_gateway.py sends it over HTTP).
+    assert verify_secret(header, "tg-secret_1") is True
+
+
+@pytest.mark.parametrize(
     ("header", "secret"),
     [
         (None, "tg-secret_1"),
@@ -394,7 +556,11 @@ def test_verify_secret_accepts_the_exact_secret() -> None:
         ("", ""),
         ("tg-secret_1", ""),
         ("tg-secret_2", "tg-secret_1"),
-        ("tg-secret_1 ", "tg-secret_1"),
+        ("tg-secret_1 x", "tg-secret_1"),
+        ("tg-secret_1\u00a0", "tg-secret_1"),
+        ("tg-secret_1\x0b", "tg-secret_1"),
+        ("tg-secret_1\n", "tg-secret_1"),
+        (" ", "tg-secret_1"),
         ("tg-secret", "tg-secret_1"),
         ("TG-SECRET_1", "tg-secret_1"),
         ("tg-sécret_1", "tg-secret_1"),

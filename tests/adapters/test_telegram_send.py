@@ -184,6 +184,26 @@ VALID: dict[str, tuple[Command, str, str, dict[str, Any]]] = {
         "/setMessageReaction",
         {"chat_id": -1001234567890, "message_id": 55, "reaction": []},
     ),
+    "custom emoji reaction, in the form inbound events use": (
+        cmd("reaction", text="custom_emoji:5368324170671202286", reply_to="55"),
+        CHAT,
+        "/setMessageReaction",
+        {
+            "chat_id": ID,
+            "message_id": 55,
+            "reaction": [{"type": "custom_emoji", "custom_emoji_id": "5368324170671202286"}],
+        },
+    ),
+    "a bare custom_emoji: prefix is just text": (
+        cmd("reaction", text="custom_emoji:", reply_to="55"),
+        CHAT,
+        "/setMessageReaction",
+        {
+            "chat_id": ID,
+            "message_id": 55,
+            "reaction": [{"type": "emoji", "emoji": "custom_emoji:"}],
+        },
+    ),
 }
 
 
@@ -192,6 +212,39 @@ def test_build_request(command: Command, chat: str, path: str, body: dict[str, A
     request = build_request(command, chat)
     assert request == ProviderRequest(path, body)
     assert msgspec.json.decode(msgspec.json.encode(request.body)) == body
+
+
+BUSINESS = "AbCdEfGhIjKlMnOpQrSt"
+# Every command type that sends into the chat, with and without quoting.
+THROUGH_THE_BUSINESS = [
+    cmd("text", text="Sim", reply_to="55"),
+    _media("image", "Recibo", url=PHOTO_URL),
+    _media("audio", id=FILE_ID, voice=True),
+    cmd("location", location=Location(-23.5, -46.6, "Loja", "Av. Paulista 1000")),
+    cmd("location", location=Location(-23.5, -46.6)),
+    _buttons(("yes", "Yes")),
+    cmd("typing"),
+]
+
+
+@pytest.mark.parametrize("command", THROUGH_THE_BUSINESS, ids=lambda c: c.type)
+def test_replies_in_a_business_chat_go_through_its_connection(command: Command) -> None:
+    # Without it the reply would go to the customer's own chat with the bot: 403 if the
+    # customer never started the bot, and the wrong chat if they did.
+    plain = build_request(command, CHAT)
+    business = build_request(command, CHAT, BUSINESS)
+    assert business == ProviderRequest(
+        plain.path, {**plain.body, "business_connection_id": BUSINESS}
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [cmd("reaction", text="👍", reply_to="55"), cmd("read", reply_to=CALLBACK_ID)],
+    ids=["setMessageReaction", "answerCallbackQuery"],
+)
+def test_methods_without_a_business_parameter_are_sent_as_they_are(command: Command) -> None:
+    assert build_request(command, CHAT, BUSINESS) == build_request(command, CHAT)
 
 
 # (command, chat_id, what the error message must say)

@@ -38,6 +38,8 @@ SENDING_METHODS = (
 TRUE_METHODS = ("sendChatAction", "answerCallbackQuery", "setMessageReaction")
 METHODS = {name.lower(): name for name in SENDING_METHODS + TRUE_METHODS}
 CHATLESS = frozenset({"answerCallbackQuery"})
+BUSINESS_METHODS = frozenset({*SENDING_METHODS, "sendChatAction"})
+"""The methods that take `business_connection_id` (send on behalf of a business account)."""
 MEDIA_FIELDS = {
     "sendPhoto": "photo",
     "sendDocument": "document",
@@ -140,13 +142,17 @@ def _check_reaction(params: dict[str, Any]) -> str | None:
     return None
 
 
+_REACTION_FIELDS = {"emoji": "emoji", "custom_emoji": "custom_emoji_id"}
+"""ReactionType → the field that must be a non-empty string."""
+
+
 def _reaction_ok(reaction: Any) -> bool:
     if not isinstance(reaction, dict):
         return False
-    kind = reaction.get("type")
-    if kind == "emoji":
-        return isinstance(reaction.get("emoji"), str) and bool(reaction["emoji"])
-    return kind in ("custom_emoji", "paid")
+    # Bots cannot use paid reactions (setMessageReaction), so "paid" is refused too.
+    field = _REACTION_FIELDS.get(str(reaction.get("type")))
+    value = reaction.get(field) if field else None
+    return isinstance(value, str) and bool(value)
 
 
 def _number(value: Any) -> float | None:

@@ -26,6 +26,13 @@ What it answers, in order:
    call would fit;
 6. success: `{"ok": true, "result": <Message>}`, or `{"ok": true, "result": true}`.
 
+Business connections (`connect_business`): a call carrying a connected
+`business_connection_id` goes to the customer's chat with the business account, so the
+customer's own chat with the bot (never started, blocked) does not matter; an unknown one is
+400 "Bad Request: BUSINESS_CONNECTION_INVALID" (wording approximate). The methods that take no
+such parameter (setMessageReaction, answerCallbackQuery) ignore it, as Telegram ignores
+unknown parameters.
+
 Faithful: the error body (`ok`, `error_code`, `description`, optional `parameters` with
 `retry_after` or `migrate_to_chat_id`), HTTP status equal to `error_code`, the descriptions
 listed above, the result shapes.
@@ -71,6 +78,7 @@ BLOCKED = "Forbidden: bot was blocked by the user"
 NOT_STARTED = "Forbidden: bot can't initiate conversation with a user"
 MIGRATED = "Bad Request: group chat was upgraded to a supergroup chat"
 BAD_JSON = "Bad Request: can't parse JSON object"
+BUSINESS_INVALID = "Bad Request: BUSINESS_CONNECTION_INVALID"
 
 
 @dataclass
@@ -135,6 +143,7 @@ class FakeBotAPI(FakeServer[BotRequest]):
             lambda: itertools.count(1)
         )
         self._file_ids = itertools.count(1)
+        self._business: set[str] = set()
 
     @property
     def base_url(self) -> str:
@@ -159,6 +168,11 @@ class FakeBotAPI(FakeServer[BotRequest]):
     def chat_not_found(self, chat_id: ChatId) -> None:
         """The chat does not exist for this bot: 400 until `unblock`."""
         self._chat_states[_chat_key(chat_id)] = (400, methods.CHAT_NOT_FOUND)
+
+    def connect_business(self, connection_id: str) -> None:
+        """A business account connected the bot: calls through `connection_id` reach its
+        customers' chats with that account."""
+        self._business.add(connection_id)
 
     def unblock(self, chat_id: ChatId) -> None:
         """The user (re)started the bot."""
@@ -203,6 +217,7 @@ class FakeBotAPI(FakeServer[BotRequest]):
         super().reset()
         self._failures.clear()
         self._chat_states.clear()
+        self._business.clear()
         self._limits = None
         self._windows.clear()
 
@@ -272,6 +287,11 @@ class FakeBotAPI(FakeServer[BotRequest]):
         problem = methods.check(call.method, call.params)
         if problem:
             return _error(400, problem)
+        connection = _business_connection(call)
+        if connection is not None:
+            # The business account's chat with its customer: the bot's own chat with the
+            # customer (blocked, never started) plays no part.
+            return None if connection in self._business else _error(400, BUSINESS_INVALID)
         state = self._chat_states.get(call.chat_id) if call.chat_id is not None else None
         return _error(*state) if state else None
 
@@ -323,11 +343,25 @@ class FakeBotAPI(FakeServer[BotRequest]):
             "chat": methods.chat_object(call.chat_id),
             "date": int(time.time()),
             **methods.content(call.method, call.params, self._file_id()),
+            **_business_field(call),
         }
 
     def _file_id(self) -> str:
         raw = f"fake-file-{next(self._file_ids):08d}".encode()
         return "BQACAgIAAxk" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _business_connection(call: _Call) -> str | None:
+    """The business connection a call is sent through, for the methods that take one."""
+    connection = call.params.get("business_connection_id")
+    if call.method not in methods.BUSINESS_METHODS or connection in (None, ""):
+        return None
+    return str(connection)
+
+
+def _business_field(call: _Call) -> dict[str, str]:
+    connection = _business_connection(call)
+    return {} if connection is None else {"business_connection_id": connection}
 
 
 def _route(path: str) -> tuple[str, str]:
