@@ -13,6 +13,7 @@ Nothing else in the project reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ import msgspec
 import yaml
 
 from adapters.telegram import bot_id_from_token
+from gateway.embedded import memory_limit
 
 
 class ConfigError(Exception):
@@ -47,6 +49,18 @@ class ServerSettings(msgspec.Struct, **_STRUCT):
     shutdown_timeout_seconds: Seconds = 30.0
     """How long in-flight requests may take to finish once the listener is closed."""
     access_log: bool = False
+    head_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    """A client that has not sent a whole request head this long after it began (or after
+    connecting) is disconnected, so trickled bytes cannot hold a connection."""
+    body_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    """Likewise for a request's body, counted from the end of its head."""
+    keepalive_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 75.0
+    """An idle keep-alive connection is closed after this long (fast path and aiohttp)."""
+    max_connections: PositiveInt = 4096
+    """Client connections open at once; a connection beyond them is closed at once."""
+    max_buffered_bytes: Annotated[int, msgspec.Meta(ge=1024 * 1024)] = 256 * 1024 * 1024
+    """Bytes of unfinished request bodies buffered over all fast-path connections; beyond
+    it, a connection whose body is still incomplete is answered 503 (Retry-After) and closed."""
     fast_path: bool = True
     """Plain webhook POSTs are served by gateway/fasthttp.py instead of aiohttp's request
     machinery (about 40 µs less CPU each); false leaves every request to aiohttp."""
@@ -56,6 +70,10 @@ class ServerSettings(msgspec.Struct, **_STRUCT):
     workers: Annotated[int, msgspec.Meta(ge=1, le=MAX_WORKERS)] = 1
     """Worker processes sharing host:port through SO_REUSEPORT (gateway.supervisor); 1 runs
     the gateway in this one process. `gateway serve --workers N` overrides it."""
+    admin_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
+    """When set, /metrics, /readyz and /healthz are also served on admin_host:admin_port,
+    and /metrics leaves the public port (404 there); see gateway.admin."""
+    admin_host: str = "127.0.0.1"
 
 
 class RedisSettings(msgspec.Struct, **_STRUCT):
@@ -64,10 +82,19 @@ class RedisSettings(msgspec.Struct, **_STRUCT):
     embedded_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 6379
     embedded_dir: str = ".gateway-redis"
     """Data directory of the embedded server (append-only file, so events survive restarts)."""
+    embedded_tcp: bool = False
+    """The embedded server also listens on 127.0.0.1:embedded_port (password required); by
+    default only on its Unix socket (see gateway.embedded)."""
+    embedded_maxmemory: int | str = "50%"
+    """Its `maxmemory` (noeviction): bytes, `512mb`/`2gb`, or a share of this machine's memory.
+    Half leaves the rest to the AOF rewrite's fork and the gateway."""
     timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 2.0
     max_connections: PositiveInt = 64
     cluster: bool = False
     """`url` names any one node of a Redis Cluster (the seed); the client finds the rest."""
+    memory_warn_ratio: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
+    """/readyz reports `redis_memory: high` once used memory passes this share of maxmemory
+    (it stays ready: only a report)."""
 
 
 class RouterSettings(msgspec.Struct, **_STRUCT):
@@ -120,6 +147,8 @@ class OutboundSettings(msgspec.Struct, **_STRUCT):
     """At start, consumers of the outbox group idle this long with nothing pending (left by
     processes that restarted) are removed from the group."""
     request_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    trim_interval_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """How often gw:outbox entries every consumer group has acknowledged are deleted."""
     retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
 
 
@@ -180,6 +209,20 @@ _E164 = re.compile(r"\+?[1-9][0-9]{6,14}")
 """E.164; the `+` may be left out, as Meta's own webhooks write it."""
 _TG_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 COEXISTENCE_BLOCKED_CODES = {"234": "Nigeria", "27": "South Africa"}
+DEMO_VALUES = frozenset(
+    {
+        "demo-app-secret-change-me",
+        "demo-verify-token-change-me",
+        "demo-access-token",
+        "123456789:demo-bot-token-change-me",
+        "demo_secret_change_me",
+    }
+)
+"""The values demo.env ships (tests/test_config.py keeps the two in step): known to anyone
+who read the README, so refused on a listener other than loopback."""
+MIN_SECRET_CHARS = 16
+LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+MIN_EMBEDDED_MAXMEMORY = 1024 * 1024
 
 
 def load(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
@@ -287,6 +330,9 @@ def check(settings: Settings) -> None:
         _check_telegram(settings.telegram)
     if settings.redis.cluster:
         _check_cluster(settings.redis)
+    _check_embedded(settings.redis)
+    _check_admin(settings.server)
+    _check_exposed_secrets(settings)
 
 
 def _check_whatsapp(wa: WhatsAppSettings) -> None:
@@ -355,3 +401,68 @@ def _check_telegram(tg: TelegramSettings) -> None:
 def _check_assistant(name: str, where: str) -> None:
     if not _ASSISTANT.fullmatch(name):
         raise ConfigError(f"{where}: use 1-64 characters of A-Z a-z 0-9 _ . - (it names streams)")
+
+
+def _check_embedded(redis: RedisSettings) -> None:
+    try:
+        limit = memory_limit(redis.embedded_maxmemory)
+    except ValueError as exc:
+        raise ConfigError(f"redis.embedded_maxmemory: {exc}") from None
+    if limit < MIN_EMBEDDED_MAXMEMORY:
+        raise ConfigError("redis.embedded_maxmemory: at least 1mb (Redis itself needs about that)")
+
+
+def _check_admin(server: ServerSettings) -> None:
+    if server.admin_port is None:
+        return
+    if server.admin_port != 0 and server.admin_port == server.port:
+        raise ConfigError("server.admin_port: must differ from server.port")
+    if server.workers > 1 and server.admin_port == 0:
+        raise ConfigError(
+            "server.admin_port: 0 (any free port) cannot be shared by several workers; set a port"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listener on `host` takes connections from this machine only."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to any interface
+
+
+def _check_exposed_secrets(settings: Settings) -> None:
+    """Anyone who can reach the port can forge webhooks signed with a published or guessable
+    secret, so such secrets are only allowed on a loopback-only listener (the demo)."""
+    host = settings.server.host
+    if is_loopback(host):
+        return
+    for key, value, checked_length in _secrets(settings):
+        if value in DEMO_VALUES:
+            raise ConfigError(
+                f"{key}: is a demo value from demo.env, and server.host {host} is not loopback; "
+                "set a real secret, or listen on 127.0.0.1"
+            )
+        if checked_length and len(value) < MIN_SECRET_CHARS:
+            raise ConfigError(
+                f"{key}: shorter than {MIN_SECRET_CHARS} characters, and server.host {host} is "
+                "not loopback; use a long random secret, or listen on 127.0.0.1"
+            )
+
+
+def _secrets(settings: Settings) -> list[tuple[str, str, bool]]:
+    """(key, value, whether its length is checked) of every credential in the config. The
+    length rule is for the secrets that authenticate webhooks; tokens are the platforms'."""
+    found: list[tuple[str, str, bool]] = []
+    if settings.whatsapp is not None:
+        wa = settings.whatsapp
+        found += [("whatsapp.app_secret", wa.app_secret, True)]
+        found += [("whatsapp.verify_token", wa.verify_token, True)]
+        for i, number in enumerate(wa.numbers):
+            found += [(f"whatsapp.numbers[{i}].access_token", number.access_token, False)]
+    for i, bot in enumerate(settings.telegram.bots if settings.telegram else []):
+        found += [(f"telegram.bots[{i}].token", bot.token, False)]
+        found += [(f"telegram.bots[{i}].secret_token", bot.secret_token, True)]
+    return found

@@ -19,8 +19,19 @@ GET, health, readiness and metrics behave exactly as aiohttp makes them. A conne
 serves one request at a time, in order, as aiohttp does; the handoff waits until the request
 in flight is answered.
 
+Deadlines and limits (`server.*`) hold for every connection, aiohttp's too: the whole head
+within `head_timeout_seconds` (from connecting, or from its first byte on a kept-alive
+connection), the body within `body_timeout_seconds` after it, idle keep-alive for
+`keepalive_timeout_seconds`; at most `max_connections` connections; at most
+`max_buffered_bytes` of unfinished bodies over all fast-path connections. A connection that
+aiohttp serves stays behind a `_Relay`, which passes every byte on and runs llhttp over them
+only to see where heads and bodies end. A webhook whose head already fails (no signature, an
+unknown bot, a wrong Telegram secret) is answered before its body is read, and the body is
+discarded as it comes, never buffered (as aiohttp's lingering read does). Deadlines are
+checked by one sweep a second over all connections, not a timer per request.
+
 `GatewayRunner` is `web.AppRunner` with this protocol in front; `server.fast_path: false`
-leaves aiohttp alone.
+starts every connection as aiohttp's (still behind the relay's deadlines).
 """
 
 from __future__ import annotations
@@ -29,14 +40,17 @@ import asyncio
 import contextlib
 import email.utils
 import logging
+import math
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, cast
 
 import httptools
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
+from gateway.accesslog import RedactedAccessLogger, redact_target
 from gateway.app import STATE
 from gateway.handlers import (
     SIGNATURE_HEADER,
@@ -46,18 +60,29 @@ from gateway.handlers import (
     Started,
     start_telegram,
     start_whatsapp,
+    telegram_refusal,
+    whatsapp_refusal,
 )
 
 log = logging.getLogger("gateway.http")
 
-MAX_HEAD_BYTES = 16 * 1024
-"""A head longer than this without its blank line goes to aiohttp (which refuses it)."""
+MAX_HEAD_BYTES = 8190
+"""aiohttp's max_line_size and max_field_size (web_protocol.RequestHandler defaults): a head
+longer than this (which a line over them makes) goes to aiohttp, which refuses it with its
+own 400, or serves it if no line is over. Webhook heads are well under 1 KiB."""
+MAX_HEADERS = 128
+"""aiohttp's max_headers: a head with more headers goes to aiohttp (400)."""
 PAUSE_BYTES = 256 * 1024
 """While a request is in flight, reading pauses once this much of the next is buffered."""
-KEEPALIVE_SECONDS = 75.0
-"""An idle connection is closed after this long, as aiohttp does (its keepalive_timeout)."""
-SWEEP_SECONDS = 5.0
-"""How often idle connections are looked for."""
+SWEEP_SECONDS = 1.0
+"""How often connections are checked against their deadline (so a deadline is kept to
+within this much)."""
+SWEEP_BATCH = 64
+"""Expired connections closed per event-loop iteration (see FastServer._expire)."""
+
+_IDLE, _HEAD, _BODY = 0, 1, 2
+"""What a connection that is not busy waits for: its next request, the rest of a head, the
+rest of a body."""
 
 _WHATSAPP = b"/webhooks/whatsapp"
 _TELEGRAM = b"/webhooks/telegram/"
@@ -68,10 +93,15 @@ _WANTED = frozenset(
 )
 _REASONS = {200: b"OK", 401: b"Unauthorized", 404: b"Not Found", 500: b"Internal Server Error",
             503: b"Service Unavailable"}  # fmt: skip
+_OWS = b" \t"
+"""Whitespace around a header value, which is not part of it (RFC 9110 §5.5): aiohttp strips
+it, so the fast path does too and both hand the handlers the same value."""
 
 
 _INTERNAL_ERROR: Answer = (500, "Internal Server Error")
 """The answer when handling a request raised (the exception is logged)."""
+_OVERLOADED: Answer = (503, "overloaded")
+"""The answer when unfinished bodies fill `server.max_buffered_bytes`."""
 
 Route = Callable[[bytes], Started]
 """A webhook route bound to its request's headers: body → the webhook, started."""
@@ -96,7 +126,7 @@ class _Head:
             if name in self.headers:  # a second Content-Length, signature...: aiohttp's
                 self.complete = False
                 raise _NotPlain
-            self.headers[name] = value
+            self.headers[name] = value.strip(_OWS)
 
     def on_headers_complete(self) -> None:
         self.complete = True
@@ -115,16 +145,30 @@ class FastServer:
     """aiohttp's `web.Server` (connection factory) with `FastProtocol` in front of it.
 
     It keeps aiohttp's interface towards the runner: called for a new connection, told to
-    close idle connections (`pre_shutdown`) and to finish the rest (`shutdown`)."""
+    close idle connections (`pre_shutdown`) and to finish the rest (`shutdown`). It also
+    holds what the connections share: their limits, and the bytes they buffer."""
 
     def __init__(
         self, inner: web.Server, app: web.Application, access_log: logging.Logger | None
     ) -> None:
         self.inner = inner
         self.app = app
+        self.state = app[STATE]
+        srv = self.state.settings.server
+        self.fast = srv.fast_path
+        self.max_body = srv.max_body_bytes
+        self.head_timeout = srv.head_timeout_seconds
+        self.body_timeout = srv.body_timeout_seconds
+        self.keepalive = srv.keepalive_timeout_seconds
+        self.max_connections = srv.max_connections
+        self.max_buffered = srv.max_buffered_bytes
         self.access_log = access_log
-        self.max_body = app[STATE].settings.server.max_body_bytes
         self.connections: set[FastProtocol] = set()
+        self.relays: set[_Relay] = set()
+        """Connections aiohttp serves (after a handoff, or all with `fast_path: false`)."""
+        self.buffered = 0
+        """Bytes in the buffers of all `connections`, and of the incomplete heads of
+        `relays`."""
         self.orphans: set[asyncio.Future[Any]] = set()
         """Requests still in flight whose client has gone: shutdown waits for them too."""
         self.closing = False
@@ -134,6 +178,9 @@ class FastServer:
         if self._sweeper is None and not self.closing:
             self._sweep()
         return FastProtocol(self)
+
+    def full(self) -> bool:
+        return len(self.connections) + len(self.relays) >= self.max_connections
 
     def pre_shutdown(self) -> None:
         """The listener is closed: close idle connections, let busy ones finish their request
@@ -158,13 +205,25 @@ class FastServer:
         await self.inner.shutdown(timeout)
 
     def _sweep(self) -> None:
-        """Close connections idle for KEEPALIVE_SECONDS; runs every SWEEP_SECONDS."""
+        """Close connections past their deadline; runs every SWEEP_SECONDS. One pass over
+        a few thousand connections a second costs less than a timer set per request."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for conn in list(self.connections):
-            if not conn.busy and now - conn.last_active > KEEPALIVE_SECONDS:
-                conn.close()
+        expired: list[FastProtocol | _Relay] = [
+            conn for conn in self.connections if not conn.busy and now > conn.deadline
+        ]
+        expired.extend(relay for relay in self.relays if now > relay.deadline)
+        self._expire(expired)
         self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
+
+    def _expire(self, expired: list[FastProtocol | _Relay]) -> None:
+        """Close SWEEP_BATCH of them now and the rest in later loop iterations: thousands
+        of slow connections opened together also expire together, and closing them all at
+        once would hold up the live requests for tens of milliseconds."""
+        for conn in expired[:SWEEP_BATCH]:
+            conn.expire()
+        if len(expired) > SWEEP_BATCH:
+            asyncio.get_running_loop().call_soon(self._expire, expired[SWEEP_BATCH:])
 
 
 class FastProtocol(asyncio.Protocol):
@@ -179,12 +238,14 @@ class FastProtocol(asyncio.Protocol):
         "_parser",
         "_paused",
         "_pending",
+        "_phase",
         "_request",
         "_server",
+        "_skip",
         "_transport",
         "busy",
+        "deadline",
         "inflight",
-        "last_active",
     )
 
     def __init__(self, server: FastServer) -> None:
@@ -199,24 +260,39 @@ class FastProtocol(asyncio.Protocol):
         self._body_at = 0
         """Where that body starts in the buffer."""
         self._pending: tuple[Route, bool, bytes] | None = None
+        self._skip = 0
+        """Bytes still to discard of a body refused from its head."""
         self._paused = False
         self._request: tuple[Pending, bool, bytes, float] | None = None
         """The request whose `Pending` is in flight: it, keep-alive, target, start time."""
         self.busy = False
         self.inflight: asyncio.Future[Any] | None = None
         """What the request in flight waits for: its `Pending`'s future, or its task."""
-        self.last_active = self._loop.time()
+        self._phase = _HEAD
+        self.deadline = self._loop.time() + server.head_timeout
+        """Loop time by which what `_phase` waits for must have come (checked by the sweep)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        server = self._server
+        if server.full():
+            # Closed before a byte is read: a flood of idle connections cannot take more
+            # file descriptors and buffers than the limit.
+            _connection_cap.note()
+            cast(asyncio.Transport, transport).abort()
+            return
         self._transport = cast(asyncio.Transport, transport)
-        self._server.connections.add(self)
+        server.connections.add(self)
         sock = transport.get_extra_info("socket")
         if sock is not None:  # answers go out at once, as aiohttp sets it
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not server.fast:
+            self._handoff()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
+        self._server.buffered -= len(self._buf)
+        self._buf.clear()
         self._transport = None
         # A request in flight is finished anyway (its events are published; aiohttp does not
         # cancel handlers either): only its answer has nowhere to go.
@@ -226,7 +302,7 @@ class FastProtocol(asyncio.Protocol):
             self.inflight.add_done_callback(orphans.discard)
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = self._loop.time()
+        self._server.buffered += len(data)
         self._buf += data
         if not self.busy:
             self._next()
@@ -245,6 +321,17 @@ class FastProtocol(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
+    def expire(self) -> None:
+        """The deadline passed: an idle connection is closed, a half-sent request cut."""
+        if self.busy or self._loop.time() <= self.deadline:  # moved on since the sweep
+            return
+        if self._phase == _IDLE:
+            self.close()
+            return
+        log.debug("closing a connection whose request %s did not arrive in time",
+                  "head" if self._phase == _HEAD else "body")  # fmt: skip
+        self.abort()
+
     def _next(self) -> None:
         """Serve the buffered requests, in order, while each is answered at once; stop at
         one in flight, at an incomplete one, or by handing the connection to aiohttp."""
@@ -254,28 +341,51 @@ class FastProtocol(asyncio.Protocol):
                 return
             self.busy = True
             route, payload, keep_alive, target = request
-            if not self._start(route, payload, keep_alive, target):
+            if isinstance(route, tuple):  # refused from its head
+                started_at = time.time() if self._server.access_log is not None else 0.0
+                if not self._answer(route, keep_alive, target, started_at):
+                    return
+            elif not self._start(route, payload, keep_alive, target):
                 return
 
-    def _take(self) -> tuple[Route, bytes, bool, bytes] | None:
-        """The next complete webhook request in the buffer, taken out of it; None if there
-        is none yet, or if the connection went to aiohttp."""
+    def _take(self) -> tuple[Route | Answer, bytes, bool, bytes] | None:
+        """The next complete webhook request in the buffer, taken out of it, or one refused
+        from its head alone (its answer, its body to be discarded); None if there is none
+        yet, or if the connection went to aiohttp."""
         buf = self._buf
+        if self._skip and not self._discard():
+            return None
         if not self._need:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > MAX_HEAD_BYTES or b"\n\n" in buf:
                     self._handoff()
+                elif buf:
+                    self._wait(_HEAD)
+                return None
+            # Over aiohttp's limits (checked here, once per head, not per header): a head
+            # that came whole in one read was not caught by the length check above.
+            # buf[:end] holds one line break per header.
+            if end > MAX_HEAD_BYTES or buf.count(b"\n", 0, end) > MAX_HEADERS:
+                self._handoff()
                 return None
             try:
                 with memoryview(buf) as view, view[: end + 4] as head:
-                    self._pending = self._route(head)
-            except (_NotPlain, httptools.HttpParserError):
-                self._handoff()
+                    route, keep_alive, target = self._route(head)
+            except (_NotPlain, httptools.HttpParserError, httptools.HttpParserUpgrade):
+                self._handoff()  # Upgrade and CONNECT heads raise HttpParserUpgrade
                 return None
+            length = int(self._head.headers[b"content-length"])
+            if isinstance(route, tuple):
+                return self._refuse(route, keep_alive, target, end + 4, length)
+            self._pending = route, keep_alive, target
             self._body_at = end + 4
-            self._need = self._body_at + int(self._head.headers[b"content-length"])
+            self._need = self._body_at + length
         if len(buf) < self._need:
+            if self._server.buffered > self._server.max_buffered:
+                self._shed()
+            else:
+                self._wait(_BODY)
             return None
         assert self._pending is not None
         route, keep_alive, target = self._pending
@@ -284,10 +394,65 @@ class FastProtocol(asyncio.Protocol):
             self._parser.feed_data(body)
             payload = body.tobytes()
         del buf[: self._need]
+        self._server.buffered -= self._need
         self._need = 0
         self._pending = None
         self._head.reset()
         return route, payload, keep_alive, target
+
+    def _refuse(
+        self, answer: Answer, keep_alive: bool, target: bytes, head: int, length: int
+    ) -> tuple[Answer, bytes, bool, bytes]:
+        """A request refused from its head: the head leaves the buffer, its body will be
+        discarded as it arrives, and llhttp starts again at the next head."""
+        del self._buf[:head]
+        self._server.buffered -= head
+        self._skip = length
+        self._head.reset()
+        self._parser = httptools.HttpRequestParser(self._head)
+        return answer, b"", keep_alive, target
+
+    def _discard(self) -> bool:
+        """Drop what has come of a refused body; True once all of it has."""
+        buf = self._buf
+        dropped = min(self._skip, len(buf))
+        del buf[:dropped]
+        self._server.buffered -= dropped
+        self._skip -= dropped
+        if self._skip:
+            self._wait(_BODY)
+            return False
+        return True
+
+    def _wait(self, phase: int) -> None:
+        """The connection waits for more of a head or body: its deadline is set when it
+        starts waiting for it (only here, off the path of a request that came whole)."""
+        if self._phase != phase:
+            self._phase = phase
+            server = self._server
+            timeout = server.head_timeout if phase == _HEAD else server.body_timeout
+            self.deadline = self._loop.time() + timeout
+
+    def _shed(self) -> None:
+        """Unfinished bodies fill `max_buffered_bytes`: the request of this connection,
+        still sending its body, is answered 503 with Retry-After, its buffer freed and the
+        rest of its body discarded as it comes. A webhook that arrives whole is served
+        before it is ever held against the limit, so honest small ones keep flowing while
+        slow or huge bodies are refused (and retried later by the platform)."""
+        assert self._pending is not None
+        _, keep_alive, target = self._pending
+        _overloaded.note()
+        buf = self._buf
+        self._skip = self._need - len(buf)
+        self._server.buffered -= len(buf)
+        buf.clear()
+        self._need = 0
+        self._pending = None
+        self._head.reset()
+        self._parser = httptools.HttpRequestParser(self._head)
+        self.busy = True
+        started_at = time.time() if self._server.access_log is not None else 0.0
+        self._answer(_OVERLOADED, keep_alive, target, started_at)
 
     def _start(self, route: Route, body: bytes, keep_alive: bool, target: bytes) -> bool:
         """Begin one request; True when it was answered at once and the connection goes on.
@@ -352,7 +517,8 @@ class FastProtocol(asyncio.Protocol):
             transport.write(_answers.get(status, text, close))
         self.busy = False
         self.inflight = None
-        self.last_active = self._loop.time()
+        self._phase = _IDLE
+        self.deadline = self._loop.time() + self._server.keepalive
         if self._server.access_log is not None:
             self._log(target, status, len(text), started_at, transport)
         if transport is None:
@@ -366,8 +532,10 @@ class FastProtocol(asyncio.Protocol):
             transport.resume_reading()
         return True
 
-    def _route(self, head: memoryview) -> tuple[Route, bool, bytes]:
-        """The webhook route of a plain request head; raises `_NotPlain` for any other."""
+    def _route(self, head: memoryview) -> tuple[Route | Answer, bool, bytes]:
+        """The webhook route of a plain request head, or its answer if the head alone
+        refuses it (the same check the aiohttp routes make); raises `_NotPlain` for any
+        other request."""
         self._parser.feed_data(head)
         parsed = self._head
         if not parsed.complete:
@@ -388,35 +556,46 @@ class FastProtocol(asyncio.Protocol):
             raise _NotPlain
         path = parsed.url.split(b"?", 1)[0]
         app = self._server.app
+        route: Route | Answer | None
         if path == _WHATSAPP:
             sig = _text(headers.get(_SIGNATURE))
+            route = whatsapp_refusal(self._server.state, sig)
+            if route is None:
 
-            def route(body: bytes) -> Started:
-                return start_whatsapp(app, sig, body)
+                def route(body: bytes) -> Started:
+                    return start_whatsapp(app, sig, body)
 
         elif path.startswith(_TELEGRAM) and _plain_segment(bot := path[len(_TELEGRAM) :]):
             secret = _text(headers.get(_SECRET))
             bot_id = bot.decode("ascii")
+            route = telegram_refusal(self._server.state, bot_id, secret)
+            if route is None:
 
-            def route(body: bytes) -> Started:
-                return start_telegram(app, bot_id, secret, body)
+                def route(body: bytes) -> Started:
+                    return start_telegram(app, bot_id, secret, body)
 
         else:
             raise _NotPlain
         return route, parser.should_keep_alive(), parsed.url
 
     def _handoff(self) -> None:
-        """The connection becomes aiohttp's, from the first byte of the current request."""
+        """The connection becomes aiohttp's, from the first byte of the current request,
+        behind a `_Relay` that keeps the deadline of a head already begun."""
         transport = self._transport
         if transport is None:
             return
-        self._server.connections.discard(self)
+        server = self._server
+        server.connections.discard(self)
         self._transport = None
-        handler = self._server.inner()
-        transport.set_protocol(handler)
+        handler = server.inner()
+        begun = self.deadline if self._phase != _IDLE else math.inf
+        relay = _Relay(server, handler, transport, begun)
+        server.relays.add(relay)
+        transport.set_protocol(relay)
         handler.connection_made(transport)
+        server.buffered -= len(self._buf)
         if self._buf:
-            handler.data_received(bytes(self._buf))
+            relay.data_received(bytes(self._buf))
         self._buf.clear()
         if self._paused:
             transport.resume_reading()
@@ -434,10 +613,170 @@ class FastProtocol(asyncio.Protocol):
         peer: Any = transport.get_extra_info("peername") if transport is not None else None
         remote = peer[0] if isinstance(peer, tuple) else "-"
         when = time.strftime("[%d/%b/%Y:%H:%M:%S +0000]", time.gmtime(started))
-        line = target.decode("latin-1")
+        line = redact_target(target.decode("latin-1"))  # no query values in logs
         self._server.access_log.info(
             '%s %s "POST %s HTTP/1.1" %d %d "-" "-"', remote, when, line, status, size
         )
+
+
+class _Relay(asyncio.Protocol):
+    """A connection aiohttp serves: every byte goes to aiohttp's handler as it comes, and
+    through llhttp too, only to see where each request's head and body end, so that the
+    head and body deadlines hold here as on the fast path (aiohttp has none: its
+    keep-alive timer only closes a connection idle between requests). The bytes of a head
+    still incomplete count against `max_buffered_bytes` too: aiohttp keeps a head's lines
+    until it is whole, up to about 1 MiB within its limits (128 headers of 8190 bytes)."""
+
+    __slots__ = (
+        "_handler",
+        "_held",
+        "_in_head",
+        "_loop",
+        "_parser",
+        "_server",
+        "_transport",
+        "deadline",
+    )
+
+    def __init__(
+        self,
+        server: FastServer,
+        handler: asyncio.Protocol,
+        transport: asyncio.Transport,
+        deadline: float,
+    ) -> None:
+        self._server = server
+        self._handler = handler
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
+        self._in_head = False
+        self._held = 0
+        """Bytes of the incomplete head counted in `server.buffered`."""
+        self.deadline = deadline
+        """Loop time by which the request begun must be whole; inf between requests, where
+        aiohttp's keepalive_timeout closes an idle connection."""
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        if self.deadline == math.inf:  # else: the head the fast path saw begin
+            self.deadline = self._loop.time() + self._server.head_timeout
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._release()
+        self.deadline = self._loop.time() + self._server.body_timeout
+
+    def on_message_complete(self) -> None:
+        self.deadline = math.inf
+
+    def data_received(self, data: bytes) -> None:
+        if self._parser is not None:
+            try:
+                self._parser.feed_data(data)
+            except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+                # aiohttp answers this head (400, or 404 for an upgrade: no route takes
+                # one) and decides about the connection; whatever it keeps gets one more
+                # head's time, since the bytes that follow are no longer framed by llhttp.
+                self._parser = None
+                self._in_head = False
+                self._release()
+                if self.deadline == math.inf:
+                    self.deadline = self._loop.time() + self._server.head_timeout
+            if self._in_head and not self._hold(len(data)):
+                return
+        self._handler.data_received(data)
+
+    def _hold(self, size: int) -> bool:
+        """Count `size` more bytes of an incomplete head; False when that passes
+        `max_buffered_bytes`: then the connection is cut (no answer: aiohttp has not seen
+        a whole head to answer)."""
+        server = self._server
+        self._held += size
+        server.buffered += size
+        if server.buffered <= server.max_buffered:
+            return True
+        _overloaded.note("an incomplete head")
+        self._transport.abort()
+        return False
+
+    def _release(self) -> None:
+        self._server.buffered -= self._held
+        self._held = 0
+
+    def eof_received(self) -> bool | None:
+        return self._handler.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.relays.discard(self)
+        self._release()
+        self._handler.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._handler.resume_writing()
+
+    def expire(self) -> None:
+        if self._loop.time() <= self.deadline:  # moved on since the sweep
+            return
+        log.debug("closing an aiohttp connection whose request did not arrive in time")
+        self._transport.abort()
+
+
+class _Throttled:
+    """A WARNING for something that may come thousands of times a second (malformed
+    requests, connections over the cap): one line per `every` seconds, with the count."""
+
+    def __init__(self, text: str, every: float = 10.0) -> None:
+        self._text = text
+        self._every = every
+        self._count = 0
+        self._next = 0.0
+
+    def note(self, detail: str = "") -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self._every
+            suffix = f" (last: {detail})" if detail else ""
+            log.warning("%s%s: %d since the previous such line", self._text, suffix,
+                        self._count)  # fmt: skip
+            self._count = 0
+
+
+_connection_cap = _Throttled("closed new connections over server.max_connections")
+_overloaded = _Throttled("refused requests over server.max_buffered_bytes")
+_malformed = _Throttled("refused malformed requests (aiohttp answered 4xx)")
+
+
+class _ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's request-handler logger ("aiohttp.server"), except that a malformed
+    request (aiohttp's HttpProcessingError: a bad head, a line or header over its limits)
+    is counted into one throttled line: no traceback, and no bytes of the request, which
+    may hold a secret. Errors of the handlers themselves keep their traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+
+    def exception(
+        self,
+        msg: object,
+        *args: object,
+        exc_info: Any = True,
+        stack_info: bool = False,
+        stacklevel: int = 1,
+        extra: Mapping[str, object] | None = None,
+        **kwargs: object,
+    ) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            _malformed.note(type(exc_info).__name__)
+            return
+        self.logger.exception(
+            msg, *args, exc_info=exc_info, stack_info=stack_info, stacklevel=stacklevel,
+            extra=extra,
+        )  # fmt: skip
 
 
 def _text(value: bytes | None) -> str | None:
@@ -476,6 +815,7 @@ class _Answers:
                 b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")),
                 b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" % len(body),
                 b"Date: " + date + b"\r\n",
+                b"Retry-After: 1\r\n" if status == 503 else b"",
                 b"Connection: close\r\n\r\n" if close else b"\r\n",
                 body,
             )
@@ -492,11 +832,15 @@ class GatewayRunner(web.AppRunner):
     def __init__(
         self, app: web.Application, *, access_log: logging.Logger | None = None, **kwargs: Any
     ) -> None:
+        kwargs.setdefault("access_log_class", RedactedAccessLogger)  # no query values in logs
+        # aiohttp's default keep-alive (3630 s) would let idle connections pile up.
+        kwargs.setdefault("keepalive_timeout", app[STATE].settings.server.keepalive_timeout_seconds)
+        kwargs.setdefault("logger", _ServerLog())
         super().__init__(app, access_log=access_log, **kwargs)
         self._access_log = access_log
 
     async def _make_server(self) -> web.Server:
+        # In front even with `fast_path: false`: then every connection is relayed to
+        # aiohttp from its first byte, under the same deadlines and limits.
         inner = await super()._make_server()
-        if not self.app[STATE].settings.server.fast_path:
-            return inner
         return cast(web.Server, FastServer(inner, self.app, self._access_log))

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from adapters import telegram, whatsapp
 from adapters.schema import ParseError
-from gateway.app import OFFLOAD, OUTBOX, REDIS, ROUTER, STATE, State
+from gateway.app import MEMORY, OFFLOAD, OUTBOX, REDIS, ROUTER, STATE, State
 from router.client import REDIS_ERRORS
 from router.inbound import Flight, Report, RouterUnavailable, Tally
 from router.offload import Malformed, parse_webhook
@@ -38,7 +38,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/webhooks/telegram/{bot_id}", telegram_post)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    if app[STATE].settings.server.admin_port is None:  # else only on the admin port (admin.py)
+        app.router.add_get("/metrics", metrics)
 
 
 def _plain(status: int, text: str) -> web.Response:
@@ -61,26 +62,38 @@ async def whatsapp_verify(request: web.Request) -> web.Response:
 
 async def whatsapp_post(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    if state.settings.whatsapp is None:
-        return _plain(*_counted(state, "whatsapp", 404, "whatsapp is not configured"))
+    if _declared_too_large(request, state):
+        return _plain(*_counted(state, "whatsapp", 413, "body too large"))
+    signature = request.headers.get(SIGNATURE_HEADER)
+    refused = whatsapp_refusal(state, signature)
+    if refused is not None:  # before the body is read: aiohttp discards it (lingering)
+        return _plain(*refused)
     body = await _read_body(request, state)
     if body is None:
         return _plain(*_counted(state, "whatsapp", 413, "body too large"))
-    signature = request.headers.get(SIGNATURE_HEADER)
     return _plain(*await settle(start_whatsapp(request.app, signature, body)))
 
 
 async def telegram_post(request: web.Request) -> web.Response:
     state = request.app[STATE]
     bot_id = request.match_info["bot_id"]
+    if _declared_too_large(request, state):
+        return _plain(*_counted(state, "telegram", 413, "body too large"))
     secret = request.headers.get(TELEGRAM_SECRET_HEADER)
-    refused = _telegram_refusal(state, bot_id, secret)
+    refused = telegram_refusal(state, bot_id, secret)
     if refused is not None:
         return _plain(*refused)
     body = await _read_body(request, state)
     if body is None:
         return _plain(*_counted(state, "telegram", 413, "body too large"))
     return _plain(*await settle(start_telegram(request.app, bot_id, secret, body)))
+
+
+def _declared_too_large(request: web.Request, state: State) -> bool:
+    """A Content-Length over the limit is answered 413 first, signed or not: the size is
+    known from the head, and it is the answer the platforms (and CONTRACT §1) expect."""
+    length = request.content_length
+    return length is not None and length > state.settings.server.max_body_bytes
 
 
 async def _read_body(request: web.Request, state: State) -> bytes | None:
@@ -134,8 +147,9 @@ the coroutine that finishes it (offloaded, malformed, or needing more than one c
 def start_whatsapp(app: web.Application, signature: str | None, body: bytes) -> Started:
     """Everything after the body is read: signature, parse, publish, metrics, the answer."""
     state = app[STATE]
-    if state.settings.whatsapp is None:
-        return _counted(state, "whatsapp", 404, "whatsapp is not configured")
+    refused = whatsapp_refusal(state, signature)
+    if refused is not None:
+        return refused
     if not whatsapp.verify_signature(body, signature, state.app_secret):
         state.metrics.signature_failures.labels("whatsapp").inc()
         return _counted(state, "whatsapp", 401, "bad signature")
@@ -145,7 +159,7 @@ def start_whatsapp(app: web.Application, signature: str | None, body: bytes) -> 
 def start_telegram(app: web.Application, bot_id: str, secret: str | None, body: bytes) -> Started:
     """The same for one bot's update; `secret` is its X-Telegram-Bot-Api-Secret-Token."""
     state = app[STATE]
-    refused = _telegram_refusal(state, bot_id, secret)
+    refused = telegram_refusal(state, bot_id, secret)
     if refused is not None:
         return refused
     return _start(app, "telegram", body, int(time.time()), bot_id)
@@ -162,7 +176,19 @@ async def settle(started: Started) -> Answer:
     return await started
 
 
-def _telegram_refusal(state: State, bot_id: str, secret: str | None) -> Answer | None:
+def whatsapp_refusal(state: State, signature: str | None) -> Answer | None:
+    """What can be refused from the head alone, before an unauthenticated body is read:
+    404 when WhatsApp is not configured, 401 (counted) when the signature header is missing
+    or not `sha256=...` (verify_signature would refuse it too), else None."""
+    if state.settings.whatsapp is None:
+        return _counted(state, "whatsapp", 404, "whatsapp is not configured")
+    if not signature or not signature.startswith("sha256="):
+        state.metrics.signature_failures.labels("whatsapp").inc()
+        return _counted(state, "whatsapp", 401, "bad signature")
+    return None
+
+
+def telegram_refusal(state: State, bot_id: str, secret: str | None) -> Answer | None:
     """404 for a bot we do not serve, 401 for a wrong secret token (counted), else None."""
     bot = state.bots.get(bot_id)
     if bot is None:
@@ -279,6 +305,10 @@ async def readyz(request: web.Request) -> web.Response:
         with contextlib.suppress(*REDIS_ERRORS):  # TimeoutError is an OSError
             async with asyncio.timeout(state.settings.redis.timeout_seconds):
                 body["accounts"] = await request.app[OUTBOX].account_problems()
+        # Likewise Redis memory near maxmemory: reported, never a reason to be unready.
+        with contextlib.suppress(*REDIS_ERRORS):
+            async with asyncio.timeout(state.settings.redis.timeout_seconds):
+                body["redis_memory"] = await request.app[MEMORY].status()
     return web.json_response(body, status=200 if redis_ok else 503)
 
 
@@ -294,5 +324,6 @@ async def _ping(request: web.Request, timeout_s: float) -> bool:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    request.app[MEMORY].refresh_soon()  # the gauges show the previous reading meanwhile
     data = request.app[STATE].metrics.exposition()
     return web.Response(body=data, headers={"Content-Type": "text/plain; version=0.0.4"})

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Coroutine, Iterator
@@ -27,9 +28,10 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.admin import start_admin
 from gateway.app import STATE, create_app
 from gateway.config import Settings
-from gateway.embedded import EmbeddedRedis
+from gateway.embedded import embedded_redis
 from gateway.fasthttp import GatewayRunner
 from gateway.metrics import Metrics
 
@@ -53,9 +55,9 @@ def serve(settings: Settings) -> int:
         with _redis(settings) as url:
             _run(_serve(settings, url))
         return 0
-    from gateway.supervisor import Supervisor, check_port_free
+    from gateway.supervisor import Supervisor, check_ports_free
 
-    check_port_free(settings.server.host, settings.server.port)
+    check_ports_free(settings.server)
     with _redis(settings) as url:
         return Supervisor(settings, url).run()
 
@@ -67,8 +69,9 @@ def _redis(settings: Settings) -> Iterator[str]:
         yield settings.redis.url
         return
     data_dir = Path(settings.redis.embedded_dir)
-    embedded = EmbeddedRedis(settings.redis.embedded_port, data_dir).start()
-    log.info("started embedded redis-server at %s (data in %s)", embedded.url, data_dir)
+    embedded = embedded_redis(settings.redis).start()
+    # `where`, not `url`: the URL holds the password.
+    log.info("started embedded redis-server at %s (data in %s)", embedded.where, data_dir)
     try:
         yield embedded.url
     finally:
@@ -82,6 +85,29 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
         asyncio.run(main)
         return
     uvloop.run(main)
+
+
+FD_HEADROOM = 256
+"""File descriptors beyond `server.max_connections` for Redis, the HTTP client, logs."""
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's soft NOFILE limit towards `wanted` (up to the hard limit), so
+    `server.max_connections` is what caps connections, not a default soft limit of 1024:
+    at that one, accept() fails and asyncio stops accepting anyone for a second. Returns
+    the soft limit now; warns when the hard limit is lower."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError) as exc:
+            log.warning("cannot raise the open-files limit to %d: %s", target, exc)
+    if soft < wanted:
+        log.warning("open-files limit %d is below server.max_connections + %d = %d",
+                    soft, FD_HEADROOM, wanted)  # fmt: skip
+    return soft
 
 
 @dataclass(frozen=True)
@@ -134,6 +160,7 @@ async def _serve(settings: Settings, redis_url: str, worker: _Worker | None = No
     # resolver) hold the GIL at most 1 ms at a time instead of 5 ms before the event loop
     # (live webhooks) gets it back.
     sys.setswitchinterval(0.001)
+    raise_fd_limit(settings.server.max_connections + FD_HEADROOM)
     if worker is None:
         app = create_app(settings, redis_url)
     else:
@@ -160,6 +187,11 @@ async def _serve(settings: Settings, redis_url: str, worker: _Worker | None = No
         raise ListenError(
             f"server.port: cannot listen on {srv.host}:{srv.port}: {exc.strerror or exc}"
         ) from exc
+    try:
+        admin = await start_admin(app, srv, reuse_port=worker is not None)
+    except ListenError:
+        await runner.cleanup()
+        raise
     # What exists now (modules, the app, its clients) lives as long as the process: moved out
     # of the collector's generations, the full collections that webhook garbage triggers
     # stop walking it again and again (benchmarks/hotpath.py: about 1 µs of 34 per webhook).
@@ -177,5 +209,7 @@ async def _serve(settings: Settings, redis_url: str, worker: _Worker | None = No
     app[STATE].metrics.draining.set(1)
     log.info("draining: /readyz is 503 for %.1fs, then the listener closes", srv.drain_seconds)
     await asyncio.sleep(srv.drain_seconds)
+    if admin is not None:
+        await admin.cleanup()  # before the public app's cleanup closes Redis under /readyz
     await runner.cleanup()
     log.info("drained, exiting")

@@ -34,6 +34,7 @@ from tests.conftest import (
     wa_body,
     wa_headers,
 )
+from tests.stall import redis_stalled
 
 _ids = count()
 
@@ -109,7 +110,7 @@ async def exchange(
         await writer.drain()
         if pieces > 1:
             await asyncio.sleep(0)
-    out = []
+    out: list[Answer] = []
     while len(out) < answers:
         out.append(await asyncio.wait_for(_read_answer(reader), 5))
         if out[-1].status == 100:
@@ -273,19 +274,15 @@ async def test_a_webhook_in_flight_at_shutdown_is_still_answered(
     """Redis is stalled while the webhook publishes; the server shuts down meanwhile: the
     answer still comes, once the events are in, and then the connection closes."""
     reader, writer = await asyncio.open_connection("127.0.0.1", _port(servers[True]))
-    stall = Redis.from_url(redis_url)
-    sleeping = asyncio.create_task(stall.execute_command("DEBUG", "SLEEP", "0.5"))
-    await asyncio.sleep(0.05)
-    writer.write(wa_post())
-    await writer.drain()
-    await asyncio.sleep(0.05)
-    closing = asyncio.create_task(servers[True].close())
-    answer = await asyncio.wait_for(_read_answer(reader), 5)
-    assert (answer.status, answer.headers.get("connection")) == (200, "close")
-    assert await reader.read(1) == b""
-    await closing
-    await sleeping
-    await stall.aclose()
+    async with redis_stalled(redis_url, 0.5):
+        writer.write(wa_post())
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        closing = asyncio.create_task(servers[True].close())
+        answer = await asyncio.wait_for(_read_answer(reader), 5)
+        assert (answer.status, answer.headers.get("connection")) == (200, "close")
+        assert await reader.read(1) == b""
+        await closing
     assert len(await stream(redis, "gw:inbox:support")) == 1
 
 
@@ -301,34 +298,48 @@ async def test_a_webhook_whose_client_left_is_published_before_shutdown_ends(
     server = GatewayTestServer(create_app(settings, redis_url))
     await server.start_server()
     _, writer = await asyncio.open_connection("127.0.0.1", _port(server))
-    stall = Redis.from_url(redis_url)
-    sleeping = asyncio.create_task(stall.execute_command("DEBUG", "SLEEP", "0.5"))
-    await asyncio.sleep(0.05)
     hidden = {"from_user_id": "BR.77", "id": "wamid.GONE", "timestamp": str(int(time.time())),
               "type": "text", "text": {"body": "hi"}}  # fmt: skip
     body = wa_body(envelope(change(NUMBER_A, "15550001111", messages=[hidden])))
     head = {**wa_headers(body), "Content-Length": str(len(body))}
-    writer.write(_head("POST", "/webhooks/whatsapp", head) + body)
-    await writer.drain()
-    await asyncio.sleep(0.05)
-    writer.close()
-    await asyncio.sleep(0.05)
-    await server.close()
-    await sleeping
-    await stall.aclose()
+    async with redis_stalled(redis_url, 0.5):
+        writer.write(_head("POST", "/webhooks/whatsapp", head) + body)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()
+        await asyncio.sleep(0.05)
+        await server.close()
     assert len(await stream(redis, "gw:inbox:support")) == 1
 
 
 async def test_an_idle_connection_is_closed_after_the_keepalive_time(
-    servers: dict[bool, GatewayTestServer], monkeypatch: pytest.MonkeyPatch
+    settings: Settings, redis: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fasthttp, "KEEPALIVE_SECONDS", 0.3)
-    monkeypatch.setattr(fasthttp, "SWEEP_SECONDS", 0.1)
-    reader, writer = await asyncio.open_connection("127.0.0.1", _port(servers[True]))
-    writer.write(wa_post())
-    assert (await asyncio.wait_for(_read_answer(reader), 5)).status == 200
-    assert await asyncio.wait_for(reader.read(1), 3) == b""
-    writer.close()
+    """`server.keepalive_timeout_seconds` closes an idle connection after a fast-path
+    answer and after an aiohttp one (its keepalive_timeout), with the fast path on and off."""
+    monkeypatch.setattr(fasthttp, "SWEEP_SECONDS", 0.05)
+    for fast in (True, False):
+        server = await _server(settings, redis_url, fast_path=fast, keepalive_timeout_seconds=0.3)
+        try:
+            for request in (wa_post(), get("/healthz")):
+                reader, writer = await asyncio.open_connection("127.0.0.1", _port(server))
+                writer.write(request)
+                assert (await asyncio.wait_for(_read_answer(reader), 5)).status == 200
+                started = time.monotonic()
+                assert await asyncio.wait_for(reader.read(1), 3) == b""
+                assert 0.2 < time.monotonic() - started < 1.5, (fast, request[:20])
+                writer.close()
+        finally:
+            await server.close()
+
+
+async def _server(settings: Settings, redis_url: str, **server: object) -> GatewayTestServer:
+    """A started gateway whose `server` settings are changed as given."""
+    changed = msgspec.structs.replace(settings.server, **server)
+    app = create_app(msgspec.structs.replace(settings, server=changed), redis_url)
+    gateway = GatewayTestServer(app)
+    await gateway.start_server()
+    return gateway
 
 
 async def test_access_log_names_each_fast_path_request(

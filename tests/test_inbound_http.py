@@ -207,9 +207,10 @@ async def test_one_bad_item_does_not_lose_the_others(client: TestClient, redis: 
     ]
     [letter] = await stream(redis, "gw:deadletter")
     assert letter["reason"] == "malformed_item"
+    assert "entry[0].changes[0].value.messages[1]" in letter["detail"]
     import base64
 
-    assert json.loads(base64.b64decode(letter["body_b64"]))["id"] == "wamid.BAD"
+    assert base64.b64decode(letter["body_b64"]) == wa_body(payload)  # the body, once
 
 
 async def test_unknown_number_is_dead_lettered_with_the_body(
@@ -234,14 +235,19 @@ async def test_oversized_body_is_413_with_and_without_content_length(
     big = b"x" * (limit + 1)
     resp = await client.post("/webhooks/whatsapp", data=big, headers=wa_headers(big))
     assert resp.status == 413
+    # Too large by its Content-Length is 413 whatever its signature or secret says.
+    for path in ("/webhooks/whatsapp", f"/webhooks/telegram/{BOT_1}"):
+        resp = await client.post(path, data=big)
+        assert resp.status == 413, path
 
     async def chunks() -> Any:
         for _ in range(limit // 65536 + 2):
             yield b"y" * 65536
 
-    resp = await client.post(
-        "/webhooks/whatsapp", data=chunks(), headers={"X-Hub-Signature-256": "x"}
-    )
+    # A signature of the right shape: a missing or malformed one is refused (401) from
+    # the head, before any of the body is read.
+    signature = {"X-Hub-Signature-256": "sha256=" + "0" * 64}
+    resp = await client.post("/webhooks/whatsapp", data=chunks(), headers=signature)
     assert resp.status == 413
     resp = await client.post(f"/webhooks/telegram/{BOT_1}", data=chunks(), headers=tg_headers())
     assert resp.status == 413
@@ -423,15 +429,17 @@ async def test_one_webhook_for_every_stream_lands_in_each_once(
         "gw:inbox:support": ["wamid.E1", "account HISTORY_PROGRESS"],
         "gw:inbox:sales": ["wamid.E2"],
         "gw:history:support": ["wamid.E0"],
-        "gw:deadletter": ["malformed_item", "unknown_account"],
+        "gw:deadletter": ["unknown_account"],  # one letter names both problems
     }
+    [letter] = streams["gw:deadletter"]
+    assert "999" in letter["detail"] and "messages[1]" in letter["detail"]
     assert await post_wa(client, every_stream_at_once(now)) == 200  # a redelivery
     again = await all_streams(redis)
     assert {name: len(events) for name, events in again.items()} == {
         "gw:inbox:support": 2,
         "gw:inbox:sales": 1,
         "gw:history:support": 1,
-        "gw:deadletter": 4,  # dead letters are kept each time: nothing marks them seen
+        "gw:deadletter": 2,  # dead letters are kept each time: nothing marks them seen
     }
 
 
@@ -603,3 +611,145 @@ async def test_app_secret_is_never_in_answers_or_metrics(client: TestClient) -> 
     )
     assert APP_SECRET not in await resp.text()
     assert APP_SECRET not in await (await client.get("/metrics")).text()
+
+
+# --- Review items: deep nesting, one dead letter per body, account bans, windows, aliases. ---
+
+
+def deep_item_batch(depth: int, ts: int, pad: int = 0) -> bytes:
+    """Three messages, the middle one nested `depth` levels deep inside its text body."""
+    c1, m1 = text_message("wamid.N1", ts=ts)
+    _, m2 = text_message("wamid.N2", ts=ts)
+    _, m3 = text_message("wamid.N3", ts=ts)
+    m2["text"] = {"body": "DEEP"}
+    payload = envelope(change(NUMBER_A, "15550001111", contacts=[c1], messages=[m1, m2, m3]))
+    payload["padding"] = "x" * pad  # a body over server.offload_bytes goes to the child
+    deep = b"[" * depth + b"0" + b"]" * depth
+    return wa_body(payload).replace(b'"DEEP"', deep)
+
+
+@pytest.mark.parametrize("pad", [0, 300 * 1024], ids=["in-process", "offloaded"])
+async def test_a_deeply_nested_item_costs_only_itself(
+    client: TestClient, redis: Redis, pad: int
+) -> None:
+    body = deep_item_batch(5000, int(time.time()), pad)
+    assert await post_wa(client, body) == 200
+    inbox = await stream(redis, "gw:inbox:support")
+    assert [e["message_id"] for e in inbox] == ["wamid.N1", "wamid.N3"]
+    [letter] = await stream(redis, "gw:deadletter")
+    assert letter["reason"] == "malformed_item"
+    assert "entry[0].changes[0].value.messages[1]: nested deeper than 64" in letter["detail"]
+    import base64
+
+    assert base64.b64decode(letter["body_b64"]) == body
+
+
+@pytest.mark.parametrize("pad", [0, 300 * 1024], ids=["in-process", "offloaded"])
+async def test_a_body_nested_too_deep_is_200_and_dead_lettered_whole(
+    client: TestClient, redis: Redis, pad: int
+) -> None:
+    body = b'{"entry":[],"x":"' + b"p" * pad + b'","deep":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    assert await post_wa(client, body) == 200
+    [letter] = await stream(redis, "gw:deadletter")
+    assert letter["reason"] == "malformed_body" and "nested deeper" in letter["detail"]
+
+
+async def test_unknown_accounts_and_bad_items_make_one_bounded_dead_letter(
+    client: TestClient, redis: Redis
+) -> None:
+    ts = int(time.time())
+    changes = []
+    for i in range(150):  # 150 unknown numbers, 2 events each
+        contact, message = text_message(f"wamid.U{i}", ts=ts)
+        changes.append(change(f"9{i:05d}", "15550009999", contacts=[contact], messages=[message]))
+        changes[-1]["value"]["statuses"] = [
+            {"id": f"wamid.S{i}", "status": "read", "timestamp": str(ts), "recipient_id": "1"}
+        ]
+    bad = [{"id": f"wamid.B{i}", "timestamp": "soon"} for i in range(40)]
+    c, good = text_message("wamid.OK", ts=ts)
+    changes.append(change(NUMBER_A, "15550001111", contacts=[c], messages=[good, *bad]))
+    payload = envelope(*changes)
+    body = wa_body(payload)
+    assert len(body) > 30 * 1024
+    assert await post_wa(client, body) == 200
+    assert [e["message_id"] for e in await stream(redis, "gw:inbox:support")] == ["wamid.OK"]
+    [letter] = await stream(redis, "gw:deadletter")
+    assert letter["reason"] == "unknown_account"
+    detail = letter["detail"]
+    assert "150 accounts not configured: 900000 (2 events)" in detail
+    assert "and 140 more" in detail and "and 30 more" in detail
+    assert "40 items not published: malformed_item entry[0].changes[150].value.messages[1]" in (
+        detail
+    )
+    assert len(detail) < 4000
+    import base64
+
+    assert base64.b64decode(letter["body_b64"]) == body
+    metrics = await (await client.get("/metrics")).text()
+    assert 'gateway_deadletters_total{channel="whatsapp",reason="unknown_account"} 1.0' in metrics
+
+
+async def test_bad_items_alone_make_one_letter_named_by_their_reason(
+    client: TestClient, redis: Redis
+) -> None:
+    c, m = text_message("wamid.OK2")
+    groups = [{**m, "id": f"wamid.G{i}", "group_id": "Y2FwaV9ncm91cA"} for i in range(3)]
+    payload = envelope(change(NUMBER_A, "15550001111", contacts=[c], messages=[m, *groups]))
+    assert await post_wa(client, payload) == 200
+    assert [e["message_id"] for e in await stream(redis, "gw:inbox:support")] == ["wamid.OK2"]
+    [letter] = await stream(redis, "gw:deadletter")
+    assert letter["reason"] == "unsupported_group"
+    assert letter["detail"].startswith("3 items not published: unsupported_group entry[0]")
+
+
+def disabled_update(state: str, time_: int) -> dict[str, Any]:
+    value = {"event": "DISABLED_UPDATE", "ban_info": {"waba_ban_state": state}}
+    entry = {"id": WABA, "time": time_, "changes": [{"field": "account_update", "value": value}]}
+    return {"object": "whatsapp_business_account", "entry": [entry]}
+
+
+async def test_a_reinstated_account_is_connected_again(client: TestClient, redis: Redis) -> None:
+    state = f"gw:acct:{{gw:inbox:support}}:whatsapp:{NUMBER_A}"
+    assert await post_wa(client, disabled_update("DISABLE", 1767225601)) == 200
+    assert await redis.hget(state, "disc") == b"DISABLED_UPDATE"
+    assert await post_wa(client, disabled_update("SCHEDULE_FOR_DISABLE", 1767225602)) == 200
+    assert await redis.hget(state, "disc") == b"DISABLED_UPDATE"
+    assert await post_wa(client, disabled_update("REINSTATE", 1767225603)) == 200
+    assert await redis.hget(state, "disc") is None
+    events = [e for e in await stream(redis, "gw:inbox:support") if e["account_id"] == NUMBER_A]
+    assert [e["connected"] for e in events] == [False, None, True]
+
+
+async def test_a_future_timestamp_never_opens_the_window_into_the_future(
+    client: TestClient, redis: Redis
+) -> None:
+    now = int(time.time())
+    c, m = text_message("wamid.F1", ts=now + 3600)  # within the day: published, time clamped
+    _, far = text_message("wamid.F2")
+    far["timestamp"] = "9" * 30
+    payload = envelope(change(NUMBER_A, "15550001111", contacts=[c], messages=[m, far]))
+    assert await post_wa(client, payload) == 200
+    [event] = await stream(redis, "gw:inbox:support")
+    assert event["message_id"] == "wamid.F1" and event["timestamp"] == now + 3600
+    conversation = f"gw:cv:{{gw:inbox:support}}:{event['conversation_id']}"
+    window_start = int(await redis.hget(conversation, "t"))
+    assert now <= window_start <= int(time.time())
+    [letter] = await stream(redis, "gw:deadletter")
+    assert "is not plausible unix seconds" in letter["detail"]
+
+
+@pytest.mark.parametrize("alias", ['a"b', "back\\slash", "line\nfeed\x01", "BR.9\u00e9"])
+async def test_an_alias_with_quotes_or_controls_is_published_as_valid_json(
+    client: TestClient, redis: Redis, alias: str
+) -> None:
+    c, m = text_message("wamid.AL", "5511987650077")
+    conversation_id = f"whatsapp:{NUMBER_A}:5511987650077"
+    await redis.hset(f"gw:cv:{{gw:inbox:support}}:{conversation_id}", "alias", alias)
+    assert (
+        await post_wa(client, envelope(change(NUMBER_A, "15550001111", contacts=[c], messages=[m])))
+        == 200
+    )
+    [(_id, fields)] = await redis.xrange("gw:inbox:support")
+    event = json.loads(fields[b"event"])  # raises if the alias broke the JSON
+    assert event["contact_id"] == alias
+    assert event["conversation_id"] == f"whatsapp:{NUMBER_A}:{alias}"
