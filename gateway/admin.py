@@ -22,6 +22,7 @@ from aiohttp import web
 from gateway import handlers
 from gateway.accesslog import RedactedAccessLogger
 from gateway.config import ServerSettings
+from gateway.listen import ListenError
 
 log = logging.getLogger("gateway")
 
@@ -34,8 +35,6 @@ async def start_admin(
     `server.admin_port`) if it cannot listen."""
     if server.admin_port is None:
         return None
-    from gateway.server import ListenError  # gateway.server imports this module
-
     runner = web.AppRunner(
         _admin_app(app),
         handle_signals=False,

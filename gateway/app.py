@@ -4,8 +4,8 @@ One owner per resource, each created in a cleanup context and closed in reverse 
 the Redis client (a pool on one node, or a cluster client) and the inbound router on it,
 the HTTP client session for the provider APIs, and the reply workers (a named background
 task, stopped and awaited on shutdown so in-flight sends finish). Handlers reach them
-through typed `AppKey`s. The application never starts Redis: `server.serve` does that
-(embedded Redis) before building the app, so tests can hand in any URL.
+through typed `AppKey`s (gateway.state). The application never starts Redis: `gateway
+serve` does that (embedded Redis) before building the app, so tests can hand in any URL.
 """
 
 from __future__ import annotations
@@ -15,16 +15,17 @@ import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
-from gateway.config import Settings, TelegramBot
+from gateway import handlers
+from gateway.config import Settings
 from gateway.metrics import Metrics
 from gateway.redis_memory import MemoryWatch
+from gateway.state import MEMORY, OFFLOAD, OUTBOX, REDIS, ROUTER, SCRIPTS, STATE, State
 from router.accounts import Account, Directory
 from router.client import RedisClient, scripts_of
 from router.inbound import InboundRouter, Limits
@@ -33,30 +34,6 @@ from router.outbound import OutboundSettings, Outbox
 from router.scriptpipe import ScriptHost, ScriptPipe, supports
 
 log = logging.getLogger("gateway")
-
-
-@dataclass
-class State:
-    """Per-process state the handlers share. `draining` flips on SIGTERM. `restarted`: a
-    worker process started again after a crash (gateway.supervisor)."""
-
-    settings: Settings
-    metrics: Metrics
-    app_secret: bytes
-    bots: dict[str, TelegramBot]
-    directory: Directory
-    draining: bool = False
-    restarted: bool = False
-
-
-STATE = web.AppKey("state", State)
-REDIS = web.AppKey[RedisClient]("redis")
-ROUTER = web.AppKey("router", InboundRouter)
-OUTBOX = web.AppKey("outbox", Outbox)
-OFFLOAD = web.AppKey("offload", Offload)
-SCRIPTS = web.AppKey("scripts", ScriptHost)
-"""Runs the Lua scripts of the hot paths: the lean `ScriptPipe`, or redis-py's client."""
-MEMORY = web.AppKey("memory", MemoryWatch)
 
 
 def directory_from(settings: Settings) -> Directory:
@@ -100,8 +77,6 @@ def limits_from(settings: Settings) -> Limits:
 def create_app(
     settings: Settings, redis_url: str, metrics: Metrics | None = None, *, restarted: bool = False
 ) -> web.Application:
-    from gateway import handlers
-
     app = web.Application(client_max_size=settings.server.max_body_bytes + 1)
     bots = {bot.bot_id: bot for bot in settings.telegram.bots} if settings.telegram else {}
     secret = settings.whatsapp.app_secret.encode() if settings.whatsapp else b""

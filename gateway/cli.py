@@ -15,6 +15,9 @@ from collections.abc import Sequence
 
 from gateway.config import ConfigError, Settings, load, read_env_file, with_workers
 from gateway.embedded import EmbeddedRedisError
+from gateway.listen import ListenError, check_ports_free
+from gateway.server import run_process, running_redis
+from gateway.supervisor import Supervisor
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,13 +72,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings) -> int:
-    from gateway.server import ListenError, serve
-
     try:
         return serve(settings)
     except ListenError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
+
+
+def serve(settings: Settings) -> int:
+    """Serve until SIGTERM or SIGINT, then drain; the exit status (0: drained). With
+    `server.workers` > 1 this process becomes the supervisor of that many workers."""
+    if settings.server.workers == 1:
+        with running_redis(settings) as url:
+            run_process(settings, url)
+        return 0
+    check_ports_free(settings.server)
+    with running_redis(settings) as url:
+        return Supervisor(settings, url).run()
 
 
 if __name__ == "__main__":

@@ -24,9 +24,6 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
-from adapters.telegram import bot_id_from_token
-from gateway.embedded import memory_limit
-
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the offending key."""
@@ -208,6 +205,7 @@ _DIGITS = re.compile(r"[0-9]{1,32}")
 _E164 = re.compile(r"\+?[1-9][0-9]{6,14}")
 """E.164; the `+` may be left out, as Meta's own webhooks write it."""
 _TG_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_TG_TOKEN = re.compile(r"([0-9]+):(.+)", re.DOTALL)
 COEXISTENCE_BLOCKED_CODES = {"234": "Nigeria", "27": "South Africa"}
 DEMO_VALUES = frozenset(
     {
@@ -223,6 +221,37 @@ who read the README, so refused on a listener other than loopback."""
 MIN_SECRET_CHARS = 16
 LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
 MIN_EMBEDDED_MAXMEMORY = 1024 * 1024
+
+
+def bot_id_from_token(token: str) -> str:
+    """The bot id of a `<digits>:<secret>` token, e.g. "7000000001"; ValueError otherwise.
+    The message never quotes the token: its secret half must not reach logs."""
+    match = _TG_TOKEN.fullmatch(token)
+    if match is None:
+        raise ValueError("Telegram bot token must look like '<bot id digits>:<secret>'")
+    return match.group(1)
+
+
+def memory_limit(spec: int | str) -> int:
+    """Bytes for `redis.embedded_maxmemory`: a number of bytes, a size with Redis's units
+    (`1gb` = 1024³, `1g` = 10⁹, likewise k/kb, m/mb), or `N%` of this machine's memory.
+    ValueError if it is none of these."""
+    if isinstance(spec, int):
+        return spec
+    text = spec.strip().lower()
+    if text.endswith("%"):
+        share = float(text[:-1])
+        if not 0 < share <= 100:
+            raise ValueError("a share of memory must be above 0% and at most 100%")
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * share / 100)
+    number = text.rstrip("kmgb")
+    unit = text[len(number) :]
+    if not number.isdigit() or unit not in _UNITS:
+        raise ValueError("expected bytes, a size like 512mb or 2gb, or a share like 50%")
+    return int(number) * _UNITS[unit]
+
+
+_UNITS = {"": 1, "k": 1000, "kb": 1024, "m": 10**6, "mb": 1024**2, "g": 10**9, "gb": 1024**3}
 
 
 def load(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:

@@ -30,11 +30,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-if TYPE_CHECKING:
-    from gateway.config import RedisSettings  # gateway.config imports this module
+from gateway.config import RedisSettings, memory_limit
 
 
 class EmbeddedRedisError(Exception):
@@ -88,28 +86,6 @@ DISABLED_COMMANDS = ("CONFIG", "DEBUG", "MODULE", "REPLICAOF", "SLAVEOF")
 """Renamed away on the private server: with CONFIG SET dir + SAVE a client could write files
 anywhere its owner may, DEBUG and MODULE LOAD run arbitrary code in it, and REPLICAOF would let
 a rogue master replace the data. The gateway needs none of them (INFO is enough)."""
-
-
-def memory_limit(spec: int | str) -> int:
-    """Bytes for `redis.embedded_maxmemory`: a number of bytes, a size with Redis's units
-    (`1gb` = 1024³, `1g` = 10⁹, likewise k/kb, m/mb), or `N%` of this machine's memory.
-    ValueError if it is none of these."""
-    if isinstance(spec, int):
-        return spec
-    text = spec.strip().lower()
-    if text.endswith("%"):
-        share = float(text[:-1])
-        if not 0 < share <= 100:
-            raise ValueError("a share of memory must be above 0% and at most 100%")
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * share / 100)
-    number = text.rstrip("kmgb")
-    unit = text[len(number) :]
-    if not number.isdigit() or unit not in _UNITS:
-        raise ValueError("expected bytes, a size like 512mb or 2gb, or a share like 50%")
-    return int(number) * _UNITS[unit]
-
-
-_UNITS = {"": 1, "k": 1000, "kb": 1024, "m": 10**6, "mb": 1024**2, "g": 10**9, "gb": 1024**3}
 
 
 class EmbeddedRedis:

@@ -51,7 +51,6 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.accesslog import RedactedAccessLogger, redact_target
-from gateway.app import STATE
 from gateway.handlers import (
     SIGNATURE_HEADER,
     TELEGRAM_SECRET_HEADER,
@@ -63,6 +62,7 @@ from gateway.handlers import (
     telegram_refusal,
     whatsapp_refusal,
 )
+from gateway.state import STATE
 
 log = logging.getLogger("gateway.http")
 

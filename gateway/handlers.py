@@ -21,7 +21,7 @@ from aiohttp import web
 
 from adapters import telegram, whatsapp
 from adapters.schema import ParseError
-from gateway.app import MEMORY, OFFLOAD, OUTBOX, REDIS, ROUTER, STATE, State
+from gateway.state import MEMORY, OFFLOAD, OUTBOX, REDIS, ROUTER, STATE, State
 from router.client import REDIS_ERRORS
 from router.inbound import Flight, Report, RouterUnavailable, Tally
 from router.offload import Malformed, parse_webhook

@@ -1,14 +1,15 @@
-"""Running the service in the foreground, and draining it on SIGTERM (CONTRACT §5).
+"""Serving from one process in the foreground, and draining it on SIGTERM (CONTRACT §5).
 
 Shutdown order: SIGTERM (or SIGINT) → `/readyz` answers 503 while requests are still served
 for `server.drain_seconds` (the load balancer takes us out) → the listener closes and
 in-flight requests finish (up to `server.shutdown_timeout_seconds`) → cleanup contexts close
 Redis → an embedded Redis is stopped → exit 0.
 
-With `server.workers` > 1 this process becomes the supervisor (`gateway.supervisor`) and
-each worker process runs `run_worker`: the same serving path, listening with SO_REUSEPORT,
-its metrics in the shared multiprocess directory, and draining also when the supervisor
-disappears.
+With `server.workers` > 1 `gateway serve` (gateway.cli) runs the supervisor
+(`gateway.supervisor`) instead, and each worker process runs `run_worker`: the same serving
+path, listening with SO_REUSEPORT, its metrics in the shared multiprocess directory, and
+draining also when the supervisor disappears. The supervisor imports this module, never the
+reverse.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from typing import Any
 from aiohttp import web
 
 from gateway.admin import start_admin
-from gateway.app import STATE, create_app
+from gateway.app import create_app
 from gateway.config import Settings
 from gateway.embedded import embedded_redis
 from gateway.fasthttp import GatewayRunner
+from gateway.listen import ListenError
 from gateway.metrics import Metrics
+from gateway.state import STATE
 
 log = logging.getLogger("gateway")
 
@@ -44,26 +47,13 @@ LISTENING = b"listening"
 _WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s"
 
 
-class ListenError(Exception):
-    """The listening socket cannot be opened (port taken, address not local, no permission);
-    the message names `server.port` or `server.host`."""
-
-
-def serve(settings: Settings) -> int:
-    """Serve until SIGTERM or SIGINT, then drain; the exit status (0: drained)."""
-    if settings.server.workers == 1:
-        with _redis(settings) as url:
-            _run(_serve(settings, url))
-        return 0
-    from gateway.supervisor import Supervisor, check_ports_free
-
-    check_ports_free(settings.server)
-    with _redis(settings) as url:
-        return Supervisor(settings, url).run()
+def run_process(settings: Settings, redis_url: str) -> None:
+    """Serve from this process alone until SIGTERM or SIGINT, then drain."""
+    _run(_serve(settings, redis_url))
 
 
 @contextlib.contextmanager
-def _redis(settings: Settings) -> Iterator[str]:
+def running_redis(settings: Settings) -> Iterator[str]:
     """The configured Redis URL, or an embedded redis-server's, stopped on the way out."""
     if settings.redis.url is not None:
         yield settings.redis.url

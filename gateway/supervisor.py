@@ -1,7 +1,7 @@
 """Several worker processes on one port (`server.workers` > 1).
 
 The model. This process, the supervisor, owns what must exist once: the embedded Redis
-(started by `server.serve` before it gets here), the Prometheus multiprocess directory and
+(started by `gateway serve` before it gets here), the Prometheus multiprocess directory and
 the workers. It serves nothing itself. Each worker is a fresh interpreter (multiprocessing
 'spawn': no event loop, socket or lock inherited) that runs the single-process gateway
 (`server.run_worker`) with its own event loop, Redis pool and reply workers, and listens on
@@ -9,9 +9,9 @@ the same host:port with SO_REUSEPORT, so the kernel spreads new connections over
 workers' sockets. What must be shared already lives in Redis: dedup marks, windows, the
 rate limiters and the outbox consumer group (each worker is a consumer of its own name).
 
-Start. `server.serve` probes the port first (`check_port_free`): SO_REUSEPORT would also
-let a second gateway, started by mistake on the same port, share it silently. Then the
-workers are spawned; each says when it listens.
+Start. `gateway serve` probes the port first (`gateway.listen.check_port_free`):
+SO_REUSEPORT would also let a second gateway, started by mistake on the same port, share it
+silently. Then the workers are spawned; each says when it listens.
 
 A worker that exits while we are not stopping is logged and restarted after a backoff
 (0.5 s, doubling per consecutive crash up to 30 s; back to 0.5 s once a worker served
@@ -50,8 +50,8 @@ from pathlib import Path
 
 from prometheus_client.multiprocess import mark_process_dead
 
-from gateway.config import ServerSettings, Settings
-from gateway.server import EXIT_LISTEN_FAILED, LISTENING, ListenError, WorkerSpec, run_worker
+from gateway.config import Settings
+from gateway.server import EXIT_LISTEN_FAILED, LISTENING, WorkerSpec, run_worker
 
 log = logging.getLogger("gateway.supervisor")
 
@@ -293,34 +293,6 @@ class Supervisor:
                 "worker %d (pid %d) exited with %s while draining", index, pid, _describe(code)
             )
         return clean
-
-
-def check_ports_free(server: ServerSettings) -> None:
-    """ListenError unless the public port, and the admin port if there is one, are free."""
-    check_port_free(server.host, server.port)
-    if server.admin_port is not None:
-        check_port_free(server.admin_host, server.admin_port, "server.admin_port")
-
-
-def check_port_free(host: str, port: int, key: str = "server.port") -> None:
-    """ListenError unless host:port can be bound: nothing listens there yet. Workers bind
-    with SO_REUSEPORT, which would share the port with another gateway instead of failing.
-    `key` names the setting in the message."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ListenError(f"server.host: cannot resolve {host}: {exc.strerror}") from exc
-    for family, kind, proto, _name, address in infos:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                probe.bind(address)
-            except OSError as exc:
-                raise ListenError(
-                    f"{key}: cannot listen on {host}:{port}: {exc.strerror or exc}"
-                ) from exc
 
 
 def _describe(code: int | None) -> str:

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import DEMO_VALUES, ConfigError, loads, read_env_file, with_workers
+from gateway.config import (
+    DEMO_VALUES,
+    ConfigError,
+    bot_id_from_token,
+    loads,
+    read_env_file,
+    with_workers,
+)
 
 BASE = """
 whatsapp:
@@ -277,3 +284,17 @@ def test_admin_port_is_off_by_default_and_checked() -> None:
     assert "server.admin_port" in error_of(BASE + "server: {port: 8080, admin_port: 8080}\n")
     text = BASE + "server: {port: 8080, admin_port: 0, workers: 2}\n"
     assert error_of(text).startswith("server.admin_port")
+
+
+def test_bot_id_from_token() -> None:
+    assert bot_id_from_token("7000000001:AAHtesttokenaaaaaaaaaaaaaaaaaaaaaaa") == "7000000001"
+    assert bot_id_from_token("42:a:b") == "42"
+
+
+@pytest.mark.parametrize(
+    "token", ["", "7000000001", "7000000001:", ":AAHkey", "bot7:AAHkey", "٧:AAHkey", " 7:AAH"]
+)
+def test_bot_id_from_bad_token(token: str) -> None:
+    with pytest.raises(ValueError, match="bot token") as info:
+        bot_id_from_token(token)
+    assert "AAH" not in str(info.value)  # the secret half never reaches logs

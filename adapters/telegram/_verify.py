@@ -1,18 +1,14 @@
-"""Webhook authentication and bot identity for Telegram.
+"""Webhook authentication for Telegram.
 
 Telegram echoes the `secret_token` given to setWebhook in `X-Telegram-Bot-Api-Secret-Token`
 on every delivery; it is the only proof that a POST came from Telegram, so it is compared in
-constant time. The bot id (the digits before the token's colon) is the public `account_id`
-of every event; the rest of the token is a credential and never appears in messages.
+constant time. (The bot id, the digits before the token's colon, is read from the token by
+`gateway.config`.)
 """
 
 from __future__ import annotations
 
 import hmac
-import re
-
-_TOKEN = re.compile(r"([0-9]+):(.+)", re.DOTALL)
-
 
 # Spaces and tabs around a header value are not part of it (RFC 9110 §5.5). aiohttp's parser
 # drops them before any handler runs, llhttp's callbacks (the fast path) keep trailing ones;
@@ -29,11 +25,3 @@ def verify_secret(header_value: str | None, secret: str) -> bool:
     # surrogatepass: a header decoded with surrogateescape must not raise, only mismatch.
     given = header_value.strip(_OWS).encode("utf-8", "surrogatepass")
     return hmac.compare_digest(given, secret.encode("utf-8", "surrogatepass"))
-
-
-def bot_id_from_token(token: str) -> str:
-    """The bot id of a `<digits>:<secret>` token, e.g. "7000000001"; ValueError otherwise."""
-    match = _TOKEN.fullmatch(token)
-    if match is None:
-        raise ValueError("Telegram bot token must look like '<bot id digits>:<secret>'")
-    return match.group(1)

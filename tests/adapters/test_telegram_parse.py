@@ -26,7 +26,7 @@ from adapters.schema import (
     Routed,
     SharedContact,
 )
-from adapters.telegram import bot_id_from_token, parse_update, verify_secret
+from adapters.telegram import parse_update, verify_secret
 from tests.adapters._json import json_paths
 
 BOT = "7000000001"
@@ -532,7 +532,7 @@ def test_update_without_payload_is_a_bad_item() -> None:
     assert "no payload" in _bad(b'{"update_id": 1}')
 
 
-# -- verify_secret and bot_id_from_token -------------------------------------------------
+# -- verify_secret -------------------------------------------------------------------
 
 
 def test_verify_secret_accepts_the_exact_secret() -> None:
@@ -569,20 +569,6 @@ def test_verify_secret_ignores_only_the_http_padding_around_the_value(header: st
 )
 def test_verify_secret_rejects(header: str | None, secret: str) -> None:
     assert verify_secret(header, secret) is False
-
-
-def test_bot_id_from_token() -> None:
-    assert bot_id_from_token("7000000001:AAHtesttokenaaaaaaaaaaaaaaaaaaaaaaa") == "7000000001"
-    assert bot_id_from_token("42:a:b") == "42"
-
-
-@pytest.mark.parametrize(
-    "token", ["", "7000000001", "7000000001:", ":AAHkey", "bot7:AAHkey", "٧:AAHkey", " 7:AAH"]
-)
-def test_bot_id_from_bad_token(token: str) -> None:
-    with pytest.raises(ValueError, match="bot token") as info:
-        bot_id_from_token(token)
-    assert "AAH" not in str(info.value)  # the secret half never reaches logs
 
 
 # -- the corpus, as the gateway runner will see it (minus routing) ----------------------

@@ -1,0 +1,46 @@
+"""What the handlers reach through the aiohttp application: the process's `State` and the
+typed `AppKey` of each resource `gateway.app` owns.
+
+A module of its own, below both `gateway.app` (which fills these keys in its cleanup
+contexts) and `gateway.handlers` (which reads them), so neither imports the other for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway.config import Settings, TelegramBot
+from gateway.metrics import Metrics
+from gateway.redis_memory import MemoryWatch
+from router.accounts import Directory
+from router.client import RedisClient
+from router.inbound import InboundRouter
+from router.offload import Offload
+from router.outbound import Outbox
+from router.scriptpipe import ScriptHost
+
+
+@dataclass
+class State:
+    """Per-process state the handlers share. `draining` flips on SIGTERM. `restarted`: a
+    worker process started again after a crash (gateway.supervisor)."""
+
+    settings: Settings
+    metrics: Metrics
+    app_secret: bytes
+    bots: dict[str, TelegramBot]
+    directory: Directory
+    draining: bool = False
+    restarted: bool = False
+
+
+STATE = web.AppKey("state", State)
+REDIS = web.AppKey[RedisClient]("redis")
+ROUTER = web.AppKey("router", InboundRouter)
+OUTBOX = web.AppKey("outbox", Outbox)
+OFFLOAD = web.AppKey("offload", Offload)
+SCRIPTS = web.AppKey("scripts", ScriptHost)
+"""Runs the Lua scripts of the hot paths: the lean `ScriptPipe`, or redis-py's client."""
+MEMORY = web.AppKey("memory", MemoryWatch)
