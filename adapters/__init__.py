@@ -1,0 +1,11 @@
+"""The channels: one package each, behind one interface (`adapters.channel.Channel`).
+
+Importing `adapters` registers every channel package listed below in `CHANNELS`; the router
+reaches channels only through it. `schema` holds what crosses between adapters and router.
+"""
+
+# Each package registers itself on import; a new channel adds its line here.
+from adapters import telegram, whatsapp
+from adapters.channel import CHANNELS, Channel, HttpRequest, Pace
+
+__all__ = ["CHANNELS", "Channel", "HttpRequest", "Pace", "telegram", "whatsapp"]

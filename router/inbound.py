@@ -36,6 +36,7 @@ from typing import Any
 
 import msgspec
 
+from adapters import CHANNELS
 from adapters.schema import (
     ENCODER,
     MESSAGE_TYPES,
@@ -50,7 +51,7 @@ from adapters.schema import (
     Routed,
 )
 from router import keys
-from router.accounts import Directory, interval_us
+from router.accounts import Directory
 from router.client import REDIS_ERRORS, RedisClient, scripts_of
 from router.records import DeadLetter, new_event_id
 from router.scriptpipe import PipeScript, ScriptHost
@@ -214,7 +215,9 @@ class InboundRouter:
         self._conversation_ttl = b"%d" % limits.conversation_ttl_seconds
         self._contact_map_ttl = b"%d" % limits.contact_map_ttl_seconds
         self._streams: dict[str, _Streams] = {}
-        self._intervals: dict[float, bytes] = {}
+        self._intervals: dict[tuple[str, str], bytes] = {}
+        """(channel, account) → the account's send interval, as publish.lua takes it."""
+        self._charged = frozenset(name for name, c in CHANNELS.items() if c.charges_inbound)
         host = scripts or scripts_of(redis)
         script = host.register_script(_SCRIPT)
         self._script: Callable[..., Awaitable[Any]] = script
@@ -541,20 +544,22 @@ class InboundRouter:
     def _add_charge(
         self, batch: _Batch, channel: str, streams: _Streams, event: MessageEvent
     ) -> None:
-        """Meta counts inbound messages against the number's throughput too."""
-        if channel != "whatsapp":
+        """Where the provider counts inbound messages against the account's throughput
+        (`Channel.charges_inbound`), they take a slot of its limiter too."""
+        if channel not in self._charged:
             return
         account = self._directory.get(channel, event.account_id)
         if account is None:
             return
-        limiter = streams.limiters.get((channel, event.account_id))
+        name = (channel, event.account_id)
+        limiter = streams.limiters.get(name)
         if limiter is None:  # one per configured number: the cache stays small
             limiter = keys.limiter(streams.inbox, channel, event.account_id)
-            streams.limiters[(channel, event.account_id)] = limiter
-        interval = self._intervals.get(account.mps)
+            streams.limiters[name] = limiter
+        interval = self._intervals.get(name)
         if interval is None:
-            guard = self._limits.limiter_guard_ms
-            interval = self._intervals[account.mps] = b"%d" % interval_us(account.mps, guard)
+            pace = CHANNELS[channel].account_pace(account, self._limits.limiter_guard_ms)
+            interval = self._intervals[name] = b"%d" % pace.interval_us
         batch.keys.append(limiter)
         batch.args += (_C, interval)
 

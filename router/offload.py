@@ -34,7 +34,7 @@ from typing import Any
 
 import msgspec
 
-from adapters import telegram, whatsapp
+from adapters import CHANNELS
 from adapters.schema import Parsed, ParseError
 from router.inbound import InboundRouter, RouterUnavailable, Tally
 
@@ -71,10 +71,9 @@ def _start_child(factory: ClientsFactory, niceness: int) -> None:
 
 
 def parse_webhook(channel: str, body: bytes, received_at: int, bot_id: str | None) -> Parsed:
-    """The adapter's decode for one webhook body; raises only `ParseError`."""
-    if channel == "whatsapp":
-        return whatsapp.parse(body, received_at)
-    return telegram.parse_update(body, bot_id or "", received_at)
+    """The channel's decode for one webhook body; raises only `ParseError`. `bot_id`: the
+    account named in the webhook's path, if the channel has one there."""
+    return CHANNELS[channel].parse(body, bot_id, received_at)
 
 
 def _publish_in_child(

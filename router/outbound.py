@@ -41,8 +41,8 @@ import os
 import random
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -50,7 +50,7 @@ import aiohttp
 import msgspec
 from redis.exceptions import ResponseError
 
-from adapters import telegram, whatsapp
+from adapters import CHANNELS, Channel, HttpRequest, countries
 from adapters.schema import (
     COMMAND_DECODER,
     COMMAND_TYPES,
@@ -59,19 +59,10 @@ from adapters.schema import (
     Command,
     DeliveryEvent,
     InvalidCommand,
-    ProviderRequest,
     SendResult,
 )
-from router import countries, keys
-from router.accounts import (
-    PAIR_BUCKET,
-    PAIR_REFILL_SECONDS,
-    TELEGRAM_GROUP_MPS,
-    TELEGRAM_PRIVATE_CHAT_MPS,
-    Account,
-    Directory,
-    interval_us,
-)
+from router import keys
+from router.accounts import Account, Directory
 from router.client import REDIS_ERRORS, RedisClient, scripts_of
 from router.records import DeadLetter, new_event_id
 from router.scriptpipe import ScriptHost
@@ -83,8 +74,6 @@ _WAIT_UNTIL: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "wait_until", default=None
 )
 """When the command being handled stops waiting for a slot (monotonic time, per task)."""
-_PAIR_INTERVAL_US = int(PAIR_REFILL_SECONDS * 1_000_000)
-_PAIR_TOLERANCE_US = _PAIR_INTERVAL_US * (PAIR_BUCKET - 1)
 
 
 class OutboundObserver(Protocol):
@@ -132,12 +121,14 @@ class OutboundSettings:
 
 
 class Slot(NamedTuple):
-    """A reserved send slot: how long to sleep, and (for typing/read) the message to mark."""
+    """A reserved send slot: how long to sleep, (for typing/read) the message to mark, and
+    the conversation's route (`Channel.request`)."""
 
     wait_s: float
     last_inbound: str | None
     at_us: int
     """The slot in Redis time (µs since the epoch)."""
+    route: str | None = None
 
 
 class Result(msgspec.Struct, frozen=True):
@@ -165,10 +156,13 @@ class _Target:
     conversation_id: str
     inbox: str
     address: str = ""
+    adapter: Channel = field(init=False, repr=False, compare=False)
+    """The account's channel (the registry's entry for `account.channel`)."""
 
     def __post_init__(self) -> None:
         if not self.address:
             object.__setattr__(self, "address", self.contact_id)
+        object.__setattr__(self, "adapter", CHANNELS[self.account.channel])
 
     @property
     def channel(self) -> str:
@@ -541,7 +535,7 @@ class Outbox:
         return True
 
     def _redact(self, text: str) -> str:
-        """Account tokens out (a Telegram token is part of every Bot API URL)."""
+        """Account tokens out (a token can be part of a provider's URL)."""
         for secret in self._secrets:
             text = text.replace(secret, "<redacted>")
         return text
@@ -674,8 +668,7 @@ class Outbox:
             self._observer.waited(target.channel, wait_s)
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
-            route = await self._business_route(target)
-            request = self._build(target, command, last_inbound, route)
+            request = self._build(target, command, last_inbound, decision.route)
             verdict = await self._presend(target, command, key, owner)
             if verdict is not None:
                 return verdict
@@ -692,23 +685,14 @@ class Outbox:
     async def _policy(
         self, target: _Target, command: Command, key: str, owner: str
     ) -> Result | Slot:
-        account, channel = target.account, target.channel
-        if channel == "whatsapp":
-            pair_interval, tolerance2 = _PAIR_INTERVAL_US, _PAIR_TOLERANCE_US
-            use_pair = command.type not in ("typing", "read")
-        else:
-            chat_mps = (
-                TELEGRAM_GROUP_MPS if target.address.startswith("-") else TELEGRAM_PRIVATE_CHAT_MPS
-            )
-            pair_interval, tolerance2 = interval_us(chat_mps, self._s.guard_ms), 0
-            use_pair = command.type not in ("typing", "read", "reaction")
+        account, adapter = target.account, target.adapter
+        own = adapter.account_pace(account, self._s.guard_ms)
+        recipient = adapter.recipient_pace(target.address, self._s.guard_ms)
         marketing = (
             command.template is not None
             and (command.template.category or "").lower() == "marketing"
         )
-        cross = countries.crosses_restricted_border(
-            account.country, countries.of_contact(target.address)
-        )
+        cross = adapter.crosses_border(account, target.address)
         block = keys.country_block(
             target.inbox, account.account_id, countries.of_contact(target.address) or "??"
         )
@@ -724,18 +708,18 @@ class Outbox:
             reply = await self._scripts["policy"](
                 keys=policy_keys,
                 args=[
-                    channel,
+                    int(adapter.window),
                     command.type,
                     command.author,
-                    int(marketing),
-                    int(cross and channel == "whatsapp"),
+                    int(marketing or adapter.opt_out_ends_all),
+                    "" if cross is None else int(cross),
                     keys.WINDOW_SECONDS,
                     self._wait_budget_us(),
-                    interval_us(account.mps, self._s.guard_ms),
-                    0,
-                    pair_interval,
-                    tolerance2,
-                    int(use_pair),
+                    own.interval_us,
+                    own.tolerance_us,
+                    recipient.interval_us,
+                    recipient.tolerance_us,
+                    int(adapter.paces_recipient(command.type)),
                     owner,
                     self._lease_us(),
                 ],
@@ -749,7 +733,8 @@ class Outbox:
             return Result("rejected", reply[1].decode())
         if verdict == "halt":
             return Result("failed", "provider_error", int(reply[1]))
-        return Slot(int(reply[1]) / 1_000_000, reply[2].decode() or None, int(reply[3]))
+        route = reply[4].decode() or None
+        return Slot(int(reply[1]) / 1_000_000, reply[2].decode() or None, int(reply[3]), route)
 
     async def _presend(
         self, target: _Target, command: Command, key: str, owner: str
@@ -793,42 +778,22 @@ class Outbox:
         command: Command,
         last_inbound: str | None,
         route: str | None = None,
-    ) -> ProviderRequest:
-        account = target.account
-        if account.channel == "whatsapp":
-            return whatsapp.build_request(command, account.account_id, target.address, last_inbound)
-        return telegram.build_request(command, target.address, route)
+    ) -> HttpRequest:
+        api_base = self._api[target.channel]
+        return target.adapter.request(
+            target.account, api_base, command, target.address, last_inbound, route
+        )
 
-    async def _business_route(self, target: _Target) -> str | None:
-        """Telegram: the business connection the contact last wrote through (publish.lua keeps
-        it as the conversation's `bc`), so the reply goes back through the business account;
-        sent without it, it would go to the contact's own chat with the bot."""
-        if target.channel != "telegram":
-            return None
-        route = await self._redis.hget(target.key("conv"), "bc")  # type: ignore[misc]
-        return route.decode() if route else None
-
-    async def _call(self, target: _Target, request: ProviderRequest) -> SendResult:
-        account = target.account
-        base = self._api[account.channel]
-        if account.channel == "whatsapp":
-            url, headers = f"{base}{request.path}", {"Authorization": f"Bearer {account.token}"}
-            classify: Callable[[int, bytes], SendResult] = whatsapp.classify
-        else:
-            url, headers, classify = (
-                f"{base}/bot{account.token}{request.path}",
-                {},
-                telegram.classify,
-            )
+    async def _call(self, target: _Target, request: HttpRequest) -> SendResult:
         timeout = aiohttp.ClientTimeout(total=self._s.request_timeout_s)
         try:
             async with self._session.post(
-                url, json=request.body, headers=headers, timeout=timeout
+                request.url, json=request.body, headers=request.headers, timeout=timeout
             ) as resp:
                 body = await resp.read()
-                return classify(resp.status, body)
+                return target.adapter.classify(resp.status, body)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            # The URL holds the Telegram token: log the exception's type only.
+            # The URL may hold the account's token: log the exception's type only.
             return SendResult(verdict="retry", detail=f"network: {type(exc).__name__}")
 
     async def _apply(self, target: _Target, result: SendResult, attempt: int) -> Result | None:
@@ -873,8 +838,10 @@ class Outbox:
             delay = result.retry_after_s
         else:
             return
-        tolerance = _PAIR_TOLERANCE_US if target.channel == "whatsapp" else 0
-        await self._scripts["hold"](keys=[target.key("lim2")], args=[int(delay * 1e6), tolerance])
+        pace = target.adapter.recipient_pace(target.address, self._s.guard_ms)
+        await self._scripts["hold"](
+            keys=[target.key("lim2")], args=[int(delay * 1e6), pace.tolerance_us]
+        )
 
     def _backoff(self, attempt: int, result: SendResult | None) -> float:
         if result is not None and result.verdict == "retry_recipient":
@@ -963,7 +930,7 @@ class Outbox:
         channel, _, rest = conversation_id.partition(":")
         account_id, _, contact_id = rest.partition(":")
         account = self._directory.get(channel, account_id)
-        if account is None or not contact_id:
+        if account is None or not contact_id or channel not in CHANNELS:
             return None
         return _Target(account, contact_id, conversation_id, keys.inbox(account.assistant))
 

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from gateway.app import REDIS
+from gateway.state import REDIS
 from tests.conftest import NUMBER_B, change, cluster_mode, envelope, stream, text_message
 from tests.test_inbound_http import post_wa, three_messages_two_numbers
 

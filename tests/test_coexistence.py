@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from gateway.app import OUTBOX, create_app
+from gateway.app import create_app
+from gateway.state import OUTBOX
 from tests.conftest import NUMBER_A, NUMBER_B, change, envelope, make_settings, stream, wa_body
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.test_outbound import BR_CONTACT, Gateway, wa

@@ -16,8 +16,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from gateway.app import OUTBOX, create_app
-from router.accounts import PAIR_BUCKET, PAIR_REFILL_SECONDS
+from adapters.whatsapp import PAIR_BUCKET, PAIR_REFILL_SECONDS
+from gateway.app import create_app
+from gateway.state import OUTBOX
 from router.keys import inbox, limiter
 from router.outbound import Outbox
 from tests.conftest import (

@@ -22,10 +22,11 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from adapters import whatsapp
-from gateway.app import OUTBOX, create_app
+from adapters.whatsapp import PAIR_BUCKET, PAIR_REFILL_SECONDS
+from gateway.app import create_app
 from gateway.config import Settings
 from gateway.redis_memory import MemoryWatch
-from router.accounts import PAIR_BUCKET, PAIR_REFILL_SECONDS
+from gateway.state import OUTBOX
 from router.keys import inbox, limiter
 from tests.conftest import NUMBER_A, config_set, make_settings, stream
 from tests.fakes.bot_api import FakeBotAPI
@@ -148,7 +149,7 @@ async def test_an_unexpected_error_before_sending_ends_the_command(
     await gw.command("boom", wa(), text="meets a bug")
     await gw.command("next", wa(), text="goes out")
     error = RuntimeError("bug while building, token-a leaked into the message")
-    fail_once(monkeypatch, whatsapp, "build_request", error)
+    fail_once(monkeypatch, whatsapp.CHANNEL, "request", error)
     with caplog.at_level(logging.INFO, logger="gateway.outbound"):
         await gw.outbox.drain(timeout_s=10)
     assert sent_ids(gw.graph) == ["next"]
@@ -186,7 +187,7 @@ async def test_an_unexpected_error_after_the_provider_was_called_never_sends_aga
     await gw.contact_writes()
     await gw.command("answered", wa(), text="the answer cannot be read")
     await gw.command("next", wa(), text="goes out")
-    fail_once(monkeypatch, whatsapp, "classify", ValueError("unreadable answer"))
+    fail_once(monkeypatch, whatsapp.CHANNEL, "classify", ValueError("unreadable answer"))
     await gw.outbox.drain(timeout_s=10)
     assert sent_ids(gw.graph) == ["answered", "next"]  # the provider took both
     delivery = await gw.delivery("answered")

@@ -21,7 +21,8 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
-from gateway.app import OUTBOX, create_app
+from gateway.app import create_app
+from gateway.state import OUTBOX
 from tests.conftest import NUMBER_A, make_settings
 from tests.fakes.bot_api import FakeBotAPI
 from tests.fakes.graph_api import FakeGraphAPI

@@ -3,19 +3,31 @@
     verify_secret(header, secret)   constant-time check of X-Telegram-Bot-Api-Secret-Token
     parse_update(body, bot_id, t)   one Update -> Parsed with one event or one BadItem;
                                     raises only adapters.schema.ParseError
-    bot_id_from_token(token)        "7000000001:AAH..." -> "7000000001"
     build_request(command, chat_id, business_connection_id=None)
                                     one Command -> ProviderRequest (method path and body),
                                     sent through a business connection when one is given;
                                     raises only adapters.schema.InvalidCommand
     classify(status, body)          a Bot API answer -> SendResult; never raises
 
+    CHANNEL                         this package as the `Channel` "telegram" (registered)
+
 Telegram payload structs are private to this package; nothing here touches the network,
 Redis or the gateway.
 """
 
+from adapters.channel import register
+from adapters.telegram._channel import Telegram
 from adapters.telegram._inbound import parse_update
 from adapters.telegram._outbound import build_request, classify
-from adapters.telegram._verify import bot_id_from_token, verify_secret
+from adapters.telegram._verify import verify_secret
 
-__all__ = ["bot_id_from_token", "build_request", "classify", "parse_update", "verify_secret"]
+__all__ = [
+    "CHANNEL",
+    "Telegram",
+    "build_request",
+    "classify",
+    "parse_update",
+    "verify_secret",
+]
+
+CHANNEL = register(Telegram())

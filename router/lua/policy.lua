@@ -2,14 +2,18 @@
 -- All keys belong to the conversation's assistant slot.
 -- KEYS: conversation, account state, country block, limiter 1 (number or bot),
 --       limiter 2 (pair or chat, may be unused), command record
--- ARGV: channel, type, author, marketing (1/0), static_cross_country (1/0),
+-- ARGV: window rule (1/0: free-form messages only within window_s of the contact's last
+--       message), type, author, opt-out applies (1/0: the channel's opt-out refuses every
+--       command, or this is a marketing template), cross-country rule ('' none; else 1/0:
+--       crosses a restricted border by the numbers alone),
 --       window_s, max_wait_us, interval1_us, tolerance1_us, interval2_us, tolerance2_us,
 --       use_limiter2 (1/0), owner, lease_us
--- Returns {'ok', wait_us, last_inbound_message_id, slot_us} with both slots reserved, or
+-- Returns {'ok', wait_us, last_inbound_message_id, slot_us, route} with both slots reserved
+--         (route: the conversation's `bc`, '' for none), or
 --         {'later', wait_us} (only the contact's limiter is full: ask again then), or
 --         {'reject', reason}, or {'halt', provider_code}.
 local conv, acct, block, lim1, lim2, cmd = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local channel, ctype, author = ARGV[1], ARGV[2], ARGV[3]
+local window_rule, ctype, author = ARGV[1] == '1', ARGV[2], ARGV[3]
 local clock = redis.call('TIME')
 local now_s = tonumber(clock[1])
 local now = now_s * 1000000 + tonumber(clock[2])
@@ -24,17 +28,17 @@ if author ~= 'human' then
   end
 end
 local opted_out = redis.call('HGET', conv, 'oo')
-if opted_out and (channel == 'telegram' or ARGV[4] == '1') then
+if opted_out and ARGV[4] == '1' then
   return {'reject', 'opted_out'}
 end
 local last_time = tonumber(redis.call('HGET', conv, 't') or '0')
 local window_open = now_s - last_time < tonumber(ARGV[6])
-if channel == 'whatsapp' then
-  if ctype ~= 'template' and not window_open then return {'reject', 'window_closed'} end
-  if ctype == 'template' or not window_open then
-    if ARGV[5] == '1' or redis.call('EXISTS', block) == 1 then
-      return {'reject', 'cross_country'}
-    end
+if window_rule and ctype ~= 'template' and not window_open then
+  return {'reject', 'window_closed'}
+end
+if ARGV[5] ~= '' and (ctype == 'template' or not window_open) then
+  if ARGV[5] == '1' or redis.call('EXISTS', block) == 1 then
+    return {'reject', 'cross_country'}
   end
 end
 
@@ -65,5 +69,6 @@ if at - now > tonumber(ARGV[7]) then return {'reject', 'rate_limited'} end
 take(lim1, at, tonumber(ARGV[8]))
 if use2 then take(lim2, at, tonumber(ARGV[10])) end
 redis.call('HSET', cmd, 'l', string.format('%d', at + tonumber(ARGV[14])))
-return {'ok', string.format('%d', at - now), redis.call('HGET', conv, 'm') or '',
-        string.format('%d', at)}
+local last = redis.call('HMGET', conv, 'm', 'bc')
+return {'ok', string.format('%d', at - now), last[1] or '', string.format('%d', at),
+        last[2] or ''}

@@ -16,8 +16,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from gateway.app import OUTBOX, create_app
+from gateway.app import create_app
 from gateway.config import Settings
+from gateway.state import OUTBOX
 from router.outbound import Outbox
 from tests.conftest import BOT_1, GatewayTestServer, make_settings, stream, tg_headers
 from tests.fakes.bot_api import FakeBotAPI

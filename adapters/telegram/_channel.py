@@ -1,0 +1,63 @@
+"""Telegram's Bot API as a `Channel`: the token in the URL path, and the Bot API's pacing
+(per bot, per private chat, per group)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from adapters.account import Account, interval_us
+from adapters.channel import HttpRequest, Pace
+from adapters.schema import Command, Parsed
+from adapters.telegram._inbound import parse_update
+from adapters.telegram._outbound import build_request, classify
+
+PRIVATE_CHAT_MPS: Final = 1.0
+GROUP_MPS: Final = 20.0 / 60.0
+_UNPACED: Final = frozenset({"typing", "read", "reaction"})
+"""Chat actions, callback answers and reactions post no message into the chat."""
+
+
+class Telegram:
+    """The Bot API channel (`adapters.CHANNELS["telegram"]`)."""
+
+    name = "telegram"
+    window = False
+    opt_out_ends_all = True  # 403: the contact blocked the bot
+    charges_inbound = False
+
+    classify = staticmethod(classify)
+
+    def parse(self, body: bytes, path_key: str | None, received_at: int) -> Parsed:
+        """One Update; `path_key` is the bot id in the webhook's path."""
+        return parse_update(body, path_key or "", received_at)
+
+    def request(
+        self,
+        account: Account,
+        api_base: str,
+        command: Command,
+        address: str,
+        last_inbound: str | None,
+        route: str | None,
+    ) -> HttpRequest:
+        """`POST {api_base}/bot{token}/{method}`; `route` is the business connection the
+        contact last wrote through, so the reply goes back through the business account."""
+        call = build_request(command, address, route)
+        return HttpRequest(f"{api_base}/bot{account.token}{call.path}", {}, call.body)
+
+    def account_pace(self, account: Account, guard_ms: float) -> Pace:
+        """The bot's broadcast limit (`mps`)."""
+        return Pace(interval_us(account.mps, guard_ms))
+
+    def recipient_pace(self, address: str, guard_ms: float) -> Pace:
+        """One message a second in a private chat, 20 a minute in a group (negative ids)."""
+        mps = GROUP_MPS if address.startswith("-") else PRIVATE_CHAT_MPS
+        return Pace(interval_us(mps, guard_ms))
+
+    def paces_recipient(self, command_type: str) -> bool:
+        """Messages only: not chat actions, callback answers or reactions."""
+        return command_type not in _UNPACED
+
+    def crosses_border(self, account: Account, address: str) -> bool | None:
+        """No cross-country rule."""
+        return None

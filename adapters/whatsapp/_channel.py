@@ -1,0 +1,67 @@
+"""WhatsApp Cloud API as a `Channel`: the Graph API's URL and bearer token, and Meta's pacing
+and conversation rules (CONTRACT §3, PLATFORM §5 and §8)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from adapters import countries
+from adapters.account import Account, interval_us
+from adapters.channel import HttpRequest, Pace
+from adapters.schema import Command, Parsed
+from adapters.whatsapp._inbound import parse
+from adapters.whatsapp._outbound import build_request, classify
+
+PAIR_BUCKET: Final = 45
+"""Pair rate: a bucket of 45 messages per (number, contact) ..."""
+PAIR_REFILL_SECONDS: Final = 6.0
+"""... refilled at one every 6 seconds (CONTRACT §3)."""
+_PAIR_INTERVAL_US: Final = int(PAIR_REFILL_SECONDS * 1_000_000)
+_PAIR: Final = Pace(_PAIR_INTERVAL_US, _PAIR_INTERVAL_US * (PAIR_BUCKET - 1))
+_UNPACED: Final = frozenset({"typing", "read"})
+"""Read receipts and typing indicators send no message to the contact: no pair slot."""
+
+
+class WhatsApp:
+    """The Cloud API channel (`adapters.CHANNELS["whatsapp"]`)."""
+
+    name = "whatsapp"
+    window = True
+    opt_out_ends_all = False  # 131050 refuses marketing templates only
+    charges_inbound = True  # Meta counts inbound messages against the number's rate
+
+    classify = staticmethod(classify)
+
+    def parse(self, body: bytes, path_key: str | None, received_at: int) -> Parsed:
+        """A Graph webhook body (the URL path names no account)."""
+        return parse(body, received_at)
+
+    def request(
+        self,
+        account: Account,
+        api_base: str,
+        command: Command,
+        address: str,
+        last_inbound: str | None,
+        route: str | None,
+    ) -> HttpRequest:
+        """`POST {api_base}/{phone_number_id}/messages` with the number's bearer token."""
+        call = build_request(command, account.account_id, address, last_inbound)
+        headers = {"Authorization": f"Bearer {account.token}"}
+        return HttpRequest(f"{api_base}{call.path}", headers, call.body)
+
+    def account_pace(self, account: Account, guard_ms: float) -> Pace:
+        """The number's throughput cap (`mps`)."""
+        return Pace(interval_us(account.mps, guard_ms))
+
+    def recipient_pace(self, address: str, guard_ms: float) -> Pace:
+        """The pair rate: one every `PAIR_REFILL_SECONDS`, in a bucket of `PAIR_BUCKET`."""
+        return _PAIR
+
+    def paces_recipient(self, command_type: str) -> bool:
+        """Every message but typing indicators and read receipts."""
+        return command_type not in _UNPACED
+
+    def crosses_border(self, account: Account, address: str) -> bool | None:
+        """Brazil and Indonesia: business-initiated messages stay in the country."""
+        return countries.crosses_restricted_border(account.country, countries.of_contact(address))
