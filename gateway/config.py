@@ -24,6 +24,12 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
+from router.settings import (
+    OutboundSettings,
+    PolicySettings,
+    RouterSettings,
+)
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the offending key."""
@@ -92,61 +98,6 @@ class RedisSettings(msgspec.Struct, **_STRUCT):
     memory_warn_ratio: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
     """/readyz reports `redis_memory: high` once used memory passes this share of maxmemory
     (it stays ready: only a report)."""
-
-
-class RouterSettings(msgspec.Struct, **_STRUCT):
-    dedup_ttl_seconds: Annotated[int, msgspec.Meta(ge=48 * 3600)] = 48 * 3600
-    """How long a delivered wamid / status / update_id is remembered (at least 48 h)."""
-    inbox_maxlen: Annotated[int, msgspec.Meta(ge=1000)] = 1_000_000
-    """Approximate cap of each inbox stream (XADD MAXLEN ~)."""
-    history_maxlen: Annotated[int, msgspec.Meta(ge=1000)] = 5_000_000
-    deadletter_maxlen: Annotated[int, msgspec.Meta(ge=100)] = 100_000
-    contact_map_ttl_seconds: Annotated[int, msgspec.Meta(ge=86400)] = 400 * 86400
-    """How long a BSUID → wa_id mapping is kept after it was last seen."""
-    conversation_ttl_seconds: Annotated[int, msgspec.Meta(ge=2 * 86400)] = 400 * 86400
-    """How long a conversation's state (window time, pause, opt-out) outlives its last use."""
-    publish_chunk_events: Annotated[int, msgspec.Meta(ge=10, le=100_000)] = 50
-    """A webhook with more events than this (history sync) is published in slices of this
-    size, one script call each, so Redis runs live webhooks' scripts in between (a 500-event
-    slice kept Redis busy for several ms; see README)."""
-
-
-class PolicySettings(msgspec.Struct, **_STRUCT):
-    send_wait_max_seconds: Seconds = 60.0
-    human_takeover_seconds: Annotated[int, msgspec.Meta(ge=0)] = 900
-    country_block_seconds: Annotated[int, msgspec.Meta(ge=0)] = 604800
-    limiter_guard_ms: Annotated[float, msgspec.Meta(ge=0, le=500)] = 50.0
-    """Sends are spaced (1 s + guard) / mps apart, so network jitter between the gateway and
-    the provider cannot put mps + 1 sends into one 1-second window at the provider."""
-
-
-class RetrySettings(msgspec.Struct, **_STRUCT):
-    """Backoff for retryable provider answers: base × 2^(attempt-1), capped, ± jitter."""
-
-    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
-    base_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.0
-    max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
-    jitter: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.2
-    pair_base_seconds: Annotated[float, msgspec.Meta(ge=1)] = 4.0
-    """WhatsApp 131056 (pair rate): that recipient waits base^attempt seconds (4, 16, 64)."""
-
-
-class OutboundSettings(msgspec.Struct, **_STRUCT):
-    enabled: bool = True
-    """Run reply workers in this process (read gw:outbox and send)."""
-    concurrency: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
-    """Commands in flight per process (most of them sleep until their rate-limit slot)."""
-    claim_idle_seconds: Annotated[float, msgspec.Meta(gt=0)] = 120.0
-    """An outbox entry pending this long on a consumer that stopped heartbeating is taken
-    over by another process."""
-    max_deliveries: Annotated[int, msgspec.Meta(ge=1)] = 5
-    dead_consumer_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
-    """At start, consumers of the outbox group idle this long with nothing pending (left by
-    processes that restarted) are removed from the group."""
-    request_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
-    trim_interval_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
-    """How often gw:outbox entries every consumer group has acknowledged are deleted."""
-    retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
 
 
 class WhatsAppNumber(msgspec.Struct, **_STRUCT):
