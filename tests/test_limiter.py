@@ -9,23 +9,28 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
-import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.schema import Command
 from router import keys
-from router.accounts import Account, Directory
-from router.outbound import OutboundSettings, Outbox, Slot, _Target
+from router.accounts import Account
+from router.client import scripts_of
+from router.ledger import Claim
+from router.pacing import Pacing, Slot
+from router.settings import OutboundSettings, PolicySettings
+from router.target import Target
 from tests.conftest import connect
 
 pytestmark = pytest.mark.cluster  # also runs against a Redis Cluster (--redis-cluster)
 
 MPS = 40
 NUMBER = "100200300400500"
+FAR = 1e12
+"""A wait deadline (monotonic time) no slot reaches."""
 
 
 class _Quiet:
@@ -33,42 +38,44 @@ class _Quiet:
         return lambda *args, **kwargs: None
 
 
-async def make_outbox(
-    redis_url: str, mps: float = MPS, guard_ms: float = 25.0
-) -> tuple[Outbox, _Target]:
+class Bench(NamedTuple):
+    """The pacing of one process, and the conversation it paces."""
+
+    pacing: Pacing
+    target: Target
+    redis: Any
+
+    def claim(self, i: int | str) -> Claim:
+        """Command record `i`, owned by `o<i>`."""
+        record = keys.command(self.target.inbox, str(i))
+        return Claim(record, f"o{i}", self.target, str(i), "text")
+
+
+async def make_pacing(
+    redis_url: str, mps: float = MPS, guard_ms: float = 25.0, observer: Any = None
+) -> Bench:
     redis = connect(redis_url)
     await redis.flushall()
     account = Account(
         "whatsapp", NUMBER, "support", "token", True, mps, "+15550001111", "cloud_api"
     )
-    directory = Directory({("whatsapp", NUMBER): account})
-    session = aiohttp.ClientSession()
-    outbox = Outbox(
-        redis,
-        session,
-        directory,
-        {"whatsapp": "", "telegram": ""},
-        OutboundSettings(guard_ms=guard_ms, send_wait_max_s=600),
-        _Quiet(),
-    )
-    target = _Target(
-        account, "14155550100", f"whatsapp:{NUMBER}:14155550100", keys.inbox("support")
-    )
+    policy = PolicySettings(limiter_guard_ms=guard_ms, send_wait_max_seconds=600)
+    pacing = Pacing(scripts_of(redis), policy, OutboundSettings(), observer or _Quiet())
+    target = Target(account, "14155550100", f"whatsapp:{NUMBER}:14155550100", keys.inbox("support"))
     await redis.hset(target.key("conv"), "t", int(time.time()))
-    return outbox, target
+    return Bench(pacing, target, redis)
 
 
-async def close(outbox: Outbox) -> None:
-    await outbox._session.close()
-    await outbox._redis.aclose()
+async def close(bench: Bench) -> None:
+    await bench.redis.aclose()
 
 
-async def admit(outbox: Outbox, target: _Target, n: int) -> list[float]:
+async def admit(bench: Bench, n: int) -> list[float]:
     """Ask for `n` slots at once (typing: the number's limiter only); return their times."""
-    command = Command(command_id="x", conversation_id=target.conversation_id, type="typing")
+    command = Command(command_id="x", conversation_id=bench.target.conversation_id, type="typing")
 
     async def one(i: int) -> float:
-        slot = await outbox._policy(target, command, keys.command(target.inbox, str(i)), f"o{i}")
+        slot = await bench.pacing.admit(bench.claim(i), command, FAR)
         assert isinstance(slot, Slot), slot
         return slot.at_us / 1_000_000  # Redis time, exactly as the limiter decided it
 
@@ -100,14 +107,14 @@ def test_no_window_ever_holds_more_than_mps(
     redis_url: str, bursts: list[tuple[int, float]]
 ) -> None:
     async def scenario() -> list[float]:
-        outbox, target = await make_outbox(redis_url)
+        bench = await make_pacing(redis_url)
         slots: list[float] = []
         try:
             for size, pause in bursts:
-                slots += await admit(outbox, target, size)
+                slots += await admit(bench, size)
                 await asyncio.sleep(pause)
         finally:
-            await close(outbox)
+            await close(bench)
         return slots
 
     slots = asyncio.run(scenario())
@@ -118,14 +125,14 @@ def test_no_window_ever_holds_more_than_mps(
 
 
 async def test_first_second_has_no_burst_and_missed_slots_are_not_caught_up(redis_url: str) -> None:
-    outbox, target = await make_outbox(redis_url, mps=20)
+    bench = await make_pacing(redis_url, mps=20)
     try:
-        first = await admit(outbox, target, 20)
+        first = await admit(bench, 20)
         assert max(first) - min(first) >= 19 * 0.05  # 20 slots spread over a second
         await asyncio.sleep(2.0)  # a stall: about 40 slots go unused
-        after = await admit(outbox, target, 21)
+        after = await admit(bench, 21)
     finally:
-        await close(outbox)
+        await close(bench)
     start = min(after)
     assert sum(1 for t in after if t - start < 1.0) <= 20  # no catch-up burst
     assert max_in_any_window(first + after) <= 20
@@ -133,29 +140,24 @@ async def test_first_second_has_no_burst_and_missed_slots_are_not_caught_up(redi
 
 async def test_the_dispatch_log_caps_late_bunched_sends(redis_url: str) -> None:
     """Workers that wake late all at once: the hard cap still lets only mps through."""
-    outbox, target = await make_outbox(redis_url, mps=10)
+    bench = await make_pacing(redis_url, mps=10)
     command = Command(
         command_id="x",
-        conversation_id=target.conversation_id,
+        conversation_id=bench.target.conversation_id,
         type="text",
         text="x",
         author="human",
     )
     try:
         for i in range(15):
-            await outbox._redis.hset(
-                keys.command(target.inbox, str(i)), mapping={"s": "waiting", "o": f"o{i}"}
-            )
+            await bench.redis.hset(bench.claim(i).key, mapping={"s": "waiting", "o": f"o{i}"})
         started = time.monotonic()
         results = await asyncio.gather(
-            *(
-                outbox._presend(target, command, keys.command(target.inbox, str(i)), f"o{i}")
-                for i in range(15)
-            )
+            *(bench.pacing.presend(bench.claim(i), command) for i in range(15))
         )
         elapsed = time.monotonic() - started
     finally:
-        await close(outbox)
+        await close(bench)
     assert results == [None] * 15  # all eventually allowed ...
     assert elapsed >= 1.0  # ... but the 11th only once the first left the 1-second window
 
@@ -168,19 +170,19 @@ def test_interval_leaves_room_for_the_guard(mps: int, guard_ms: float) -> None:
 
 
 async def test_a_worker_resuming_late_gives_its_slot_back(redis_url: str) -> None:
-    outbox, target = await make_outbox(redis_url, mps=10, guard_ms=40)
+    late_calls: list[str] = []
+    observer = type("Obs", (), {"late": lambda self, ch: late_calls.append(ch)})()
+    bench = await make_pacing(redis_url, mps=10, guard_ms=40, observer=observer)
     command = Command(
         command_id="x",
-        conversation_id=target.conversation_id,
+        conversation_id=bench.target.conversation_id,
         type="text",
         text="x",
         author="human",
     )
-    key = keys.command(target.inbox, "late")
-    await outbox._redis.hset(key, mapping={"s": "waiting", "o": "late"})
-    late_calls = []
-    outbox._observer = type("Obs", (), {"late": lambda self, ch: late_calls.append(ch)})()
-    script = outbox._scripts["presend"]
+    claim = bench.claim("late")
+    await bench.redis.hset(claim.key, mapping={"s": "waiting", "o": claim.owner})
+    script = bench.pacing.scripts["presend"]
 
     async def slow_presend(**kwargs: Any) -> Any:
         reply = await script(**kwargs)
@@ -188,11 +190,11 @@ async def test_a_worker_resuming_late_gives_its_slot_back(redis_url: str) -> Non
             await asyncio.sleep(0.05)  # the event loop was busy: resumed 50 ms late
         return reply
 
-    outbox._scripts["presend"] = slow_presend  # type: ignore[assignment]
+    bench.pacing.scripts["presend"] = slow_presend
     try:
-        assert await outbox._presend(target, command, key, "late") is None
-        log = await outbox._redis.zrange(target.key("log"), 0, -1)
+        assert await bench.pacing.presend(claim, command) is None
+        log = await bench.redis.zrange(bench.target.key("log"), 0, -1)
     finally:
-        await close(outbox)
+        await close(bench)
     assert late_calls == ["whatsapp"]  # the late slot was given back once ...
-    assert log == [b"late"]  # ... and exactly one dispatch is on record
+    assert log == [claim.owner.encode()]  # ... and exactly one dispatch is on record

@@ -16,9 +16,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
+from adapters import whatsapp
+from adapters.schema import Command
 from adapters.whatsapp import PAIR_BUCKET, PAIR_REFILL_SECONDS
 from gateway.app import create_app
 from gateway.state import OUTBOX
+from router.accounts import Account, Directory
+from router.entry import Unusable, Usable, decode
 from router.keys import inbox, limiter
 from router.outbound import Outbox
 from tests.conftest import (
@@ -220,6 +224,43 @@ async def test_throughput_error_is_retried_and_ends_sent(gw: Gateway) -> None:
     assert [r.status for r in gw.graph.requests] == [429, 429, 200]
     delivery = await gw.delivery("retry")
     assert delivery["outcome"] == "sent" and delivery["provider_code"] is None
+
+
+async def test_the_request_is_built_once_per_command(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Built before any slot is taken, and the same request goes out on every attempt."""
+    built: list[str] = []
+    real = whatsapp.CHANNEL.request
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(args[2].command_id)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(whatsapp.CHANNEL, "request", counting)
+    await gw.contact_writes()
+    gw.graph.fail(130429, times=2)
+    await gw.command("once", wa(), text="built once")
+    await gw.command("typing", wa(), type="typing")
+    await gw.run()
+    assert built == ["once", "typing"]
+    assert [r.status for r in gw.graph.requests] == [429, 429, 200, 200]
+    assert gw.graph.requests[3].body["message_id"].startswith(f"wamid.in.{BR_CONTACT}")
+
+
+async def test_typing_for_a_contact_that_changed_number_marks_the_new_numbers_message(
+    gw: Gateway,
+) -> None:
+    """The conversation state that counts is the new number's (as publish.lua leaves it)."""
+    old, new, now = "14155550021", "14155550022", int(time.time())
+    conv = f"gw:cv:{{gw:inbox:support}}:whatsapp:{NUMBER_A}:"
+    await gw.redis.hset(conv + old, mapping={"t": now, "m": "wamid.OLD", "a": new})
+    await gw.redis.hset(conv + new, mapping={"t": now, "m": "wamid.NEW", "alias": old})
+    await gw.command("moved", wa(old), type="typing")
+    await gw.run()
+    [request] = gw.graph.requests
+    assert request.body["message_id"] == "wamid.NEW"
+    assert (await gw.delivery("moved"))["outcome"] == "sent"
 
 
 async def test_131047_fails_with_its_code_and_is_not_retried(gw: Gateway) -> None:
@@ -518,7 +559,7 @@ async def test_a_worker_that_died_mid_entry_is_taken_over(
             [e for e, _ in (await redis.xrange("gw:outbox"))],
             idle=6000,
         )
-        await gw.outbox._reclaim()
+        await gw.outbox.consumer.reclaim()
         await gw.run()
         assert len(graph.requests) == 1
         assert (await gw.delivery("survivor"))["outcome"] == "sent"
@@ -546,7 +587,7 @@ async def test_inbound_messages_are_charged_to_the_numbers_budget(gw: Gateway) -
 
 
 def test_results_are_stored_compactly() -> None:
-    from router.outbound import Result
+    from router.ledger import Result
 
     assert msgspec.json.encode(Result("sent", None, None, "wamid.1")) == (
         b'{"outcome":"sent","reason":null,"provider_code":null,"message_id":"wamid.1"}'
@@ -607,10 +648,10 @@ async def test_disabled_numbers_webhooks_are_kept_and_marked_inactive(gw: Gatewa
 async def test_a_restart_with_the_number_re_enabled_forgets_the_disconnect(gw: Gateway) -> None:
     state = f"gw:acct:{{gw:inbox:support}}:whatsapp:{NUMBER_A}"
     await gw.redis.hset(state, mapping={"disc": "PARTNER_REMOVED", "enabled": "1"})
-    assert await gw.outbox._start()  # a plain restart: still disconnected
+    assert await gw.outbox.start()  # a plain restart: still disconnected
     assert await gw.redis.hget(state, "disc") == b"PARTNER_REMOVED"
     await gw.redis.hset(state, "enabled", "0")  # it was disabled at the previous start
-    assert await gw.outbox._start()
+    assert await gw.outbox.start()
     assert await gw.redis.hget(state, "disc") is None
     assert await gw.redis.hget(state, "enabled") == b"1"
 
@@ -638,7 +679,7 @@ async def test_an_entry_delivered_too_often_is_dead_lettered_and_answered(gw: Ga
     for i in range(6):  # six workers took it and died: delivered 7 times
         await gw.redis.xclaim("gw:outbox", "gateway", f"w{i + 1}", 0, [entry_id])
     await gw.redis.xclaim("gw:outbox", "gateway", "w7", 0, [entry_id], idle=60_000)
-    await gw.outbox._reclaim()
+    await gw.outbox.consumer.reclaim()
     await gw.run()
     assert gw.graph.requests == []
     [letter] = await stream(gw.redis, "gw:deadletter")
@@ -686,3 +727,59 @@ async def test_consumers_left_by_restarted_processes_are_removed_at_start(
         await asyncio.sleep(0.05)
     assert "gone-empty" not in names
     assert "gone-with-an-entry" in names  # its pending entry waits for a takeover
+
+
+ROUTABLE = wa(BR_CONTACT, NUMBER_A)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, ("invalid_command", "entry has no command field")),
+        (b"{not json", ("invalid_command", "not JSON")),
+        (b'[{"command_id": "a"}]', ("invalid_command", "entry is not a JSON object")),
+        (b'{"command_id": "a", "type": "text"}', ("unknown_conversation", "")),
+        (
+            b'{"command_id": "a", "conversation_id": 5, "type": "text"}',
+            ("unknown_conversation", ""),
+        ),
+        (
+            b'{"command_id": "a", "conversation_id": "whatsapp:999:1", "type": "text"}',
+            ("unknown_conversation", ""),
+        ),
+        (
+            b'{"command_id": "a", "conversation_id": "whatsapp:999:1", "type": "bogus"}',
+            ("unknown_conversation", ""),
+        ),
+        (f'{{"conversation_id": "{ROUTABLE}", "type": "text"}}'.encode(), ("invalid_command", "")),
+        (
+            f'{{"command_id": "", "conversation_id": "{ROUTABLE}", "type": "text"}}'.encode(),
+            ("invalid_command", "command_id missing"),
+        ),
+        (
+            f'{{"command_id": 7, "conversation_id": "{ROUTABLE}", "type": "text"}}'.encode(),
+            ("invalid_command", "command_id missing"),
+        ),
+        (
+            f'{{"command_id": "a", "conversation_id": "{ROUTABLE}", "type": "bogus"}}'.encode(),
+            ("invalid", None),
+        ),
+        (
+            f'{{"command_id": "a", "conversation_id": "{ROUTABLE}", "type": "text"}}'.encode(),
+            ("text", Command),
+        ),
+    ],
+)
+def test_each_entry_is_decoded_once_into_its_outcome(raw: bytes | None, expected: Any) -> None:
+    """CONTRACT §2.2: dead letters for what cannot be routed or has no command_id; routed, the
+    typed Command of a valid one, or none for one that is not valid (it gets a
+    `rejected/invalid_command` delivery)."""
+    account = Account("whatsapp", NUMBER_A, "support", "t", True, 20.0, "+15550001111")
+    decoded = decode(raw, Directory({("whatsapp", NUMBER_A): account}))
+    if expected[0] in ("text", "invalid"):  # routed: the metric's type, the typed command
+        assert isinstance(decoded, Usable) and decoded.target.conversation_id == ROUTABLE
+        assert decoded.ctype == expected[0]
+        assert isinstance(decoded.command, Command) == (expected[1] is Command)
+    else:
+        assert isinstance(decoded, Unusable) and decoded.reason == expected[0]
+        assert decoded.detail.startswith(expected[1])

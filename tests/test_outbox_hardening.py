@@ -132,7 +132,7 @@ async def test_commands_nested_too_deep_are_dead_lettered_and_sending_goes_on(
     settings = settings_with(redis_url, gw.graph, concurrency=1, claim_idle_seconds=0.05)
     async with gateway(aiohttp_client, gw.redis, settings, gw.graph) as restarted:
         await asyncio.sleep(0.1)
-        await restarted.outbox._reclaim()
+        await restarted.outbox.consumer.reclaim()
         await restarted.outbox.drain(timeout_s=10)
     assert len(await stream(gw.redis, "gw:deadletter")) == 2
     assert len(gw.graph.requests) == 2
@@ -202,7 +202,7 @@ async def test_an_unexpected_error_after_the_provider_was_called_never_sends_aga
     settings = settings_with(redis_url, gw.graph, claim_idle_seconds=0.05)
     async with gateway(aiohttp_client, gw.redis, settings, gw.graph) as restarted:
         await asyncio.sleep(0.1)
-        await restarted.outbox._reclaim()
+        await restarted.outbox.consumer.reclaim()
         await restarted.outbox.drain(timeout_s=10)
     assert len(gw.graph.requests) == 2
 
@@ -213,7 +213,7 @@ async def test_an_error_after_the_delivery_was_published_does_not_answer_twice(
     await gw.contact_writes()
     await gw.command("reported", wa(), text="sent and answered, then a bug")
     await gw.command("next", wa(), text="goes out")
-    fail_once(monkeypatch, gw.outbox._observer, "delivered", KeyError("metrics bug"))
+    fail_once(monkeypatch, gw.outbox.observer, "delivered", KeyError("metrics bug"))
     await gw.outbox.drain(timeout_s=10)
     assert sent_ids(gw.graph) == ["reported", "next"]
     [delivery] = [d for d in await gw.deliveries() if d["command_id"] == "reported"]
@@ -233,7 +233,7 @@ async def test_a_command_cut_off_by_shutdown_stays_pending(gw: Gateway) -> None:
     await gw.redis.set(limiter(inbox("support"), "whatsapp", NUMBER_A, BR_CONTACT), tat)
     await gw.command("waiting", wa(), text="cut off")
     await gw.outbox.ensure_group()
-    await gw.outbox._read(block=False)
+    await gw.outbox.consumer.read(block=False)
     await asyncio.sleep(0.3)
     await gw.outbox.stop(timeout_s=0.1)
     assert gw.graph.requests == []

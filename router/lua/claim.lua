@@ -1,8 +1,10 @@
 -- Claim a command for exactly-once handling (CONTRACT §2.2).
 -- KEYS[1] the command record gw:cmd:{inbox}:<command_id>, KEYS[2] its conversation
 -- ARGV: entry_id, owner, lease_us, ttl_s
--- Returns {state, result, first_entry, address}, address being the number the contact
--- moved to (the conversation's field a) or false, and state one of:
+-- Returns {state, result, first_entry, address, last_inbound, route}: address is the number
+-- the contact moved to (the conversation's field a) or false; last_inbound and route are the
+-- conversation's last inbound message id and route (fields m, bc) or false, read here so the
+-- provider request can be built once, before any rate-limit slot is taken; state is one of:
 --   new       nobody had it: now ours, state waiting
 --   takeover  its owner's lease ran out before any send started: now ours
 --   orphan    its owner's lease ran out while a send was in flight: it may have been sent,
@@ -10,7 +12,8 @@
 --   busy      another live worker holds it (a duplicate copy in flight)
 --   done      finished before: result is the recorded delivery, first_entry its outbox entry
 local key = KEYS[1]
-local address = redis.call('HGET', KEYS[2], 'a')
+local conv = redis.call('HMGET', KEYS[2], 'a', 'm', 'bc')
+local address = conv[1]
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local lease_end = string.format('%d', now + tonumber(ARGV[3]))
@@ -18,7 +21,7 @@ local state = redis.call('HGET', key, 's')
 if not state then
   redis.call('HSET', key, 's', 'waiting', 'e', ARGV[1], 'o', ARGV[2], 'l', lease_end)
   redis.call('EXPIRE', key, ARGV[4])
-  return {'new', false, ARGV[1], address}
+  return {'new', false, ARGV[1], address, conv[2], conv[3]}
 end
 if state == 'done' then
   return {'done', redis.call('HGET', key, 'r'), redis.call('HGET', key, 'e'), address}
@@ -31,4 +34,4 @@ if state == 'sending' then
   return {'orphan', false, redis.call('HGET', key, 'e'), address}
 end
 redis.call('HSET', key, 'o', ARGV[2], 'l', lease_end)
-return {'takeover', false, redis.call('HGET', key, 'e'), address}
+return {'takeover', false, redis.call('HGET', key, 'e'), address, conv[2], conv[3]}

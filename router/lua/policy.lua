@@ -8,8 +8,7 @@
 --       crosses a restricted border by the numbers alone),
 --       window_s, max_wait_us, interval1_us, tolerance1_us, interval2_us, tolerance2_us,
 --       use_limiter2 (1/0), owner, lease_us
--- Returns {'ok', wait_us, last_inbound_message_id, slot_us, route} with both slots reserved
---         (route: the conversation's `bc`, '' for none), or
+-- Returns {'ok', wait_us, slot_us} with both slots reserved, or
 --         {'later', wait_us} (only the contact's limiter is full: ask again then), or
 --         {'reject', reason}, or {'halt', provider_code}.
 local conv, acct, block, lim1, lim2, cmd = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -69,6 +68,4 @@ if at - now > tonumber(ARGV[7]) then return {'reject', 'rate_limited'} end
 take(lim1, at, tonumber(ARGV[8]))
 if use2 then take(lim2, at, tonumber(ARGV[10])) end
 redis.call('HSET', cmd, 'l', string.format('%d', at + tonumber(ARGV[14])))
-local last = redis.call('HMGET', conv, 'm', 'bc')
-return {'ok', string.format('%d', at - now), last[1] or '', string.format('%d', at),
-        last[2] or ''}
+return {'ok', string.format('%d', at - now), string.format('%d', at)}

@@ -1,0 +1,186 @@
+"""The sender: one command → one provider request, built once → send → classify → apply, with
+retries (CONTRACT §3, "provider errors are classified").
+
+The request is built before any rate-limit slot is taken, from the command and what the
+ledger's claim read of the conversation (its last inbound message, which typing/read mark,
+and its route): an invalid command is rejected without spending a slot, and every attempt
+sends the same request. Each attempt takes its own slot (`Pacing.admit`) and passes the last
+check (`Pacing.presend`, which marks the record `sending`) right before the POST. The channel
+classifies the answer; `_apply` turns it into the command's end or a retry, with the side
+effects the answer calls for: an opt-out, a country block, a halted account, a held-back
+recipient. Retryable answers back off `base × 2^(n-1)`, capped, ± jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import aiohttp
+
+from adapters import HttpRequest, countries
+from adapters.schema import Command, InvalidCommand, SendResult
+from router import keys
+from router.client import RedisClient
+from router.ledger import Claim, Ledger, Result
+from router.observer import OutboundObserver
+from router.pacing import Pacing
+from router.settings import OutboundSettings, PolicySettings
+from router.target import Target
+
+log = logging.getLogger("gateway.outbound")
+
+_STAND_IN = "stand-in.message-id"
+"""A message id for the one question asked of an invalid request when the conversation has
+no last inbound message: would it be valid with one (then the policy decides first)."""
+
+
+class Sender:
+    """Sends commands through their channel, within the pacing, with retries."""
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        session: aiohttp.ClientSession,
+        api_bases: dict[str, str],
+        pacing: Pacing,
+        ledger: Ledger,
+        settings: tuple[OutboundSettings, PolicySettings],
+        observer: OutboundObserver,
+    ) -> None:
+        outbound, policy = settings
+        self._redis = redis
+        self._session = session
+        self._api = api_bases
+        self._pacing = pacing
+        self._ledger = ledger
+        self._retry = outbound.retry
+        self._timeout = aiohttp.ClientTimeout(total=outbound.request_timeout_seconds)
+        self._country_block_s = max(policy.country_block_seconds, 1)
+        self._observer = observer
+
+    async def send(self, claim: Claim, command: Command, wait_until: float) -> Result:
+        """Send the command, retrying as its answers allow; its end as a Result."""
+        request = await self.build(claim, command, wait_until)
+        if not isinstance(request, HttpRequest):
+            return request
+        last: SendResult | None = None
+        for attempt in range(1, self._retry.max_attempts + 1):
+            ended = await self._take_slot(claim, command, wait_until)
+            if ended is not None:
+                return ended
+            last = await self.call(claim.target, request)
+            outcome = await self.apply(claim.target, last, attempt)
+            if outcome is not None:
+                return outcome
+            await self._ledger.waiting(claim)
+            await asyncio.sleep(self.backoff(attempt, last))
+        return Result("failed", "provider_error", last.provider_code if last else None)
+
+    async def build(
+        self, claim: Claim, command: Command, wait_until: float
+    ) -> HttpRequest | Result:
+        """The request, or the command's end: `rejected/invalid_command`, decided before any
+        slot is taken; except for a request that lacks only a message to mark (typing/read
+        before the contact wrote), where the policy's verdict comes first."""
+        try:
+            return self._request(claim, command, claim.last_inbound)
+        except InvalidCommand as exc:
+            if claim.last_inbound is None and self._valid_with_last_inbound(claim, command):
+                # It lacks only a message to mark: the policy decides first, as it would
+                # for a conversation whose window never opened.
+                decision = await self._pacing.admit(claim, command, wait_until)
+                if isinstance(decision, Result):
+                    return decision
+            log.info("command %s is invalid: %s", claim.command_id, exc)
+            return Result("rejected", "invalid_command")
+
+    def _valid_with_last_inbound(self, claim: Claim, command: Command) -> bool:
+        try:
+            self._request(claim, command, command.reply_to or _STAND_IN)
+        except InvalidCommand:
+            return False
+        return True
+
+    def _request(self, claim: Claim, command: Command, last_inbound: str | None) -> HttpRequest:
+        target = claim.target
+        api_base = self._api[target.channel]
+        return target.adapter.request(
+            target.account, api_base, command, target.address, last_inbound, claim.route
+        )
+
+    async def _take_slot(self, claim: Claim, command: Command, wait_until: float) -> Result | None:
+        """Wait for a slot and pass the last check; a Result ends the command."""
+        decision = await self._pacing.admit(claim, command, wait_until)
+        if isinstance(decision, Result):
+            return decision
+        self._observer.waited(claim.target.channel, decision.wait_s)
+        if decision.wait_s > 0:
+            await asyncio.sleep(decision.wait_s)
+        return await self._pacing.presend(claim, command)
+
+    async def call(self, target: Target, request: HttpRequest) -> SendResult:
+        """POST the request; the channel classifies the answer (network errors: retry)."""
+        try:
+            async with self._session.post(
+                request.url, json=request.body, headers=request.headers, timeout=self._timeout
+            ) as resp:
+                body = await resp.read()
+                return target.adapter.classify(resp.status, body)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The URL may hold the account's token: log the exception's type only.
+            return SendResult(verdict="retry", detail=f"network: {type(exc).__name__}")
+
+    async def apply(self, target: Target, result: SendResult, attempt: int) -> Result | None:
+        """Turn a classified answer into the command's end, or None to retry."""
+        code = result.provider_code
+        if result.verdict != "sent":
+            self._observer.provider_error(target.channel, code)
+        match result.verdict:
+            case "sent":
+                return Result("sent", None, None, result.message_id)
+            case "retry" | "retry_recipient" if attempt < self._retry.max_attempts:
+                await self._hold_recipient(target, result, attempt)
+                return None
+            case "opted_out":
+                await self._redis.hset(target.key("conv"), "oo", str(code or 0))  # type: ignore[misc]
+                return Result("failed", "opted_out", code)
+            case "country_blocked":
+                await self._block_country(target, code)
+                return Result("failed", "cross_country", code)
+            case "halt":
+                await self._halt(target, result)
+        return Result("failed", "provider_error", code)
+
+    async def _block_country(self, target: Target, code: int | None) -> None:
+        country = countries.of_contact(target.address) or "??"
+        block = keys.country_block(target.inbox, target.account.account_id, country)
+        await self._redis.set(block, str(code), ex=self._country_block_s)
+
+    async def _halt(self, target: Target, result: SendResult) -> None:
+        code, account_id = result.provider_code, target.account.account_id
+        await self._redis.hset(target.key("acct"), "halt", str(code or 0))  # type: ignore[misc]
+        self._observer.halted(target.channel, account_id, str(code))
+        log.error(
+            "%s account %s halted by provider error %s: %s",
+            target.channel,
+            account_id,
+            code,
+            result.detail,
+        )
+
+    async def _hold_recipient(self, target: Target, result: SendResult, attempt: int) -> None:
+        """Push the recipient's (or chat's) limiter into the future the provider asked for."""
+        if result.verdict == "retry_recipient":
+            await self._pacing.hold(target, self._retry.pair_base_seconds**attempt)
+        elif result.retry_after_s:
+            await self._pacing.hold(target, result.retry_after_s)
+
+    def backoff(self, attempt: int, result: SendResult | None) -> float:
+        """Seconds before the next attempt (0 when a limiter holds it back instead)."""
+        if result is not None and (result.verdict == "retry_recipient" or result.retry_after_s):
+            return 0.0
+        r = self._retry
+        base = min(r.max_seconds, r.base_seconds * 2.0 ** (attempt - 1))
+        return base * (1 + random.uniform(-r.jitter, r.jitter))
