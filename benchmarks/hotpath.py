@@ -30,9 +30,10 @@ from adapters import telegram, whatsapp
 from adapters.schema import ParseError
 from gateway.metrics import Metrics
 from router.accounts import Account, Directory
-from router.inbound import InboundRouter, Limits
+from router.inbound import InboundRouter
 from router.offload import parse_webhook
 from router.scriptpipe import ScriptPipe
+from router.settings import PolicySettings, RouterSettings
 
 NUMBERS = (
     Number("100200300400500", "+15550001111", "200300400500600"),
@@ -100,7 +101,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
     from redis.asyncio import Redis
 
     redis = Redis.from_url(url)
-    router = InboundRouter(redis, directory(), Limits(), pipe)
+    router = InboundRouter(redis, directory(), RouterSettings(), PolicySettings(), pipe)
     metrics = Metrics()
     warm = bodies(args.channel, args.items, 2000)
     work = bodies(args.channel, args.items, args.count)

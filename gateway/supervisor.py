@@ -28,7 +28,7 @@ timeout) is killed and the exit status is 1.
 Metrics: a fresh directory in PROMETHEUS_MULTIPROC_DIR, set in our environment before the
 workers start (so they import prometheus_client in multiprocess mode), removed at exit; the
 files of a dead worker's "live" gauges are removed (`mark_process_dead`). How each gauge
-combines over workers is in `gateway.metrics`.
+combines over workers is in `gateway.scrape`.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ import msgspec
 
 from adapters import CHANNELS
 from adapters.schema import Parsed, ParseError
-from router.inbound import InboundRouter, RouterUnavailable, Tally
+from router.inbound import InboundRouter
+from router.outcome import RouterUnavailable, Tally
 
 log = logging.getLogger("gateway.offload")
 

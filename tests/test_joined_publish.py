@@ -12,8 +12,10 @@ import pytest
 from redis.asyncio import Redis
 
 from adapters import whatsapp
-from gateway.app import directory_from, limits_from
-from router.inbound import Flight, InboundRouter, Tally
+from gateway.app import directory_from
+from router.inbound import InboundRouter
+from router.outcome import Tally
+from router.runner import Flight
 from router.scriptpipe import ScriptPipe
 from tests.conftest import NUMBER_A, change, envelope, make_settings, stream, text_message, wa_body
 
@@ -30,7 +32,7 @@ def _webhook(wamid: str, sender: str) -> bytes:
 async def router(redis: Redis, redis_url: str) -> AsyncIterator[InboundRouter]:
     settings = make_settings(redis_url)
     pipe = ScriptPipe(redis_url, 2.0)
-    yield InboundRouter(redis, directory_from(settings), limits_from(settings), pipe)
+    yield InboundRouter(redis, directory_from(settings), settings.router, settings.policy, pipe)
     await pipe.aclose()
 
 

@@ -8,14 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.metrics import LATENCY_BUCKETS, Metrics
-from router.inbound import Tally
+from router.outcome import Tally
 
 channels = st.sampled_from(["whatsapp", "telegram"])
 latencies = st.one_of(
     st.sampled_from(LATENCY_BUCKETS),  # exactly on a bound: counted in that bucket (le)
     st.floats(min_value=0, max_value=5, allow_nan=False),
 )
-kinds = st.tuples(st.sampled_from(["message", "status", "echo"]), st.sampled_from(["text", ""]))
+kinds = st.tuples(
+    st.sampled_from(["message", "status", "echo"]),
+    st.sampled_from(["text", "", None, "not_a_message_type"]),  # the router counts, unlabelled
+)
 steps = st.one_of(
     st.tuples(st.just("answered"), channels, st.sampled_from([200, 401, 404, 503])),
     st.tuples(st.just("timed"), channels, latencies, latencies),
@@ -68,3 +71,15 @@ def test_a_scrape_sees_every_webhook_answered_before_it() -> None:
     text = metrics.exposition().decode()  # counted once each, across scrapes
     assert 'gateway_http_requests_total{channel="whatsapp",code="200"} 4.0' in text
     assert 'gateway_events_total{channel="whatsapp",kind="message",type="text"} 6.0' in text
+
+
+def test_the_router_counts_and_the_gateway_makes_the_labels() -> None:
+    # A Tally keys events by their own `type`; only MESSAGE_TYPES become label values.
+    metrics = Metrics()
+    published = {("message", "text"): 1, ("status", None): 2, ("message", "x" * 300): 4}
+    metrics.tallied("whatsapp", Tally(published=published, duplicates={"status": 1}))
+    text = metrics.exposition().decode()
+    assert 'gateway_events_total{channel="whatsapp",kind="message",type="text"} 1.0' in text
+    assert 'gateway_events_total{channel="whatsapp",kind="status",type=""} 2.0' in text
+    assert 'gateway_events_total{channel="whatsapp",kind="message",type=""} 4.0' in text
+    assert 'gateway_duplicates_total{channel="whatsapp",kind="status"} 1.0' in text

@@ -1,0 +1,66 @@
+"""What publishing one webhook did: the `Report` (the events themselves) and its `Tally`
+(plain counts), and `RouterUnavailable` when Redis did not take them.
+
+The router counts; it does not name metric labels. A `Tally` keys events by their `kind` and
+their own `type` as the adapter set it; which of those become label values (closed sets,
+README "Metrics") is the gateway's decision (gateway/webhook_metrics.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.schema import AccountEvent, AnyEvent
+
+
+class RouterUnavailable(Exception):
+    """Redis did not take the events; nothing of this webhook was recorded."""
+
+
+KINDS: dict[type[Any], str] = {kind: str(kind.__struct_config__.tag) for kind in AnyEvent.__args__}
+"""Event class → its `kind`."""
+
+
+@dataclass
+class Tally:
+    """What one publish did, in counts: small enough to pass between processes."""
+
+    published: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    """(kind, the event's `type`, None for kinds without one) → events published."""
+    duplicates: dict[str, int] = field(default_factory=dict)
+    """kind → redeliveries not published again."""
+    accounts: list[AccountEvent] = field(default_factory=list)
+    """Account events published (they move per-number gauges)."""
+    deadletters: list[str] = field(default_factory=list)
+    """Reason of each dead letter written."""
+
+
+@dataclass
+class Report:
+    """What one publish did, event by event, for metrics and logs."""
+
+    published: list[AnyEvent] = field(default_factory=list)
+    duplicates: list[AnyEvent] = field(default_factory=list)
+    deadletters: list[str] = field(default_factory=list)
+
+    def tally(self) -> Tally:
+        return tally(self.published, self.duplicates, self.deadletters)
+
+
+def tally(
+    published_events: list[AnyEvent], duplicate_events: list[AnyEvent], deadletters: list[str]
+) -> Tally:
+    """The counts of one publish's events."""
+    published: dict[tuple[str, str | None], int] = {}
+    accounts: list[AccountEvent] = []
+    for event in published_events:
+        key = (KINDS[type(event)], getattr(event, "type", None))
+        published[key] = published.get(key, 0) + 1
+        if type(event) is AccountEvent:
+            accounts.append(event)
+    duplicates: dict[str, int] = {}
+    for event in duplicate_events:
+        kind = KINDS[type(event)]
+        duplicates[kind] = duplicates.get(kind, 0) + 1
+    return Tally(published, duplicates, accounts, deadletters)
