@@ -6,6 +6,26 @@ reaches channels only through it. `schema` holds what crosses between adapters a
 
 # Each package registers itself on import; a new channel adds its line here.
 from adapters import telegram, whatsapp
-from adapters.channel import CHANNELS, Channel, HttpRequest, Pace
+from adapters.channel import (
+    CHANNELS,
+    Answer,
+    Channel,
+    ChannelSettings,
+    HttpRequest,
+    Pace,
+    Receiver,
+    Webhook,
+)
 
-__all__ = ["CHANNELS", "Channel", "HttpRequest", "Pace", "telegram", "whatsapp"]
+__all__ = [
+    "CHANNELS",
+    "Answer",
+    "Channel",
+    "ChannelSettings",
+    "HttpRequest",
+    "Pace",
+    "Receiver",
+    "Webhook",
+    "telegram",
+    "whatsapp",
+]

@@ -8,9 +8,16 @@ never reach a log line.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any, Final, NamedTuple
 
 from adapters import countries
+
+SECTION_STRUCT: Final[dict[str, Any]] = {"frozen": True, "forbid_unknown_fields": True,
+                                         "kw_only": True}  # fmt: skip
+"""msgspec options of every config struct: immutable, and a misspelt key is an error."""
+_ASSISTANT: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 DEFAULT_MPS = 30.0
 """Sends per second of an account whose config gives none (a Telegram bot's limit)."""
@@ -42,3 +49,19 @@ def interval_us(mps: float, guard_ms: float) -> int:
     """Spacing between two sends so that no 1-second window (plus a guard against network
     jitter) ever holds more than `mps` of them."""
     return int((1_000_000 + guard_ms * 1000) / mps)
+
+
+class Secret(NamedTuple):
+    """A credential in a channel's config section, for the gateway's exposed-secret check."""
+
+    key: str
+    """Where it is, as config errors name it (`whatsapp.app_secret`)."""
+    value: str
+    authenticates: bool
+    """It authenticates webhooks, so it must be long (tokens are the platform's own)."""
+
+
+def check_assistant(name: str, where: str) -> None:
+    """ValueError naming `where` unless `name` is safe in a stream key."""
+    if not _ASSISTANT.fullmatch(name):
+        raise ValueError(f"{where}: use 1-64 characters of A-Z a-z 0-9 _ . - (it names streams)")

@@ -11,11 +11,18 @@
       .crosses_border       the cross-country rule, where the channel has one
       window, opt_out_ends_all, charges_inbound
                             the channel's conversation rules, as flags
+      .webhook              the receiving side: its webhook path (with or without an
+                            account key segment), its GET handshake, the headers it reads
+      .receiver             its config section (or None) -> Receiver: the webhook checks
+                            (`refuse` from the head, `verify` on the raw body, `handshake`)
+    ChannelSettings         what its config section gives the gateway: checks, secrets,
+                            accounts, account groups, api_base
     CHANNELS                name -> Channel; each package registers itself (`register`) when
                             `adapters` is imported
 
-The router looks a channel up by the name in an account or a conversation id, and never
-branches on the name itself: a new channel is a new package, and `router/` does not change.
+The router and the gateway look a channel up by the name in an account, a conversation id or
+a webhook path, and never branch on the name itself: a new channel is a new package (and its
+config section in `gateway.config`), and neither `router/` nor the rest of `gateway/` changes.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from adapters.account import Account
+from adapters.account import Account, Secret
 from adapters.schema import Command, Parsed, SendResult
 
 
@@ -44,9 +51,74 @@ class Pace(NamedTuple):
     tolerance_us: int = 0
 
 
+class Webhook(NamedTuple):
+    """Where and how a channel's provider delivers webhooks (POST `path`)."""
+
+    path: str
+    """`/webhooks/<name>`; with `keyed`, the part before the key segment."""
+    keyed: bool = False
+    """The path ends with one more segment naming the account (`/webhooks/telegram/{key}`),
+    handed to `Receiver.refuse`/`verify` and to `Channel.parse` as `key`/`path_key`."""
+    handshake: bool = False
+    """GET `path` is the provider's subscription handshake (`Receiver.handshake`)."""
+    headers: tuple[str, ...] = ()
+    """The request headers `refuse` and `verify` read, lower-case; only these reach them."""
+
+
+Answer = tuple[int, str]
+"""An HTTP status and its short plain-text body (no detail: that goes to logs)."""
+
+
+class Receiver(Protocol):
+    """A channel's webhook checks, bound to its config section once per process. Each
+    compares secrets in constant time; `headers` holds the `Webhook.headers` present."""
+
+    def refuse(self, key: str | None, headers: Mapping[str, str]) -> Answer | None:
+        """What the head alone refuses, before the body is read: 404 (channel not configured,
+        unknown account), 401 (credential missing or wrong; counted as a signature failure).
+        None: read the body."""
+        ...
+
+    def verify(self, key: str | None, headers: Mapping[str, str], body: bytes) -> bool:
+        """Whether the webhook is authentic, judged on the body's bytes as received (never
+        re-serialised). Complete on its own: it does not rely on `refuse` having run."""
+        ...
+
+    def handshake(self, query: Mapping[str, str]) -> Answer:
+        """The answer to GET `Webhook.path` with this query (channels with `handshake`)."""
+        ...
+
+
+class ChannelSettings(Protocol):
+    """A channel's config section (a frozen msgspec struct in its package): what the gateway
+    composes under the channel's name in `Settings`, and builds its accounts from."""
+
+    @property
+    def api_base(self) -> str:
+        """The provider API's base URL (`Channel.request` gets it, trailing `/` removed)."""
+        ...
+
+    def check(self) -> None:
+        """The rules a type cannot say; ValueError whose message starts with the key."""
+        ...
+
+    def secrets(self) -> list[Secret]:
+        """Every credential in the section, for the check against demo and short secrets."""
+        ...
+
+    def accounts(self) -> list[Account]:
+        """The section's accounts, in config order."""
+        ...
+
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """A parent account's id → its accounts' ids (WhatsApp: WABA → numbers); {} if none."""
+        ...
+
+
 @runtime_checkable
 class Channel(Protocol):
-    """A channel as the router sees it. Implementations are stateless and shared."""
+    """A channel as the router and the gateway see it. Implementations are stateless and
+    shared."""
 
     name: str
     """The channel's name in accounts, conversation ids, keys and metric labels."""
@@ -58,6 +130,13 @@ class Channel(Protocol):
     charges_inbound: bool
     """The provider counts the contact's messages against the account's throughput, so the
     inbound path takes a slot of the account's limiter for each."""
+    webhook: Webhook
+    """The route its webhooks come in by (unique among channels)."""
+
+    def receiver(self, settings: Any) -> Receiver:
+        """The webhook checks of this channel's config section (`ChannelSettings`), or of
+        None when the section is absent (which then refuses everything, 404)."""
+        ...
 
     def parse(self, body: bytes, path_key: str | None, received_at: int) -> Parsed:
         """One webhook body into events. `path_key`: the account named in the webhook's URL
@@ -110,5 +189,7 @@ def register(channel: Channel) -> Channel:
     """Add a channel to `CHANNELS` (once per name); returns it."""
     if channel.name in _REGISTRY:
         raise ValueError(f"channel {channel.name!r} is registered twice")
+    if any(other.webhook.path == channel.webhook.path for other in _REGISTRY.values()):
+        raise ValueError(f"webhook path {channel.webhook.path!r} is registered twice")
     _REGISTRY[channel.name] = channel
     return channel

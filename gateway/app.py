@@ -11,7 +11,6 @@ serve` does that (embedded Redis) before building the app, so tests can hand in 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -21,67 +20,46 @@ from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
+from adapters import CHANNELS
 from gateway import handlers
-from gateway.config import Settings
+from gateway.config import Settings, channel_sections
 from gateway.metrics import Metrics
 from gateway.redis_memory import MemoryWatch
 from gateway.state import MEMORY, OFFLOAD, OUTBOX, REDIS, ROUTER, SCRIPTS, STATE, State
 from router.accounts import Account, Directory
 from router.client import RedisClient, scripts_of
-from router.inbound import InboundRouter, Limits
+from router.inbound import InboundRouter
 from router.offload import Offload
-from router.outbound import OutboundSettings, Outbox
+from router.outbound import Outbox
 from router.scriptpipe import ScriptHost, ScriptPipe, supports
 
 log = logging.getLogger("gateway")
 
 
 def directory_from(settings: Settings) -> Directory:
+    """Every configured channel's accounts (and account groups: WhatsApp's WABAs)."""
     accounts: dict[tuple[str, str], Account] = {}
-    wabas: dict[str, tuple[str, ...]] = {}
-    for n in settings.whatsapp.numbers if settings.whatsapp else []:
-        accounts[("whatsapp", n.phone_number_id)] = Account(
-            "whatsapp",
-            n.phone_number_id,
-            n.assistant,
-            n.access_token,
-            n.enabled,
-            float(n.effective_mps),
-            n.display_phone_number,
-            n.mode,
-        )
-        if n.waba_id:
-            wabas[n.waba_id] = (*wabas.get(n.waba_id, ()), n.phone_number_id)
-    for bot in settings.telegram.bots if settings.telegram else []:
-        accounts[("telegram", bot.bot_id)] = Account(
-            "telegram", bot.bot_id, bot.assistant, bot.token, bot.enabled
-        )
-    return Directory(accounts, wabas)
-
-
-def limits_from(settings: Settings) -> Limits:
-    r = settings.router
-    return Limits(
-        dedup_ttl_seconds=r.dedup_ttl_seconds,
-        inbox_maxlen=r.inbox_maxlen,
-        history_maxlen=r.history_maxlen,
-        deadletter_maxlen=r.deadletter_maxlen,
-        contact_map_ttl_seconds=r.contact_map_ttl_seconds,
-        conversation_ttl_seconds=r.conversation_ttl_seconds,
-        publish_chunk_events=r.publish_chunk_events,
-        human_takeover_seconds=settings.policy.human_takeover_seconds,
-        limiter_guard_ms=settings.policy.limiter_guard_ms,
-    )
+    groups: dict[str, tuple[str, ...]] = {}
+    for section in channel_sections(settings).values():
+        if section is None:
+            continue
+        accounts.update({(a.channel, a.account_id): a for a in section.accounts()})
+        groups.update(section.groups())
+    return Directory(accounts, groups)
 
 
 def create_app(
     settings: Settings, redis_url: str, metrics: Metrics | None = None, *, restarted: bool = False
 ) -> web.Application:
     app = web.Application(client_max_size=settings.server.max_body_bytes + 1)
-    bots = {bot.bot_id: bot for bot in settings.telegram.bots} if settings.telegram else {}
-    secret = settings.whatsapp.app_secret.encode() if settings.whatsapp else b""
+    # Every registered channel's checks, each bound to its section (None: not configured,
+    # and its webhooks are refused 404), so the handlers hold no per-channel state.
+    receivers = {
+        name: CHANNELS[name].receiver(section)
+        for name, section in channel_sections(settings).items()
+    }
     directory = directory_from(settings)
-    app[STATE] = State(settings, metrics or Metrics(), secret, bots, directory, restarted=restarted)
+    app[STATE] = State(settings, metrics or Metrics(), receivers, directory, restarted=restarted)
     app.cleanup_ctx.append(_redis_ctx(redis_url))
     app.cleanup_ctx.append(_outbox_ctx)
     handlers.add_routes(app)
@@ -126,7 +104,7 @@ async def offload_router(settings: Settings, url: str) -> InboundRouter:
     """The inbound router of the large-webhook child process (router/offload.py)."""
     redis = _redis_client(settings, url)
     host = _script_host(settings, url, redis)
-    return InboundRouter(redis, directory_from(settings), limits_from(settings), host)
+    return InboundRouter(redis, directory_from(settings), settings.router, settings.policy, host)
 
 
 def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
@@ -135,7 +113,9 @@ def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
         redis = _redis_client(settings, url)
         app[REDIS] = redis
         app[SCRIPTS] = host = _script_host(settings, url, redis)
-        app[ROUTER] = InboundRouter(redis, app[STATE].directory, limits_from(settings), host)
+        app[ROUTER] = InboundRouter(
+            redis, app[STATE].directory, settings.router, settings.policy, host
+        )
         app[OFFLOAD] = offload = Offload(functools.partial(offload_router, settings, url))
         app[MEMORY] = memory = MemoryWatch(
             redis, settings.redis.memory_warn_ratio, app[STATE].metrics.redis_memory
@@ -150,39 +130,11 @@ def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
     return ctx
 
 
-def outbound_from(settings: Settings) -> OutboundSettings:
-    out, retry, policy, r = (
-        settings.outbound,
-        settings.outbound.retry,
-        settings.policy,
-        settings.router,
-    )
-    return OutboundSettings(
-        concurrency=out.concurrency,
-        claim_idle_ms=int(out.claim_idle_seconds * 1000),
-        dead_consumer_ms=int(out.dead_consumer_seconds * 1000),
-        max_deliveries=out.max_deliveries,
-        request_timeout_s=out.request_timeout_seconds,
-        max_attempts=retry.max_attempts,
-        backoff_base_s=retry.base_seconds,
-        backoff_max_s=retry.max_seconds,
-        backoff_jitter=retry.jitter,
-        pair_backoff_base_s=retry.pair_base_seconds,
-        send_wait_max_s=policy.send_wait_max_seconds,
-        country_block_s=policy.country_block_seconds,
-        dedup_ttl_s=r.dedup_ttl_seconds,
-        inbox_maxlen=r.inbox_maxlen,
-        deadletter_maxlen=r.deadletter_maxlen,
-        conversation_ttl_s=r.conversation_ttl_seconds,
-        guard_ms=policy.limiter_guard_ms,
-        trim_interval_s=out.trim_interval_seconds,
-    )
-
-
 def api_bases(settings: Settings) -> dict[str, str]:
+    """Channel name → its provider's base URL ("" for a channel not configured)."""
     return {
-        "whatsapp": settings.whatsapp.api_base.rstrip("/") if settings.whatsapp else "",
-        "telegram": settings.telegram.api_base.rstrip("/") if settings.telegram else "",
+        name: section.api_base.rstrip("/") if section is not None else ""
+        for name, section in channel_sections(settings).items()
     }
 
 
@@ -203,9 +155,10 @@ async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
             session,
             directory,
             api_bases(settings),
-            dataclasses.replace(outbound_from(settings), forget_halts=not state.restarted),
+            (settings.outbound, settings.policy, settings.router),
             state.metrics,
             app[SCRIPTS],
+            forget_halts=not state.restarted,
         )
         app[OUTBOX] = outbox
         task: asyncio.Task[None] | None = None

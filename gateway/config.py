@@ -5,8 +5,13 @@ Loading is three steps, each failing with a `ConfigError` that names the key:
    below it, an optional env file); an unset variable is an error naming it and the key.
 2. The tree is converted into `Settings` with msgspec: unknown keys are errors, numbers and
    booleans written as strings (as `${PORT}` gives) are parsed, ranges are checked.
-3. Cross-field checks: secrets of enabled channels, duplicate ids, E.164 numbers,
-   coexistence countries, assistant names safe for stream keys, a cluster's URL.
+3. Cross-field checks: each channel's section checks itself (`ChannelSettings.check`: its
+   secrets, duplicate ids, E.164 numbers, assistant names safe for stream keys...), then
+   the rules across sections (at least one channel, demo or short secrets on a public
+   listener, a cluster's URL).
+
+The channels' sections are their packages' structs (`adapters/<name>/_config.py`), composed
+here under the channel's name: the one place gateway/ lists the channels.
 
 Nothing else in the project reads the environment.
 """
@@ -18,12 +23,16 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import msgspec
 import yaml
 
+from adapters import CHANNELS, ChannelSettings
+from adapters.account import Secret
+from adapters.telegram import TelegramSettings
+from adapters.whatsapp import WhatsAppSettings
 from router.settings import (
     OutboundSettings,
     PolicySettings,
@@ -100,64 +109,27 @@ class RedisSettings(msgspec.Struct, **_STRUCT):
     (it stays ready: only a report)."""
 
 
-class WhatsAppNumber(msgspec.Struct, **_STRUCT):
-    phone_number_id: str
-    display_phone_number: str
-    assistant: str
-    access_token: str = ""
-    waba_id: str | None = None
-    mode: Literal["coexistence", "cloud_api"] = "cloud_api"
-    mps: Annotated[int, msgspec.Meta(ge=1, le=10000)] | None = None
-    enabled: bool = True
-
-    @property
-    def effective_mps(self) -> int:
-        if self.mps is not None:
-            return self.mps
-        return 20 if self.mode == "coexistence" else 80
-
-
-class WhatsAppSettings(msgspec.Struct, **_STRUCT):
-    app_secret: str
-    verify_token: str
-    api_base: str = "https://graph.facebook.com/v21.0"
-    numbers: list[WhatsAppNumber] = msgspec.field(default_factory=list)
-
-
-class TelegramBot(msgspec.Struct, **_STRUCT):
-    token: str
-    secret_token: str
-    assistant: str
-    enabled: bool = True
-
-    @property
-    def bot_id(self) -> str:
-        return bot_id_from_token(self.token)
-
-
-class TelegramSettings(msgspec.Struct, **_STRUCT):
-    api_base: str = "https://api.telegram.org"
-    bots: list[TelegramBot] = msgspec.field(default_factory=list)
-
-
 class Settings(msgspec.Struct, **_STRUCT):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     router: RouterSettings = msgspec.field(default_factory=RouterSettings)
     policy: PolicySettings = msgspec.field(default_factory=PolicySettings)
     outbound: OutboundSettings = msgspec.field(default_factory=OutboundSettings)
+    # The channels' sections, each its package's struct, under the channel's name (a field
+    # per channel: the one place gateway/ lists them; `channel_sections` reads them by name).
     whatsapp: WhatsAppSettings | None = None
     telegram: TelegramSettings | None = None
 
 
+def channel_sections(settings: Settings) -> dict[str, ChannelSettings | None]:
+    """Every registered channel's config section by name, None where it is absent, in the
+    order `Settings` lists them. A channel `Settings` does not list has no section (None)."""
+    fields = [name for name in settings.__struct_fields__ if name in CHANNELS]
+    fields += [name for name in CHANNELS if name not in fields]
+    return {name: getattr(settings, name, None) for name in fields}
+
+
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_ASSISTANT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_DIGITS = re.compile(r"[0-9]{1,32}")
-_E164 = re.compile(r"\+?[1-9][0-9]{6,14}")
-"""E.164; the `+` may be left out, as Meta's own webhooks write it."""
-_TG_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
-_TG_TOKEN = re.compile(r"([0-9]+):(.+)", re.DOTALL)
-COEXISTENCE_BLOCKED_CODES = {"234": "Nigeria", "27": "South Africa"}
 DEMO_VALUES = frozenset(
     {
         "demo-app-secret-change-me",
@@ -172,15 +144,6 @@ who read the README, so refused on a listener other than loopback."""
 MIN_SECRET_CHARS = 16
 LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
 MIN_EMBEDDED_MAXMEMORY = 1024 * 1024
-
-
-def bot_id_from_token(token: str) -> str:
-    """The bot id of a `<digits>:<secret>` token, e.g. "7000000001"; ValueError otherwise.
-    The message never quotes the token: its secret half must not reach logs."""
-    match = _TG_TOKEN.fullmatch(token)
-    if match is None:
-        raise ValueError("Telegram bot token must look like '<bot id digits>:<secret>'")
-    return match.group(1)
 
 
 def memory_limit(spec: int | str) -> int:
@@ -291,10 +254,7 @@ def with_workers(settings: Settings, workers: int) -> Settings:
 
 def check(settings: Settings) -> None:
     """Cross-field rules that a type cannot say."""
-    if settings.whatsapp is None and settings.telegram is None:
-        raise ConfigError("whatsapp, telegram: configure at least one channel")
-    if settings.whatsapp is not None:
-        _check_whatsapp(settings.whatsapp)
+    _check_channels(settings)
     if settings.server.workers > 1 and settings.server.port == 0:
         raise ConfigError(
             "server.port: 0 (any free port) cannot be shared by several workers; "
@@ -306,8 +266,6 @@ def check(settings: Settings) -> None:
             "outbound.claim_idle_seconds: must exceed twice outbound.request_timeout_seconds, "
             "or live workers' sends would be taken over"
         )
-    if settings.telegram is not None:
-        _check_telegram(settings.telegram)
     if settings.redis.cluster:
         _check_cluster(settings.redis)
     _check_embedded(settings.redis)
@@ -315,36 +273,17 @@ def check(settings: Settings) -> None:
     _check_exposed_secrets(settings)
 
 
-def _check_whatsapp(wa: WhatsAppSettings) -> None:
-    if not wa.app_secret:
-        raise ConfigError("whatsapp.app_secret: required (signatures are never switched off)")
-    if not wa.verify_token:
-        raise ConfigError("whatsapp.verify_token: required")
-    seen: set[str] = set()
-    for i, number in enumerate(wa.numbers):
-        where = f"whatsapp.numbers[{i}]"
-        _check_number(number, where)
-        if number.phone_number_id in seen:
-            raise ConfigError(f"{where}.phone_number_id: {number.phone_number_id} is listed twice")
-        seen.add(number.phone_number_id)
-
-
-def _check_number(number: WhatsAppNumber, where: str) -> None:
-    if not _DIGITS.fullmatch(number.phone_number_id):
-        raise ConfigError(f"{where}.phone_number_id: must be the numeric id Meta assigned")
-    if not _E164.fullmatch(number.display_phone_number):
-        raise ConfigError(f"{where}.display_phone_number: must be E.164, like +15551234567")
-    if number.waba_id is not None and not _DIGITS.fullmatch(number.waba_id):
-        raise ConfigError(f"{where}.waba_id: must be the numeric WABA id")
-    _check_assistant(number.assistant, f"{where}.assistant")
-    if number.mode == "coexistence":
-        digits = number.display_phone_number.lstrip("+")
-        for code, country in COEXISTENCE_BLOCKED_CODES.items():
-            if digits.startswith(code):
-                raise ConfigError(
-                    f"{where}.mode: {number.display_phone_number} is a {country} (+{code}) number,"
-                    " and WhatsApp coexistence is not available there; use mode: cloud_api"
-                )
+def _check_channels(settings: Settings) -> None:
+    sections = channel_sections(settings)
+    if all(section is None for section in sections.values()):
+        raise ConfigError(f"{', '.join(sections)}: configure at least one channel")
+    for section in sections.values():
+        if section is None:
+            continue
+        try:
+            section.check()
+        except ValueError as exc:  # the section's own message, which names the key
+            raise ConfigError(str(exc)) from None
 
 
 def _check_cluster(redis: RedisSettings) -> None:
@@ -358,29 +297,6 @@ def _check_cluster(redis: RedisSettings) -> None:
         raise ConfigError("redis.url: a cluster is reached over TCP: redis:// or rediss://")
     if url.path.strip("/") not in ("", "0"):
         raise ConfigError("redis.url: a cluster has only database 0")
-
-
-def _check_telegram(tg: TelegramSettings) -> None:
-    seen: set[str] = set()
-    for i, bot in enumerate(tg.bots):
-        where = f"telegram.bots[{i}]"
-        try:
-            bot_id = bot.bot_id
-        except ValueError as exc:
-            raise ConfigError(f"{where}.token: {exc}") from None
-        if not _TG_SECRET.fullmatch(bot.secret_token):
-            raise ConfigError(
-                f"{where}.secret_token: required, 1-256 characters of A-Z a-z 0-9 _ -"
-            )
-        _check_assistant(bot.assistant, f"{where}.assistant")
-        if bot_id in seen:
-            raise ConfigError(f"{where}.token: bot {bot_id} is listed twice")
-        seen.add(bot_id)
-
-
-def _check_assistant(name: str, where: str) -> None:
-    if not _ASSISTANT.fullmatch(name):
-        raise ConfigError(f"{where}: use 1-64 characters of A-Z a-z 0-9 _ . - (it names streams)")
 
 
 def _check_embedded(redis: RedisSettings) -> None:
@@ -432,17 +348,11 @@ def _check_exposed_secrets(settings: Settings) -> None:
             )
 
 
-def _secrets(settings: Settings) -> list[tuple[str, str, bool]]:
-    """(key, value, whether its length is checked) of every credential in the config. The
-    length rule is for the secrets that authenticate webhooks; tokens are the platforms'."""
-    found: list[tuple[str, str, bool]] = []
-    if settings.whatsapp is not None:
-        wa = settings.whatsapp
-        found += [("whatsapp.app_secret", wa.app_secret, True)]
-        found += [("whatsapp.verify_token", wa.verify_token, True)]
-        for i, number in enumerate(wa.numbers):
-            found += [(f"whatsapp.numbers[{i}].access_token", number.access_token, False)]
-    for i, bot in enumerate(settings.telegram.bots if settings.telegram else []):
-        found += [(f"telegram.bots[{i}].token", bot.token, False)]
-        found += [(f"telegram.bots[{i}].secret_token", bot.secret_token, True)]
-    return found
+def _secrets(settings: Settings) -> list[Secret]:
+    """Every credential in the config, channel by channel."""
+    return [
+        secret
+        for section in channel_sections(settings).values()
+        if section is not None
+        for secret in section.secrets()
+    ]

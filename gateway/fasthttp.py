@@ -1,11 +1,13 @@
-"""The fast path: the two webhook POST routes answered without aiohttp's per-request machinery.
+"""The fast path: the webhook POST routes answered without aiohttp's per-request machinery.
 
 aiohttp costs about 40 µs of CPU per request here, as much as everything else the gateway does
 for a webhook (benchmarks/README.md). Webhook deliveries are the one request that matters for
-throughput, and they are plain: `POST /webhooks/whatsapp` or `/webhooks/telegram/{bot_id}`,
+throughput, and they are plain: `POST` to a registered channel's webhook path
+(`adapters.CHANNELS`, `Channel.webhook`: `/webhooks/whatsapp`, `/webhooks/telegram/{key}`),
 HTTP/1.1, a Content-Length body, keep-alive. `FastProtocol` serves exactly those on a
-connection itself: llhttp (httptools) checks the request head, the body is sliced from the
-buffer, and the same `handlers.start_whatsapp` / `start_telegram` as the aiohttp routes
+connection itself: llhttp (httptools) checks the request head, the path is matched by one
+dict lookup (exact paths, then the prefix of keyed ones), the body is sliced from the
+buffer, and the same `handlers.refusal` / `handlers.start` as the aiohttp route check,
 verify, parse and publish it. The usual webhook needs one script call, sent while the body is
 handled; a callback on its reply writes the answer, so no task or coroutine is made per
 request (about 6 µs of CPU a webhook, benchmarks/README.md).
@@ -44,24 +46,15 @@ import math
 import socket
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import httptools
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from adapters import CHANNELS, Answer, Receiver
 from gateway.accesslog import RedactedAccessLogger, redact_target
-from gateway.handlers import (
-    SIGNATURE_HEADER,
-    TELEGRAM_SECRET_HEADER,
-    Answer,
-    Pending,
-    Started,
-    start_telegram,
-    start_whatsapp,
-    telegram_refusal,
-    whatsapp_refusal,
-)
+from gateway.handlers import Pending, Started, refused, start
 from gateway.state import STATE
 
 log = logging.getLogger("gateway.http")
@@ -84,13 +77,9 @@ _IDLE, _HEAD, _BODY = 0, 1, 2
 """What a connection that is not busy waits for: its next request, the rest of a head, the
 rest of a body."""
 
-_WHATSAPP = b"/webhooks/whatsapp"
-_TELEGRAM = b"/webhooks/telegram/"
-_SIGNATURE = SIGNATURE_HEADER.lower().encode()
-_SECRET = TELEGRAM_SECRET_HEADER.lower().encode()
-_WANTED = frozenset(
-    {b"content-length", b"transfer-encoding", b"expect", b"upgrade", _SIGNATURE, _SECRET}
-)
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"expect", b"upgrade"})
+"""The headers the fast path reads to decide whether a request is plain; the channels'
+own (`Webhook.headers`) join them per server."""
 _REASONS = {200: b"OK", 401: b"Unauthorized", 404: b"Not Found", 500: b"Internal Server Error",
             503: b"Service Unavailable"}  # fmt: skip
 _OWS = b" \t"
@@ -107,12 +96,23 @@ Route = Callable[[bytes], Started]
 """A webhook route bound to its request's headers: body → the webhook, started."""
 
 
+class _Hook(NamedTuple):
+    """One channel's webhook as the fast path matches it."""
+
+    channel: str
+    headers: tuple[tuple[bytes, str], ...]
+    """Its `Webhook.headers`: (as llhttp gives the name, as the receiver reads it)."""
+    receiver: Receiver
+    """Its checks (`State.receivers`), bound here to save the lookups per request."""
+
+
 class _Head:
     """llhttp's callbacks for one request head: the URL and the headers the fast path reads."""
 
-    __slots__ = ("complete", "headers", "url")
+    __slots__ = ("complete", "headers", "url", "wanted")
 
-    def __init__(self) -> None:
+    def __init__(self, wanted: frozenset[bytes]) -> None:
+        self.wanted = wanted
         self.url = b""
         self.headers: dict[bytes, bytes] = {}
         self.complete = False
@@ -122,7 +122,7 @@ class _Head:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        if name in _WANTED:
+        if name in self.wanted:
             if name in self.headers:  # a second Content-Length, signature...: aiohttp's
                 self.complete = False
                 raise _NotPlain
@@ -162,6 +162,18 @@ class FastServer:
         self.keepalive = srv.keepalive_timeout_seconds
         self.max_connections = srv.max_connections
         self.max_buffered = srv.max_buffered_bytes
+        self.exact: dict[bytes, _Hook] = {}
+        """Webhook path → its channel, for channels whose path names no account."""
+        self.keyed: dict[bytes, _Hook] = {}
+        """The path without its last segment → its channel, for keyed paths."""
+        wanted = set(_FRAMING)
+        for channel in CHANNELS.values():  # read once: channels register at import
+            hook = channel.webhook
+            table = self.keyed if hook.keyed else self.exact
+            receiver = self.state.receivers[channel.name]
+            table[hook.path.encode()] = _Hook(channel.name, _names(hook.headers), receiver)
+            wanted.update(name.encode() for name in hook.headers)
+        self.wanted = frozenset(wanted)
         self.access_log = access_log
         self.connections: set[FastProtocol] = set()
         self.relays: set[_Relay] = set()
@@ -253,7 +265,7 @@ class FastProtocol(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._buf = bytearray()
-        self._head = _Head()
+        self._head = _Head(server.wanted)
         self._parser = httptools.HttpRequestParser(self._head)
         self._need = 0
         """Bytes of the buffer the head in `_pending` and its body take (0: no head yet)."""
@@ -554,28 +566,32 @@ class FastProtocol(asyncio.Protocol):
             or b"upgrade" in headers
         ):
             raise _NotPlain
+        server = self._server
         path = parsed.url.split(b"?", 1)[0]
-        app = self._server.app
-        route: Route | Answer | None
-        if path == _WHATSAPP:
-            sig = _text(headers.get(_SIGNATURE))
-            route = whatsapp_refusal(self._server.state, sig)
-            if route is None:
-
-                def route(body: bytes) -> Started:
-                    return start_whatsapp(app, sig, body)
-
-        elif path.startswith(_TELEGRAM) and _plain_segment(bot := path[len(_TELEGRAM) :]):
-            secret = _text(headers.get(_SECRET))
-            bot_id = bot.decode("ascii")
-            route = telegram_refusal(self._server.state, bot_id, secret)
-            if route is None:
-
-                def route(body: bytes) -> Started:
-                    return start_telegram(app, bot_id, secret, body)
-
+        key: str | None = None
+        hook = server.exact.get(path)
+        if hook is None:  # a keyed path: one more segment, which aiohttp's {key} matches
+            prefix, _, segment = path.rpartition(b"/")
+            hook = server.keyed.get(prefix)
+            if hook is None or not _plain_segment(segment):
+                raise _NotPlain
+            key = segment.decode("ascii")
+        channel = hook.channel
+        given: dict[str, str] = {}
+        for raw, name in hook.headers:  # a loop: a comprehension costs a call more
+            value = headers.get(raw)
+            if value is not None:
+                given[name] = _text(value)
+        refusal = hook.receiver.refuse(key, given)
+        route: Route | Answer
+        if refusal is not None:
+            route = refused(server.state, channel, refusal)
         else:
-            raise _NotPlain
+            app = server.app
+
+            def route(body: bytes) -> Started:
+                return start(app, channel, key, given, body)
+
         return route, parser.should_keep_alive(), parsed.url
 
     def _handoff(self) -> None:
@@ -779,13 +795,17 @@ class _ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         )  # fmt: skip
 
 
-def _text(value: bytes | None) -> str | None:
+def _text(value: bytes) -> str:
     """A header value as aiohttp gives it to a handler."""
-    return value.decode("utf-8", "surrogateescape") if value is not None else None
+    return value.decode("utf-8", "surrogateescape")
+
+
+def _names(headers: tuple[str, ...]) -> tuple[tuple[bytes, str], ...]:
+    return tuple((name.encode(), name) for name in headers)
 
 
 def _plain_segment(segment: bytes) -> bool:
-    """A bot id aiohttp's `{bot_id}` would match unchanged: one segment, nothing escaped."""
+    """An account key aiohttp's `{key}` would match unchanged: one segment, nothing escaped."""
     return bool(segment) and b"/" not in segment and b"%" not in segment and segment.isascii()
 
 

@@ -1,6 +1,8 @@
 """HTTP endpoints of CONTRACT.md §1.
 
-Every webhook handler follows the same order: size limit, signature on the raw bytes, parse,
+One webhook handler serves every registered channel (`adapters.CHANNELS`), driven by the
+channel's `Webhook` (path, handshake, headers) and its `Receiver` (the checks, bound to its
+config section): size limit, what the head refuses, authenticity on the raw bytes, parse,
 publish, answer. 200 is sent only once every event of the body is in its stream; a body we
 cannot understand under a valid signature is dead-lettered and still answered 200, so the
 platform stops retrying; a Redis failure is answered 503, so it retries. Error answers carry
@@ -11,15 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from aiohttp import web
 
-from adapters import telegram, whatsapp
+from adapters import CHANNELS, Answer
 from adapters.schema import ParseError
 from gateway.state import MEMORY, OFFLOAD, OUTBOX, REDIS, ROUTER, STATE, State
 from router.client import REDIS_ERRORS
@@ -28,14 +29,19 @@ from router.offload import Malformed, parse_webhook
 
 log = logging.getLogger("gateway.http")
 
-SIGNATURE_HEADER = "X-Hub-Signature-256"
-TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
+# `Answer` (status, plain text) is the same for the aiohttp routes and the fast path
+# (gateway/fasthttp.py), which both call the functions below.
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/webhooks/whatsapp", whatsapp_verify)
-    app.router.add_post("/webhooks/whatsapp", whatsapp_post)
-    app.router.add_post("/webhooks/telegram/{bot_id}", telegram_post)
+    """Every registered channel's webhook route (and its GET handshake), then the probes."""
+    for channel in CHANNELS.values():
+        hook = channel.webhook
+        path = f"{hook.path}/{{key}}" if hook.keyed else hook.path
+        if hook.handshake:
+            app.router.add_get(path, _handshake_route(channel.name))
+        app.router.add_post(path, _webhook_route(channel.name, hook.headers))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if app[STATE].settings.server.admin_port is None:  # else only on the admin port (admin.py)
@@ -46,72 +52,41 @@ def _plain(status: int, text: str) -> web.Response:
     return web.Response(status=status, text=text)
 
 
-async def whatsapp_verify(request: web.Request) -> web.Response:
-    """Meta's subscription handshake (PLATFORM §1.1): echo `hub.challenge` for our token."""
-    wa = request.app[STATE].settings.whatsapp
-    if wa is None:
-        return _plain(404, "whatsapp is not configured")
-    query = request.query
-    token = query.get("hub.verify_token", "")
-    if query.get("hub.mode") != "subscribe" or not hmac.compare_digest(
-        token.encode(), wa.verify_token.encode()
-    ):
-        return _plain(403, "verification failed")
-    return _plain(200, query.get("hub.challenge", ""))
+def _handshake_route(channel: str) -> Handler:
+    async def handshake(request: web.Request) -> web.Response:
+        """The provider's subscription handshake (Meta's `hub.challenge`)."""
+        return _plain(*request.app[STATE].receivers[channel].handshake(request.query))
+
+    return handshake
 
 
-async def whatsapp_post(request: web.Request) -> web.Response:
+def _webhook_route(channel: str, wanted: tuple[str, ...]) -> Handler:
+    async def webhook(request: web.Request) -> web.Response:
+        return await webhook_post(request, channel, wanted)
+
+    return webhook
+
+
+async def webhook_post(request: web.Request, channel: str, wanted: tuple[str, ...]) -> web.Response:
+    """One webhook POST: 413 on a declared size over the limit, then what the head alone
+    refuses (before the body is read: aiohttp then discards it, lingering), then the body."""
     state = request.app[STATE]
-    if _declared_too_large(request, state):
-        return _plain(*_counted(state, "whatsapp", 413, "body too large"))
-    signature = request.headers.get(SIGNATURE_HEADER)
-    refused = whatsapp_refusal(state, signature)
-    if refused is not None:  # before the body is read: aiohttp discards it (lingering)
-        return _plain(*refused)
-    body = await _read_body(request, state)
-    if body is None:
-        return _plain(*_counted(state, "whatsapp", 413, "body too large"))
-    return _plain(*await settle(start_whatsapp(request.app, signature, body)))
-
-
-async def telegram_post(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    bot_id = request.match_info["bot_id"]
-    if _declared_too_large(request, state):
-        return _plain(*_counted(state, "telegram", 413, "body too large"))
-    secret = request.headers.get(TELEGRAM_SECRET_HEADER)
-    refused = telegram_refusal(state, bot_id, secret)
+    length = request.content_length
+    # The one Content-Length check of this path: a body over the limit is answered 413
+    # first, signed or not, as CONTRACT §1 says; one that grows past it while read
+    # (chunked) is refused by aiohttp's client_max_size (gateway.app).
+    if length is not None and length > state.settings.server.max_body_bytes:
+        return _plain(*_counted(state, channel, 413, "body too large"))
+    key = request.match_info.get("key")
+    headers = {name: value for name in wanted if (value := request.headers.get(name)) is not None}
+    refused = refusal(state, channel, key, headers)
     if refused is not None:
         return _plain(*refused)
-    body = await _read_body(request, state)
-    if body is None:
-        return _plain(*_counted(state, "telegram", 413, "body too large"))
-    return _plain(*await settle(start_telegram(request.app, bot_id, secret, body)))
-
-
-def _declared_too_large(request: web.Request, state: State) -> bool:
-    """A Content-Length over the limit is answered 413 first, signed or not: the size is
-    known from the head, and it is the answer the platforms (and CONTRACT §1) expect."""
-    length = request.content_length
-    return length is not None and length > state.settings.server.max_body_bytes
-
-
-async def _read_body(request: web.Request, state: State) -> bytes | None:
-    """The raw body, or None if it is too large (answer 413): refused on Content-Length
-    before reading, and while reading (chunked bodies) as soon as it passes the limit, never
-    buffered whole."""
-    limit = state.settings.server.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        return None
     try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return None
-
-
-Answer = tuple[int, str]
-"""Status and plain-text body of a webhook answer: the same for the aiohttp routes and the
-fast path (gateway/fasthttp.py), which both call the functions below."""
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:  # never buffered whole
+        return _plain(*_counted(state, channel, 413, "body too large"))
+    return _plain(*await settle(start(request.app, channel, key, headers, body)))
 
 
 class Pending:
@@ -144,25 +119,20 @@ Started = Answer | Pending | Coroutine[Any, Any, Answer]
 the coroutine that finishes it (offloaded, malformed, or needing more than one call)."""
 
 
-def start_whatsapp(app: web.Application, signature: str | None, body: bytes) -> Started:
-    """Everything after the body is read: signature, parse, publish, metrics, the answer."""
+def start(
+    app: web.Application,
+    channel: str,
+    key: str | None,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> Started:
+    """Everything after the body is read: authenticity, parse, publish, metrics, the answer.
+    `key`: the account segment of the webhook's path; `headers`: those the channel reads."""
     state = app[STATE]
-    refused = whatsapp_refusal(state, signature)
-    if refused is not None:
-        return refused
-    if not whatsapp.verify_signature(body, signature, state.app_secret):
-        state.metrics.signature_failures.labels("whatsapp").inc()
-        return _counted(state, "whatsapp", 401, "bad signature")
-    return _start(app, "whatsapp", body, int(time.time()))
-
-
-def start_telegram(app: web.Application, bot_id: str, secret: str | None, body: bytes) -> Started:
-    """The same for one bot's update; `secret` is its X-Telegram-Bot-Api-Secret-Token."""
-    state = app[STATE]
-    refused = telegram_refusal(state, bot_id, secret)
-    if refused is not None:
-        return refused
-    return _start(app, "telegram", body, int(time.time()), bot_id)
+    if not state.receivers[channel].verify(key, headers, body):
+        state.metrics.signature_failures.labels(channel).inc()
+        return _counted(state, channel, 401, "bad signature")
+    return _start(app, channel, body, int(time.time()), key)
 
 
 async def settle(started: Started) -> Answer:
@@ -176,40 +146,34 @@ async def settle(started: Started) -> Answer:
     return await started
 
 
-def whatsapp_refusal(state: State, signature: str | None) -> Answer | None:
-    """What can be refused from the head alone, before an unauthenticated body is read:
-    404 when WhatsApp is not configured, 401 (counted) when the signature header is missing
-    or not `sha256=...` (verify_signature would refuse it too), else None."""
-    if state.settings.whatsapp is None:
-        return _counted(state, "whatsapp", 404, "whatsapp is not configured")
-    if not signature or not signature.startswith("sha256="):
-        state.metrics.signature_failures.labels("whatsapp").inc()
-        return _counted(state, "whatsapp", 401, "bad signature")
-    return None
+def refusal(
+    state: State, channel: str, key: str | None, headers: Mapping[str, str]
+) -> Answer | None:
+    """What the channel refuses from the head alone (`Receiver.refuse`), counted; a 401 is
+    also a signature failure. None: read the body."""
+    answer = state.receivers[channel].refuse(key, headers)
+    return refused(state, channel, answer) if answer is not None else None
 
 
-def telegram_refusal(state: State, bot_id: str, secret: str | None) -> Answer | None:
-    """404 for a bot we do not serve, 401 for a wrong secret token (counted), else None."""
-    bot = state.bots.get(bot_id)
-    if bot is None:
-        return _counted(state, "telegram", 404, "unknown bot")
-    if not telegram.verify_secret(secret, bot.secret_token):
-        state.metrics.signature_failures.labels("telegram").inc()
-        return _counted(state, "telegram", 401, "bad secret token")
-    return None
+def refused(state: State, channel: str, answer: Answer) -> Answer:
+    """A refusal from the head, counted (a 401 also as a signature failure)."""
+    status, text = answer
+    if status == 401:
+        state.metrics.signature_failures.labels(channel).inc()
+    return _counted(state, channel, status, text)
 
 
 def _start(
-    app: web.Application, channel: str, body: bytes, received_at: int, bot_id: str | None = None
+    app: web.Application, channel: str, body: bytes, received_at: int, key: str | None
 ) -> Started:
     state = app[STATE]
     started = time.perf_counter()
     if len(body) > state.settings.server.offload_bytes:
         # A multi-megabyte body (history sync) is decoded and published by a child process,
         # so live webhooks keep this event loop (router/offload.py).
-        return _offloaded(app, channel, body, received_at, bot_id, started)
+        return _offloaded(app, channel, body, received_at, key, started)
     try:
-        parsed = parse_webhook(channel, body, received_at, bot_id)
+        parsed = parse_webhook(channel, body, received_at, key)
     except ParseError as exc:
         return _malformed(app, channel, body, received_at, str(exc))
     publish_started = time.perf_counter()
@@ -238,12 +202,12 @@ async def _offloaded(
     channel: str,
     body: bytes,
     received_at: int,
-    bot_id: str | None,
+    key: str | None,
     started: float,
 ) -> Answer:
     state = app[STATE]
     try:
-        outcome = await app[OFFLOAD].publish(channel, body, received_at, bot_id)
+        outcome = await app[OFFLOAD].publish(channel, body, received_at, key)
     except RouterUnavailable as exc:
         return _unavailable(state, channel, exc)
     if isinstance(outcome, Malformed):

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.config import Settings, TelegramBot
+from adapters import Receiver
+from gateway.config import Settings
 from gateway.metrics import Metrics
 from gateway.redis_memory import MemoryWatch
 from router.accounts import Directory
@@ -29,8 +30,8 @@ class State:
 
     settings: Settings
     metrics: Metrics
-    app_secret: bytes
-    bots: dict[str, TelegramBot]
+    receivers: dict[str, Receiver]
+    """Channel name → its webhook checks, bound to its config section (`Channel.receiver`)."""
     directory: Directory
     draining: bool = False
     restarted: bool = False

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from adapters import CHANNELS
+from adapters.telegram import bot_id_from_token
 from gateway.config import (
     DEMO_VALUES,
     ConfigError,
-    bot_id_from_token,
+    channel_sections,
     loads,
     read_env_file,
     with_workers,
@@ -298,3 +300,14 @@ def test_bot_id_from_bad_token(token: str) -> None:
     with pytest.raises(ValueError, match="bot token") as info:
         bot_id_from_token(token)
     assert "AAH" not in str(info.value)  # the secret half never reaches logs
+
+
+def test_each_registered_channel_has_its_section_by_name() -> None:
+    """The sections are the channels' own structs, composed under their names in the order
+    `Settings` lists them (which the "at least one channel" message follows)."""
+    settings = loads(BASE, ENV)
+    sections = channel_sections(settings)
+    assert list(sections) == ["whatsapp", "telegram"]
+    assert sections["whatsapp"] is settings.whatsapp
+    assert sections["telegram"] is None
+    assert set(sections) == set(CHANNELS)

@@ -9,6 +9,7 @@
                                     raises only adapters.schema.InvalidCommand
     classify(status, body)          a Bot API answer -> SendResult; never raises
 
+    TelegramSettings, TelegramBot   the `telegram:` config section; bot_id_from_token
     CHANNEL                         this package as the `Channel` "telegram" (registered)
 
 Telegram payload structs are private to this package; nothing here touches the network,
@@ -17,13 +18,19 @@ Redis or the gateway.
 
 from adapters.channel import register
 from adapters.telegram._channel import Telegram
+from adapters.telegram._config import TelegramBot, TelegramSettings, bot_id_from_token
 from adapters.telegram._inbound import parse_update
 from adapters.telegram._outbound import build_request, classify
+from adapters.telegram._receive import SECRET_HEADER
 from adapters.telegram._verify import verify_secret
 
 __all__ = [
     "CHANNEL",
+    "SECRET_HEADER",
     "Telegram",
+    "TelegramBot",
+    "TelegramSettings",
+    "bot_id_from_token",
     "build_request",
     "classify",
     "parse_update",

@@ -8,8 +8,10 @@ from typing import Final
 from adapters.account import Account, interval_us
 from adapters.channel import HttpRequest, Pace
 from adapters.schema import Command, Parsed
+from adapters.telegram._config import TelegramSettings
 from adapters.telegram._inbound import parse_update
 from adapters.telegram._outbound import build_request, classify
+from adapters.telegram._receive import WEBHOOK, TelegramReceiver
 
 PRIVATE_CHAT_MPS: Final = 1.0
 GROUP_MPS: Final = 20.0 / 60.0
@@ -25,7 +27,13 @@ class Telegram:
     opt_out_ends_all = True  # 403: the contact blocked the bot
     charges_inbound = False
 
+    webhook = WEBHOOK
+
     classify = staticmethod(classify)
+
+    def receiver(self, settings: TelegramSettings | None) -> TelegramReceiver:
+        """The webhook checks of the `telegram:` section (None: not configured)."""
+        return TelegramReceiver(settings)
 
     def parse(self, body: bytes, path_key: str | None, received_at: int) -> Parsed:
         """One Update; `path_key` is the bot id in the webhook's path."""

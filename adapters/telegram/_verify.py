@@ -3,7 +3,7 @@
 Telegram echoes the `secret_token` given to setWebhook in `X-Telegram-Bot-Api-Secret-Token`
 on every delivery; it is the only proof that a POST came from Telegram, so it is compared in
 constant time. (The bot id, the digits before the token's colon, is read from the token by
-`gateway.config`.)
+`adapters.telegram._config`.)
 """
 
 from __future__ import annotations

@@ -9,8 +9,10 @@ from adapters import countries
 from adapters.account import Account, interval_us
 from adapters.channel import HttpRequest, Pace
 from adapters.schema import Command, Parsed
+from adapters.whatsapp._config import WhatsAppSettings
 from adapters.whatsapp._inbound import parse
 from adapters.whatsapp._outbound import build_request, classify
+from adapters.whatsapp._receive import WEBHOOK, WhatsAppReceiver
 
 PAIR_BUCKET: Final = 45
 """Pair rate: a bucket of 45 messages per (number, contact) ..."""
@@ -30,7 +32,13 @@ class WhatsApp:
     opt_out_ends_all = False  # 131050 refuses marketing templates only
     charges_inbound = True  # Meta counts inbound messages against the number's rate
 
+    webhook = WEBHOOK
+
     classify = staticmethod(classify)
+
+    def receiver(self, settings: WhatsAppSettings | None) -> WhatsAppReceiver:
+        """The webhook checks of the `whatsapp:` section (None: not configured)."""
+        return WhatsAppReceiver(settings)
 
     def parse(self, body: bytes, path_key: str | None, received_at: int) -> Parsed:
         """A Graph webhook body (the URL path names no account)."""

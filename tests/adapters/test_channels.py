@@ -17,6 +17,8 @@ from adapters import CHANNELS, Channel, HttpRequest, Pace
 from adapters.account import Account, interval_us
 from adapters.channel import register
 from adapters.schema import Command, CommandType, InvalidCommand, Parsed, ParseError, SendResult
+from adapters.telegram import TelegramBot, TelegramSettings
+from adapters.whatsapp import WhatsAppSettings, sign
 
 ROUTER = Path(__file__).resolve().parents[2] / "router"
 NUMBER = "106540352242922"
@@ -297,3 +299,88 @@ def test_crosses_border(name: str, phone: str | None, address: str, crosses: boo
 def test_the_token_stays_out_of_repr() -> None:
     assert "secret" not in repr(ACCOUNTS["whatsapp"])
     assert "secret" not in repr(ACCOUNTS["telegram"])
+
+
+# --- the receiving side: webhook routes and checks, through the registry ----------------------
+
+GATEWAY = ROUTER.parent / "gateway"
+COMPOSES_SECTIONS = "config.py"
+"""The one gateway module that names channels in code: it composes their config sections
+under their names (`Settings.whatsapp`, ...)."""
+
+
+def test_gateway_names_no_channel_but_in_its_config() -> None:
+    found = [
+        f"{path.name}: {m.group()}"
+        for path in sorted(GATEWAY.glob("*.py"))
+        if path.name != COMPOSES_SECTIONS
+        for m in _NAMES.finditer(_python_code(path.read_text()))
+    ]
+    assert found == []
+
+
+@pytest.mark.parametrize("name", sorted(CHANNELS))
+def test_every_webhook_path_is_its_own(name: str) -> None:
+    hook = CHANNELS[name].webhook
+    assert hook.path == f"/webhooks/{name}"
+    assert all(header == header.lower() for header in hook.headers)
+    assert [other for other in CHANNELS.values() if other.webhook.path == hook.path] == [
+        CHANNELS[name]
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(CHANNELS))
+def test_an_unconfigured_channel_refuses_every_webhook(name: str) -> None:
+    receiver = CHANNELS[name].receiver(None)
+    assert receiver.refuse("1", {})[0] == 404  # type: ignore[index]
+    assert not receiver.verify("1", {}, EMPTY_WEBHOOKS[name])
+
+
+RECEIVING = [
+    # (channel, section, key, headers, body, refused from the head, verified)
+    ("whatsapp", "s", None, {}, b"{}", (401, "bad signature"), False),
+    ("whatsapp", "s", None, {"x-hub-signature-256": "md5=00"}, b"{}", (401, "bad signature"),
+     False),
+    ("whatsapp", "s", None, {"x-hub-signature-256": "sha256=00"}, b"{}", None, False),
+    ("whatsapp", "s", None, {"x-hub-signature-256": "SIGNED"}, b"{}", None, True),
+    ("telegram", "s", "7000000001", {}, b"{}", (401, "bad secret token"), False),
+    ("telegram", "s", "7000000001", {"x-telegram-bot-api-secret-token": "no"}, b"{}",
+     (401, "bad secret token"), False),
+    ("telegram", "s", "7000000001", {"x-telegram-bot-api-secret-token": "tg_secret \t"}, b"{}",
+     None, True),
+    ("telegram", "s", "7000000002", {"x-telegram-bot-api-secret-token": "tg_secret"}, b"{}",
+     (404, "unknown bot"), False),
+]  # fmt: skip
+
+
+def _section(name: str) -> Any:
+    if name == "whatsapp":
+        return WhatsAppSettings(app_secret="app-secret", verify_token="vt")
+    return TelegramSettings(
+        bots=[TelegramBot(token=TOKEN, secret_token="tg_secret", assistant="a")]
+    )
+
+
+@pytest.mark.parametrize(("name", "_", "key", "headers", "body", "refused", "verified"), RECEIVING)
+def test_receiver(
+    name: str,
+    _: str,
+    key: str | None,
+    headers: dict[str, str],
+    body: bytes,
+    refused: tuple[int, str] | None,
+    verified: bool,
+) -> None:
+    if headers.get("x-hub-signature-256") == "SIGNED":
+        headers = {"x-hub-signature-256": sign(body, b"app-secret")}
+    receiver = CHANNELS[name].receiver(_section(name))
+    assert receiver.refuse(key, headers) == refused
+    assert receiver.verify(key, headers, body) is verified
+
+
+def test_the_handshake() -> None:
+    receiver = CHANNELS["whatsapp"].receiver(_section("whatsapp"))
+    query = {"hub.mode": "subscribe", "hub.verify_token": "vt", "hub.challenge": "42"}
+    assert receiver.handshake(query) == (200, "42")
+    assert receiver.handshake({**query, "hub.verify_token": "no"}) == (403, "verification failed")
+    assert CHANNELS["whatsapp"].receiver(None).handshake(query)[0] == 404
