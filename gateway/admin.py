@@ -22,7 +22,7 @@ from aiohttp import web
 from gateway import handlers
 from gateway.accesslog import RedactedAccessLogger
 from gateway.config import ServerSettings
-from gateway.listen import ListenError
+from gateway.listen import start_site
 
 log = logging.getLogger("gateway")
 
@@ -45,14 +45,7 @@ async def start_admin(
     site = web.TCPSite(
         runner, server.admin_host, server.admin_port, reuse_port=True if reuse_port else None
     )
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ListenError(
-            f"server.admin_port: cannot listen on {server.admin_host}:{server.admin_port}: "
-            f"{exc.strerror or exc}"
-        ) from exc
+    await start_site(runner, site, "server.admin_port", server.admin_host, server.admin_port)
     log.info("admin endpoints on %s", ", ".join(_addresses(runner)))
     return runner
 

@@ -9,12 +9,26 @@ from __future__ import annotations
 
 import socket
 
+from aiohttp import web
+
 from gateway.config import ServerSettings
 
 
 class ListenError(Exception):
     """The listening socket cannot be opened (port taken, address not local, no permission);
     the message names `server.port` or `server.host`."""
+
+
+async def start_site(
+    runner: web.AppRunner, site: web.TCPSite, key: str, host: str, port: int
+) -> None:
+    """Start listening on host:port, or clean the runner up and raise ListenError naming
+    `key` (the public port and the admin port alike)."""
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ListenError(f"{key}: cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
 
 def check_ports_free(server: ServerSettings) -> None:

@@ -34,7 +34,7 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.embedded import embedded_redis
 from gateway.fasthttp import GatewayRunner
-from gateway.listen import ListenError
+from gateway.listen import ListenError, start_site
 from gateway.metrics import Metrics
 from gateway.state import STATE
 
@@ -170,13 +170,7 @@ async def _serve(settings: Settings, redis_url: str, worker: _Worker | None = No
         shutdown_timeout=srv.shutdown_timeout_seconds,
         reuse_port=True if worker is not None else None,
     )
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ListenError(
-            f"server.port: cannot listen on {srv.host}:{srv.port}: {exc.strerror or exc}"
-        ) from exc
+    await start_site(runner, site, "server.port", srv.host, srv.port)
     try:
         admin = await start_admin(app, srv, reuse_port=worker is not None)
     except ListenError:
