@@ -299,7 +299,7 @@ class FastProtocol(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if not server.fast:
-            self._handoff()
+            _handoff(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
@@ -365,39 +365,39 @@ class FastProtocol(asyncio.Protocol):
         from its head alone (its answer, its body to be discarded); None if there is none
         yet, or if the connection went to aiohttp."""
         buf = self._buf
-        if self._skip and not self._discard():
+        if self._skip and not _discard(self):
             return None
         if not self._need:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > MAX_HEAD_BYTES or b"\n\n" in buf:
-                    self._handoff()
+                    _handoff(self)
                 elif buf:
-                    self._wait(_HEAD)
+                    _wait(self, _HEAD)
                 return None
             # Over aiohttp's limits (checked here, once per head, not per header): a head
             # that came whole in one read was not caught by the length check above.
             # buf[:end] holds one line break per header.
             if end > MAX_HEAD_BYTES or buf.count(b"\n", 0, end) > MAX_HEADERS:
-                self._handoff()
+                _handoff(self)
                 return None
             try:
                 with memoryview(buf) as view, view[: end + 4] as head:
-                    route, keep_alive, target = self._route(head)
+                    route, keep_alive, target = _route(self._server, self._parser, self._head, head)
             except (_NotPlain, httptools.HttpParserError, httptools.HttpParserUpgrade):
-                self._handoff()  # Upgrade and CONNECT heads raise HttpParserUpgrade
+                _handoff(self)  # Upgrade and CONNECT heads raise HttpParserUpgrade
                 return None
             length = int(self._head.headers[b"content-length"])
             if isinstance(route, tuple):
-                return self._refuse(route, keep_alive, target, end + 4, length)
+                return _refuse(self, route, keep_alive, target, end + 4, length)
             self._pending = route, keep_alive, target
             self._body_at = end + 4
             self._need = self._body_at + length
         if len(buf) < self._need:
             if self._server.buffered > self._server.max_buffered:
-                self._shed()
+                _shed(self)
             else:
-                self._wait(_BODY)
+                _wait(self, _BODY)
             return None
         assert self._pending is not None
         route, keep_alive, target = self._pending
@@ -411,60 +411,6 @@ class FastProtocol(asyncio.Protocol):
         self._pending = None
         self._head.reset()
         return route, payload, keep_alive, target
-
-    def _refuse(
-        self, answer: Answer, keep_alive: bool, target: bytes, head: int, length: int
-    ) -> tuple[Answer, bytes, bool, bytes]:
-        """A request refused from its head: the head leaves the buffer, its body will be
-        discarded as it arrives, and llhttp starts again at the next head."""
-        del self._buf[:head]
-        self._server.buffered -= head
-        self._skip = length
-        self._head.reset()
-        self._parser = httptools.HttpRequestParser(self._head)
-        return answer, b"", keep_alive, target
-
-    def _discard(self) -> bool:
-        """Drop what has come of a refused body; True once all of it has."""
-        buf = self._buf
-        dropped = min(self._skip, len(buf))
-        del buf[:dropped]
-        self._server.buffered -= dropped
-        self._skip -= dropped
-        if self._skip:
-            self._wait(_BODY)
-            return False
-        return True
-
-    def _wait(self, phase: int) -> None:
-        """The connection waits for more of a head or body: its deadline is set when it
-        starts waiting for it (only here, off the path of a request that came whole)."""
-        if self._phase != phase:
-            self._phase = phase
-            server = self._server
-            timeout = server.head_timeout if phase == _HEAD else server.body_timeout
-            self.deadline = self._loop.time() + timeout
-
-    def _shed(self) -> None:
-        """Unfinished bodies fill `max_buffered_bytes`: the request of this connection,
-        still sending its body, is answered 503 with Retry-After, its buffer freed and the
-        rest of its body discarded as it comes. A webhook that arrives whole is served
-        before it is ever held against the limit, so honest small ones keep flowing while
-        slow or huge bodies are refused (and retried later by the platform)."""
-        assert self._pending is not None
-        _, keep_alive, target = self._pending
-        _overloaded.note()
-        buf = self._buf
-        self._skip = self._need - len(buf)
-        self._server.buffered -= len(buf)
-        buf.clear()
-        self._need = 0
-        self._pending = None
-        self._head.reset()
-        self._parser = httptools.HttpRequestParser(self._head)
-        self.busy = True
-        started_at = time.time() if self._server.access_log is not None else 0.0
-        self._answer(_OVERLOADED, keep_alive, target, started_at)
 
     def _start(self, route: Route, body: bytes, keep_alive: bool, target: bytes) -> bool:
         """Begin one request; True when it was answered at once and the connection goes on.
@@ -532,7 +478,7 @@ class FastProtocol(asyncio.Protocol):
         self._phase = _IDLE
         self.deadline = self._loop.time() + self._server.keepalive
         if self._server.access_log is not None:
-            self._log(target, status, len(text), started_at, transport)
+            _log_access(self._server.access_log, target, status, len(text), started_at, transport)
         if transport is None:
             return False
         if close:
@@ -544,95 +490,157 @@ class FastProtocol(asyncio.Protocol):
             transport.resume_reading()
         return True
 
-    def _route(self, head: memoryview) -> tuple[Route | Answer, bool, bytes]:
-        """The webhook route of a plain request head, or its answer if the head alone
-        refuses it (the same check the aiohttp routes make); raises `_NotPlain` for any
-        other request."""
-        self._parser.feed_data(head)
-        parsed = self._head
-        if not parsed.complete:
+
+# The parts of a fast-path connection's work kept out of `FastProtocol`: head parsing and
+# routing (`_route`, taking the server's tables), the slower turns of a request (waiting for
+# more of it, discarding a refused or shed body, the handoff to aiohttp) and the access log.
+
+
+def _wait(conn: FastProtocol, phase: int) -> None:
+    """The connection waits for more of a head or body: its deadline is set when it
+    starts waiting for it (only here, off the path of a request that came whole)."""
+    if conn._phase != phase:
+        conn._phase = phase
+        server = conn._server
+        timeout = server.head_timeout if phase == _HEAD else server.body_timeout
+        conn.deadline = conn._loop.time() + timeout
+
+
+def _refuse(
+    conn: FastProtocol, answer: Answer, keep_alive: bool, target: bytes, head: int, length: int
+) -> tuple[Answer, bytes, bool, bytes]:
+    """A request refused from its head: the head leaves the buffer, its body will be
+    discarded as it arrives, and llhttp starts again at the next head."""
+    del conn._buf[:head]
+    conn._server.buffered -= head
+    conn._skip = length
+    conn._head.reset()
+    conn._parser = httptools.HttpRequestParser(conn._head)
+    return answer, b"", keep_alive, target
+
+
+def _discard(conn: FastProtocol) -> bool:
+    """Drop what has come of a refused body; True once all of it has."""
+    buf = conn._buf
+    dropped = min(conn._skip, len(buf))
+    del buf[:dropped]
+    conn._server.buffered -= dropped
+    conn._skip -= dropped
+    if conn._skip:
+        _wait(conn, _BODY)
+        return False
+    return True
+
+
+def _shed(conn: FastProtocol) -> None:
+    """Unfinished bodies fill `max_buffered_bytes`: the request of this connection,
+    still sending its body, is answered 503 with Retry-After, its buffer freed and the
+    rest of its body discarded as it comes. A webhook that arrives whole is served
+    before it is ever held against the limit, so honest small ones keep flowing while
+    slow or huge bodies are refused (and retried later by the platform)."""
+    assert conn._pending is not None
+    _, keep_alive, target = conn._pending
+    _overloaded.note()
+    buf = conn._buf
+    conn._skip = conn._need - len(buf)
+    conn._server.buffered -= len(buf)
+    buf.clear()
+    conn._need = 0
+    conn._pending = None
+    conn._head.reset()
+    conn._parser = httptools.HttpRequestParser(conn._head)
+    conn.busy = True
+    started_at = time.time() if conn._server.access_log is not None else 0.0
+    conn._answer(_OVERLOADED, keep_alive, target, started_at)
+
+
+def _route(
+    server: FastServer, parser: httptools.HttpRequestParser, parsed: _Head, head: memoryview
+) -> tuple[Route | Answer, bool, bytes]:
+    """The webhook route of a plain request head, or its answer if the head alone
+    refuses it (the same check the aiohttp routes make); raises `_NotPlain` for any
+    other request."""
+    parser.feed_data(head)
+    if not parsed.complete:
+        raise _NotPlain
+    if parser.get_method() != b"POST" or parser.get_http_version() != "1.1":
+        raise _NotPlain
+    headers = parsed.headers
+    length = headers.get(b"content-length")
+    if (
+        length is None
+        or not length.isdigit()
+        or int(length) > server.max_body
+        or b"transfer-encoding" in headers
+        or b"expect" in headers
+        or b"upgrade" in headers
+    ):
+        raise _NotPlain
+    path = parsed.url.split(b"?", 1)[0]
+    key: str | None = None
+    hook = server.exact.get(path)
+    if hook is None:  # a keyed path: one more segment, which aiohttp's {key} matches
+        prefix, _, segment = path.rpartition(b"/")
+        hook = server.keyed.get(prefix)
+        if hook is None or not _plain_segment(segment):
             raise _NotPlain
-        parser = self._parser
-        if parser.get_method() != b"POST" or parser.get_http_version() != "1.1":
-            raise _NotPlain
-        headers = parsed.headers
-        length = headers.get(b"content-length")
-        if (
-            length is None
-            or not length.isdigit()
-            or int(length) > self._server.max_body
-            or b"transfer-encoding" in headers
-            or b"expect" in headers
-            or b"upgrade" in headers
-        ):
-            raise _NotPlain
-        server = self._server
-        path = parsed.url.split(b"?", 1)[0]
-        key: str | None = None
-        hook = server.exact.get(path)
-        if hook is None:  # a keyed path: one more segment, which aiohttp's {key} matches
-            prefix, _, segment = path.rpartition(b"/")
-            hook = server.keyed.get(prefix)
-            if hook is None or not _plain_segment(segment):
-                raise _NotPlain
-            key = segment.decode("ascii")
-        channel = hook.channel
-        given: dict[str, str] = {}
-        for raw, name in hook.headers:  # a loop: a comprehension costs a call more
-            value = headers.get(raw)
-            if value is not None:
-                given[name] = _text(value)
-        refusal = hook.receiver.refuse(key, given)
-        route: Route | Answer
-        if refusal is not None:
-            route = refused(server.state, channel, refusal)
-        else:
-            app = server.app
+        key = segment.decode("ascii")
+    channel = hook.channel
+    given: dict[str, str] = {}
+    for raw, name in hook.headers:  # a loop: a comprehension costs a call more
+        value = headers.get(raw)
+        if value is not None:
+            given[name] = _text(value)
+    refusal = hook.receiver.refuse(key, given)
+    route: Route | Answer
+    if refusal is not None:
+        route = refused(server.state, channel, refusal)
+    else:
+        app = server.app
 
-            def route(body: bytes) -> Started:
-                return start(app, channel, key, given, body)
+        def route(body: bytes) -> Started:
+            return start(app, channel, key, given, body)
 
-        return route, parser.should_keep_alive(), parsed.url
+    return route, parser.should_keep_alive(), parsed.url
 
-    def _handoff(self) -> None:
-        """The connection becomes aiohttp's, from the first byte of the current request,
-        behind a `_Relay` that keeps the deadline of a head already begun."""
-        transport = self._transport
-        if transport is None:
-            return
-        server = self._server
-        server.connections.discard(self)
-        self._transport = None
-        handler = server.inner()
-        begun = self.deadline if self._phase != _IDLE else math.inf
-        relay = _Relay(server, handler, transport, begun)
-        server.relays.add(relay)
-        transport.set_protocol(relay)
-        handler.connection_made(transport)
-        server.buffered -= len(self._buf)
-        if self._buf:
-            relay.data_received(bytes(self._buf))
-        self._buf.clear()
-        if self._paused:
-            transport.resume_reading()
 
-    def _log(
-        self,
-        target: bytes,
-        status: int,
-        size: int,
-        started: float,
-        transport: asyncio.Transport | None,
-    ) -> None:
-        """One access-log line, in aiohttp's default format (`server.access_log`)."""
-        assert self._server.access_log is not None
-        peer: Any = transport.get_extra_info("peername") if transport is not None else None
-        remote = peer[0] if isinstance(peer, tuple) else "-"
-        when = time.strftime("[%d/%b/%Y:%H:%M:%S +0000]", time.gmtime(started))
-        line = redact_target(target.decode("latin-1"))  # no query values in logs
-        self._server.access_log.info(
-            '%s %s "POST %s HTTP/1.1" %d %d "-" "-"', remote, when, line, status, size
-        )
+def _handoff(conn: FastProtocol) -> None:
+    """The connection becomes aiohttp's, from the first byte of the current request,
+    behind a `_Relay` that keeps the deadline of a head already begun."""
+    transport = conn._transport
+    if transport is None:
+        return
+    server = conn._server
+    server.connections.discard(conn)
+    conn._transport = None
+    handler = server.inner()
+    begun = conn.deadline if conn._phase != _IDLE else math.inf
+    relay = _Relay(server, handler, transport, begun)
+    server.relays.add(relay)
+    transport.set_protocol(relay)
+    handler.connection_made(transport)
+    server.buffered -= len(conn._buf)
+    if conn._buf:
+        relay.data_received(bytes(conn._buf))
+    conn._buf.clear()
+    if conn._paused:
+        transport.resume_reading()
+
+
+def _log_access(
+    access_log: logging.Logger,
+    target: bytes,
+    status: int,
+    size: int,
+    started: float,
+    transport: asyncio.Transport | None,
+) -> None:
+    """One access-log line, in aiohttp's default format (`server.access_log`)."""
+    peer: Any = transport.get_extra_info("peername") if transport is not None else None
+    remote = peer[0] if isinstance(peer, tuple) else "-"
+    when = time.strftime("[%d/%b/%Y:%H:%M:%S +0000]", time.gmtime(started))
+    line = redact_target(target.decode("latin-1"))  # no query values in logs
+    access_log.info('%s %s "POST %s HTTP/1.1" %d %d "-" "-"', remote, when, line, status, size)
 
 
 class _Relay(asyncio.Protocol):
