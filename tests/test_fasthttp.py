@@ -142,12 +142,7 @@ async def servers(
     settings: Settings, redis: Redis, redis_url: str
 ) -> AsyncIterator[dict[bool, GatewayTestServer]]:
     """The same app twice: fast path on (True) and off (False)."""
-    out = {}
-    for fast in (True, False):
-        server_settings = msgspec.structs.replace(settings.server, fast_path=fast)
-        app = create_app(msgspec.structs.replace(settings, server=server_settings), redis_url)
-        out[fast] = GatewayTestServer(app)
-        await out[fast].start_server()
+    out = {fast: await _server(settings, redis_url, fast_path=fast) for fast in (True, False)}
     yield out
     for server in out.values():
         await server.close()

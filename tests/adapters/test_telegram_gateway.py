@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
@@ -20,8 +19,9 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.state import OUTBOX
 from router.outbound import Outbox
-from tests.conftest import BOT_1, GatewayTestServer, make_settings, stream, tg_headers
+from tests.conftest import BOT_1, make_settings, stream, tg_headers
 from tests.fakes.bot_api import FakeBotAPI
+from tests.test_fasthttp import _server
 
 TOKEN = f"{BOT_1}:AAHtesttokenaaaaaaaaaaaaaaaaaaaaaaa"
 CHAT = 123456789
@@ -230,13 +230,7 @@ async def servers(
     settings: Settings, redis: Redis, redis_url: str
 ) -> AsyncIterator[dict[bool, int]]:
     """The same app twice, fast path on (True) and off (False): their ports."""
-    started = {}
-    for fast in (True, False):
-        server = msgspec.structs.replace(settings.server, fast_path=fast)
-        started[fast] = GatewayTestServer(
-            create_app(msgspec.structs.replace(settings, server=server), redis_url)
-        )
-        await started[fast].start_server()
+    started = {fast: await _server(settings, redis_url, fast_path=fast) for fast in (True, False)}
     yield {fast: s.port or 0 for fast, s in started.items()}
     for s in started.values():
         await s.close()
