@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 from redis.exceptions import ResponseError
 
-from router import keys
+from router import keys, scripts
 from router.accounts import Directory
 from router.client import REDIS_ERRORS, RedisClient
 from router.entry import Job, Unusable, Usable, decode
@@ -42,7 +42,6 @@ from router.observer import OutboundObserver
 from router.records import DeadLetter
 from router.scriptpipe import ScriptHost
 from router.settings import OutboundSettings, PolicySettings, RouterSettings
-from router.target import load_script
 
 log = logging.getLogger("gateway.outbound")
 
@@ -75,7 +74,7 @@ class Consumer:
         self._observer = observer
         self.name = name
         self._handler = handler
-        self._trim = load_script(host, "trim")
+        self._trim = scripts.load(host, "trim")
         self._inflight: dict[str, asyncio.Task[None]] = {}
         secrets = [a.token for a in directory.accounts.values() if a.token]
         self.deadletters = DeadLetters(redis, self._router.deadletter_maxlen, secrets, observer)

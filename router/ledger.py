@@ -33,13 +33,13 @@ from typing import Literal, NamedTuple
 import msgspec
 
 from adapters.schema import ENCODER, DeliveryEvent
-from router import keys
+from router import keys, scripts
 from router.client import REDIS_ERRORS, RedisClient
 from router.observer import OutboundObserver
 from router.records import new_event_id
 from router.scriptpipe import ScriptHost
 from router.settings import OutboundSettings, RouterSettings
-from router.target import Target, load_script
+from router.target import Target
 
 DUPLICATE_POLL_S = 0.25
 """How often a repeated command_id looks whether its first copy has ended."""
@@ -103,7 +103,7 @@ class Ledger:
         self._observer = observer
         self.lease_us = int(outbound.claim_idle_seconds * 1_000_000)
         self._retry_s = outbound.claim_idle_seconds / 2
-        self._scripts = {n: load_script(host, n) for n in ("claim", "renew", "finish", "abandon")}
+        self._scripts = {n: scripts.load(host, n) for n in ("claim", "renew", "finish", "abandon")}
         self.held: dict[str, Claim] = {}
         """The claims this worker holds, by outbox entry id."""
 

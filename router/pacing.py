@@ -7,9 +7,9 @@ request: the pause re-checked, the hard cap of the dispatch log, and the record 
 `sending` (see `router.ledger`). `unsend` gives a slot back; `hold` pushes a recipient's
 limiter into the future the provider asked for.
 
-The GCRA step lives in `policy.lua` only (`hold.lua` sets a limiter, it does not admit; the
-inbound charge in `publish.lua` belongs to the inbound path), so nothing is shared between
-the scripts.
+The GCRA step itself is one copy of Lua, `router/lua/gcra.lua`, which `policy.lua` (admit and
+take the slots), `hold.lua` (hold a limiter back) and `publish.lua` (charge an inbound message
+to the number's budget) all run (router/scripts.py prepends it).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from typing import NamedTuple
 
 from adapters import countries
 from adapters.schema import Command
-from router import keys
+from router import keys, scripts
 from router.ledger import Claim, Lost, Result
 from router.observer import OutboundObserver
 from router.scriptpipe import ScriptHost
 from router.settings import OutboundSettings, PolicySettings
-from router.target import Target, load_script
+from router.target import Target
 
 
 class Slot(NamedTuple):
@@ -49,7 +49,7 @@ class Pacing:
         self._guard_ms = policy.limiter_guard_ms
         self._lease_us = int(outbound.claim_idle_seconds * 1_000_000)
         self._observer = observer
-        self.scripts = {n: load_script(host, n) for n in ("policy", "presend", "hold", "unsend")}
+        self.scripts = {n: scripts.load(host, n) for n in ("policy", "presend", "hold", "unsend")}
 
     async def admit(self, claim: Claim, command: Command, wait_until: float) -> Result | Slot:
         """Check the policy and reserve the command's slots; a Result ends the command.

@@ -7,21 +7,13 @@ means the command cannot be routed (CONTRACT §2.2: `unknown_conversation`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from adapters import CHANNELS, Channel
 from router import keys
 from router.accounts import Account, Directory
-from router.scriptpipe import ScriptHost
 
 KeyName = Literal["conv", "acct", "lim1", "lim2", "log"]
-LUA = Path(__file__).parent / "lua"
-
-
-def load_script(host: ScriptHost, name: str) -> Any:
-    """`router/lua/<name>.lua`, registered on `host` (loaded again on NOSCRIPT)."""
-    return host.register_script((LUA / f"{name}.lua").read_text())
 
 
 @dataclass(frozen=True)

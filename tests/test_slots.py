@@ -23,6 +23,7 @@ from redis.exceptions import ResponseError
 
 from gateway.app import create_app
 from gateway.state import OUTBOX
+from router.scripts import source
 from tests.conftest import NUMBER_A, make_settings
 from tests.fakes.bot_api import FakeBotAPI
 from tests.fakes.graph_api import FakeGraphAPI
@@ -45,7 +46,10 @@ from tests.test_outbound import (
 )
 
 LUA = Path(__file__).parent.parent / "router" / "lua"
-SCRIPTS = {hashlib.sha1(p.read_bytes()).hexdigest(): p.stem for p in LUA.glob("*.lua")}  # noqa: S324
+SCRIPTS = {
+    hashlib.sha1(source(p.stem).encode()).hexdigest(): p.stem  # noqa: S324
+    for p in LUA.glob("*.lua")
+}
 _ARG = re.compile(rb'"((?:[^"\\]|\\.)*)"')
 _END = "slot-check-end"
 

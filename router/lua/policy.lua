@@ -1,5 +1,6 @@
 -- Decide whether a command may be sent now, and reserve its rate-limit slots (CONTRACT §3).
 -- All keys belong to the conversation's assistant slot.
+-- uses: gcra
 -- KEYS: conversation, account state, country block, limiter 1 (number or bot),
 --       limiter 2 (pair or chat, may be unused), command record
 -- ARGV: window rule (1/0: free-form messages only within window_s of the contact's last
@@ -41,20 +42,12 @@ if ARGV[5] ~= '' and (ctype == 'template' or not window_open) then
   end
 end
 
--- GCRA: a limiter admits at max(now, tat - tolerance); a send takes the later of the two
--- limiters' times, and each limiter's tat moves to max(tat, that time) + interval. Missed
--- slots are never caught up: nothing is admitted before now.
-local function admit_at(key, tolerance)
-  return math.max(now, tonumber(redis.call('GET', key) or '0') - tolerance)
-end
-local function take(key, at, interval)
-  local tat = math.max(tonumber(redis.call('GET', key) or '0'), at) + interval
-  redis.call('SET', key, string.format('%d', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
-end
+-- The slots (gcra.lua): a send takes the later of the two limiters' times, and each
+-- limiter's tat moves past that time.
 local use2 = ARGV[12] == '1'
-local at = admit_at(lim1, tonumber(ARGV[9]))
+local at = gcra_admit_at(lim1, tonumber(ARGV[9]), now)
 if use2 then
-  local at2 = admit_at(lim2, tonumber(ARGV[11]))
+  local at2 = gcra_admit_at(lim2, tonumber(ARGV[11]), now)
   if at2 > at then
     -- The contact's own budget (WhatsApp pair rate, Telegram chat rate) is what holds this
     -- send back: wait for it without reserving a slot of the number, whose other
@@ -65,7 +58,7 @@ if use2 then
   end
 end
 if at - now > tonumber(ARGV[7]) then return {'reject', 'rate_limited'} end
-take(lim1, at, tonumber(ARGV[8]))
-if use2 then take(lim2, at, tonumber(ARGV[10])) end
+gcra_take(lim1, at, tonumber(ARGV[8]), now)
+if use2 then gcra_take(lim2, at, tonumber(ARGV[10]), now) end
 redis.call('HSET', cmd, 'l', string.format('%d', at + tonumber(ARGV[14])))
 return {'ok', string.format('%d', at - now), string.format('%d', at)}
