@@ -1,10 +1,10 @@
 """The gateway's own inbound work per webhook, in one process, without HTTP.
 
-What the webhook handler does between reading the body and answering, for N signed webhooks:
-signature check, `parse_webhook`, `InboundRouter.publish` through `ScriptPipe` to a real
-throwaway redis-server, `Report.tally()`, and the metrics calls (`timed`, `tallied`,
-`answered`). Prints this process's CPU time per webhook (Redis's own CPU is not counted),
-so a change to the router, the adapters or the metrics shows without the HTTP stack's noise.
+What both server paths do between reading the body and answering, for N signed webhooks:
+`Inbound.receive` (gateway/receive.py: signature check, parse, `InboundRouter.start` through
+`ScriptPipe` to a real throwaway redis-server) and `settle` (the tally and the metrics). Prints
+this process's CPU time per webhook (Redis's own CPU is not counted), so a change to the
+router, the adapters or the metrics shows without the HTTP stack's noise.
 
     .venv/bin/python benchmarks/hotpath.py                    # 1-item WhatsApp, 64 in flight
     .venv/bin/python benchmarks/hotpath.py --items 10 --concurrency 1
@@ -15,54 +15,51 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import uvloop
-from _payloads import Number, PayloadSpec, RequestFactory
+from _payloads import PayloadSpec, RequestFactory
 from _procs import HOST, redis_server
+from inbound import APP_SECRET, BOT_ID, NUMBERS, TELEGRAM_SECRET, gateway_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters import telegram, whatsapp
-from adapters.schema import ParseError
+from adapters import CHANNELS, whatsapp
+from gateway.app import directory_from, offload_router
+from gateway.config import Settings, channel_sections, loads
 from gateway.metrics import Metrics
-from router.accounts import Account, Directory
+from gateway.receive import Inbound, Webhook, settle
 from router.inbound import InboundRouter
-from router.offload import parse_webhook
+from router.offload import Offload
 from router.scriptpipe import ScriptPipe
-from router.settings import PolicySettings, RouterSettings
-
-NUMBERS = (
-    Number("100200300400500", "+15550001111", "200300400500600"),
-    Number("100200300400600", "+5511955550000", "200300400500600"),
-)
-APP_SECRET = "bench_app_secret"
-BOT_ID = "7000000001"
-TELEGRAM_SECRET = "bench_secret"
 
 
-def directory() -> Directory:
-    return Directory(
-        {
-            ("whatsapp", NUMBERS[0].phone_number_id): Account(
-                "whatsapp", NUMBERS[0].phone_number_id, "support", "t", True, 20.0,
-                NUMBERS[0].display_phone_number, "coexistence",
-            ),
-            ("whatsapp", NUMBERS[1].phone_number_id): Account(
-                "whatsapp", NUMBERS[1].phone_number_id, "sales", "t", True, 80.0,
-                NUMBERS[1].display_phone_number, "cloud_api",
-            ),
-            ("telegram", BOT_ID): Account("telegram", BOT_ID, "support", "t", True),
-        },
-        {NUMBERS[0].waba_id: (NUMBERS[0].phone_number_id, NUMBERS[1].phone_number_id)},
-    )  # fmt: skip
+def inbound(settings: Settings, url: str, redis: object, pipe: ScriptPipe) -> Inbound:
+    """The gateway's `Inbound`, as gateway/app.py makes it, on the started Redis."""
+    receivers = {
+        name: CHANNELS[name].receiver(section)
+        for name, section in channel_sections(settings).items()
+    }
+    router = InboundRouter(
+        redis,  # type: ignore[arg-type]
+        directory_from(settings),
+        settings.router,
+        settings.policy,
+        pipe,
+    )
+    offload = Offload(functools.partial(offload_router, settings, url))
+    return Inbound(Metrics(), receivers, router, offload, settings.server.offload_bytes)
 
 
 def bodies(channel: str, items: int, count: int) -> list[tuple[bytes, str | None]]:
-    spec = PayloadSpec(channel, items, HOST, 0, APP_SECRET, NUMBERS, BOT_ID, TELEGRAM_SECRET, 1000)
+    spec = PayloadSpec(
+        channel, items, HOST, 0, APP_SECRET, tuple(NUMBERS), BOT_ID, TELEGRAM_SECRET, 1000
+    )
     factory = RequestFactory(spec)
     out = []
     for i in range(count):
@@ -73,27 +70,16 @@ def bodies(channel: str, items: int, count: int) -> list[tuple[bytes, str | None
     return out
 
 
-async def handle(
-    router: InboundRouter, metrics: Metrics, channel: str, body: bytes, header: str | None
-) -> None:
-    """What gateway/handlers.py does for one webhook after reading its body."""
+async def handle(gateway: Inbound, channel: str, body: bytes, header: str | None) -> None:
+    """What the server paths do for one webhook after reading its body."""
     if channel == "whatsapp":
-        if not whatsapp.verify_signature(body, header, APP_SECRET.encode()):
-            raise AssertionError("bad signature")
-    elif not telegram.verify_secret(TELEGRAM_SECRET, TELEGRAM_SECRET):
-        raise AssertionError("bad secret")
-    now = int(time.time())
-    started = time.perf_counter()
-    try:
-        parsed = parse_webhook(channel, body, now, BOT_ID)
-    except ParseError as exc:
-        raise AssertionError(exc) from exc
-    publish_started = time.perf_counter()
-    tally = (await router.publish(channel, parsed, body, now)).tally()
-    done = time.perf_counter()
-    metrics.timed(channel, done - publish_started, done - started)
-    metrics.tallied(channel, tally)
-    metrics.answered(channel, 200)
+        webhook = Webhook(channel, None, {"x-hub-signature-256": header or ""}, body)
+    else:
+        webhook = Webhook(channel, BOT_ID, {"x-telegram-bot-api-secret-token": TELEGRAM_SECRET},
+                          body)  # fmt: skip
+    answer = await settle(gateway.receive(webhook))
+    if answer[0] != 200:
+        raise AssertionError(answer)
 
 
 async def run(args: argparse.Namespace, url: str) -> None:
@@ -101,8 +87,8 @@ async def run(args: argparse.Namespace, url: str) -> None:
     from redis.asyncio import Redis
 
     redis = Redis.from_url(url)
-    router = InboundRouter(redis, directory(), RouterSettings(), PolicySettings(), pipe)
-    metrics = Metrics()
+    settings = loads(json.dumps(gateway_config(0, url, APP_SECRET)), {})
+    gateway = inbound(settings, url, redis, pipe)
     warm = bodies(args.channel, args.items, 2000)
     work = bodies(args.channel, args.items, args.count)
 
@@ -111,7 +97,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
 
         async def worker() -> None:
             for body, header in queue:
-                await handle(router, metrics, args.channel, body, header)
+                await handle(gateway, args.channel, body, header)
 
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
 

@@ -24,8 +24,9 @@ from adapters import CHANNELS
 from gateway import handlers
 from gateway.config import Settings, channel_sections
 from gateway.metrics import Metrics
+from gateway.receive import Inbound
 from gateway.redis_memory import MemoryWatch
-from gateway.state import MEMORY, OFFLOAD, OUTBOX, REDIS, ROUTER, SCRIPTS, STATE, State
+from gateway.state import INBOUND, MEMORY, OUTBOX, REDIS, SCRIPTS, STATE, State
 from router.accounts import Account, Directory
 from router.client import RedisClient, scripts_of
 from router.inbound import InboundRouter
@@ -109,14 +110,16 @@ async def offload_router(settings: Settings, url: str) -> InboundRouter:
 
 def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        settings = app[STATE].settings
+        state = app[STATE]
+        settings = state.settings
         redis = _redis_client(settings, url)
         app[REDIS] = redis
         app[SCRIPTS] = host = _script_host(settings, url, redis)
-        app[ROUTER] = InboundRouter(
-            redis, app[STATE].directory, settings.router, settings.policy, host
+        router = InboundRouter(redis, state.directory, settings.router, settings.policy, host)
+        offload = Offload(functools.partial(offload_router, settings, url))
+        app[INBOUND] = Inbound(
+            state.metrics, state.receivers, router, offload, settings.server.offload_bytes
         )
-        app[OFFLOAD] = offload = Offload(functools.partial(offload_router, settings, url))
         app[MEMORY] = memory = MemoryWatch(
             redis, settings.redis.memory_warn_ratio, app[STATE].metrics.redis_memory
         )

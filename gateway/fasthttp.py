@@ -7,10 +7,10 @@ throughput, and they are plain: `POST` to a registered channel's webhook path
 HTTP/1.1, a Content-Length body, keep-alive. `FastProtocol` serves exactly those on a
 connection itself: llhttp (httptools) checks the request head, the path is matched by one
 dict lookup (exact paths, then the prefix of keyed ones), the body is sliced from the
-buffer, and the same `handlers.refusal` / `handlers.start` as the aiohttp route check,
-verify, parse and publish it. The usual webhook needs one script call, sent while the body is
-handled; a callback on its reply writes the answer, so no task or coroutine is made per
-request (about 6 µs of CPU a webhook, benchmarks/README.md).
+buffer, and the process's `Inbound` (gateway/receive.py) refuses, verifies, parses and
+publishes it, as for the aiohttp route. The usual webhook needs one script call, sent while
+the body is handled; a callback on the `Reply`'s future writes the answer, so no task or
+coroutine is made per request (about 6 µs of CPU a webhook, benchmarks/README.md).
 
 Every other request is aiohttp's, on the same port and connection: the first one that is not a
 plain webhook POST (any other path or method, HTTP/1.0, chunked, `Expect`, `Upgrade`, a body
@@ -45,17 +45,17 @@ import logging
 import math
 import socket
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple, cast
 
 import httptools
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from adapters import CHANNELS, Answer, Receiver
+from adapters import CHANNELS, Answer
 from gateway.accesslog import RedactedAccessLogger, redact_target
-from gateway.handlers import Pending, Started, refused, start
-from gateway.state import STATE
+from gateway.receive import Reply, Webhook
+from gateway.state import INBOUND, STATE
 
 log = logging.getLogger("gateway.http")
 
@@ -92,9 +92,6 @@ _INTERNAL_ERROR: Answer = (500, "Internal Server Error")
 _OVERLOADED: Answer = (503, "overloaded")
 """The answer when unfinished bodies fill `server.max_buffered_bytes`."""
 
-Route = Callable[[bytes], Started]
-"""A webhook route bound to its request's headers: body → the webhook, started."""
-
 
 class _Hook(NamedTuple):
     """One channel's webhook as the fast path matches it."""
@@ -102,8 +99,14 @@ class _Hook(NamedTuple):
     channel: str
     headers: tuple[tuple[bytes, str], ...]
     """Its `Webhook.headers`: (as llhttp gives the name, as the receiver reads it)."""
-    receiver: Receiver
-    """Its checks (`State.receivers`), bound here to save the lookups per request."""
+
+
+class _Route(NamedTuple):
+    """A webhook request whose head passed: all of its `Webhook` but the body."""
+
+    channel: str
+    key: str | None
+    headers: dict[str, str]
 
 
 class _Head:
@@ -154,6 +157,7 @@ class FastServer:
         self.inner = inner
         self.app = app
         self.state = app[STATE]
+        self.inbound = app[INBOUND]  # made at startup, which aiohttp runs before this
         srv = self.state.settings.server
         self.fast = srv.fast_path
         self.max_body = srv.max_body_bytes
@@ -170,8 +174,7 @@ class FastServer:
         for channel in CHANNELS.values():  # read once: channels register at import
             hook = channel.webhook
             table = self.keyed if hook.keyed else self.exact
-            receiver = self.state.receivers[channel.name]
-            table[hook.path.encode()] = _Hook(channel.name, _names(hook.headers), receiver)
+            table[hook.path.encode()] = _Hook(channel.name, _names(hook.headers))
             wanted.update(name.encode() for name in hook.headers)
         self.wanted = frozenset(wanted)
         self.access_log = access_log
@@ -271,15 +274,15 @@ class FastProtocol(asyncio.Protocol):
         """Bytes of the buffer the head in `_pending` and its body take (0: no head yet)."""
         self._body_at = 0
         """Where that body starts in the buffer."""
-        self._pending: tuple[Route, bool, bytes] | None = None
+        self._pending: tuple[_Route, bool, bytes] | None = None
         self._skip = 0
         """Bytes still to discard of a body refused from its head."""
         self._paused = False
-        self._request: tuple[Pending, bool, bytes, float] | None = None
-        """The request whose `Pending` is in flight: it, keep-alive, target, start time."""
+        self._request: tuple[Reply, bool, bytes, float] | None = None
+        """The request in flight: its `Reply`, keep-alive, target, start time."""
         self.busy = False
         self.inflight: asyncio.Future[Any] | None = None
-        """What the request in flight waits for: its `Pending`'s future, or its task."""
+        """What the request in flight waits for: its `Reply`'s future."""
         self._phase = _HEAD
         self.deadline = self._loop.time() + server.head_timeout
         """Loop time by which what `_phase` waits for must have come (checked by the sweep)."""
@@ -353,14 +356,14 @@ class FastProtocol(asyncio.Protocol):
                 return
             self.busy = True
             route, payload, keep_alive, target = request
-            if isinstance(route, tuple):  # refused from its head
+            if not isinstance(route, _Route):  # refused from its head: its answer
                 started_at = time.time() if self._server.access_log is not None else 0.0
                 if not self._answer(route, keep_alive, target, started_at):
                     return
             elif not self._start(route, payload, keep_alive, target):
                 return
 
-    def _take(self) -> tuple[Route | Answer, bytes, bool, bytes] | None:
+    def _take(self) -> tuple[_Route | Answer, bytes, bool, bytes] | None:
         """The next complete webhook request in the buffer, taken out of it, or one refused
         from its head alone (its answer, its body to be discarded); None if there is none
         yet, or if the connection went to aiohttp."""
@@ -388,7 +391,7 @@ class FastProtocol(asyncio.Protocol):
                 _handoff(self)  # Upgrade and CONNECT heads raise HttpParserUpgrade
                 return None
             length = int(self._head.headers[b"content-length"])
-            if isinstance(route, tuple):
+            if not isinstance(route, _Route):
                 return _refuse(self, route, keep_alive, target, end + 4, length)
             self._pending = route, keep_alive, target
             self._body_at = end + 4
@@ -412,50 +415,32 @@ class FastProtocol(asyncio.Protocol):
         self._head.reset()
         return route, payload, keep_alive, target
 
-    def _start(self, route: Route, body: bytes, keep_alive: bool, target: bytes) -> bool:
+    def _start(self, route: _Route, body: bytes, keep_alive: bool, target: bytes) -> bool:
         """Begin one request; True when it was answered at once and the connection goes on.
 
-        The usual webhook comes back as a `Pending`: one script call in flight, and a
-        callback on its future answers it, with no task per request. Anything that needs
-        more awaiting comes back as a coroutine and runs as a task."""
+        Otherwise a callback on its `Reply`'s future answers it: for the usual webhook that
+        is its one script call, so no task is made per request."""
         started_at = time.time() if self._server.access_log is not None else 0.0
         try:
-            started = route(body)
+            reply = self._server.inbound.receive(Webhook(route[0], route[1], route[2], body))
         except Exception:
             log.exception("Error handling request")
-            started = _INTERNAL_ERROR
-        if type(started) is tuple:
-            return self._answer(started, keep_alive, target, started_at)
-        if type(started) is Pending:
-            self._request = (started, keep_alive, target, started_at)
-            self.inflight = started.future
-            started.future.add_done_callback(self._settled)
-            return False
-        assert not isinstance(started, tuple | Pending)
-        self.inflight = self._loop.create_task(self._serve(started, keep_alive, target, started_at))
+            return self._answer(_INTERNAL_ERROR, keep_alive, target, started_at)
+        future = reply.future
+        if future is None:
+            return self._answer(reply.answer(), keep_alive, target, started_at)
+        self._request = (reply, keep_alive, target, started_at)
+        self.inflight = future
+        future.add_done_callback(self._settled)
         return False
 
     def _settled(self, _: asyncio.Future[Any]) -> None:
-        """The script call of the `Pending` request is answered: answer the request."""
+        """What the request in flight waited for is done: answer it."""
         assert self._request is not None
-        pending, keep_alive, target, started_at = self._request
+        reply, keep_alive, target, started_at = self._request
         self._request = None
         try:
-            answer = pending.answer()
-        except Exception:
-            log.exception("Error handling request")
-            answer = _INTERNAL_ERROR
-        self._finish(answer, keep_alive, target, started_at)
-
-    async def _serve(
-        self,
-        started: Coroutine[Any, Any, Answer],
-        keep_alive: bool,
-        target: bytes,
-        started_at: float,
-    ) -> None:
-        try:
-            answer = await started
+            answer = reply.answer()
         except Exception:
             log.exception("Error handling request")
             answer = _INTERNAL_ERROR
@@ -556,7 +541,7 @@ def _shed(conn: FastProtocol) -> None:
 
 def _route(
     server: FastServer, parser: httptools.HttpRequestParser, parsed: _Head, head: memoryview
-) -> tuple[Route | Answer, bool, bytes]:
+) -> tuple[_Route | Answer, bool, bytes]:
     """The webhook route of a plain request head, or its answer if the head alone
     refuses it (the same check the aiohttp routes make); raises `_NotPlain` for any
     other request."""
@@ -591,16 +576,8 @@ def _route(
         value = headers.get(raw)
         if value is not None:
             given[name] = _text(value)
-    refusal = hook.receiver.refuse(key, given)
-    route: Route | Answer
-    if refusal is not None:
-        route = refused(server.state, channel, refusal)
-    else:
-        app = server.app
-
-        def route(body: bytes) -> Started:
-            return start(app, channel, key, given, body)
-
+    refusal = server.inbound.refused(channel, key, given)
+    route = _Route(channel, key, given) if refusal is None else refusal
     return route, parser.should_keep_alive(), parsed.url
 
 

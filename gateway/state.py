@@ -14,11 +14,10 @@ from aiohttp import web
 from adapters import Receiver
 from gateway.config import Settings
 from gateway.metrics import Metrics
+from gateway.receive import Inbound
 from gateway.redis_memory import MemoryWatch
 from router.accounts import Directory
 from router.client import RedisClient
-from router.inbound import InboundRouter
-from router.offload import Offload
 from router.outbound import Outbox
 from router.scriptpipe import ScriptHost
 
@@ -39,9 +38,9 @@ class State:
 
 STATE = web.AppKey("state", State)
 REDIS = web.AppKey[RedisClient]("redis")
-ROUTER = web.AppKey("router", InboundRouter)
 OUTBOX = web.AppKey("outbox", Outbox)
-OFFLOAD = web.AppKey("offload", Offload)
+INBOUND = web.AppKey("inbound", Inbound)
+"""The webhooks' one way in, for both server paths (gateway/receive.py)."""
 SCRIPTS = web.AppKey("scripts", ScriptHost)
 """Runs the Lua scripts of the hot paths: the lean `ScriptPipe`, or redis-py's client."""
 MEMORY = web.AppKey("memory", MemoryWatch)

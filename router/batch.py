@@ -16,16 +16,13 @@ from adapters.schema import AnyEvent
 class Batch:
     """The KEYS/ARGV of one publish.lua call, plus which event each result flag belongs to."""
 
-    __slots__ = ("args", "events", "keys", "once")
+    __slots__ = ("args", "events", "keys")
 
     def __init__(self, ttl: bytes) -> None:
         self.keys: list[str] = []
         self.args: list[Any] = [ttl]
         self.events: list[AnyEvent | None] = []
         """One per E/S/P/M operation: the event its result flag is about (None: a letter)."""
-        self.once = False
-        """Whether the call holds a P operation, which has no mark: run twice, it would
-        publish twice, so the call is never joined with others (see `InboundRouter.start`)."""
 
     def collect(
         self, flags: list[int], published: list[AnyEvent], duplicates: list[AnyEvent]

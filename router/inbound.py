@@ -16,9 +16,11 @@ For each webhook the router
 4. runs the calls side by side (router/runner.py), then writes its dead letters, if any, in
    one more call to `gw:deadletter`'s slot.
 
-`start` begins all of this at once: the usual webhook (nothing to look up, one call) is sent
-on the lean client's open connection before `start` returns, as a `Flight` whose future the
-fast path answers from; no task or coroutine is made for it. `publish` awaits the same.
+`start` begins all of this at once and gives back one `Publishing` (router/runner.py): a
+future to wait on, then the `Tally` of what was published. The usual webhook (nothing to look
+up, one call) is sent on the lean client's open connection before `start` returns, and its
+future is that call's reply: no task or coroutine is made for it. Any other runs as a task.
+`publish` awaits the same.
 
 If Redis fails, `RouterUnavailable` is raised and the gateway answers 503 so the platform
 retries: what was published is marked and is not published again; dead letters are written
@@ -27,26 +29,22 @@ only once the events are in, so a retry does not write them twice.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Coroutine
-from pathlib import Path
-from typing import Any
-
 from adapters.schema import Parsed
+from router import scripts
 from router.accounts import Directory
-from router.client import REDIS_ERRORS, RedisClient, scripts_of
+from router.client import RedisClient, scripts_of
 from router.contacts import Contacts
 from router.deadletters import letter
-from router.outcome import Report, RouterUnavailable, Tally
+from router.outcome import RouterUnavailable, Tally
 from router.publish_call import CallBuilder
 from router.routing import Known, Routing
-from router.runner import Flight, Runner
+from router.runner import Publishing, Runner
 from router.scriptpipe import PipeScript, ScriptHost
 from router.settings import PolicySettings, RouterSettings
 
-__all__ = ["Flight", "InboundRouter", "Report", "RouterUnavailable", "Tally"]
+__all__ = ["InboundRouter", "Publishing", "RouterUnavailable", "Tally"]
 
-_SCRIPT = (Path(__file__).parent / "lua" / "publish.lua").read_text()
+_SCRIPT = scripts.source("publish")
 
 
 class InboundRouter:
@@ -70,7 +68,7 @@ class InboundRouter:
         self._lean = script if isinstance(script, PipeScript) else None
         """publish.lua on the lean client, which sends a call at once: see `start`."""
 
-    async def publish(self, channel: str, parsed: Parsed, body: bytes, received_at: int) -> Report:
+    async def publish(self, channel: str, parsed: Parsed, body: bytes, received_at: int) -> Tally:
         """Publish every event of one webhook; raises `RouterUnavailable` if Redis fails.
 
         A large body (a 3 MB history sync, published from a child process: see
@@ -78,25 +76,13 @@ class InboundRouter:
         live webhooks' scripts in between. Marks make this safe: if a later slice fails, the
         platform's retry publishes only what is missing.
         """
-        started = self.start(channel, parsed, body, received_at)
-        if isinstance(started, Flight):
-            with contextlib.suppress(*REDIS_ERRORS):  # report() raises it as RouterUnavailable
-                await started.future
-            return started.report()
-        return await started
+        return await self.start(channel, parsed, body, received_at).wait()
 
-    def start(
-        self, channel: str, parsed: Parsed, body: bytes, received_at: int
-    ) -> Flight | Coroutine[Any, Any, Report]:
+    def start(self, channel: str, parsed: Parsed, body: bytes, received_at: int) -> Publishing:
         """`publish`, begun at once. A webhook that needs nothing looked up first and fits one
-        script call (the usual one) is sent now, on the lean client's open connection, and
-        comes back as a `Flight`: no task or coroutine per webhook. Any other comes back as
-        the coroutine that publishes it.
-
-        Calls sent now in one event-loop iteration are joined into one publish.lua call
-        (`PipeScript.join`): the script reads its operations one after another, and each
-        webhook's C, N and A follow their own event's operation, so the webhooks do not mix.
-        A call with a P operation goes alone (see `Batch.once`)."""
+        script call (the usual one) is sent now, on the lean client's open connection: no
+        task or coroutine per webhook. Any other runs as a task. (The calls sent in one
+        event-loop iteration share one write and one round trip: router/scriptpipe.py.)"""
         known, unknown = self._routing.route(channel, parsed)
         pending = self._contacts.hidden_numbers(known)
         lean = self._lean
@@ -105,21 +91,20 @@ class InboundRouter:
             or lean is None
             or any(r.renamed_to and r.event.conversation_id for r, _ in known)
         ):
-            return self._publish_after_lookups(
-                channel, known, unknown, pending, parsed, body, received_at
+            return Publishing.running(
+                self._publish_after_lookups(
+                    channel, known, unknown, pending, parsed, body, received_at
+                )
             )
         slices = self._calls.slices(channel, known, {}, parsed, unknown, body, received_at)
         if len(slices) == 1 and len(batches := slices[0].batches) == 1:
             for batch in batches.values():
                 if not batch.keys:
                     continue
-                if batch.once:
-                    future = lean.now(batch.keys, batch.args)
-                else:
-                    future = lean.join(batch.keys, batch.args, len(batch.events))
+                future = lean.now(batch.keys, batch.args)
                 if future is not None:
-                    return Flight(future, batch, slices[0].letters)
-        return self._runner.slices(slices)
+                    return Publishing(future, batch, slices[0].letters)
+        return Publishing.running(self._runner.slices(slices))
 
     async def _publish_after_lookups(
         self,
@@ -130,7 +115,7 @@ class InboundRouter:
         parsed: Parsed,
         body: bytes,
         received_at: int,
-    ) -> Report:
+    ) -> Tally:
         # The extra round trips below are awaited only for the webhooks that need them.
         if pending:
             await self._contacts.bsuids(pending)
@@ -151,4 +136,4 @@ class InboundRouter:
     ) -> None:
         """Keep something the gateway could not understand, for an operator."""
         calls = self._calls.letter(letter(reason, channel, received_at, detail, body, command))
-        await self._runner.all(calls, Report())
+        await self._runner.all(calls, [], [])

@@ -84,10 +84,10 @@ def _publish_in_child(
         parsed = parse_webhook(channel, body, received_at, bot_id)
     except ParseError as exc:
         return Malformed(str(exc))
-    report = _CHILD.loop.run_until_complete(
+    tally = _CHILD.loop.run_until_complete(
         _CHILD.router.publish(channel, parsed, body, received_at)
     )
-    return _slim(report.tally())
+    return _slim(tally)
 
 
 def _slim(tally: Tally) -> Tally:

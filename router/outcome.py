@@ -1,5 +1,5 @@
-"""What publishing one webhook did: the `Report` (the events themselves) and its `Tally`
-(plain counts), and `RouterUnavailable` when Redis did not take them.
+"""What publishing one webhook did, as a `Tally` (plain counts), and `RouterUnavailable` when
+Redis did not take its events.
 
 The router counts; it does not name metric labels. A `Tally` keys events by their `kind` and
 their own `type` as the adapter set it; which of those become label values (closed sets,
@@ -34,18 +34,6 @@ class Tally:
     """Account events published (they move per-number gauges)."""
     deadletters: list[str] = field(default_factory=list)
     """Reason of each dead letter written."""
-
-
-@dataclass
-class Report:
-    """What one publish did, event by event, for metrics and logs."""
-
-    published: list[AnyEvent] = field(default_factory=list)
-    duplicates: list[AnyEvent] = field(default_factory=list)
-    deadletters: list[str] = field(default_factory=list)
-
-    def tally(self) -> Tally:
-        return tally(self.published, self.duplicates, self.deadletters)
 
 
 def tally(

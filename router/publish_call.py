@@ -117,7 +117,6 @@ class CallBuilder:
         batch.keys.append(keys.DEADLETTER)
         batch.args += (_P, self._letter_maxlen, msgspec.json.encode(letter))
         batch.events.append(None)
-        batch.once = True
         calls.letters.append(letter.reason)
         return calls
 
@@ -152,7 +151,6 @@ class CallBuilder:
             batch.keys.append(stream)
             batch.args += (_P, maxlen, payload)
             batch.events.append(event)
-            batch.once = True
             return
         mark = keys.dedup(stream, channel, event.account_id, item.dedup)
         if item.live and type(event) is MessageEvent and event.conversation_id is not None:

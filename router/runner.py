@@ -1,6 +1,6 @@
 """Running a webhook's publish.lua calls: slice after slice, a slice's calls side by side,
-and `Flight`, the one call of the usual webhook, already sent, that the fast path answers
-from without a task or coroutine (`InboundRouter.start`).
+and `Publishing`, the one thing `InboundRouter.start` gives back for a webhook: its calls
+begun, a future to wait on, and then the `Tally` of what they did.
 
 Redis errors become `RouterUnavailable` here, at the one place the calls are awaited.
 """
@@ -8,13 +8,13 @@ Redis errors become `RouterUnavailable` here, at the one place the calls are awa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from adapters.schema import AnyEvent
 from router.batch import Batch, Calls
 from router.client import REDIS_ERRORS
-from router.outcome import Report, RouterUnavailable, Tally, tally
+from router.outcome import RouterUnavailable, Tally, tally
 
 Script = Callable[..., Awaitable[Any]]
 """publish.lua, registered on a script host: awaited with `keys=` and `args=`."""
@@ -28,10 +28,12 @@ class Runner:
     def __init__(self, script: Script) -> None:
         self._script = script
 
-    async def slices(self, slices: list[Calls]) -> Report:
+    async def slices(self, slices: list[Calls]) -> Tally:
         """Slice after slice, each given its own turn of the event loop, so Redis runs live
         webhooks' scripts in between (a large body); raises `RouterUnavailable`."""
-        report = Report()
+        published: list[AnyEvent] = []
+        duplicates: list[AnyEvent] = []
+        letters: list[str] = []
         for i, calls in enumerate(slices):
             if i:
                 await asyncio.sleep(0)
@@ -39,59 +41,76 @@ class Runner:
             if len(batches) == 1:  # the usual: one stream, one call
                 for batch in batches.values():
                     if batch.keys:
-                        await self._run(batch, report)
+                        await self._run(batch, published, duplicates)
             else:
-                await self.all(calls, report)
-            report.deadletters.extend(calls.letters)
-        return report
+                await self.all(calls, published, duplicates)
+            letters.extend(calls.letters)
+        return tally(published, duplicates, letters)
 
-    async def all(self, calls: Calls, report: Report) -> None:
+    async def all(
+        self, calls: Calls, published: list[AnyEvent], duplicates: list[AnyEvent]
+    ) -> None:
         """One slice's calls side by side (one round trip); raises if any of them failed."""
         batches = calls.batches
         results = await asyncio.gather(
-            *(self._run(batch, report) for batch in batches.values() if batch.keys),
+            *(self._run(batch, published, duplicates) for batch in batches.values() if batch.keys),
             return_exceptions=True,
         )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
 
-    async def _run(self, batch: Batch, report: Report) -> None:
+    async def _run(
+        self, batch: Batch, published: list[AnyEvent], duplicates: list[AnyEvent]
+    ) -> None:
         try:
             flags = await self._script(keys=batch.keys, args=batch.args)
         except REDIS_ERRORS as exc:
             raise RouterUnavailable(str(exc)) from exc
-        batch.collect(flags, report.published, report.duplicates)
+        batch.collect(flags, published, duplicates)
 
 
-class Flight:
-    """A webhook's one publish.lua call, sent by `InboundRouter.start`: its reply comes in
-    `future`; once that is done, `report()` says what the call did."""
+class Publishing:
+    """One webhook's publish, begun (`InboundRouter.start`). Once `future` is done,
+    `tally()` says what it published, or raises `RouterUnavailable` if Redis failed.
+
+    The usual webhook (one call, nothing to look up) is its one publish.lua call, already
+    sent on the lean client: `future` is that call's reply, and no task or coroutine is made
+    for it. Any other is a task running `Runner.slices`."""
 
     __slots__ = ("_batch", "_letters", "future")
 
-    def __init__(self, future: asyncio.Future[Any], batch: Batch, letters: list[str]) -> None:
+    def __init__(
+        self,
+        future: asyncio.Future[Any],
+        batch: Batch | None = None,
+        letters: list[str] | None = None,
+    ) -> None:
         self.future = future
         self._batch = batch
         self._letters = letters
 
-    def report(self) -> Report:
-        """What the call published; raises `RouterUnavailable` if it failed."""
-        report = Report()
-        self._batch.collect(self._flags(), report.published, report.duplicates)
-        report.deadletters.extend(self._letters)
-        return report
+    @classmethod
+    def running(cls, publishing: Coroutine[Any, Any, Tally]) -> Publishing:
+        """A publish that needs more than one call, or a lookup first, as a task."""
+        return cls(asyncio.get_running_loop().create_task(publishing))
+
+    async def wait(self) -> Tally:
+        """`tally()`, once `future` is done."""
+        if not self.future.done():
+            await asyncio.wait((self.future,))
+        return self.tally()
 
     def tally(self) -> Tally:
-        """`report().tally()`, without the report in between."""
-        published: list[AnyEvent] = []
-        duplicates: list[AnyEvent] = []
-        self._batch.collect(self._flags(), published, duplicates)
-        return tally(published, duplicates, list(self._letters))
-
-    def _flags(self) -> list[int]:
+        batch = self._batch
+        if batch is None:
+            done: Tally = self.future.result()  # the task raises RouterUnavailable itself
+            return done
         try:
             flags: list[int] = self.future.result()
         except REDIS_ERRORS as exc:
             raise RouterUnavailable(str(exc)) from exc
-        return flags
+        published: list[AnyEvent] = []
+        duplicates: list[AnyEvent] = []
+        batch.collect(flags, published, duplicates)
+        return tally(published, duplicates, list(self._letters or ()))

@@ -12,13 +12,6 @@ hot path makes one EVALSHA per webhook, so that client cost was most of a webhoo
   and Redis reads them in one `read()`. Each caller still awaits its own reply, so a 200 is
   never answered before its own events are in Redis. No added wait: the buffer goes out at
   the end of the current iteration, so a lone request is not delayed;
-- **joined calls** (`PipeScript.join`): calls of a script written for it that are made one
-  after another in one iteration go out as ONE script call (their KEYS and ARGV end to end),
-  and each caller gets its own part of the reply. Redis pays a script call's fixed cost (the
-  command, the Lua call, the reply) once for all of them: a fifth of publish.lua's cost per
-  webhook at 8 webhooks per call measured alone, a tenth under the inbound benchmark's load.
-  If the joined call fails, each call is retried alone, so one webhook's failure is not its
-  neighbours';
 - the hiredis reader, as redis-py uses;
 - the same errors as redis-py (`redis.exceptions.ConnectionError`, `TimeoutError`,
   `ResponseError`), so callers keep one `except (RedisError, OSError)`.
@@ -105,94 +98,9 @@ def supports(url: str) -> bool:
     return url.startswith(("redis://", "unix://"))
 
 
-_JOIN_MAX = 8
-"""At most this many calls in one joined call. Redis reads a call whole before running it and
-answers at its end, so each call in it waits for all of them: 8 webhooks are about 16 KB,
-what Redis reads at once. Joining up to 128 (about 20 under load) cut the gateway's
-requests/s by a tenth (benchmarks/README.md, "Joined script calls")."""
-
-
-class _Join:
-    """Calls of one script joined into one call (see `PipeScript.join`): their keys and their
-    arguments after the shared first one, packed as they come; sealed into one command when
-    the iteration's buffer is written or a call that cannot join is queued."""
-
-    __slots__ = ("arg_parts", "key_parts", "members", "nargs", "nkeys", "script", "shared")
-
-    def __init__(self, script: PipeScript, shared: Arg) -> None:
-        self.script = script
-        self.shared = shared
-        self.key_parts: list[bytes] = []
-        self.arg_parts: list[bytes] = []
-        _pack_into(self.arg_parts, (shared,))
-        self.nkeys = 0
-        self.nargs = 1
-        self.members: list[tuple[asyncio.Future[Any], Sequence[Arg], Sequence[Arg], int]] = []
-        """Each call: its caller's future, its keys and args (for a retry alone), and how
-        many items of the joined reply are its own."""
-
-    def add(
-        self, future: asyncio.Future[Any], keys: Sequence[Arg], args: Sequence[Arg], results: int
-    ) -> None:
-        _pack_into(self.key_parts, keys)
-        _pack_into(self.arg_parts, args[1:])
-        self.nkeys += len(keys)
-        self.nargs += len(args) - 1
-        self.members.append((future, keys, args, results))
-
-    def command(self) -> bytes:
-        """One `EVALSHA <sha> <numkeys> <keys...> <args...>` in RESP for all the calls."""
-        parts = self.script.start(self.nkeys, self.nargs)
-        parts += self.key_parts
-        parts += self.arg_parts
-        return b"".join(parts)
-
-    def resolve(self, reply: Any, command: bytes, conn: _Connection) -> None:
-        """Hand each caller its part of the joined reply. On an error reply, NOSCRIPT is
-        retried as EVAL; anything else, each call alone (a script written for joining
-        repeats nothing when run twice), so the failure reaches only the call it is about."""
-        members = self.members
-        if isinstance(reply, hiredis.ReplyError):
-            message = str(reply)
-            if message.startswith("NOSCRIPT"):
-                conn._queue(self, self.script.as_eval(command), None)
-            elif len(members) == 1:
-                future = members[0][0]
-                if not future.done():
-                    future.set_exception(_reply_error(message))
-            else:
-                script = self.script
-                for future, keys, args, _ in members:
-                    if not future.done():
-                        conn._queue(future, script.command(keys, args), script)
-            return
-        if len(members) == 1:
-            future = members[0][0]
-            if not future.done():
-                future.set_result(reply)
-            return
-        expected = sum(m[3] for m in members)
-        if type(reply) is not list or len(reply) != expected:
-            got = len(reply) if type(reply) is list else type(reply).__name__
-            self.fail(ResponseError(f"joined script call: {got} replies for {expected} items"))
-            return
-        start = 0
-        for future, _, _, results in members:
-            end = start + results
-            if not future.done():
-                future.set_result(reply[start:end])
-            start = end
-
-    def fail(self, exc: Exception) -> None:
-        for future, *_ in self.members:
-            if not future.done():
-                future.set_exception(exc)
-
-
-_Waiting = tuple["asyncio.Future[Any] | _Join", float, bytes, "PipeScript | None"]
-"""A command written or about to be: its caller's future (or the calls it joins), when it
-was queued, the command and, for an EVALSHA, its script (to retry a NOSCRIPT answer as
-EVAL)."""
+_Waiting = tuple["asyncio.Future[Any]", float, bytes, "PipeScript | None"]
+"""A command written or about to be: its caller's future, when it was queued, the command
+and, for an EVALSHA, its script (to retry a NOSCRIPT answer as EVAL)."""
 
 
 class _Connection(asyncio.Protocol):
@@ -204,8 +112,6 @@ class _Connection(asyncio.Protocol):
         self._reader = hiredis.Reader()
         self._waiting: collections.deque[_Waiting] = collections.deque()
         self._buffer: list[bytes] = []
-        self._join: _Join | None = None
-        """The joined call being gathered in this iteration, if any."""
         self._flush_due = False
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
@@ -224,9 +130,6 @@ class _Connection(asyncio.Protocol):
         try:
             while (reply := reader.gets()) is not False:
                 future, _, command, script = waiting.popleft()
-                if isinstance(future, _Join):
-                    future.resolve(reply, command, self)
-                    continue
                 if future.done():
                     continue
                 if isinstance(reply, hiredis.ReplyError):
@@ -254,40 +157,9 @@ class _Connection(asyncio.Protocol):
         self._queue(future, command, script)
         return future
 
-    def join(
-        self, script: PipeScript, keys: Sequence[Arg], args: Sequence[Arg], results: int
-    ) -> asyncio.Future[Any]:
-        """Add a call to this iteration's joined call of `script` (see `PipeScript.join`)."""
-        if self.closed:
-            raise RedisConnectionError("connection to Redis is closed")
-        future: asyncio.Future[Any] = self._loop.create_future()
-        join = self._join
-        if (
-            join is None
-            or join.script is not script
-            or join.shared != args[0]
-            or len(join.members) >= _JOIN_MAX
-        ):
-            if join is not None:
-                self._seal()
-            else:
-                self._flush_soon()
-            join = self._join = _Join(script, args[0])
-        join.add(future, keys, args, results)
-        return future
-
-    def _seal(self) -> None:
-        """The joined call being gathered goes into the buffer, in call order."""
-        join = self._join
-        assert join is not None
-        self._join = None
-        self._queue(join, join.command(), join.script)
-
     def _queue(
-        self, future: asyncio.Future[Any] | _Join, command: bytes, script: PipeScript | None
+        self, future: asyncio.Future[Any], command: bytes, script: PipeScript | None
     ) -> None:
-        if self._join is not None and future is not self._join:
-            self._seal()  # calls reach Redis in the order they were made
         self._flush_soon()
         self._buffer.append(command)
         self._waiting.append((future, time.monotonic(), command, script))
@@ -302,8 +174,6 @@ class _Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_due = False
-        if self._join is not None:
-            self._seal()
         if self._transport is None or self.closed or not self._buffer:
             return
         data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
@@ -328,14 +198,9 @@ class _Connection(asyncio.Protocol):
             self._watchdog.cancel()
             self._watchdog = None
         self._buffer.clear()
-        if self._join is not None:
-            self._join.fail(exc)
-            self._join = None
         while self._waiting:
             future = self._waiting.popleft()[0]
-            if isinstance(future, _Join):
-                future.fail(exc)
-            elif not future.done():
+            if not future.done():
                 future.set_exception(exc)
         if self._transport is not None:
             self._transport.abort()
@@ -375,20 +240,6 @@ class PipeScript:
         if conn is None or conn.closed:
             return None
         return conn.send(self.command(keys, args), self)
-
-    def join(
-        self, keys: Sequence[Arg], args: Sequence[Arg], results: int
-    ) -> asyncio.Future[Any] | None:
-        """Like `now`, but joined with the other `join` calls of this script made right before
-        or after it in this iteration: one script call whose KEYS are theirs end to end and
-        whose ARGV is their shared `args[0]` followed by each call's `args[1:]`. The script
-        must return a flat list in which each call's part is its `results` items, in call
-        order; each caller's future gets its own part. The script must also be safe to run
-        twice for a call (a failed joined call is retried call by call)."""
-        conn = self._pipe.connection
-        if conn is None or conn.closed:
-            return None
-        return conn.join(self, keys, args, results)
 
     def command(self, keys: Sequence[Arg], args: Sequence[Arg]) -> bytes:
         """`EVALSHA <sha> <numkeys> <keys...> <args...>` in RESP."""

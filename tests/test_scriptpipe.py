@@ -9,7 +9,7 @@ the next call works again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any
 
 import hiredis
@@ -22,7 +22,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.embedded import EmbeddedRedis, free_port
-from router.scriptpipe import _JOIN_MAX, PipeScript, ScriptPipe, pack, supports
+from router.scriptpipe import ScriptPipe, pack, supports
 from tests.stall import redis_stalled
 
 ECHO = "return {KEYS[1], ARGV[1]}"
@@ -219,15 +219,11 @@ async def test_now_sends_on_the_open_connection_and_declines_without_one(
     assert await future == [b"k2", b"2"]
 
 
-# --- joined calls (PipeScript.join) -----------------------------------------------------------
-
-# Written for joining, like publish.lua: ARGV[1] is shared by the joined calls, then each call's
-# values; each value has its own key, a set. A value is added once (1, then 0 when run again:
-# safe to run twice) and logged when added, so the log shows the order calls ran in.
-JOINABLE = """
+# Each value has its own key, a set: a value is added once (1, then 0 when run again) and
+# logged when added, so the log shows the order the calls ran in.
+ADDER = """
 local out = {}
 for i = 2, #ARGV do
-  if ARGV[i] == 'boom' then return redis.error_reply('ERR boom asked for') end
   local added = redis.call('SADD', KEYS[i - 1], ARGV[1] .. ARGV[i])
   if added == 1 then redis.call('RPUSH', 'log', ARGV[1] .. ARGV[i]) end
   out[#out + 1] = added
@@ -235,119 +231,10 @@ end
 return out
 """
 
-
-def _joined(script: PipeScript, tag: str, values: list[str]) -> asyncio.Future[Any]:
-    future = script.join([f"set:{v}" for v in values], [tag, *values], len(values))
-    assert future is not None
-    return future
-
-
-async def _script_calls(redis: Redis) -> int:
-    stats = await redis.info("commandstats")
-    return sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha", "eval"))
-
-
-async def test_joined_calls_go_out_as_one_script_call_and_each_gets_its_own_part(
-    pipe: ScriptPipe, redis: Redis
-) -> None:
-    script = pipe.register_script(JOINABLE)
-    await script(keys=["set:warm"], args=["t", "warm"])  # opens the connection
-    await redis.config_resetstat()
-    calls = [["a"], ["b", "c", "d"], [], ["e", "f"], ["a", "g"]]
-    replies = await asyncio.gather(*(_joined(script, "t", values) for values in calls))
-    # each caller gets its own items; "a" was added by the first call, so the last sees it
-    assert replies == [[1], [1, 1, 1], [], [1, 1], [0, 1]]
-    assert await _script_calls(redis) == 1
-    assert await redis.lrange("log", 0, -1) == [b"twarm", *(f"t{v}".encode() for v in "abcdefg")]
-
-
-async def test_a_call_that_cannot_join_seals_the_joined_call_first(
-    pipe: ScriptPipe, redis: Redis
-) -> None:
-    script = pipe.register_script(JOINABLE)
-    await script(keys=["set:warm"], args=["t", "warm"])
-    await redis.config_resetstat()
-    futures = [
-        _joined(script, "t", ["a"]),
-        _joined(script, "t", ["b"]),
-        script.now(["set:c"], ["t", "c"]),  # not joined: a, b go out before it
-        _joined(script, "t", ["d"]),
-        _joined(script, "u", ["e"]),  # another shared argument: a call of its own
-        _joined(script, "u", ["f"]),
-    ]
-    assert await asyncio.gather(*futures) == [[1]] * 6
-    assert await _script_calls(redis) == 4  # (a b) (c) (d) (e f)
-    assert await redis.lrange("log", 0, -1) == [b"twarm", b"ta", b"tb", b"tc", b"td", b"ue", b"uf"]
-
-
-async def test_at_most_join_max_calls_share_one_script_call(pipe: ScriptPipe, redis: Redis) -> None:
-    script = pipe.register_script(JOINABLE)
-    await script(keys=["set:warm"], args=["t", "warm"])
-    await redis.config_resetstat()
-    count = 2 * _JOIN_MAX + 3
-    replies = await asyncio.gather(*(_joined(script, "t", [f"v{i}"]) for i in range(count)))
-    assert replies == [[1]] * count
-    assert await _script_calls(redis) == 3
-
-
-async def test_a_failing_joined_call_is_retried_call_by_call(
-    pipe: ScriptPipe, redis: Redis
-) -> None:
-    script = pipe.register_script(JOINABLE)
-    await script(keys=["set:warm"], args=["t", "warm"])
-    replies = await asyncio.gather(
-        _joined(script, "t", ["a"]),
-        _joined(script, "t", ["b", "boom"]),
-        _joined(script, "t", ["c"]),
-        return_exceptions=True,
-    )
-    # The joined call ran "a" and "b", then failed; alone, "a" finds itself added already
-    # (the documented price of a retry), "b boom" fails on its own, "c" runs.
-    assert replies[0] == [0] and replies[2] == [1]
-    assert isinstance(replies[1], ResponseError) and "boom asked for" in str(replies[1])
-    # every value that could be added was added exactly once, and nothing else ran twice
-    assert await redis.lrange("log", 0, -1) == [b"twarm", b"ta", b"tb", b"tc"]
-    assert await _joined(script, "t", ["d"]) == [1]  # the connection is still in step
-
-
-async def test_a_lone_joined_call_that_fails_gets_the_error(pipe: ScriptPipe) -> None:
-    script = pipe.register_script(JOINABLE)
-    await script(keys=["set:warm"], args=["t", "warm"])
-    with pytest.raises(ResponseError, match="boom asked for"):
-        await _joined(script, "t", ["boom"])
-
-
-async def test_joined_calls_survive_a_script_flush(pipe: ScriptPipe, redis: Redis) -> None:
-    script = pipe.register_script(JOINABLE)
-    await script(keys=["set:warm"], args=["t", "warm"])
-    await redis.script_flush()
-    replies = await asyncio.gather(*(_joined(script, "t", [f"v{i}", "x"]) for i in range(5)))
-    assert replies == [[1, 1]] + [[1, 0]] * 4
-    assert await redis.llen("log") == 1 + 6  # retried once as EVAL, nothing ran twice
-
-
-async def test_joined_calls_fail_together_when_the_connection_drops(
-    own_server: EmbeddedRedis,
-) -> None:
-    pipe = ScriptPipe(own_server.url, timeout_s=2.0)
-    script = pipe.register_script(JOINABLE)
-    await script(keys=["set:warm"], args=["t", "warm"])
-    futures = [_joined(script, "t", [f"v{i}"]) for i in range(3)]
-    connection = pipe.connection
-    assert connection is not None
-    connection.close()  # before the iteration's write
-    for future in futures:
-        with pytest.raises(RedisConnectionError):
-            await future
-    assert script.join(["set:x"], ["t", "x"], 1) is None  # nothing open: await the call
-    assert await script(keys=["set:x"], args=["t", "x"]) == [1]
-    await pipe.aclose()
-
-
 _CALLS = st.lists(
     st.tuples(
-        st.booleans(),  # joined, or sent alone with now()
-        st.sampled_from(["t", "u"]),  # the shared first argument
+        st.booleans(),  # sent at once with now(), or awaited as a call
+        st.sampled_from(["t", "u"]),  # a prefix of the values
         st.lists(st.sampled_from("abcdefgh"), max_size=4),  # values: repeats are 0s
     ),
     min_size=1,
@@ -356,23 +243,22 @@ _CALLS = st.lists(
 
 
 @given(_CALLS)
-def test_joined_or_not_every_call_gets_what_it_would_get_alone_in_call_order(
+def test_pipelined_calls_each_get_what_they_would_get_alone_in_call_order(
     redis_url: str, calls: list[tuple[bool, str, list[str]]]
 ) -> None:
     async def run() -> tuple[list[Any], list[bytes]]:
         client = Redis.from_url(redis_url)
         await client.delete("log", *(f"set:{v}" for v in "abcdefgh"))
         pipe = ScriptPipe(redis_url, timeout_s=2.0)
-        script = pipe.register_script(JOINABLE)
+        script = pipe.register_script(ADDER)
         await script(keys=["set:warm"], args=["w", "warm"])
         await client.delete("log", "set:warm")
-        futures = [
-            _joined(script, tag, values)
-            if joined
-            else script.now([f"set:{v}" for v in values], [tag, *values])
-            for joined, tag, values in calls
-        ]
-        replies = list(await asyncio.gather(*futures))
+        waits: list[Awaitable[Any]] = []
+        for now, tag, values in calls:  # all made in one event-loop iteration
+            keys, args = [f"set:{v}" for v in values], [tag, *values]
+            future = script.now(keys, args) if now else None
+            waits.append(future if future is not None else script(keys=keys, args=args))
+        replies = list(await asyncio.gather(*waits))
         log = await client.lrange("log", 0, -1)
         await pipe.aclose()
         await client.aclose()
@@ -392,23 +278,3 @@ def test_joined_or_not_every_call_gets_what_it_would_get_alone_in_call_order(
         expected_replies.append(reply)
     assert replies == expected_replies
     assert log == expected_log
-
-
-async def test_joined_calls_in_flight_past_the_timeout_all_fail_then_calls_work(
-    own_server: EmbeddedRedis,
-) -> None:
-    pipe = ScriptPipe(own_server.url, timeout_s=0.3)
-    script = pipe.register_script(JOINABLE)
-    try:
-        assert await script(keys=["set:warm"], args=["t", "warm"]) == [1]
-        async with redis_stalled(own_server.url, 0.8):
-            joined = [_joined(script, "t", [f"v{i}"]) for i in range(3)]
-            replies = await asyncio.wait_for(asyncio.gather(*joined, return_exceptions=True), 5)
-            assert all(isinstance(r, RedisTimeoutError) for r in replies), replies
-        # The joined call still ran once Redis woke up; its reply went with the dropped
-        # connection. The next call connects again and is in step; joining works again.
-        assert script.join(["set:w"], ["t", "w"], 1) is None  # nothing open: await the call
-        assert await script(keys=["set:v0", "set:w"], args=["t", "v0", "w"]) == [0, 1]
-        assert await _joined(script, "t", ["x"]) == [1]
-    finally:
-        await pipe.aclose()

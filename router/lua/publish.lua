@@ -1,4 +1,5 @@
 -- Publish the events of one webhook (or one micro-batch) atomically, exactly once each.
+-- uses: gcra
 --
 -- KEYS are consumed in order by the operations that ARGV lists after ARGV[1] (dedup TTL in
 -- seconds). Each operation is a code followed by its arguments:
@@ -36,12 +37,8 @@
 --                                                   (commands are refused), 1 clears that
 -- Returns one integer per E/S/P/M/W operation: 1 published, 0 duplicate (or outranked).
 --
--- One call may carry several webhooks, their KEYS and operations end to end (the router
--- joins the webhooks of one event-loop iteration: router/scriptpipe.py `PipeScript.join`).
--- Each webhook's C, N, A and O follow its own E/S/M, so none reads another webhook's `last`.
--- A joined call that fails is retried webhook by webhook: every operation but P repeats
--- nothing when run twice (a marked event is not published again; N, C, A and O act only on an
--- event just published), so a webhook with a P operation is never joined.
+-- C, N, A and O follow their own event's E/S/M and act only on an event just published
+-- (`last`), so a platform retry repeats nothing but P, which has no mark.
 --
 -- Marks are written after the XADD: if the XADD fails, the script stops before the mark,
 -- so a platform retry is published normally. (M sets its mark first, in the same call that
@@ -155,9 +152,7 @@ while a <= #ARGV do
     k, a = k + 3, a + 4
   elseif op == 'C' then
     if last == 1 then
-      local interval = tonumber(ARGV[a + 1])
-      local tat = math.max(tonumber(redis.call('GET', KEYS[k]) or '0'), now_us) + interval
-      redis.call('SET', KEYS[k], string.format('%d', tat), 'PX', math.floor((tat - now_us) / 1000) + 1000)
+      gcra_take(KEYS[k], now_us, tonumber(ARGV[a + 1]), now_us)
     end
     k, a = k + 1, a + 2
   elseif op == 'H' then
