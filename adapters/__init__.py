@@ -5,7 +5,7 @@ reaches channels only through it. `schema` holds what crosses between adapters a
 """
 
 # Each package registers itself on import; a new channel adds its line here.
-from adapters import telegram, whatsapp
+from adapters import meta_messaging, telegram, whatsapp
 from adapters.channel import (
     CHANNELS,
     Answer,
@@ -26,6 +26,7 @@ __all__ = [
     "Pace",
     "Receiver",
     "Webhook",
+    "meta_messaging",
     "telegram",
     "whatsapp",
 ]

@@ -4,17 +4,26 @@
       .parse                webhook bytes -> Parsed (common events); raises only ParseError
       .request              Command + Account -> HttpRequest (full URL, headers, JSON body);
                             raises only InvalidCommand; the token never leaves the adapter
-      .classify             provider answer -> SendResult; never raises
+      .control              a handoff/handback command -> the provider call it makes on this
+                            channel (Messenger's handover protocol), or None
+      .echo_identity        the dedup identity the parser gives the echo of a message the
+                            gateway sent, so that echo is never published (or None)
+      .classify             provider answer (status, body, headers) -> SendResult; never
+                            raises
       .account_pace         spacing of the account's sends (its limiter)
       .recipient_pace       spacing of one recipient's sends (its limiter), and
       .paces_recipient      which command types take a slot of it
       .crosses_border       the cross-country rule, where the channel has one
       window, opt_out_ends_all, charges_inbound
                             the channel's conversation rules, as flags
+      .human_window         how long after the contact's last message a command may still go
+                            outside the window (Meta's HUMAN_AGENT tag)
       .webhook              the receiving side: its webhook path (with or without an
                             account key segment), its GET handshake, the headers it reads
       .receiver             its config section (or None) -> Receiver: the webhook checks
                             (`refuse` from the head, `verify` on the raw body, `handshake`)
+      .foreign              for a body that failed `verify`: the channel it belongs to, if
+                            its provider posts other channels' bodies to this path (Meta)
     ChannelSettings         what its config section gives the gateway: checks, secrets,
                             accounts, account groups, api_base
     CHANNELS                name -> Channel; each package registers itself (`register`) when
@@ -140,7 +149,15 @@ class Channel(Protocol):
 
     def parse(self, body: bytes, path_key: str | None, received_at: int) -> Parsed:
         """One webhook body into events. `path_key`: the account named in the webhook's URL
-        path, for channels that have one (None otherwise). Raises only `ParseError`."""
+        path, for channels that have one (None otherwise). Raises only `ParseError`; its
+        subclass `ForeignBody` when the body is another channel's (or no channel's)."""
+        ...
+
+    def foreign(self, body: bytes) -> str | None:
+        """The channel a body received on this channel's path belongs to when it is another's
+        (Meta: one app may post every product's bodies to one callback URL), judged cheaply
+        before its signature is known; None otherwise. Asked only when `verify` failed, so
+        the other channel's secret may be tried."""
         ...
 
     def request(
@@ -157,8 +174,26 @@ class Channel(Protocol):
         inbound message set it (`business_connection_id`). Raises only `InvalidCommand`."""
         ...
 
-    def classify(self, status: int, body: bytes) -> SendResult:
-        """The provider's answer to a `request`, classified; never raises."""
+    def control(
+        self, account: Account, api_base: str, command: Command, address: str
+    ) -> HttpRequest | None:
+        """The provider call a `handoff` or `handback` makes on this channel besides pausing or
+        resuming the assistant (Messenger and Instagram with the handover protocol: pass the
+        thread to the Page Inbox, take it back); None: the command calls nothing."""
+        ...
+
+    def classify(
+        self, status: int, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> SendResult:
+        """The provider's answer to a `request` or `control` (status, raw body, response
+        headers), classified; never raises."""
+        ...
+
+    def echo_identity(self, message_id: str) -> str | None:
+        """For a provider that echoes the business's own sends back as webhooks (Messenger,
+        Instagram): the dedup identity `parse` gives the echo of the message sent with this
+        id. The ledger marks it when the send succeeds, so the echo is taken for a redelivery:
+        never published, and it does not pause the assistant. None: no such echoes."""
         ...
 
     def account_pace(self, account: Account, guard_ms: float) -> Pace:
@@ -171,6 +206,12 @@ class Channel(Protocol):
 
     def paces_recipient(self, command_type: str) -> bool:
         """Whether a command of this type takes a slot of the recipient's limiter."""
+        ...
+
+    def human_window(self, command: Command) -> int:
+        """Seconds after the contact's last message within which `command` may still be sent
+        once the 24-hour window is closed (Messenger and Instagram: 7 days for a human
+        agent's message tagged `HUMAN_AGENT`, CONTRACT §6.3); 0: not at all."""
         ...
 
     def crosses_border(self, account: Account, address: str) -> bool | None:

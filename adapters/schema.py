@@ -14,7 +14,7 @@ import msgspec
 
 SCHEMA_VERSION = 1
 
-Channel = Literal["whatsapp", "telegram"]
+Channel = Literal["whatsapp", "telegram", "messenger", "instagram"]
 Kind = Literal["message", "echo", "history", "status", "delivery", "contacts", "account", "member"]
 MessageType = Literal[
     "text",
@@ -43,10 +43,16 @@ class Reply(msgspec.Struct, frozen=True):
     title: str | None = None
 
 
-class Media(msgspec.Struct, frozen=True):
-    id: str
-    mime_type: str | None = None
-    filename: str | None = None
+class Media(msgspec.Struct, frozen=True, omit_defaults=True):
+    id: str | None
+    """The provider's media id (WhatsApp media id, Telegram file_id); null where the
+    provider gives only a URL (Messenger, Instagram)."""
+    mime_type: str | None
+    filename: str | None
+    url: str | None = None
+    """CONTRACT §6.2: the provider's URL of the media (Messenger, Instagram: short-lived CDN
+    URLs). Present only where the provider gives one, so WhatsApp and Telegram media keep
+    exactly their three keys."""
 
 
 class Location(msgspec.Struct, frozen=True):
@@ -117,6 +123,9 @@ class _MessageFields(Event, kw_only=True):
     """Telegram chat type (`private`, `group`, `supergroup`, `channel`)."""
     thread_id: str | None = None
     """Telegram forum topic (`message_thread_id`)."""
+    attachments: list[Media] | None = None
+    """Messenger and Instagram: every attachment of a message that has more than one (the
+    first is also `media`); null otherwise."""
     business_connection_id: str | None = None
     """Telegram: the business connection a `business_message` came through. Commands to the
     conversation are then sent through it, on behalf of the business account, until the
@@ -143,12 +152,16 @@ class HistoryEvent(_MessageFields, kw_only=True, tag="history"):
 
 
 class StatusEvent(Event, kw_only=True, tag="status"):
-    message_id: str
+    message_id: str | None
+    """The outbound message; null for a Messenger `read`, which names none (`watermark`)."""
     status: str
     errors: list[ProviderError] = msgspec.field(default_factory=list)
     command_id: str | None = None
     pricing: dict[str, Any] | None = None
     recipient_type: str | None = None
+    watermark: int | None = None
+    """Messenger `read` (CONTRACT §6.2): every message sent before this time (unix ms) was
+    read; null on other statuses."""
 
 
 class ContactsEvent(Event, kw_only=True, tag="contacts"):
@@ -196,6 +209,21 @@ EVENT_DECODER: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
 
 class ParseError(Exception):
     """The only exception a parser raises: the bytes are not a payload it understands."""
+
+    reason = "malformed_body"
+    """The dead letter's reason."""
+
+
+class ForeignBody(ParseError):
+    """A body that is another channel's (CONTRACT §6.1: one Meta app may post WhatsApp,
+    Messenger and Instagram bodies to one callback URL): parse it as `channel`'s. `channel`
+    is None when the body's `object` is no channel's: then it is an unhandled object."""
+
+    reason = "unhandled_object"
+
+    def __init__(self, channel: str | None, what: str) -> None:
+        super().__init__(what)
+        self.channel = channel
 
 
 class Routed(msgspec.Struct):
@@ -301,6 +329,9 @@ class Command(msgspec.Struct, frozen=True, kw_only=True):
     location: Location | None = None
     buttons: list[ButtonSpec] | None = None
     reply_to: str | None = None
+    tag: str | None = None
+    """CONTRACT §6.3: `HUMAN_AGENT` lets a human agent's message (`author: human`) go to a
+    Messenger or Instagram contact up to 7 days after their last message."""
 
 
 COMMAND_DECODER: msgspec.json.Decoder[Command] = msgspec.json.Decoder(Command)
@@ -321,6 +352,7 @@ Verdict = Literal[
     "sent",  # accepted by the provider
     "retry",  # temporary: throughput, server, network; back off and try again
     "retry_recipient",  # temporary for this recipient only (WhatsApp 131056 pair rate)
+    "retry_account",  # temporary for the whole account (Meta's Page/app rate limits): hold it
     "failed",  # permanent for this message (131047, 131026, 400 ...)
     "opted_out",  # the contact refuses (131050 marketing opt-out, Telegram 403)
     "country_blocked",  # WhatsApp 130497: this (number, country) pair is blocked
@@ -335,7 +367,8 @@ class SendResult(msgspec.Struct, frozen=True, kw_only=True):
     provider_code: int | None = None
     message_id: str | None = None
     retry_after_s: float | None = None
-    """Provider-given wait (Telegram `retry_after`), if any."""
+    """Provider-given wait (Telegram `retry_after`, Meta's `estimated_time_to_regain_access`),
+    if any."""
     detail: str | None = None
     """The provider's error text, for logs; never contains tokens."""
     migrate_to_chat_id: str | None = None

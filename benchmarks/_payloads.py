@@ -11,8 +11,11 @@ the pool is built on the fly (same bytes it would have had) and counted in `live
 
 WhatsApp bodies follow PLATFORM.md §1.3: one `entry` for the WABA, one `changes[]` item per
 message (each with its own metadata, contacts and messages, alternating between the configured
-numbers), non-ASCII escaped as `\\uXXXX` the way Meta sends it. Telegram bodies are one update
-each (Telegram never batches), raw UTF-8.
+numbers), non-ASCII escaped as `\\uXXXX` the way Meta sends it. Messenger and Instagram bodies
+(PLATFORM-MORE §1.3, §2) are one `entry` for the Page or account with one `messaging[]` item
+per message (each from its own contact, with its own mid), the same text, signed with the
+app secret the same way. Telegram bodies are one update each (Telegram never batches), raw
+UTF-8.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 WHATSAPP_PATH = "/webhooks/whatsapp"
+META_MESSAGING = {"messenger": "page", "instagram": "instagram"}
+"""The Meta messaging channels the load generator speaks, and their `object`."""
+PAGE_ID = "104400000000001"
+IG_ACCOUNT_ID = "17841400000000001"
 TELEGRAM_PATH = "/webhooks/telegram/{bot_id}"
 _SLOT = re.compile(rb"@@([A-Z])(\d+)@@")
 _NUMERIC_SLOT = re.compile(r'"@@N([A-Z]\d+)@@"')  # a quoted "@@NU0@@" becomes a bare number
@@ -55,7 +62,7 @@ class Number:
 class PayloadSpec:
     """What to send and where; picklable so worker processes rebuild the same requests."""
 
-    channel: str  # "whatsapp" | "telegram"
+    channel: str  # "whatsapp" | "telegram" | "messenger" | "instagram"
     items: int
     host: str
     port: int
@@ -117,6 +124,26 @@ def whatsapp_template(numbers: tuple[Number, ...], items: int, first: int) -> Te
     return Template(json.dumps(body, ensure_ascii=True, separators=(",", ":")))
 
 
+def meta_messaging_template(channel: str, items: int) -> Template:
+    """Messenger or Instagram: one entry for the Page (account), `items` messaging items,
+    each a text message from its own contact quoting an earlier message, as Meta sends them
+    (timestamps in milliseconds, non-ASCII escaped)."""
+    account = PAGE_ID if channel == "messenger" else IG_ACCOUNT_ID
+    now_ms = int(time.time() * 1000)
+    messaging = [
+        {
+            "sender": {"id": f"@@C{k}@@"},
+            "recipient": {"id": account},
+            "timestamp": now_ms,
+            "message": {"mid": f"@@W{k}@@", "text": _TEXT, "reply_to": {"mid": "m_QUOTED0001"}},
+        }
+        for k in range(items)
+    ]
+    entry = {"id": account, "time": now_ms, "messaging": messaging}
+    body = {"object": META_MESSAGING[channel], "entry": [entry]}
+    return Template(json.dumps(body, ensure_ascii=True, separators=(",", ":")))
+
+
 def telegram_template() -> Template:
     """One private-chat text update (PLATFORM.md §7.2)."""
     person = {"first_name": "Ana", "last_name": "Ferreira", "username": "anaferreira"}
@@ -141,6 +168,8 @@ class RequestFactory:
         if spec.channel == "whatsapp":
             count = len(spec.numbers)
             self.templates = [whatsapp_template(spec.numbers, spec.items, j) for j in range(count)]
+        elif spec.channel in META_MESSAGING:
+            self.templates = [meta_messaging_template(spec.channel, spec.items)]
         else:
             self.templates = [telegram_template()]
         self.head = self._head()
@@ -148,8 +177,9 @@ class RequestFactory:
 
     def _head(self) -> bytes:
         spec = self.spec
-        if spec.channel == "whatsapp":
-            path, extra = WHATSAPP_PATH, "User-Agent: facebookexternalua\r\nAccept: */*\r\n"
+        if spec.channel == "whatsapp" or spec.channel in META_MESSAGING:
+            path = f"/webhooks/{spec.channel}"
+            extra = "User-Agent: facebookexternalua\r\nAccept: */*\r\n"
         else:
             path = TELEGRAM_PATH.format(bot_id=spec.bot_id)
             extra = f"X-Telegram-Bot-Api-Secret-Token: {spec.telegram_secret}\r\n"
@@ -163,7 +193,17 @@ class RequestFactory:
         template = self.templates[i % len(self.templates)]
         if self.spec.channel == "whatsapp":
             return template.render(self._whatsapp_values(i))
+        if self.spec.channel in META_MESSAGING:
+            return template.render(self._meta_values(i))
         return template.render(self._telegram_values(i))
+
+    def _meta_values(self, i: int) -> dict[str, list[bytes]]:
+        first = i * self.spec.items
+        seq = range(first, first + self.spec.items)
+        return {
+            "W": [f"m_{self.nonce}{g:012X}QkFBQUFBQUFBQUFB".encode() for g in seq],
+            "C": [f"7010{g % self.spec.contacts:012d}".encode() for g in seq],
+        }
 
     def _whatsapp_values(self, i: int) -> dict[str, list[bytes]]:
         first = i * self.spec.items
@@ -189,7 +229,7 @@ class RequestFactory:
         """Request i: headers (with signature and Content-Length) and body."""
         body = self.body(i)
         sign = b""
-        if self.spec.channel == "whatsapp":
+        if self.spec.channel != "telegram":  # Meta's three channels
             mac = self.mac.copy()
             mac.update(body)
             sign = b"X-Hub-Signature-256: sha256=" + mac.hexdigest().encode() + b"\r\n"

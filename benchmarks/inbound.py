@@ -10,6 +10,7 @@ stops what it started.
     .venv/bin/python benchmarks/inbound.py                      # 1-item WhatsApp, both targets
     .venv/bin/python benchmarks/inbound.py --items 100          # 100 messages per POST
     .venv/bin/python benchmarks/inbound.py --channel telegram
+    .venv/bin/python benchmarks/inbound.py --channel messenger --targets gateway
     .venv/bin/python benchmarks/inbound.py --rate 2000          # open loop, 2000 req/s
     .venv/bin/python benchmarks/inbound.py --scenario full      # the whole comparison, ~2 min
     .venv/bin/python benchmarks/inbound.py --url http://127.0.0.1:8080 --app-secret S
@@ -38,7 +39,7 @@ from urllib.parse import urlsplit
 
 import yaml
 from _loadgen import Merged, Workers, WorkerSpec, merge, percentile, split
-from _payloads import Number, PayloadSpec
+from _payloads import IG_ACCOUNT_ID, PAGE_ID, Number, PayloadSpec
 from _procs import (
     GATEWAY_COMMAND,
     HOST,
@@ -148,7 +149,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="single",
         help="single: one load on each target; full: the whole comparison (README)",
     )
-    add("--channel", choices=["whatsapp", "telegram"], default="whatsapp")
+    add(
+        "--channel",
+        choices=["whatsapp", "telegram", "messenger", "instagram"],
+        default="whatsapp",
+    )
     add("--items", type=int, default=1, help="WhatsApp messages per POST")
     add("--connections", type=int, default=64, help="keep-alive connections")
     add("--duration", type=float, default=10.0, help="measured seconds per run")
@@ -258,6 +263,13 @@ def gateway_config(
     }
     bot = {"token": BOT_TOKEN, "secret_token": TELEGRAM_SECRET, "assistant": "support"}
     config["telegram"] = {"api_base": NOWHERE, "bots": [bot]}
+    # Messenger and Instagram signed with the same app secret (one Meta app), so one load
+    # generator signs every Meta body alike.
+    page = {"page_id": PAGE_ID, "access_token": "bench-page-token", "assistant": "support"}
+    account = {"account_id": IG_ACCOUNT_ID, "access_token": "bench-ig-token", "assistant": "sales"}
+    meta = {"app_secret": app_secret, "verify_token": VERIFY_TOKEN}
+    config["messenger"] = {**meta, "api_base": f"{NOWHERE}/v21.0", "pages": [page]}
+    config["instagram"] = {**meta, "api_base": f"{NOWHERE}/v21.0", "accounts": [account]}
     return config
 
 
@@ -488,11 +500,14 @@ def single_plans(args: argparse.Namespace, targets: dict[str, Target]) -> list[P
 
 
 def full_plans(args: argparse.Namespace, targets: dict[str, Target]) -> list[Plan]:
-    """1-item on both; 10 and 100 items, Telegram on the gateway (or the only target)."""
+    """1-item on both; 10 and 100 items, Telegram, Messenger and Instagram on the gateway (or
+    the only target). The Messenger and Instagram bodies carry the same text as the WhatsApp
+    ones, so their rows compare with the 1-item WhatsApp row of the same run."""
     main = "gateway" if "gateway" in targets else "bare"
     one = replace(base_plan(args, main), channel="whatsapp", items=1, rate=None)
     plans = _pairs(one, args.pairs) if main == "gateway" and "bare" in targets else [one]
     plans += [replace(one, items=10), replace(one, items=100), replace(one, channel="telegram")]
+    plans += [replace(one, channel="messenger"), replace(one, channel="instagram")]
     return plans
 
 

@@ -31,6 +31,7 @@ import yaml
 
 from adapters import CHANNELS, ChannelSettings
 from adapters.account import Secret
+from adapters.meta_messaging import InstagramSettings, MessengerSettings
 from adapters.telegram import TelegramSettings
 from adapters.whatsapp import WhatsAppSettings
 from router.settings import (
@@ -119,6 +120,8 @@ class Settings(msgspec.Struct, **_STRUCT):
     # per channel: the one place gateway/ lists them; `channel_sections` reads them by name).
     whatsapp: WhatsAppSettings | None = None
     telegram: TelegramSettings | None = None
+    messenger: MessengerSettings | None = None
+    instagram: InstagramSettings | None = None
 
 
 def channel_sections(settings: Settings) -> dict[str, ChannelSettings | None]:

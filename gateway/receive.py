@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from adapters import Answer, Receiver
+from adapters import CHANNELS, Answer, Receiver
 from adapters.schema import ParseError
 from gateway.metrics import Metrics
 from router.inbound import InboundRouter, Publishing
@@ -151,8 +151,14 @@ class Inbound:
         """Everything after the body is read: authenticity, parse, publish, the answer."""
         channel, key, headers, body = webhook
         if not self._receivers[channel].verify(key, headers, body):
-            self._metrics.signature_failures.labels(channel).inc()
-            return Reply(self, channel, self.counted(channel, 401, "bad signature"))
+            # Signed with the secret of the channel the body belongs to, if it is another's
+            # (Meta: one app, one callback URL for all three channels)?
+            other = CHANNELS[channel].foreign(body)
+            receiver = self._receivers.get(other) if other is not None else None
+            if other is None or receiver is None or not receiver.verify(None, headers, body):
+                self._metrics.signature_failures.labels(channel).inc()
+                return Reply(self, channel, self.counted(channel, 401, "bad signature"))
+            channel, key = other, None
         received_at = int(time.time())
         started = time.perf_counter()
         if len(body) > self._offload_bytes:
@@ -160,9 +166,10 @@ class Inbound:
             # process, so live webhooks keep this event loop (router/offload.py).
             return self._task(channel, self._offloaded(webhook, received_at, started))
         try:
-            parsed = parse_webhook(channel, body, received_at, key)
+            channel, parsed = parse_webhook(channel, body, received_at, key)
         except ParseError as exc:
-            return self._task(channel, self._malformed(channel, body, received_at, str(exc)))
+            malformed = self._malformed(channel, body, received_at, str(exc), exc.reason)
+            return self._task(channel, malformed)
         publish_started = time.perf_counter()
         publishing = self._router.start(channel, parsed, body, received_at)
         return Reply(self, channel, None, publishing.future, publishing, started, publish_started)
@@ -180,19 +187,21 @@ class Inbound:
         except RouterUnavailable as exc:
             return self.unavailable(channel, exc)
         if isinstance(outcome, Malformed):
-            return await self._malformed(channel, body, received_at, outcome.detail)
-        return self.published(channel, outcome, started, started)
+            return await self._malformed(channel, body, received_at, outcome.detail, outcome.reason)
+        channel, tally = outcome
+        return self.published(channel, tally, started, started)
 
-    async def _malformed(self, channel: str, body: bytes, received_at: int, detail: str) -> Answer:
-        """A body we cannot understand under a valid signature: dead-lettered, answered 200."""
+    async def _malformed(
+        self, channel: str, body: bytes, received_at: int, detail: str, reason: str
+    ) -> Answer:
+        """A body we cannot understand under a valid signature (`malformed_body`), or whose
+        `object` no channel handles (`unhandled_object`): dead-lettered whole, answered 200."""
         try:
-            await self._router.deadletter(
-                "malformed_body", channel, received_at, detail[:500], body
-            )
+            await self._router.deadletter(reason, channel, received_at, detail[:500], body)
         except RouterUnavailable as exc:
             return self.unavailable(channel, exc)
-        self._metrics.deadletters.labels(channel, "malformed_body").inc()
-        log.warning("dead-lettered a %s body: %s", channel, detail[:200])
+        self._metrics.deadletters.labels(channel, reason).inc()
+        log.warning("dead-lettered a %s body (%s): %s", channel, reason, detail[:200])
         return self.counted(channel, 200, "OK")
 
     def published(

@@ -148,7 +148,9 @@ class Ledger:
     async def finish(self, claim: Claim, result: Result) -> None:
         """→ done: record the result and publish the delivery event, atomically."""
         event = delivery(claim.target, claim.command_id, result, duplicate=False)
-        await self._record(claim, msgspec.json.encode(result), event)
+        await self._record(
+            claim, msgspec.json.encode(result), event, self._echo_mark(claim, result)
+        )
         self._observer.delivered(claim.target.channel, claim.ctype, result.outcome, result.reason)
 
     async def repeat(self, claim: Claim, result: Result) -> None:
@@ -173,12 +175,28 @@ class Ledger:
         self._observer.delivered(claim.target.channel, claim.ctype, "failed", "provider_error")
         return True
 
-    async def _record(self, claim: Claim, result: bytes, event: DeliveryEvent) -> None:
+    @staticmethod
+    def _echo_mark(claim: Claim, result: Result) -> str | None:
+        """The dedup mark of the echo the provider will send of this message, if it echoes
+        sends (`Channel.echo_identity`): set with the result, so that echo is not published."""
+        if result.outcome != "sent" or not result.message_id:
+            return None
+        target = claim.target
+        identity = target.adapter.echo_identity(result.message_id)
+        if identity is None:
+            return None
+        return keys.dedup(target.inbox, target.channel, target.account.account_id, identity)
+
+    async def _record(
+        self, claim: Claim, result: bytes, event: DeliveryEvent, echo_mark: str | None = None
+    ) -> None:
         """finish.lua, retried through a Redis hiccup: once a message went out, losing its
         result would turn it into a false failure when the entry is taken over."""
         args = [result, ENCODER.encode(event), self._router.inbox_maxlen]
         args.append(self._router.dedup_ttl_seconds)
         record_keys = [claim.key, claim.target.inbox]
+        if echo_mark is not None:
+            record_keys.append(echo_mark)
         deadline = time.monotonic() + self._retry_s
         delay = 0.05
         while True:

@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 
 from adapters import CHANNELS
-from adapters.schema import Parsed, ParseError
+from adapters.schema import ForeignBody, Parsed, ParseError
 from router.inbound import InboundRouter
 from router.outcome import RouterUnavailable, Tally
 
@@ -51,6 +51,7 @@ class Malformed:
     """The body was no webhook at all; the parent dead-letters it as for a small body."""
 
     detail: str
+    reason: str = ParseError.reason
 
 
 class _Child:
@@ -71,23 +72,32 @@ def _start_child(factory: ClientsFactory, niceness: int) -> None:
     _CHILD.router = _CHILD.loop.run_until_complete(factory())
 
 
-def parse_webhook(channel: str, body: bytes, received_at: int, bot_id: str | None) -> Parsed:
-    """The channel's decode for one webhook body; raises only `ParseError`. `bot_id`: the
-    account named in the webhook's path, if the channel has one there."""
-    return CHANNELS[channel].parse(body, bot_id, received_at)
+def parse_webhook(
+    channel: str, body: bytes, received_at: int, bot_id: str | None
+) -> tuple[str, Parsed]:
+    """The channel's decode for one webhook body, and the channel it is: the path's, or the
+    one a Meta body's `object` names (`ForeignBody`). Raises only `ParseError`. `bot_id`:
+    the account named in the webhook's path, if the channel has one there."""
+    try:
+        return channel, CHANNELS[channel].parse(body, bot_id, received_at)
+    except ForeignBody as exc:
+        other = exc.channel
+        if other is None or other == channel or other not in CHANNELS:
+            raise
+        return other, CHANNELS[other].parse(body, None, received_at)
 
 
 def _publish_in_child(
     channel: str, body: bytes, received_at: int, bot_id: str | None
-) -> Tally | Malformed:
+) -> tuple[str, Tally] | Malformed:
     try:
-        parsed = parse_webhook(channel, body, received_at, bot_id)
+        channel, parsed = parse_webhook(channel, body, received_at, bot_id)
     except ParseError as exc:
-        return Malformed(str(exc))
+        return Malformed(str(exc), exc.reason)
     tally = _CHILD.loop.run_until_complete(
         _CHILD.router.publish(channel, parsed, body, received_at)
     )
-    return _slim(tally)
+    return channel, _slim(tally)
 
 
 def _slim(tally: Tally) -> Tally:
@@ -124,8 +134,9 @@ class Offload:
 
     async def publish(
         self, channel: str, body: bytes, received_at: int, bot_id: str | None = None
-    ) -> Tally | Malformed:
-        """Raises `RouterUnavailable` when Redis (or the child) failed: answer 503."""
+    ) -> tuple[str, Tally] | Malformed:
+        """The channel the body was (see `parse_webhook`) and what was published. Raises
+        `RouterUnavailable` when Redis (or the child) failed: answer 503."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(

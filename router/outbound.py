@@ -178,12 +178,16 @@ class Outbox:
         if not claim.target.account.enabled:
             return Result("rejected", "account_inactive")
         if command.type in CONTROL_TYPES:
+            ended = await self.sender.control(claim, command)
+            if ended is not None:
+                return ended
             await self._control(claim, command)
             return Result("sent")
         return await self.sender.send(claim, command, wait_until)
 
     async def _control(self, claim: Claim, command: Command) -> None:
-        """handoff pauses the AI for the conversation, handback resumes it."""
+        """handoff pauses the AI for the conversation, handback resumes it (after the
+        channel's own call, if it makes one: `Sender.control`)."""
         conv = claim.target.key("conv")
         if command.type == "handoff":
             await self._redis.hset(conv, "h", "1")  # type: ignore[misc]

@@ -102,6 +102,7 @@ class Pacing:
             int(adapter.paces_recipient(command.type)),
             claim.owner,
             self._lease_us,
+            adapter.human_window(command),
         ]
         return policy_keys, args
 
@@ -139,12 +140,15 @@ class Pacing:
         """Give a dispatch slot back (sending → waiting)."""
         await self.scripts["unsend"](keys=[claim.key, claim.target.key("log")], args=[claim.owner])
 
-    async def hold(self, target: Target, delay_s: float) -> None:
-        """Nothing goes to this recipient (or chat) for `delay_s`."""
-        pace = target.adapter.recipient_pace(target.address, self._guard_ms)
-        await self.scripts["hold"](
-            keys=[target.key("lim2")], args=[int(delay_s * 1e6), pace.tolerance_us]
-        )
+    async def hold(self, target: Target, delay_s: float, account: bool = False) -> None:
+        """Nothing goes to this recipient (or chat) for `delay_s`; with `account`, nothing
+        from the whole account (its own limiter)."""
+        adapter = target.adapter
+        if account:
+            pace, key = adapter.account_pace(target.account, self._guard_ms), target.key("lim1")
+        else:
+            pace, key = adapter.recipient_pace(target.address, self._guard_ms), target.key("lim2")
+        await self.scripts["hold"](keys=[key], args=[int(delay_s * 1e6), pace.tolerance_us])
 
 
 def _verdict(reply: list[bytes]) -> Result | None:

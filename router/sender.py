@@ -103,6 +103,26 @@ class Sender:
             return False
         return True
 
+    async def control(self, claim: Claim, command: Command) -> Result | None:
+        """The provider call of a `handoff`/`handback` on channels that make one
+        (`Channel.control`), retried as its answers allow; None when there is none or it
+        succeeded (then the pause is changed), else the command's end. It sends no message,
+        so it takes no rate-limit slot."""
+        target = claim.target
+        request = target.adapter.control(
+            target.account, self._api[target.channel], command, target.address
+        )
+        if request is None:
+            return None
+        last: SendResult | None = None
+        for attempt in range(1, self._retry.max_attempts + 1):
+            last = await self.call(target, request)
+            outcome = await self.apply(target, last, attempt)
+            if outcome is not None:
+                return None if outcome.outcome == "sent" else outcome
+            await asyncio.sleep(self.backoff(attempt, last))
+        return Result("failed", "provider_error", last.provider_code if last else None)
+
     def _request(self, claim: Claim, command: Command, last_inbound: str | None) -> HttpRequest:
         target = claim.target
         api_base = self._api[target.channel]
@@ -127,7 +147,7 @@ class Sender:
                 request.url, json=request.body, headers=request.headers, timeout=self._timeout
             ) as resp:
                 body = await resp.read()
-                return target.adapter.classify(resp.status, body)
+                return target.adapter.classify(resp.status, body, resp.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             # The URL may hold the account's token: log the exception's type only.
             return SendResult(verdict="retry", detail=f"network: {type(exc).__name__}")
@@ -140,7 +160,9 @@ class Sender:
         match result.verdict:
             case "sent":
                 return Result("sent", None, None, result.message_id)
-            case "retry" | "retry_recipient" if attempt < self._retry.max_attempts:
+            case "retry" | "retry_recipient" | "retry_account" if (
+                attempt < self._retry.max_attempts
+            ):
                 await self._hold_recipient(target, result, attempt)
                 return None
             case "opted_out":
@@ -171,16 +193,26 @@ class Sender:
         )
 
     async def _hold_recipient(self, target: Target, result: SendResult, attempt: int) -> None:
-        """Push the recipient's (or chat's) limiter into the future the provider asked for."""
-        if result.verdict == "retry_recipient":
+        """Push the recipient's (or chat's) limiter into the future the provider asked for;
+        for `retry_account`, the account's own limiter, so none of its sends calls the
+        provider meanwhile (Meta lengthens a Page's block while it goes on calling)."""
+        if result.verdict == "retry_account":
+            await self._pacing.hold(target, result.retry_after_s or self._delay(attempt), True)
+        elif result.verdict == "retry_recipient":
             await self._pacing.hold(target, self._retry.pair_base_seconds**attempt)
         elif result.retry_after_s:
             await self._pacing.hold(target, result.retry_after_s)
 
     def backoff(self, attempt: int, result: SendResult | None) -> float:
         """Seconds before the next attempt (0 when a limiter holds it back instead)."""
-        if result is not None and (result.verdict == "retry_recipient" or result.retry_after_s):
+        if result is not None and (
+            result.verdict in ("retry_recipient", "retry_account") or result.retry_after_s
+        ):
             return 0.0
+        return self._delay(attempt)
+
+    def _delay(self, attempt: int) -> float:
+        """The retry schedule's wait before attempt `attempt + 1`, with its jitter."""
         r = self._retry
         base = min(r.max_seconds, r.base_seconds * 2.0 ** (attempt - 1))
         return base * (1 + random.uniform(-r.jitter, r.jitter))

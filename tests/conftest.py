@@ -47,6 +47,14 @@ WABA = "200300400500600"
 BOT_1 = "7000000001"
 BOT_2 = "7000000002"
 BOT_SECRETS = {BOT_1: "tg-secret_1", BOT_2: "tg-secret_2"}
+MESSENGER_SECRET = "test-messenger-app-secret"
+INSTAGRAM_SECRET = "test-instagram-app-secret"
+PAGE_A = "104400000000001"
+"""A Messenger Page of the assistant `support` (handover protocol on)."""
+PAGE_B = "104400000000002"
+"""A Messenger Page of the assistant `sales`."""
+IG_A = "17841400000000001"
+"""An Instagram professional account of the assistant `sales`."""
 
 TEST_CONFIG = f"""
 server: {{host: 127.0.0.1, port: 0}}
@@ -75,6 +83,19 @@ telegram:
        assistant: support}}
     - {{token: "{BOT_2}:AAHtesttokenbbbbbbbbbbbbbbbbbbbbbbb", secret_token: tg-secret_2,
        assistant: sales}}
+messenger:
+  api_base: "${{META_URL}}/v21.0"
+  app_secret: {MESSENGER_SECRET}
+  verify_token: {VERIFY_TOKEN}
+  pages:
+    - {{page_id: "{PAGE_A}", access_token: page-token-a, assistant: support, handover: true}}
+    - {{page_id: "{PAGE_B}", access_token: page-token-b, assistant: sales}}
+instagram:
+  api_base: "${{IG_URL}}/v21.0"
+  app_secret: {INSTAGRAM_SECRET}
+  verify_token: {VERIFY_TOKEN}
+  accounts:
+    - {{account_id: "{IG_A}", access_token: ig-token-a, assistant: sales}}
 """
 
 
@@ -222,6 +243,8 @@ def make_settings(redis_url: str, **env: str) -> Settings:
         "REDIS_CLUSTER": str(_CLUSTER).lower(),
         "GRAPH_URL": UNREACHABLE + "/v21.0",
         "BOT_URL": UNREACHABLE,
+        "META_URL": UNREACHABLE,
+        "IG_URL": UNREACHABLE,
         "SEND_WAIT_MAX": "60",
         "CLAIM_IDLE": "30",
         "OUTBOUND_ENABLED": "true",
@@ -269,6 +292,11 @@ def wa_body(payload: dict[str, Any]) -> bytes:
 
 
 def wa_headers(body: bytes, secret: str = APP_SECRET) -> dict[str, str]:
+    return {"X-Hub-Signature-256": sign(body, secret.encode()), "Content-Type": "application/json"}
+
+
+def meta_headers(body: bytes, secret: str) -> dict[str, str]:
+    """A Messenger or Instagram webhook's headers, signed with that app's secret."""
     return {"X-Hub-Signature-256": sign(body, secret.encode()), "Content-Type": "application/json"}
 
 

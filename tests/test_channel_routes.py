@@ -109,6 +109,20 @@ class Fake:
             raise ParseError(str(exc)) from exc
         return Parsed([Routed(event, f"fake:{data['id']}", live=True)])
 
+    def foreign(self, body: bytes) -> str | None:
+        return None
+
+    def human_window(self, command: Command) -> int:
+        return 0
+
+    def echo_identity(self, message_id: str) -> str | None:
+        return None
+
+    def control(
+        self, account: Account, api_base: str, command: Command, address: str
+    ) -> HttpRequest | None:
+        return None
+
     def request(
         self,
         account: Account,
@@ -120,7 +134,9 @@ class Fake:
     ) -> HttpRequest:
         return HttpRequest(f"{api_base}/send", {}, {"to": address})
 
-    def classify(self, status: int, body: bytes) -> SendResult:
+    def classify(
+        self, status: int, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> SendResult:
         return SendResult(verdict="sent" if status == 200 else "failed")
 
     def account_pace(self, account: Account, guard_ms: float) -> Pace:

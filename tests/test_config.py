@@ -307,7 +307,69 @@ def test_each_registered_channel_has_its_section_by_name() -> None:
     `Settings` lists them (which the "at least one channel" message follows)."""
     settings = loads(BASE, ENV)
     sections = channel_sections(settings)
-    assert list(sections) == ["whatsapp", "telegram"]
+    assert list(sections) == ["whatsapp", "telegram", "messenger", "instagram"]
     assert sections["whatsapp"] is settings.whatsapp
-    assert sections["telegram"] is None
+    assert sections["telegram"] is sections["messenger"] is sections["instagram"] is None
     assert set(sections) == set(CHANNELS)
+
+
+META = """
+messenger:
+  app_secret: ${SECRET}
+  verify_token: a-verify-token-of-32-characters
+  pages:
+    - {page_id: "104729384756102", access_token: EAAPtoken, assistant: support}
+instagram:
+  app_secret: ${SECRET}
+  verify_token: a-verify-token-of-32-characters
+  accounts:
+    - {account_id: "17841400000000001", access_token: IGQtoken, assistant: sales}
+"""
+
+
+def test_the_contract_messenger_and_instagram_sections_load_with_their_defaults() -> None:
+    settings = loads(META, ENV)
+    assert settings.messenger is not None and settings.instagram is not None
+    assert settings.messenger.api_base == "https://graph.facebook.com/v21.0"
+    assert settings.instagram.api_base == "https://graph.instagram.com/v21.0"
+    [page] = settings.messenger.accounts()
+    [account] = settings.instagram.accounts()
+    assert (page.channel, page.account_id, page.assistant, page.mps) == (
+        "messenger", "104729384756102", "support", 40.0
+    )  # fmt: skip
+    assert (account.channel, account.account_id, account.assistant, account.mps) == (
+        "instagram", "17841400000000001", "sales", 40.0
+    )  # fmt: skip
+    assert page.mode is None  # no handover unless asked for
+    handover = META.replace("assistant: support}", "assistant: support, handover: true}")
+    [page] = loads(handover, ENV).messenger.accounts()  # type: ignore[union-attr]
+    assert page.mode == "263902037430900"  # the Page Inbox
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (("app_secret: ${SECRET}\n  verify_token", 'app_secret: ""\n  verify_token'),
+         "messenger.app_secret"),
+        (('page_id: "104729384756102"', 'page_id: "my-page"'), "messenger.pages[0].page_id"),
+        (('account_id: "17841400000000001"', 'account_id: "@shop"'),
+         "instagram.accounts[0].account_id"),
+        (("assistant: sales", "assistant: a/b"), "instagram.accounts[0].assistant"),
+        (("assistant: support}", "assistant: support, mps: 0}"), "messenger.pages[0].mps"),
+        (("assistant: support}", "assistant: support, handover_app_id: inbox}"),
+         "messenger.pages[0].handover_app_id"),
+        (("assistant: support}", "assistant: support, page_token: x}"), "page_token"),
+    ],
+)  # fmt: skip
+def test_a_bad_messenger_or_instagram_section_names_its_key(
+    change: tuple[str, str], key: str
+) -> None:
+    text = META.replace(*change, 1)
+    assert text != META
+    assert key in error_of(text)
+
+
+def test_a_page_listed_twice_is_refused() -> None:
+    page = '    - {page_id: "104729384756102", access_token: EAAPtoken, assistant: support}\n'
+    text = META.replace(page, page + page)
+    assert "messenger.pages[1].page_id: 104729384756102 is listed twice" in error_of(text)

@@ -111,6 +111,8 @@ def fleet(tmp_path: Path, redis_url: str, graph: FakeGraphAPI) -> Iterator[Fleet
         "REDIS_CLUSTER": str(cluster_mode()).lower(),
         "GRAPH_URL": graph.base_url,
         "BOT_URL": "http://127.0.0.1:9",
+        "META_URL": "http://127.0.0.1:9",
+        "IG_URL": "http://127.0.0.1:9",
         "SEND_WAIT_MAX": "60",
         "CLAIM_IDLE": "5",
         "OUTBOUND_ENABLED": "true",

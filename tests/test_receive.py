@@ -5,6 +5,7 @@ stream, the dead letters, the metrics) come from `Reply.answer()`, whichever way
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -19,10 +20,13 @@ from tests.conftest import (
     APP_SECRET,
     BOT_1,
     BOT_SECRETS,
+    MESSENGER_SECRET,
     NUMBER_A,
+    PAGE_A,
     change,
     envelope,
     make_settings,
+    meta_headers,
     stream,
     text_message,
     wa_body,
@@ -136,3 +140,59 @@ async def test_the_fast_path_and_aiohttp_give_the_same_answers_through_the_seam(
     assert (via_fast.status, await via_fast.text()) == (200, "OK")
     events = await stream(redis, "gw:inbox:support")
     assert [e["message_id"] for e in events] == ["wamid.BOTH"]
+
+
+# --- one Meta app, one callback URL: bodies dispatched by `object` (CONTRACT §6.1) ----------
+
+
+def _page_message(mid: str) -> bytes:
+    item = {
+        "sender": {"id": "7010000000000001"},
+        "recipient": {"id": PAGE_A},
+        "timestamp": 1788000000321,
+        "message": {"mid": mid, "text": "Entrega hoje?"},
+    }
+    return wa_body({"object": "page", "entry": [{"id": PAGE_A, "time": 1788000000500,
+                                                 "messaging": [item]}]})  # fmt: skip
+
+
+async def test_a_messenger_body_on_the_whatsapp_path_lands_on_messenger(
+    client: TestClient, redis: Redis
+) -> None:
+    """Signed with either app's secret: the path's (WhatsApp's) or the object's (Messenger's)."""
+    for mid, secret in (("m_PATH", APP_SECRET), ("m_OBJECT", MESSENGER_SECRET)):
+        body = _page_message(mid)
+        resp = await client.post(
+            "/webhooks/whatsapp", data=body, headers=meta_headers(body, secret)
+        )
+        assert (resp.status, await resp.text()) == (200, "OK")
+    events = await stream(redis, "gw:inbox:support")
+    assert [(e["channel"], e["account_id"], e["message_id"]) for e in events] == [
+        ("messenger", PAGE_A, "m_PATH"),
+        ("messenger", PAGE_A, "m_OBJECT"),
+    ]
+    answered = _samples(client, "gateway_http_requests_total")
+    assert answered[(("channel", "messenger"), ("code", "200"))] == 2
+
+
+async def test_a_body_signed_by_neither_app_is_refused(client: TestClient, redis: Redis) -> None:
+    body = _page_message("m_FORGED")
+    resp = await client.post(
+        "/webhooks/whatsapp", data=body, headers=meta_headers(body, "not-a-secret-of-ours")
+    )
+    assert resp.status == 401
+    assert await stream(redis, "gw:inbox:support") == []
+
+
+async def test_an_object_no_channel_handles_is_kept_whole_in_the_dead_letters(
+    client: TestClient, redis: Redis
+) -> None:
+    body = wa_body({"object": "user", "entry": [{"id": "1", "changes": [{"field": "email"}]}]})
+    resp = await client.post(
+        "/webhooks/whatsapp", data=body, headers=meta_headers(body, APP_SECRET)
+    )
+    assert (resp.status, await resp.text()) == (200, "OK")  # Meta stops retrying
+    [letter] = await stream(redis, "gw:deadletter")
+    assert letter["reason"] == "unhandled_object"
+    assert base64.b64decode(letter["body_b64"]) == body
+    assert "'user'" in letter["detail"]

@@ -165,6 +165,8 @@ def gateway(tmp_path: Path, redis_url: str, graph: FakeGraphAPI) -> Iterator[Sup
         "REDIS_CLUSTER": str(cluster_mode()).lower(),
         "GRAPH_URL": graph.base_url,
         "BOT_URL": "http://127.0.0.1:9",
+        "META_URL": "http://127.0.0.1:9",
+        "IG_URL": "http://127.0.0.1:9",
         "SEND_WAIT_MAX": "60",
         "CLAIM_IDLE": "30",
         "OUTBOUND_ENABLED": "true",

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 from adapters.account import Account, interval_us
 from adapters.channel import HttpRequest, Pace
-from adapters.schema import Command, Parsed
+from adapters.schema import Command, Parsed, SendResult
 from adapters.telegram._config import TelegramSettings
 from adapters.telegram._inbound import parse_update
 from adapters.telegram._outbound import build_request, classify
@@ -29,7 +30,11 @@ class Telegram:
 
     webhook = WEBHOOK
 
-    classify = staticmethod(classify)
+    def classify(
+        self, status: int, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> SendResult:
+        """The Bot API's answer (its headers say nothing the body does not)."""
+        return classify(status, body)
 
     def receiver(self, settings: TelegramSettings | None) -> TelegramReceiver:
         """The webhook checks of the `telegram:` section (None: not configured)."""
@@ -38,6 +43,10 @@ class Telegram:
     def parse(self, body: bytes, path_key: str | None, received_at: int) -> Parsed:
         """One Update; `path_key` is the bot id in the webhook's path."""
         return parse_update(body, path_key or "", received_at)
+
+    def foreign(self, body: bytes) -> str | None:
+        """Telegram's path takes only Telegram's bodies."""
+        return None
 
     def request(
         self,
@@ -65,6 +74,20 @@ class Telegram:
     def paces_recipient(self, command_type: str) -> bool:
         """Messages only: not chat actions, callback answers or reactions."""
         return command_type not in _UNPACED
+
+    def control(
+        self, account: Account, api_base: str, command: Command, address: str
+    ) -> HttpRequest | None:
+        """handoff and handback only pause and resume the assistant here."""
+        return None
+
+    def echo_identity(self, message_id: str) -> str | None:
+        """Its API's own sends come back as no webhook."""
+        return None
+
+    def human_window(self, command: Command) -> int:
+        """Telegram has no window."""
+        return 0
 
     def crosses_border(self, account: Account, address: str) -> bool | None:
         """No cross-country rule."""

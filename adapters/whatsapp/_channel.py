@@ -3,16 +3,18 @@ and conversation rules (CONTRACT §3, PLATFORM §5 and §8)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
-from adapters import countries
+from adapters import countries, meta
 from adapters.account import Account, interval_us
 from adapters.channel import HttpRequest, Pace
-from adapters.schema import Command, Parsed
+from adapters.meta import MetaReceiver
+from adapters.schema import Command, Parsed, SendResult
 from adapters.whatsapp._config import WhatsAppSettings
 from adapters.whatsapp._inbound import parse
 from adapters.whatsapp._outbound import build_request, classify
-from adapters.whatsapp._receive import WEBHOOK, WhatsAppReceiver
+from adapters.whatsapp._receive import WEBHOOK, receiver
 
 PAIR_BUCKET: Final = 45
 """Pair rate: a bucket of 45 messages per (number, contact) ..."""
@@ -34,15 +36,24 @@ class WhatsApp:
 
     webhook = WEBHOOK
 
-    classify = staticmethod(classify)
+    def classify(
+        self, status: int, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> SendResult:
+        """The Graph API's answer (its headers say nothing the body does not)."""
+        return classify(status, body)
 
-    def receiver(self, settings: WhatsAppSettings | None) -> WhatsAppReceiver:
+    def receiver(self, settings: WhatsAppSettings | None) -> MetaReceiver:
         """The webhook checks of the `whatsapp:` section (None: not configured)."""
-        return WhatsAppReceiver(settings)
+        return receiver(settings)
 
     def parse(self, body: bytes, path_key: str | None, received_at: int) -> Parsed:
         """A Graph webhook body (the URL path names no account)."""
         return parse(body, received_at)
+
+    def foreign(self, body: bytes) -> str | None:
+        """A Messenger or Instagram body posted to the WhatsApp path."""
+        other = meta.channel_of(body)
+        return other if other != self.name else None
 
     def request(
         self,
@@ -69,6 +80,20 @@ class WhatsApp:
     def paces_recipient(self, command_type: str) -> bool:
         """Every message but typing indicators and read receipts."""
         return command_type not in _UNPACED
+
+    def control(
+        self, account: Account, api_base: str, command: Command, address: str
+    ) -> HttpRequest | None:
+        """handoff and handback only pause and resume the assistant here."""
+        return None
+
+    def echo_identity(self, message_id: str) -> str | None:
+        """Its API's own sends come back as no webhook."""
+        return None
+
+    def human_window(self, command: Command) -> int:
+        """Outside the window only templates go (CONTRACT §3): no tag opens it."""
+        return 0
 
     def crosses_border(self, account: Account, address: str) -> bool | None:
         """Brazil and Indonesia: business-initiated messages stay in the country."""

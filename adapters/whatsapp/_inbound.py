@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import msgspec
 
+from adapters.meta import check_object
 from adapters.schema import (
     STATUS_RANK,
     AccountEvent,
@@ -48,6 +49,7 @@ from ._depth import cut_deep, marker_for
 
 CHANNEL: Final = "whatsapp"
 HISTORY_DECLINED_CODE = 2593109
+_OBJECT: Final = "whatsapp_business_account"
 _DISCONNECTING = frozenset(
     {"PARTNER_REMOVED", "DISABLED_UPDATE", "ACCOUNT_DELETED", "ACCOUNT_OFFBOARDED"}
 )
@@ -101,6 +103,8 @@ def _parse_whole(body: bytes, received_at: int) -> Parsed:
     """The usual body in one decode; raises (`_Walk` or a decode error) for anything else,
     having built nothing that outlives the call."""
     envelope: p.WholeEnvelope = p.WHOLE_ENVELOPE.decode(body)
+    if envelope.object != _OBJECT:
+        check_object("whatsapp", envelope.object)
     events: list[Routed] = []
     append = events.append
     for entry in envelope.entry:
@@ -155,6 +159,7 @@ def _parse_cut(body: bytes, received_at: int) -> Parsed:
 
 
 def _walk(out: _Walked, envelope: p.Envelope, received_at: int) -> Parsed:
+    check_object("whatsapp", envelope.object)
     for i, raw in enumerate(envelope.entry):
         _guarded(out, raw, f"entry[{i}]", partial(_entry, out, f"entry[{i}]", received_at))
     return Parsed(out.events, out.bad)

@@ -8,7 +8,8 @@
 --       command, or this is a marketing template), cross-country rule ('' none; else 1/0:
 --       crosses a restricted border by the numbers alone),
 --       window_s, max_wait_us, interval1_us, tolerance1_us, interval2_us, tolerance2_us,
---       use_limiter2 (1/0), owner, lease_us
+--       use_limiter2 (1/0), owner, lease_us, human_window_s (a human agent's tagged message
+--       may still go this long after the contact's last message; 0: not this command)
 -- Returns {'ok', wait_us, slot_us} with both slots reserved, or
 --         {'later', wait_us} (only the contact's limiter is full: ask again then), or
 --         {'reject', reason}, or {'halt', provider_code}.
@@ -34,7 +35,10 @@ end
 local last_time = tonumber(redis.call('HGET', conv, 't') or '0')
 local window_open = now_s - last_time < tonumber(ARGV[6])
 if window_rule and ctype ~= 'template' and not window_open then
-  return {'reject', 'window_closed'}
+  local human_window = tonumber(ARGV[15])
+  if human_window == 0 or now_s - last_time >= human_window then
+    return {'reject', 'window_closed'}
+  end
 end
 if ARGV[5] ~= '' and (ctype == 'template' or not window_open) then
   if ARGV[5] == '1' or redis.call('EXISTS', block) == 1 then

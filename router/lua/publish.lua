@@ -156,11 +156,13 @@ while a <= #ARGV do
     end
     k, a = k + 1, a + 2
   elseif op == 'H' then
+    -- Only for an echo just published: a redelivered one paused already, and one marked by
+    -- finish.lua is the echo of the gateway's own send, no person's.
     local until_s = tonumber(ARGV[a + 1])
-    if until_s > tonumber(redis.call('HGET', KEYS[k], 'p') or '0') then
+    if last == 1 and until_s > tonumber(redis.call('HGET', KEYS[k], 'p') or '0') then
       redis.call('HSET', KEYS[k], 'p', until_s)
     end
-    redis.call('EXPIRE', KEYS[k], ARGV[a + 2])
+    if last == 1 then redis.call('EXPIRE', KEYS[k], ARGV[a + 2]) end
     k, a = k + 1, a + 3
   elseif op == 'A' then
     if last == 1 and ARGV[a + 1] == '0' then

@@ -16,6 +16,7 @@ import pytest
 from adapters import CHANNELS, Channel, HttpRequest, Pace
 from adapters.account import Account, interval_us
 from adapters.channel import register
+from adapters.meta_messaging import InstagramSettings, MessengerSettings
 from adapters.schema import Command, CommandType, InvalidCommand, Parsed, ParseError, SendResult
 from adapters.telegram import TelegramBot, TelegramSettings
 from adapters.whatsapp import WhatsAppSettings, sign
@@ -28,11 +29,15 @@ GUARD_MS = 50.0
 ACCOUNTS = {
     "whatsapp": Account("whatsapp", NUMBER, "support", "EAAG-secret", True, 80.0, "+15550001111"),
     "telegram": Account("telegram", BOT, "support", TOKEN),
+    "messenger": Account("messenger", "104400000000001", "support", "EAAP-secret", True, 40.0),
+    "instagram": Account("instagram", "17841400000000001", "sales", "IGQ-secret", True, 40.0),
 }
 
 EMPTY_WEBHOOKS = {
     "whatsapp": b'{"object": "whatsapp_business_account", "entry": []}',
     "telegram": b'{"update_id": 1}',
+    "messenger": b'{"object": "page", "entry": []}',
+    "instagram": b'{"object": "instagram", "entry": []}',
 }
 
 
@@ -41,7 +46,7 @@ def cmd(channel: str, type_: CommandType, **fields: Any) -> Command:
 
 
 def test_every_channel_is_registered_under_its_name() -> None:
-    assert set(CHANNELS) == {"whatsapp", "telegram"}
+    assert set(CHANNELS) == {"whatsapp", "telegram", "messenger", "instagram"}
     for name, channel in CHANNELS.items():
         assert channel.name == name
 
@@ -258,7 +263,12 @@ def test_account_pace_is_the_account_cap(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "unpaced"),
-    [("whatsapp", {"typing", "read"}), ("telegram", {"typing", "read", "reaction"})],
+    [
+        ("whatsapp", {"typing", "read"}),
+        ("telegram", {"typing", "read", "reaction"}),
+        ("messenger", {"typing", "read"}),
+        ("instagram", {"typing", "read"}),
+    ],
 )
 def test_which_types_take_a_recipient_slot(name: str, unpaced: set[str]) -> None:
     types = {"text", "image", "template", "reaction", "typing", "read", "interactive"}
@@ -268,6 +278,8 @@ def test_which_types_take_a_recipient_slot(name: str, unpaced: set[str]) -> None
 RULES = [
     ("whatsapp", True, False, True),
     ("telegram", False, True, False),
+    ("messenger", True, True, False),
+    ("instagram", True, True, False),
 ]
 
 
@@ -287,6 +299,8 @@ CROSSINGS = [
     ("whatsapp", "+5511912345678", "5511987654321", False),  # within Brazil
     ("whatsapp", "+6281234567890", "BR.abc", True),  # Indonesia to a hidden Brazilian number
     ("telegram", None, "123456789", None),
+    ("messenger", None, "7010000000000001", None),
+    ("instagram", None, "6800000000000001", None),
 ]
 
 
@@ -350,12 +364,20 @@ RECEIVING = [
      None, True),
     ("telegram", "s", "7000000002", {"x-telegram-bot-api-secret-token": "tg_secret"}, b"{}",
      (404, "unknown bot"), False),
+    ("messenger", "s", None, {}, b"{}", (401, "bad signature"), False),
+    ("messenger", "s", None, {"x-hub-signature-256": "SIGNED"}, b"{}", None, True),
+    ("instagram", "s", None, {"x-hub-signature-256": "sha256=00"}, b"{}", None, False),
+    ("instagram", "s", None, {"x-hub-signature-256": "SIGNED"}, b"{}", None, True),
 ]  # fmt: skip
 
 
 def _section(name: str) -> Any:
     if name == "whatsapp":
         return WhatsAppSettings(app_secret="app-secret", verify_token="vt")
+    if name == "messenger":
+        return MessengerSettings(app_secret="app-secret", verify_token="vt")
+    if name == "instagram":
+        return InstagramSettings(app_secret="app-secret", verify_token="vt")
     return TelegramSettings(
         bots=[TelegramBot(token=TOKEN, secret_token="tg_secret", assistant="a")]
     )
@@ -378,9 +400,46 @@ def test_receiver(
     assert receiver.verify(key, headers, body) is verified
 
 
-def test_the_handshake() -> None:
-    receiver = CHANNELS["whatsapp"].receiver(_section("whatsapp"))
+@pytest.mark.parametrize("name", ["whatsapp", "messenger", "instagram"])
+def test_the_handshake(name: str) -> None:
+    receiver = CHANNELS[name].receiver(_section(name))
     query = {"hub.mode": "subscribe", "hub.verify_token": "vt", "hub.challenge": "42"}
     assert receiver.handshake(query) == (200, "42")
     assert receiver.handshake({**query, "hub.verify_token": "no"}) == (403, "verification failed")
-    assert CHANNELS["whatsapp"].receiver(None).handshake(query)[0] == 404
+    assert CHANNELS[name].receiver(None).handshake(query) == (404, f"{name} is not configured")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "foreign"),
+    [
+        ("whatsapp", b'{"object": "page", "entry": []}', "messenger"),
+        ("whatsapp", b'{"object": "instagram", "entry": []}', "instagram"),
+        ("messenger", b'{"object": "whatsapp_business_account", "entry": []}', "whatsapp"),
+        ("instagram", b'{"object": "page"}', "messenger"),
+        ("messenger", b'{"object": "page", "entry": []}', None),  # its own
+        ("messenger", b'{"object": "user", "entry": []}', None),  # no channel's
+        ("whatsapp", b"not json", None),
+        ("telegram", b'{"object": "page", "entry": []}', None),  # not a Meta path
+    ],
+)
+def test_a_meta_body_names_its_channel(path: str, body: bytes, foreign: str | None) -> None:
+    """Asked when a body did not verify with the path's secret: whose secret to try."""
+    assert CHANNELS[path].foreign(body) == foreign
+
+
+HUMAN = {"author": "human", "tag": "HUMAN_AGENT"}
+HUMAN_WINDOWS = [
+    ("messenger", HUMAN, 7 * 24 * 3600),
+    ("instagram", HUMAN, 7 * 24 * 3600),
+    ("messenger", {"tag": "HUMAN_AGENT"}, 0),  # the assistant may not use a human's tag
+    ("instagram", {"author": "human"}, 0),  # a human without the tag: the 24 h window only
+    ("whatsapp", HUMAN, 0),  # outside the window WhatsApp takes templates only
+    ("telegram", HUMAN, 0),  # no window at all
+]
+
+
+@pytest.mark.parametrize(("name", "fields", "seconds"), HUMAN_WINDOWS)
+def test_how_long_after_the_window_a_command_may_still_go(
+    name: str, fields: dict[str, Any], seconds: int
+) -> None:
+    assert CHANNELS[name].human_window(cmd(name, "text", text="oi", **fields)) == seconds

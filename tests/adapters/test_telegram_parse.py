@@ -119,13 +119,17 @@ def test_document_keeps_filename_and_mime() -> None:
 )
 def test_file_kinds(key: str, expected: str) -> None:
     event = _message({"message": _msg(**{key: {"file_id": "F1", "file_unique_id": "u"}})})
-    assert (event.type, event.media) == (expected, Media(id="F1"))
+    assert (event.type, event.media) == (expected, Media(id="F1", mime_type=None, filename=None))
 
 
 def test_animation_wins_over_its_document_twin() -> None:
     gif = {"file_id": "GIF", "file_unique_id": "u", "mime_type": "video/mp4"}
     event = _message({"message": _msg(animation=gif, document=gif, caption="lol")})
-    assert (event.type, event.text, event.media) == ("video", "lol", Media("GIF", "video/mp4"))
+    assert (event.type, event.text, event.media) == (
+        "video",
+        "lol",
+        Media("GIF", "video/mp4", None),
+    )
 
 
 def test_location() -> None:
