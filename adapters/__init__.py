@@ -5,7 +5,7 @@ reaches channels only through it. `schema` holds what crosses between adapters a
 """
 
 # Each package registers itself on import; a new channel adds its line here.
-from adapters import meta_messaging, telegram, whatsapp
+from adapters import meta_messaging, telegram, twilio, whatsapp
 from adapters.channel import (
     CHANNELS,
     Answer,
@@ -28,5 +28,6 @@ __all__ = [
     "Webhook",
     "meta_messaging",
     "telegram",
+    "twilio",
     "whatsapp",
 ]

@@ -36,6 +36,17 @@ class Account:
     """Sends per second across all processes: the number's cap, or the bot's."""
     display_phone_number: str | None = None
     mode: str | None = None
+    provider: str | None = None
+    """The registry name of the adapter that serves this account when it is not its channel's
+    own (a WhatsApp number reached through Twilio: "twilio"); None: `channel`'s."""
+    callback_url: str | None = None
+    """Where the provider is told to post the status callbacks of this account's sends
+    (Twilio: `twilio.public_url`); None: the provider's own subscription decides."""
+
+    @property
+    def adapter_name(self) -> str:
+        """Its adapter's key in `adapters.CHANNELS`."""
+        return self.provider or self.channel
 
     @property
     def country(self) -> str | None:

@@ -45,11 +45,13 @@ from adapters.schema import Command, Parsed, SendResult
 
 
 class HttpRequest(NamedTuple):
-    """One provider call: `POST url` with these headers and this JSON body."""
+    """One provider call: `POST url` with these headers and this JSON body (with `form`: the
+    body's fields form-encoded, as Twilio's API takes them)."""
 
     url: str
     headers: Mapping[str, str]
     body: dict[str, Any]
+    form: bool = False
 
 
 class Pace(NamedTuple):
@@ -72,7 +74,15 @@ class Webhook(NamedTuple):
     """GET `path` is the provider's subscription handshake (`Receiver.handshake`)."""
     headers: tuple[str, ...] = ()
     """The request headers `refuse` and `verify` read, lower-case; only these reach them."""
+    ok: str = "OK"
+    """The body of its 200 answer (Twilio's: an empty TwiML document). A body that is an XML
+    document (`<?xml`) is sent as `text/xml`, any other as `text/plain`."""
 
+
+QUERY = ":query"
+"""A pseudo-header: a channel that lists it in `Webhook.headers` gets the request's raw query
+string (as sent, percent-encoded, without the `?`) under this name, when there is one
+(Twilio signs the URL it requested, query included)."""
 
 Answer = tuple[int, str]
 """An HTTP status and its short plain-text body (no detail: that goes to logs)."""
@@ -130,7 +140,12 @@ class Channel(Protocol):
     shared."""
 
     name: str
-    """The channel's name in accounts, conversation ids, keys and metric labels."""
+    """The adapter's key in `CHANNELS`: its config section's name and its webhook's
+    `/webhooks/<name>`; the channel's name in accounts, conversation ids, keys and metric
+    labels too, unless it is a provider of another channel (`channel`)."""
+    channel: str
+    """The channel its accounts, events and conversation ids carry: `name`, but for a provider
+    of another channel's numbers (Twilio: "whatsapp", CONTRACT §6.2)."""
     window: bool
     """Free-form messages only within 24 h of the contact's last message; outside it, only
     templates."""
@@ -139,6 +154,14 @@ class Channel(Protocol):
     charges_inbound: bool
     """The provider counts the contact's messages against the account's throughput, so the
     inbound path takes a slot of the account's limiter for each."""
+    statuses_name_command: bool
+    """Its statuses carry the command they are about (WhatsApp's `biz_opaque_callback_data`),
+    or there are none (Telegram); false (Twilio, Messenger, Instagram): the ledger keeps each
+    sent message id's command_id and publish.lua fills it into the message's statuses."""
+    redelivers: bool
+    """The provider retries a webhook answered 5xx (Meta, Telegram), so while Redis is down
+    the gateway answers 503; false (Twilio): it never does, so the gateway journals the
+    webhook on disk and answers 200 (CONTRACT §6.1)."""
     webhook: Webhook
     """The route its webhooks come in by (unique among channels)."""
 
@@ -224,6 +247,11 @@ class Channel(Protocol):
 _REGISTRY: dict[str, Channel] = {}
 CHANNELS: Mapping[str, Channel] = MappingProxyType(_REGISTRY)
 """Every registered channel, by name (read-only: channels join through `register`)."""
+
+
+def adapter_of(account: Account) -> Channel:
+    """The adapter that serves an account: its provider's, else its channel's."""
+    return _REGISTRY[account.adapter_name]
 
 
 def register(channel: Channel) -> Channel:

@@ -86,6 +86,9 @@ class Event(msgspec.Struct, kw_only=True, tag_field="kind"):
     conversation_id: str | None = None
     assistant_id: str = ""
     timestamp: int
+    provider: str | None = None
+    """CONTRACT §6.2: "twilio" on every event of a WhatsApp number reached through Twilio;
+    null for the others."""
     account_active: bool = True
     """Extension: false while the number or bot is disabled in config (its webhooks are
     still verified and kept; its commands are rejected with `account_inactive`)."""
@@ -296,10 +299,15 @@ FREE_FORM_EXEMPT: frozenset[str] = frozenset({"template"})
 
 
 class Template(msgspec.Struct, frozen=True):
-    name: str
-    language: str
+    """WhatsApp's template (`name`, `language`, `components`), or Twilio's Content API template
+    (`content_sid` "HX...", `variables`, CONTRACT §6.3); each channel checks the keys it needs."""
+
+    name: str = ""
+    language: str = ""
     components: list[dict[str, Any]] = msgspec.field(default_factory=list)
     category: str | None = None
+    content_sid: str | None = None
+    variables: dict[str, str] | None = None
 
 
 class MediaRef(msgspec.Struct, frozen=True):

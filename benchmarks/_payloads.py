@@ -14,18 +14,22 @@ message (each with its own metadata, contacts and messages, alternating between 
 numbers), non-ASCII escaped as `\\uXXXX` the way Meta sends it. Messenger and Instagram bodies
 (PLATFORM-MORE §1.3, §2) are one `entry` for the Page or account with one `messaging[]` item
 per message (each from its own contact, with its own mid), the same text, signed with the
-app secret the same way. Telegram bodies are one update each (Telegram never batches), raw
-UTF-8.
+app secret the same way. Twilio bodies (PLATFORM-MORE §5.3) are one inbound WhatsApp text
+message each, form-encoded, with Twilio's parameters in Twilio's order, signed HMAC-SHA1 over
+the configured public URL and the sorted parameters (§5.1). Telegram bodies are one update
+each (Telegram never batches), raw UTF-8.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import re
 import secrets
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +38,10 @@ META_MESSAGING = {"messenger": "page", "instagram": "instagram"}
 """The Meta messaging channels the load generator speaks, and their `object`."""
 PAGE_ID = "104400000000001"
 IG_ACCOUNT_ID = "17841400000000001"
+TWILIO_SENDER = "+14155550100"
+TWILIO_ACCOUNT = "AC" + "0123456789abcdef" * 2
+TWILIO_PUBLIC_URL = "https://bench.example.com/webhooks/twilio"
+"""What the started gateway's `twilio.public_url` says, and so what the load signs over."""
 TELEGRAM_PATH = "/webhooks/telegram/{bot_id}"
 _SLOT = re.compile(rb"@@([A-Z])(\d+)@@")
 _NUMERIC_SLOT = re.compile(r'"@@N([A-Z]\d+)@@"')  # a quoted "@@NU0@@" becomes a bare number
@@ -144,6 +152,29 @@ def meta_messaging_template(channel: str, items: int) -> Template:
     return Template(json.dumps(body, ensure_ascii=True, separators=(",", ":")))
 
 
+def twilio_template() -> Template:
+    """One inbound WhatsApp text message as Twilio posts it (form-encoded, its parameters)."""
+    contact = "whatsapp:+@@C0@@"
+    params = [
+        ("SmsMessageSid", "@@W0@@"), ("NumMedia", "0"), ("ProfileName", "Ana Luíza Ferreira"),
+        ("MessageType", "text"), ("SmsSid", "@@W0@@"), ("WaId", "@@C0@@"),
+        ("SmsStatus", "received"), ("Body", _TEXT), ("To", f"whatsapp:{TWILIO_SENDER}"),
+        ("MessagingServiceSid", "MG" + "1" * 32), ("NumSegments", "1"),
+        ("ReferralNumMedia", "0"), ("MessageSid", "@@W0@@"), ("AccountSid", TWILIO_ACCOUNT),
+        ("From", contact), ("ApiVersion", "2010-04-01"),
+    ]  # fmt: skip
+    return Template(urllib.parse.urlencode(params).replace("%40%40", "@@"))
+
+
+def twilio_signature(auth_token: str, url: str, body: bytes) -> str:
+    """`X-Twilio-Signature` of a form body: base64 HMAC-SHA1 of the URL and every parameter,
+    sorted by name, as name and value (PLATFORM-MORE §5.1)."""
+    pairs = sorted(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
+    data = url + "".join(name + value for name, value in pairs)
+    mac = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1)
+    return base64.b64encode(mac.digest()).decode()
+
+
 def telegram_template() -> Template:
     """One private-chat text update (PLATFORM.md §7.2)."""
     person = {"first_name": "Ana", "last_name": "Ferreira", "username": "anaferreira"}
@@ -170,6 +201,8 @@ class RequestFactory:
             self.templates = [whatsapp_template(spec.numbers, spec.items, j) for j in range(count)]
         elif spec.channel in META_MESSAGING:
             self.templates = [meta_messaging_template(spec.channel, spec.items)]
+        elif spec.channel == "twilio":
+            self.templates = [twilio_template()]
         else:
             self.templates = [telegram_template()]
         self.head = self._head()
@@ -180,6 +213,12 @@ class RequestFactory:
         if spec.channel == "whatsapp" or spec.channel in META_MESSAGING:
             path = f"/webhooks/{spec.channel}"
             extra = "User-Agent: facebookexternalua\r\nAccept: */*\r\n"
+        elif spec.channel == "twilio":
+            path, extra = "/webhooks/twilio", "User-Agent: TwilioProxy/1.1\r\nAccept: */*\r\n"
+            return (
+                f"POST {path} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n{extra}"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+            ).encode()
         else:
             path = TELEGRAM_PATH.format(bot_id=spec.bot_id)
             extra = f"X-Telegram-Bot-Api-Secret-Token: {spec.telegram_secret}\r\n"
@@ -195,7 +234,15 @@ class RequestFactory:
             return template.render(self._whatsapp_values(i))
         if self.spec.channel in META_MESSAGING:
             return template.render(self._meta_values(i))
+        if self.spec.channel == "twilio":
+            return template.render(self._twilio_values(i))
         return template.render(self._telegram_values(i))
+
+    def _twilio_values(self, i: int) -> dict[str, list[bytes]]:
+        return {
+            "W": [f"SM{self.nonce}{i:024x}".encode()],
+            "C": [f"55119{i % self.spec.contacts:08d}".encode()],
+        }
 
     def _meta_values(self, i: int) -> dict[str, list[bytes]]:
         first = i * self.spec.items
@@ -229,7 +276,10 @@ class RequestFactory:
         """Request i: headers (with signature and Content-Length) and body."""
         body = self.body(i)
         sign = b""
-        if self.spec.channel != "telegram":  # Meta's three channels
+        if self.spec.channel == "twilio":
+            signature = twilio_signature(self.spec.app_secret, TWILIO_PUBLIC_URL, body)
+            sign = b"X-Twilio-Signature: " + signature.encode() + b"\r\n"
+        elif self.spec.channel != "telegram":  # Meta's three channels
             mac = self.mac.copy()
             mac.update(body)
             sign = b"X-Hub-Signature-256: sha256=" + mac.hexdigest().encode() + b"\r\n"

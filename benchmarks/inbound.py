@@ -39,7 +39,15 @@ from urllib.parse import urlsplit
 
 import yaml
 from _loadgen import Merged, Workers, WorkerSpec, merge, percentile, split
-from _payloads import IG_ACCOUNT_ID, PAGE_ID, Number, PayloadSpec
+from _payloads import (
+    IG_ACCOUNT_ID,
+    PAGE_ID,
+    TWILIO_ACCOUNT,
+    TWILIO_PUBLIC_URL,
+    TWILIO_SENDER,
+    Number,
+    PayloadSpec,
+)
 from _procs import (
     GATEWAY_COMMAND,
     HOST,
@@ -151,7 +159,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add(
         "--channel",
-        choices=["whatsapp", "telegram", "messenger", "instagram"],
+        choices=["whatsapp", "telegram", "messenger", "instagram", "twilio"],
         default="whatsapp",
     )
     add("--items", type=int, default=1, help="WhatsApp messages per POST")
@@ -213,8 +221,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject combinations that cannot run."""
-    if args.channel == "telegram" and args.items != 1:
-        p.error("Telegram sends one update per POST: --items must be 1")
+    if args.channel in ("telegram", "twilio") and args.items != 1:
+        p.error("Telegram and Twilio send one message per POST: --items must be 1")
     if args.pin and (len(os.sched_getaffinity(0)) < 2 or args.workers > 1 or args.url):
         p.error("--pin needs two CPUs, one gateway worker and a gateway this run starts")
     if min(args.items, args.connections, args.client_procs, args.contacts, args.pairs) < 1:
@@ -270,6 +278,14 @@ def gateway_config(
     meta = {"app_secret": app_secret, "verify_token": VERIFY_TOKEN}
     config["messenger"] = {**meta, "api_base": f"{NOWHERE}/v21.0", "pages": [page]}
     config["instagram"] = {**meta, "api_base": f"{NOWHERE}/v21.0", "accounts": [account]}
+    # Twilio's auth token is the same app secret, so one load generator signs every body.
+    config["twilio"] = {
+        "account_sid": TWILIO_ACCOUNT,
+        "auth_token": app_secret,
+        "public_url": TWILIO_PUBLIC_URL,
+        "api_base": NOWHERE,
+        "numbers": [{"number": TWILIO_SENDER, "assistant": "sales"}],
+    }
     return config
 
 
@@ -507,7 +523,7 @@ def full_plans(args: argparse.Namespace, targets: dict[str, Target]) -> list[Pla
     one = replace(base_plan(args, main), channel="whatsapp", items=1, rate=None)
     plans = _pairs(one, args.pairs) if main == "gateway" and "bare" in targets else [one]
     plans += [replace(one, items=10), replace(one, items=100), replace(one, channel="telegram")]
-    plans += [replace(one, channel="messenger"), replace(one, channel="instagram")]
+    plans += [replace(one, channel=c) for c in ("messenger", "instagram", "twilio")]
     return plans
 
 

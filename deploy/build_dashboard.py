@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any, Final
 
 OUT: Final = Path(__file__).parent / "grafana" / "gateway.json"
-CHANNELS: Final = ("whatsapp", "telegram", "messenger", "instagram")
-"""The channels the gateway registers (adapters.CHANNELS; a test keeps the two the same)."""
+CHANNELS: Final = ("whatsapp", "telegram", "messenger", "instagram", "twilio")
+"""The `channel` label values of the webhook metrics: every adapter the gateway registers
+(adapters.CHANNELS, Twilio included; a test keeps the two the same)."""
 JOB: Final = "gateway"
 """The scrape job of the gateway's /metrics (deploy/prometheus/prometheus.example.yml)."""
 

@@ -1,19 +1,26 @@
 """The aiohttp application and the resources it owns.
 
 One owner per resource, each created in a cleanup context and closed in reverse order:
-the Redis client (a pool on one node, or a cluster client) and the inbound router on it,
-the HTTP client session for the provider APIs, and the reply workers (a named background
-task, stopped and awaited on shutdown so in-flight sends finish). Handlers reach them
-through typed `AppKey`s (gateway.state). The application never starts Redis: `gateway
+the journal (gateway/journal.py: webhooks of providers that never redeliver, kept on disk
+while Redis is down; closed last, once nothing appends to it), the Redis client (a pool on
+one node, or a cluster client) and the inbound router on it, the journal's replay (a named
+background task, replaying at start and whenever Redis answers again, stopped before Redis
+closes), the HTTP client session for the provider APIs, and the reply workers (a named
+background task, stopped and awaited on shutdown so in-flight sends finish). Handlers reach
+them through typed `AppKey`s (gateway.state). The application never starts Redis: `gateway
 serve` does that (embedded Redis) before building the app, so tests can hand in any URL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import multiprocessing
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -23,6 +30,7 @@ from redis.asyncio.cluster import RedisCluster
 from adapters import CHANNELS
 from gateway import handlers
 from gateway.config import Settings, channel_sections
+from gateway.journal import Journal
 from gateway.metrics import Metrics
 from gateway.receive import Inbound
 from gateway.redis_memory import MemoryWatch
@@ -35,6 +43,10 @@ from router.outbound import Outbox
 from router.scriptpipe import ScriptHost, ScriptPipe, supports
 
 log = logging.getLogger("gateway")
+
+JOURNAL = web.AppKey[Journal | None]("journal")
+"""The process's journal; None when no configured channel needs one and none is on disk."""
+_WORKER_NAME = re.compile(r"worker-(\d+)")
 
 
 def directory_from(settings: Settings) -> Directory:
@@ -61,7 +73,9 @@ def create_app(
     }
     directory = directory_from(settings)
     app[STATE] = State(settings, metrics or Metrics(), receivers, directory, restarted=restarted)
+    app.cleanup_ctx.append(_journal_ctx)
     app.cleanup_ctx.append(_redis_ctx(redis_url))
+    app.cleanup_ctx.append(_replay_ctx)
     app.cleanup_ctx.append(_outbox_ctx)
     handlers.add_routes(app)
     return app
@@ -118,7 +132,12 @@ def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
         router = InboundRouter(redis, state.directory, settings.router, settings.policy, host)
         offload = Offload(functools.partial(offload_router, settings, url))
         app[INBOUND] = Inbound(
-            state.metrics, state.receivers, router, offload, settings.server.offload_bytes
+            state.metrics,
+            state.receivers,
+            router,
+            offload,
+            settings.server.offload_bytes,
+            app[JOURNAL],
         )
         app[MEMORY] = memory = MemoryWatch(
             redis, settings.redis.memory_warn_ratio, app[STATE].metrics.redis_memory
@@ -131,6 +150,46 @@ def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
         await redis.aclose()
 
     return ctx
+
+
+async def _journal_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[JOURNAL] = journal = journal_of(app[STATE].settings)
+    yield
+    if journal is not None:
+        await journal.aclose()
+
+
+def journal_of(settings: Settings) -> Journal | None:
+    """The journal, when a configured channel's provider never redelivers (Twilio), or when
+    one is on disk from an earlier run (it is replayed, whatever the config says now)."""
+    directory = Path(settings.server.journal_dir)
+    sections = channel_sections(settings).items()
+    needed = any(s is not None and not CHANNELS[name].redelivers for name, s in sections)
+    if not needed and not directory.is_dir():
+        return None
+    return Journal(directory, worker_index(), settings.server.journal_max_bytes)
+
+
+def worker_index() -> int:
+    """This worker's index (gateway.supervisor names each worker process `worker-<index>`),
+    1 for a single process: the journal slot this process prefers."""
+    found = _WORKER_NAME.fullmatch(multiprocessing.current_process().name)
+    return int(found.group(1)) if found else 1
+
+
+async def _replay_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The journal's replay: at start, then whenever Redis answers again."""
+    journal = app[JOURNAL]
+    task: asyncio.Task[None] | None = None
+    if journal is not None:
+        retry_max_s = app[STATE].settings.server.journal_retry_max_seconds
+        replaying = journal.run(app[INBOUND].replay, retry_max_s)
+        task = asyncio.create_task(replaying, name="journal-replay")
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def api_bases(settings: Settings) -> dict[str, str]:

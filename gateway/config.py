@@ -33,6 +33,7 @@ from adapters import CHANNELS, ChannelSettings
 from adapters.account import Secret
 from adapters.meta_messaging import InstagramSettings, MessengerSettings
 from adapters.telegram import TelegramSettings
+from adapters.twilio import TwilioSettings
 from adapters.whatsapp import WhatsAppSettings
 from router.settings import (
     OutboundSettings,
@@ -87,6 +88,14 @@ class ServerSettings(msgspec.Struct, **_STRUCT):
     """When set, /metrics, /readyz and /healthz are also served on admin_host:admin_port,
     and /metrics leaves the public port (404 there); see gateway.admin."""
     admin_host: str = "127.0.0.1"
+    journal_dir: str = ".gateway-journal"
+    """Where webhooks of providers that never redeliver (Twilio) are kept on disk while Redis
+    cannot take them, one subdirectory per process (gateway/journal.py); made on first use."""
+    journal_max_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 128 * 1024 * 1024
+    """Bytes one process may keep in its journal; past them such webhooks are answered 503."""
+    journal_retry_max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    """While Redis does not answer, the journal's replay is tried again after 0.25 s, doubling
+    up to this: the longest a recovered Redis waits for the journaled webhooks."""
 
 
 class RedisSettings(msgspec.Struct, **_STRUCT):
@@ -122,6 +131,7 @@ class Settings(msgspec.Struct, **_STRUCT):
     telegram: TelegramSettings | None = None
     messenger: MessengerSettings | None = None
     instagram: InstagramSettings | None = None
+    twilio: TwilioSettings | None = None
 
 
 def channel_sections(settings: Settings) -> dict[str, ChannelSettings | None]:
@@ -287,6 +297,30 @@ def _check_channels(settings: Settings) -> None:
             section.check()
         except ValueError as exc:  # the section's own message, which names the key
             raise ConfigError(str(exc)) from None
+    _check_one_provider(sections)
+
+
+def _check_one_provider(sections: Mapping[str, ChannelSettings | None]) -> None:
+    """A number is on exactly one provider (PLATFORM-MORE §5.5: a WhatsApp number is held by
+    one provider at a time), and no two sections configure the same account of a channel."""
+    seen: dict[tuple[str, str], str] = {}
+    phones: dict[str, str] = {}
+    for name, section in sections.items():
+        if section is None:
+            continue
+        for account in section.accounts():
+            where = f"{name} ({account.channel} {account.account_id})"
+            first = seen.setdefault((account.channel, account.account_id), where)
+            if first != where:
+                raise ConfigError(f"{name}: {account.account_id} is configured twice: {first}")
+            phone = account.display_phone_number
+            if phone and account.channel == "whatsapp":
+                owner = phones.setdefault(phone.lstrip("+"), name)
+                if owner != name:
+                    raise ConfigError(
+                        f"{name}: {phone} is also configured in {owner}: a WhatsApp number is "
+                        "on exactly one provider"
+                    )
 
 
 def _check_cluster(redis: RedisSettings) -> None:

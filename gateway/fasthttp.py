@@ -53,6 +53,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from adapters import CHANNELS, Answer
+from adapters.channel import QUERY
 from gateway.accesslog import RedactedAccessLogger, redact_target
 from gateway.receive import Reply, Webhook
 from gateway.state import INBOUND, STATE
@@ -99,6 +100,8 @@ class _Hook(NamedTuple):
     channel: str
     headers: tuple[tuple[bytes, str], ...]
     """Its `Webhook.headers`: (as llhttp gives the name, as the receiver reads it)."""
+    query: bool
+    """It reads the raw query string (`adapters.channel.QUERY`)."""
 
 
 class _Route(NamedTuple):
@@ -174,8 +177,9 @@ class FastServer:
         for channel in CHANNELS.values():  # read once: channels register at import
             hook = channel.webhook
             table = self.keyed if hook.keyed else self.exact
-            table[hook.path.encode()] = _Hook(channel.name, _names(hook.headers))
-            wanted.update(name.encode() for name in hook.headers)
+            real = tuple(name for name in hook.headers if name != QUERY)
+            table[hook.path.encode()] = _Hook(channel.name, _names(real), QUERY in hook.headers)
+            wanted.update(name.encode() for name in real)
         self.wanted = frozenset(wanted)
         self.access_log = access_log
         self.connections: set[FastProtocol] = set()
@@ -576,6 +580,8 @@ def _route(
         value = headers.get(raw)
         if value is not None:
             given[name] = _text(value)
+    if hook.query and (query := parsed.url.partition(b"?")[2]):
+        given[QUERY] = query.decode("latin-1")
     refusal = server.inbound.refused(channel, key, given)
     route = _Route(channel, key, given) if refusal is None else refusal
     return route, parser.should_keep_alive(), parsed.url
@@ -818,7 +824,8 @@ class _Answers:
         return b"".join(
             (
                 b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")),
-                b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" % len(body),
+                b"Content-Type: %s; charset=utf-8\r\nContent-Length: %d\r\n"
+                % (b"text/xml" if body.startswith(b"<?xml") else b"text/plain", len(body)),
                 b"Date: " + date + b"\r\n",
                 b"Retry-After: 1\r\n" if status == 503 else b"",
                 b"Connection: close\r\n\r\n" if close else b"\r\n",

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from adapters import CHANNELS
+from adapters.channel import QUERY
 from gateway.receive import Webhook, settle
 from gateway.state import INBOUND, MEMORY, OUTBOX, REDIS, STATE
 from router.client import REDIS_ERRORS
@@ -37,6 +38,10 @@ def add_routes(app: web.Application) -> None:
 
 
 def _plain(status: int, text: str) -> web.Response:
+    """An answer's text as its body: `text/xml` for an XML document (Twilio's TwiML),
+    `text/plain` for the rest (`Webhook.ok`)."""
+    if text.startswith("<?xml"):
+        return web.Response(status=status, text=text, content_type="text/xml")
     return web.Response(status=status, text=text)
 
 
@@ -67,6 +72,8 @@ async def webhook_post(request: web.Request, channel: str, wanted: tuple[str, ..
         return _plain(*inbound.too_large(channel))
     key = request.match_info.get("key")
     headers = {name: value for name in wanted if (value := request.headers.get(name)) is not None}
+    if QUERY in wanted and (query := request.rel_url.raw_query_string):
+        headers[QUERY] = query  # the pseudo-header: no request header has this name
     refused = inbound.refused(channel, key, headers)
     if refused is not None:
         return _plain(*refused)

@@ -17,6 +17,11 @@ stream; a body we cannot understand under a valid signature is dead-lettered and
 answered 200, so the platform stops retrying; a Redis failure is 503, so it retries. Error
 answers carry no detail: the detail goes to the log and the metrics.
 
+A provider that never redelivers (`Channel.redelivers` false: Twilio) would lose the webhook
+to that 503, so when Redis cannot take one of its webhooks it goes to the process's journal
+(gateway/journal.py) and is answered 200 once it is on disk, 503 only if the journal cannot
+keep it either. The journal gives it back to `Inbound.replay` once Redis answers.
+
 The usual webhook's `Reply` waits on the router's one script call, already sent, so neither
 path makes a task or coroutine for it; a large body (offloaded to a child process) or a
 malformed one waits on a task.
@@ -33,7 +38,9 @@ from typing import Any, NamedTuple
 
 from adapters import CHANNELS, Answer, Receiver
 from adapters.schema import ParseError
+from gateway.journal import Journal, JournalError, Record
 from gateway.metrics import Metrics
+from router.client import REDIS_ERRORS
 from router.inbound import InboundRouter, Publishing
 from router.offload import Malformed, Offload, parse_webhook
 from router.outcome import RouterUnavailable, Tally
@@ -41,6 +48,10 @@ from router.outcome import RouterUnavailable, Tally
 log = logging.getLogger("gateway.http")
 
 TOO_LARGE: Answer = (413, "body too large")
+UNAVAILABLE: Answer = (503, "temporarily unavailable")
+_REDIS_FAILED: tuple[type[Exception], ...] = (RouterUnavailable, *REDIS_ERRORS)
+"""What a publish's future fails with when Redis did not take it (the lean client's call
+raises Redis's own errors; a task, `RouterUnavailable`)."""
 
 
 class Webhook(NamedTuple):
@@ -87,6 +98,20 @@ class Reply:
         self._started = started
         self._publish_started = publish_started
 
+    def wait_on(self, answered: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        """From now on `future` is `answered` (the journal's hook, `Inbound.receive`): done
+        when the publish was, then `answer()` reads the publish as usual; or, if Redis did
+        not take it, once the journal answered (`answer_from_future`). Gives back the
+        publish's own future, for the hook to watch."""
+        published = self.future
+        assert published is not None
+        self.future = answered
+        return published
+
+    def answer_from_future(self) -> None:
+        """The answer is `future`'s result (the journal's), not what the publish did."""
+        self._publishing = None
+
     def answer(self) -> Answer:
         publishing = self._publishing
         if publishing is None:
@@ -114,7 +139,17 @@ async def settle(reply: Reply) -> Answer:
 class Inbound:
     """Receives this process's webhooks: checks, parse, publish, answer, metrics."""
 
-    __slots__ = ("_metrics", "_offload", "_offload_bytes", "_receivers", "_router", "_tasks")
+    __slots__ = (
+        "_journal",
+        "_kept",
+        "_metrics",
+        "_offload",
+        "_offload_bytes",
+        "_ok",
+        "_receivers",
+        "_router",
+        "_tasks",
+    )
 
     def __init__(
         self,
@@ -123,11 +158,20 @@ class Inbound:
         router: InboundRouter,
         offload: Offload,
         offload_bytes: int,
+        journal: Journal | None = None,
     ) -> None:
         """`receivers`: channel name → its checks (`State.receivers`); `offload_bytes`:
-        `server.offload_bytes`, the body size from which `offload` publishes it."""
+        `server.offload_bytes`, the body size from which `offload` publishes it; `journal`:
+        where the webhooks of providers that never redeliver go while Redis is down (None:
+        they are answered 503 like the others)."""
+        self._journal = journal
+        kept = [name for name, adapter in CHANNELS.items() if not adapter.redelivers]
+        self._kept = frozenset(kept if journal is not None else ())
+        """The adapters whose webhooks go to the journal when Redis cannot take them."""
         self._metrics = metrics
         self._receivers = receivers
+        self._ok = {name: adapter.webhook.ok for name, adapter in CHANNELS.items()}
+        """Adapter → its webhooks' 200 body (Twilio's: an empty TwiML document)."""
         self._offload_bytes = offload_bytes
         self._router = router
         self._offload = offload
@@ -168,11 +212,32 @@ class Inbound:
         try:
             channel, parsed = parse_webhook(channel, body, received_at, key)
         except ParseError as exc:
-            malformed = self._malformed(channel, body, received_at, str(exc), exc.reason)
+            malformed = self._malformed(channel, key, body, received_at, str(exc), exc.reason)
             return self._task(channel, malformed)
         publish_started = time.perf_counter()
         publishing = self._router.start(channel, parsed, body, received_at)
-        return Reply(self, channel, None, publishing.future, publishing, started, publish_started)
+        reply = Reply(self, channel, None, publishing.future, publishing, started, publish_started)
+        if channel in self._kept:
+            self._journal_if_unavailable(reply, channel, key, body, received_at)
+        return reply
+
+    def _journal_if_unavailable(
+        self, reply: Reply, channel: str, key: str | None, body: bytes, received_at: int
+    ) -> None:
+        """A webhook of a provider that never redelivers: if Redis does not take it, `reply`
+        is answered by the journal instead (one more future and callback per such webhook;
+        the journal itself costs nothing until Redis fails)."""
+        answered: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
+        published = reply.wait_on(answered)
+
+        def settled(done: asyncio.Future[Any]) -> None:
+            if done.cancelled() or not isinstance(done.exception(), _REDIS_FAILED):
+                _resolve(answered, None)  # `answer()` reads the publish itself
+                return
+            reply.answer_from_future()
+            self._keep(Record(channel, key, received_at, body), done.exception(), answered)
+
+        published.add_done_callback(settled)
 
     def _task(self, channel: str, answering: Any) -> Reply:
         task: asyncio.Task[Answer] = asyncio.get_running_loop().create_task(answering)
@@ -185,24 +250,38 @@ class Inbound:
         try:
             outcome = await self._offload.publish(channel, body, received_at, key)
         except RouterUnavailable as exc:
-            return self.unavailable(channel, exc)
+            return await self._unavailable(Record(channel, key, received_at, body), exc)
         if isinstance(outcome, Malformed):
-            return await self._malformed(channel, body, received_at, outcome.detail, outcome.reason)
+            detail, reason = outcome.detail, outcome.reason
+            return await self._malformed(channel, key, body, received_at, detail, reason)
         channel, tally = outcome
         return self.published(channel, tally, started, started)
 
     async def _malformed(
-        self, channel: str, body: bytes, received_at: int, detail: str, reason: str
+        self,
+        channel: str,
+        key: str | None,
+        body: bytes,
+        received_at: int,
+        detail: str,
+        reason: str,
     ) -> Answer:
         """A body we cannot understand under a valid signature (`malformed_body`), or whose
-        `object` no channel handles (`unhandled_object`): dead-lettered whole, answered 200."""
+        `object` no channel handles (`unhandled_object`): dead-lettered whole, answered 200.
+        (Journaled like any webhook if Redis cannot take the dead letter: its replay parses
+        it again and dead-letters it then.)"""
         try:
-            await self._router.deadletter(reason, channel, received_at, detail[:500], body)
+            await self._deadletter(channel, body, received_at, detail, reason)
         except RouterUnavailable as exc:
-            return self.unavailable(channel, exc)
+            return await self._unavailable(Record(channel, key, received_at, body), exc)
+        return self.counted(channel, 200, self._ok[channel])
+
+    async def _deadletter(
+        self, channel: str, body: bytes, received_at: int, detail: str, reason: str
+    ) -> None:
+        await self._router.deadletter(reason, channel, received_at, detail[:500], body)
         self._metrics.deadletters.labels(channel, reason).inc()
         log.warning("dead-lettered a %s body (%s): %s", channel, reason, detail[:200])
-        return self.counted(channel, 200, "OK")
 
     def published(
         self, channel: str, outcome: Tally, started: float, publish_started: float
@@ -210,13 +289,83 @@ class Inbound:
         done = time.perf_counter()
         self._metrics.timed(channel, done - publish_started, done - started)
         self._metrics.tallied(channel, outcome)
-        return self.counted(channel, 200, "OK")
+        return self.counted(channel, 200, self._ok[channel])
 
     def unavailable(self, channel: str, exc: RouterUnavailable) -> Answer:
         self._metrics.redis_errors.labels("publish").inc()
         log.error("redis unavailable, answering 503 so %s retries: %s", channel, exc)
-        return self.counted(channel, 503, "temporarily unavailable")
+        return self.counted(channel, *UNAVAILABLE)
+
+    async def _unavailable(self, record: Record, exc: RouterUnavailable) -> Answer:
+        """Redis did not take a webhook (a task's path): 503, or the journal's answer."""
+        if record.channel not in self._kept:
+            return self.unavailable(record.channel, exc)
+        answered: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._keep(record, exc, answered)
+        return await answered
+
+    def _keep(self, record: Record, cause: BaseException | None, into: asyncio.Future[Any]) -> None:
+        """Redis did not take a webhook whose provider never redelivers: into the journal
+        with it. `into` gets the answer: 200 once it is on disk, 503 if it cannot be kept."""
+        self._metrics.redis_errors.labels("publish").inc()
+        journal = self._journal
+        assert journal is not None
+        try:
+            appended = journal.append(record)
+        except JournalError as exc:
+            _resolve(into, self._lost(record, exc))
+            return
+
+        def written(done: asyncio.Future[None]) -> None:
+            error = JournalError("cancelled") if done.cancelled() else done.exception()
+            _resolve(into, self._lost(record, error) if error else self._journaled(record, cause))
+
+        appended.add_done_callback(written)
+
+    def _journaled(self, record: Record, cause: BaseException | None) -> Answer:
+        assert self._journal is not None
+        log.warning(
+            "redis unavailable (%s): a %s webhook is in the journal (%d bytes kept), answered 200",
+            cause,
+            record.channel,
+            self._journal.size,
+        )
+        return self.counted(record.channel, 200, self._ok[record.channel])
+
+    def _lost(self, record: Record, exc: BaseException) -> Answer:
+        log.critical(
+            "redis unavailable and the journal cannot keep a %s webhook either (%s): answered "
+            "503, which %s does not redeliver, so it is lost (its Fallback URL, if one is set, "
+            "gets it)",
+            record.channel,
+            exc,
+            record.channel,
+        )
+        return self.counted(record.channel, *UNAVAILABLE)
+
+    async def replay(self, record: Record) -> None:
+        """A journaled webhook, published now as it would have been when it came in (as of
+        its own `received_at`), through the same parse and publish; the dedup marks make it
+        a no-op if it was published already. A body that does not parse (any more) is
+        dead-lettered. Raises `RouterUnavailable` while Redis cannot take it. (Published on
+        this event loop whatever its size: a journaled provider's bodies are small.)"""
+        channel, received_at, body = record.channel, record.received_at, record.body
+        try:
+            if channel not in CHANNELS:
+                raise ParseError(f"journaled for the adapter {channel!r}, which is not registered")
+            channel, parsed = parse_webhook(channel, body, received_at, record.key)
+        except ParseError as exc:
+            await self._deadletter(channel, body, received_at, str(exc), exc.reason)
+            return
+        tally = await self._router.publish(channel, parsed, body, received_at)
+        self._metrics.tallied(channel, tally)
 
     def counted(self, channel: str, status: int, text: str) -> Answer:
         self._metrics.answered(channel, status)
         return status, text
+
+
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    """Set a result the server path may have stopped waiting for (a cancelled handler)."""
+    if not future.done():
+        future.set_result(result)

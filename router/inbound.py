@@ -29,6 +29,7 @@ only once the events are in, so a retry does not write them twice.
 
 from __future__ import annotations
 
+from adapters import CHANNELS
 from adapters.schema import Parsed
 from router import scripts
 from router.accounts import Directory
@@ -68,7 +69,7 @@ class InboundRouter:
         self._lean = script if isinstance(script, PipeScript) else None
         """publish.lua on the lean client, which sends a call at once: see `start`."""
 
-    async def publish(self, channel: str, parsed: Parsed, body: bytes, received_at: int) -> Tally:
+    async def publish(self, source: str, parsed: Parsed, body: bytes, received_at: int) -> Tally:
         """Publish every event of one webhook; raises `RouterUnavailable` if Redis fails.
 
         A large body (a 3 MB history sync, published from a child process: see
@@ -76,13 +77,15 @@ class InboundRouter:
         live webhooks' scripts in between. Marks make this safe: if a later slice fails, the
         platform's retry publishes only what is missing.
         """
-        return await self.start(channel, parsed, body, received_at).wait()
+        return await self.start(source, parsed, body, received_at).wait()
 
-    def start(self, channel: str, parsed: Parsed, body: bytes, received_at: int) -> Publishing:
-        """`publish`, begun at once. A webhook that needs nothing looked up first and fits one
-        script call (the usual one) is sent now, on the lean client's open connection: no
+    def start(self, source: str, parsed: Parsed, body: bytes, received_at: int) -> Publishing:
+        """`publish`, begun at once (`source`: the adapter whose webhook it is, whose
+        `channel` the events are routed by). A webhook that needs nothing looked up first and
+        fits one script call (the usual one) is sent now, on the lean client's open connection: no
         task or coroutine per webhook. Any other runs as a task. (The calls sent in one
         event-loop iteration share one write and one round trip: router/scriptpipe.py.)"""
+        channel = CHANNELS[source].channel  # the adapter's events' channel (Twilio: whatsapp)
         known, unknown = self._routing.route(channel, parsed)
         pending = self._contacts.hidden_numbers(known)
         lean = self._lean
@@ -93,10 +96,10 @@ class InboundRouter:
         ):
             return Publishing.running(
                 self._publish_after_lookups(
-                    channel, known, unknown, pending, parsed, body, received_at
+                    channel, known, unknown, pending, parsed, body, received_at, source
                 )
             )
-        slices = self._calls.slices(channel, known, {}, parsed, unknown, body, received_at)
+        slices = self._calls.slices(channel, known, {}, parsed, unknown, body, received_at, source)
         if len(slices) == 1 and len(batches := slices[0].batches) == 1:
             for batch in batches.values():
                 if not batch.keys:
@@ -115,6 +118,7 @@ class InboundRouter:
         parsed: Parsed,
         body: bytes,
         received_at: int,
+        source: str,
     ) -> Tally:
         # The extra round trips below are awaited only for the webhooks that need them.
         if pending:
@@ -122,7 +126,9 @@ class InboundRouter:
         originals: dict[int, str] = {}
         if renames := [(r, a) for r, a in known if r.renamed_to and r.event.conversation_id]:
             originals = await self._contacts.renames(renames)
-        slices = self._calls.slices(channel, known, originals, parsed, unknown, body, received_at)
+        slices = self._calls.slices(
+            channel, known, originals, parsed, unknown, body, received_at, source
+        )
         return await self._runner.slices(slices)
 
     async def deadletter(

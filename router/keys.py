@@ -13,6 +13,10 @@ its dedup mark, or deciding a command's policy and rate-limit slots.
     gw:dd:{<stream>}:<channel>:<account>:<identity>
         dedup mark: "1", or the highest status rank published for a message.
         TTL router.dedup_ttl_seconds (at least 48 h).
+    gw:sent:{<inbox>}:<channel>:<account>:<message_id>
+        the command_id of a message the gateway sent, where the provider's statuses do not
+        name it (`Channel.statuses_name_command` false: Twilio, Messenger, Instagram).
+        TTL router.dedup_ttl_seconds.
     gw:cv:{<inbox>}:<conversation_id>
         hash, one per conversation: t = provider time of the contact's latest live message,
         m = its message id, p = AI paused until (unix s, set by echoes), h = "1" while a
@@ -60,6 +64,11 @@ def history(assistant: str) -> str:
 
 def dedup(stream: str, channel: str, account: str, identity: str) -> str:
     return f"gw:dd:{{{stream}}}:{channel}:{account}:{identity}"
+
+
+def sent(inbox_stream: str, channel: str, account: str, message_id: str) -> str:
+    """The command_id of a message the gateway sent, for statuses that do not name it."""
+    return f"gw:sent:{{{inbox_stream}}}:{channel}:{account}:{message_id}"
 
 
 def conversation(inbox_stream: str, conversation_id: str) -> str:

@@ -148,9 +148,7 @@ class Ledger:
     async def finish(self, claim: Claim, result: Result) -> None:
         """→ done: record the result and publish the delivery event, atomically."""
         event = delivery(claim.target, claim.command_id, result, duplicate=False)
-        await self._record(
-            claim, msgspec.json.encode(result), event, self._echo_mark(claim, result)
-        )
+        await self._record(claim, msgspec.json.encode(result), event, self._marks(claim, result))
         self._observer.delivered(claim.target.channel, claim.ctype, result.outcome, result.reason)
 
     async def repeat(self, claim: Claim, result: Result) -> None:
@@ -176,27 +174,37 @@ class Ledger:
         return True
 
     @staticmethod
-    def _echo_mark(claim: Claim, result: Result) -> str | None:
-        """The dedup mark of the echo the provider will send of this message, if it echoes
-        sends (`Channel.echo_identity`): set with the result, so that echo is not published."""
+    def _marks(claim: Claim, result: Result) -> tuple[str, list[str]]:
+        """What finish.lua keeps of a sent message beside its result: 'e' the dedup mark of
+        the echo the provider will post of it (`Channel.echo_identity`: that echo is then not
+        published), 's' its command_id under its message id (`statuses_name_command` false:
+        publish.lua's T names the command in its statuses)."""
         if result.outcome != "sent" or not result.message_id:
-            return None
+            return "", []
         target = claim.target
-        identity = target.adapter.echo_identity(result.message_id)
-        if identity is None:
-            return None
-        return keys.dedup(target.inbox, target.channel, target.account.account_id, identity)
+        adapter, account = target.adapter, target.account.account_id
+        flags, found = "", []
+        identity = adapter.echo_identity(result.message_id)
+        if identity is not None:
+            flags += "e"
+            found.append(keys.dedup(target.inbox, target.channel, account, identity))
+        if not adapter.statuses_name_command:
+            flags += "s"
+            found.append(keys.sent(target.inbox, target.channel, account, result.message_id))
+        return flags, found
 
     async def _record(
-        self, claim: Claim, result: bytes, event: DeliveryEvent, echo_mark: str | None = None
+        self,
+        claim: Claim,
+        result: bytes,
+        event: DeliveryEvent,
+        marks: tuple[str, list[str]] = ("", []),
     ) -> None:
         """finish.lua, retried through a Redis hiccup: once a message went out, losing its
         result would turn it into a false failure when the entry is taken over."""
         args = [result, ENCODER.encode(event), self._router.inbox_maxlen]
-        args.append(self._router.dedup_ttl_seconds)
-        record_keys = [claim.key, claim.target.inbox]
-        if echo_mark is not None:
-            record_keys.append(echo_mark)
+        args += (self._router.dedup_ttl_seconds, marks[0], claim.command_id)
+        record_keys = [claim.key, claim.target.inbox, *marks[1]]
         deadline = time.monotonic() + self._retry_s
         delay = 0.05
         while True:
@@ -219,6 +227,7 @@ def delivery(target: Target, command_id: str, result: Result, duplicate: bool) -
         conversation_id=target.conversation_id,
         assistant_id=target.account.assistant,
         timestamp=int(time.time()),
+        provider=target.account.provider,
         command_id=command_id,
         outcome=result.outcome,  # type: ignore[arg-type]
         reason=result.reason,

@@ -75,8 +75,9 @@ def _start_child(factory: ClientsFactory, niceness: int) -> None:
 def parse_webhook(
     channel: str, body: bytes, received_at: int, bot_id: str | None
 ) -> tuple[str, Parsed]:
-    """The channel's decode for one webhook body, and the channel it is: the path's, or the
-    one a Meta body's `object` names (`ForeignBody`). Raises only `ParseError`. `bot_id`:
+    """The adapter's decode for one webhook body, and the adapter it is: the path's, or the
+    one a Meta body's `object` names (`ForeignBody`). Its events are routed by that adapter's
+    `channel` (whatsapp for Twilio's). Raises only `ParseError`. `bot_id`:
     the account named in the webhook's path, if the channel has one there."""
     try:
         return channel, CHANNELS[channel].parse(body, bot_id, received_at)

@@ -16,6 +16,7 @@ import time
 import msgspec
 
 from adapters import CHANNELS
+from adapters.channel import adapter_of
 from adapters.schema import (
     ENCODER,
     AccountEvent,
@@ -25,6 +26,7 @@ from adapters.schema import (
     MessageEvent,
     Parsed,
     Routed,
+    StatusEvent,
 )
 from router import keys
 from router.accounts import Directory
@@ -36,7 +38,7 @@ from router.settings import PolicySettings, RouterSettings
 
 _NOT_PAUSED = b'"ai_paused":false}'
 # publish.lua's operation codes, as bytes: sent as they are, by either script host.
-_E, _S, _P, _M, _N, _C, _H, _U, _A, _W, _O = (c.encode() for c in "ESPMNCHUAWO")
+_E, _S, _P, _M, _N, _C, _H, _U, _A, _W, _O, _T = (c.encode() for c in "ESPMNCHUAWOT")
 
 
 class _Streams:
@@ -71,7 +73,9 @@ class CallBuilder:
         self._streams: dict[str, _Streams] = {}
         self._intervals: dict[tuple[str, str], bytes] = {}
         """(channel, account) → the account's send interval, as publish.lua takes it."""
-        self._charged = frozenset(name for name, c in CHANNELS.items() if c.charges_inbound)
+        self._charged = frozenset(c.channel for c in CHANNELS.values() if c.charges_inbound)
+        """Channels some of whose accounts' adapters charge inbound messages (a quick test:
+        the account's own adapter decides, `_add_charge`)."""
 
     def slices(
         self,
@@ -82,9 +86,12 @@ class CallBuilder:
         unknown: dict[str, int],
         body: bytes,
         received_at: int,
+        source: str | None = None,
     ) -> list[Calls]:
         """The script calls of one webhook: slices of events, then the dead letters. A
-        slice with nothing to run is left out (no call, and no turn given to the loop)."""
+        slice with nothing to run is left out (no call, and no turn given to the loop).
+        `source`: the adapter whose webhook it was, named in its dead letter (default:
+        `channel`; Twilio's webhooks route by whatsapp but are Twilio's bodies)."""
         size, ttl = self._chunk, self._ttl
         slices = []
         bad = parsed.bad
@@ -107,7 +114,8 @@ class CallBuilder:
                         bad.append(unencodable(item, exc))
                 slices.append(calls)
         if bad or unknown:
-            slices.append(self.letter(body_letter(channel, bad, unknown, body, received_at)))
+            letter = body_letter(source or channel, bad, unknown, body, received_at)
+            slices.append(self.letter(letter))
         return slices
 
     def letter(self, letter: DeadLetter) -> Calls:
@@ -160,8 +168,15 @@ class CallBuilder:
                 self._add_rename(batch, inbox, event, original, item.renamed_to)
             self._add_charge(batch, channel, streams, event)
         elif item.rank:
-            batch.keys += (stream, mark)
-            batch.args += (_S, maxlen, b"%d" % item.rank, payload)
+            if type(event) is StatusEvent and event.command_id is None and event.message_id:
+                # A status that names no command: publish.lua fills in the command_id the
+                # ledger kept for the message, if the gateway sent it (`T`).
+                sent = keys.sent(inbox, channel, event.account_id, event.message_id)
+                batch.keys += (stream, mark, sent)
+                batch.args += (_T, maxlen, b"%d" % item.rank, payload)
+            else:
+                batch.keys += (stream, mark)
+                batch.args += (_S, maxlen, b"%d" % item.rank, payload)
             batch.events.append(event)
         else:
             batch.keys += (stream, mark)
@@ -227,7 +242,7 @@ class CallBuilder:
         if channel not in self._charged:
             return
         account = self._directory.get(channel, event.account_id)
-        if account is None:
+        if account is None or not adapter_of(account).charges_inbound:
             return
         name = (channel, event.account_id)
         limiter = streams.limiters.get(name)
@@ -236,7 +251,7 @@ class CallBuilder:
             streams.limiters[name] = limiter
         interval = self._intervals.get(name)
         if interval is None:
-            pace = CHANNELS[channel].account_pace(account, self._guard_ms)
+            pace = adapter_of(account).account_pace(account, self._guard_ms)
             interval = self._intervals[name] = b"%d" % pace.interval_us
         batch.keys.append(limiter)
         batch.args += (_C, interval)

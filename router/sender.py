@@ -110,7 +110,7 @@ class Sender:
         so it takes no rate-limit slot."""
         target = claim.target
         request = target.adapter.control(
-            target.account, self._api[target.channel], command, target.address
+            target.account, self._api[target.adapter.name], command, target.address
         )
         if request is None:
             return None
@@ -125,7 +125,7 @@ class Sender:
 
     def _request(self, claim: Claim, command: Command, last_inbound: str | None) -> HttpRequest:
         target = claim.target
-        api_base = self._api[target.channel]
+        api_base = self._api[target.adapter.name]
         return target.adapter.request(
             target.account, api_base, command, target.address, last_inbound, claim.route
         )
@@ -143,11 +143,12 @@ class Sender:
     async def call(self, target: Target, request: HttpRequest) -> SendResult:
         """POST the request; the channel classifies the answer (network errors: retry)."""
         try:
+            form, json = (request.body, None) if request.form else (None, request.body)
             async with self._session.post(
-                request.url, json=request.body, headers=request.headers, timeout=self._timeout
+                request.url, headers=request.headers, timeout=self._timeout, data=form, json=json
             ) as resp:
-                body = await resp.read()
-                return target.adapter.classify(resp.status, body, resp.headers)
+                answer = await resp.read()
+                return target.adapter.classify(resp.status, answer, resp.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             # The URL may hold the account's token: log the exception's type only.
             return SendResult(verdict="retry", detail=f"network: {type(exc).__name__}")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from adapters import CHANNELS, Channel
+from adapters.channel import adapter_of
 from router import keys
 from router.accounts import Account, Directory
 
@@ -30,12 +31,13 @@ class Target:
     inbox: str
     address: str = ""
     adapter: Channel = field(init=False, repr=False, compare=False)
-    """The account's channel (the registry's entry for `account.channel`)."""
+    """The account's adapter (`adapters.channel.adapter_of`: its provider's, else its
+    channel's registry entry)."""
 
     def __post_init__(self) -> None:
         if not self.address:
             object.__setattr__(self, "address", self.contact_id)
-        object.__setattr__(self, "adapter", CHANNELS[self.account.channel])
+        object.__setattr__(self, "adapter", adapter_of(self.account))
 
     @property
     def channel(self) -> str:

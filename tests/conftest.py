@@ -20,10 +20,13 @@ import json
 import os
 import subprocess
 import tempfile
+import urllib.parse
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import uvloop
 from aiohttp import web
@@ -55,6 +58,14 @@ PAGE_B = "104400000000002"
 """A Messenger Page of the assistant `sales`."""
 IG_A = "17841400000000001"
 """An Instagram professional account of the assistant `sales`."""
+TWILIO_SID = "AC" + "0123456789abcdef" * 2
+TWILIO_TOKEN = "test-twilio-auth-token"
+TWILIO_URL = "https://gateway.example.com/webhooks/twilio"
+"""`twilio.public_url` of the test config: what Twilio signs (not where the tests post)."""
+TWILIO_A = "+14155550100"
+"""A Twilio WhatsApp sender (cloud_api) of the assistant `sales`."""
+TWILIO_B = "+5511955550001"
+"""A Twilio WhatsApp sender in Brazil (coexistence) of the assistant `support`."""
 
 TEST_CONFIG = f"""
 server: {{host: 127.0.0.1, port: 0}}
@@ -96,6 +107,14 @@ instagram:
   verify_token: {VERIFY_TOKEN}
   accounts:
     - {{account_id: "{IG_A}", access_token: ig-token-a, assistant: sales}}
+twilio:
+  api_base: "${{TWILIO_API}}"
+  account_sid: {TWILIO_SID}
+  auth_token: {TWILIO_TOKEN}
+  public_url: {TWILIO_URL}
+  numbers:
+    - {{number: "{TWILIO_A}", assistant: sales}}
+    - {{number: "{TWILIO_B}", mode: coexistence, assistant: support}}
 """
 
 
@@ -245,12 +264,20 @@ def make_settings(redis_url: str, **env: str) -> Settings:
         "BOT_URL": UNREACHABLE,
         "META_URL": UNREACHABLE,
         "IG_URL": UNREACHABLE,
+        "TWILIO_API": UNREACHABLE,
         "SEND_WAIT_MAX": "60",
         "CLAIM_IDLE": "30",
         "OUTBOUND_ENABLED": "true",
         "TAKEOVER": "900",
     }
-    return loads(TEST_CONFIG, {**defaults, **env})
+    settings = loads(TEST_CONFIG, {**defaults, **env})
+    # Each test's own journal (Twilio webhooks kept while Redis is down), never the project's
+    # working directory, which a later test's gateway would replay into its own Redis.
+    journal = str(
+        Path(tempfile.gettempdir()) / f"gateway-journal-{uuid.uuid4().hex}"
+    )  # made on use
+    server = msgspec.structs.replace(settings.server, journal_dir=journal)
+    return msgspec.structs.replace(settings, server=server)
 
 
 @pytest.fixture
@@ -298,6 +325,21 @@ def wa_headers(body: bytes, secret: str = APP_SECRET) -> dict[str, str]:
 def meta_headers(body: bytes, secret: str) -> dict[str, str]:
     """A Messenger or Instagram webhook's headers, signed with that app's secret."""
     return {"X-Hub-Signature-256": sign(body, secret.encode()), "Content-Type": "application/json"}
+
+
+def twilio_post(
+    params: list[tuple[str, str]] | dict[str, str], url: str = TWILIO_URL
+) -> tuple[bytes, dict[str, str]]:
+    """A Twilio webhook as Twilio posts it: the form-encoded body and its headers, signed
+    with the test account's auth token over `url` (`twilio.public_url`)."""
+    from adapters.twilio import sign
+
+    body = urllib.parse.urlencode(params).encode()
+    headers = {
+        "X-Twilio-Signature": sign(TWILIO_TOKEN.encode(), url, body),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    return body, headers
 
 
 def tg_headers(bot_id: str = BOT_1) -> dict[str, str]:

@@ -85,9 +85,12 @@ class Fake:
     """A channel in a few lines: `{"id", "from", "text"}` bodies at /webhooks/fake/{key}."""
 
     name = "fake"
+    channel = "fake"
     window = False
     opt_out_ends_all = True
     charges_inbound = False
+    redelivers = True
+    statuses_name_command = True
     webhook = Webhook("/webhooks/fake", keyed=True, handshake=True, headers=(FAKE_HEADER,))
 
     def receiver(self, settings: FakeSettings | None) -> FakeReceiver:

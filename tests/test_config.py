@@ -307,9 +307,11 @@ def test_each_registered_channel_has_its_section_by_name() -> None:
     `Settings` lists them (which the "at least one channel" message follows)."""
     settings = loads(BASE, ENV)
     sections = channel_sections(settings)
-    assert list(sections) == ["whatsapp", "telegram", "messenger", "instagram"]
+    assert list(sections) == ["whatsapp", "telegram", "messenger", "instagram", "twilio"]
     assert sections["whatsapp"] is settings.whatsapp
-    assert sections["telegram"] is sections["messenger"] is sections["instagram"] is None
+    assert [sections[name] for name in ("telegram", "messenger", "instagram", "twilio")] == [
+        None
+    ] * 4
     assert set(sections) == set(CHANNELS)
 
 
@@ -373,3 +375,51 @@ def test_a_page_listed_twice_is_refused() -> None:
     page = '    - {page_id: "104729384756102", access_token: EAAPtoken, assistant: support}\n'
     text = META.replace(page, page + page)
     assert "messenger.pages[1].page_id: 104729384756102 is listed twice" in error_of(text)
+
+
+TWILIO = """
+twilio:
+  account_sid: AC0123456789abcdef0123456789abcdef
+  auth_token: ${SECRET}
+  public_url: https://gateway.example.com/webhooks/twilio
+  numbers:
+    - {number: "+15557654321", assistant: sales}
+"""
+
+
+def test_the_contract_twilio_section_loads_as_whatsapp_numbers_on_twilio() -> None:
+    settings = loads(TWILIO, ENV)
+    assert settings.twilio is not None
+    assert settings.twilio.api_base == "https://api.twilio.com"
+    [account] = settings.twilio.accounts()
+    assert (account.channel, account.account_id, account.provider, account.mps) == (
+        "whatsapp", "15557654321", "twilio", 80.0
+    )  # fmt: skip
+    assert account.callback_url == "https://gateway.example.com/webhooks/twilio"
+    assert "s3cret" not in repr(account)  # the auth token is in the token, kept out of logs
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (("AC0123456789abcdef0123456789abcdef", "AC123"), "twilio.account_sid"),
+        (("auth_token: ${SECRET}", 'auth_token: ""'), "twilio.auth_token"),
+        (("https://gateway.example.com/webhooks/twilio", "gateway.example.com"),
+         "twilio.public_url"),
+        (('"+15557654321"', '"15557654321"'), "twilio.numbers[0].number"),
+        (("assistant: sales}", "assistant: sales, mode: coexistence, mps: 0}"),
+         "twilio.numbers[0].mps"),
+        (("auth_token: ${SECRET}", "auth_token: ${SECRET}\n  api_key_sid: SK1"),
+         "twilio.api_key_secret"),
+    ],
+)  # fmt: skip
+def test_a_bad_twilio_section_names_its_key(change: tuple[str, str], key: str) -> None:
+    text = TWILIO.replace(*change, 1)
+    assert text != TWILIO
+    assert key in error_of(text)
+
+
+def test_a_whatsapp_number_is_on_one_provider_only() -> None:
+    text = BASE + TWILIO.replace("+15557654321", "+15551234567")  # BASE's Meta number
+    message = error_of(text)
+    assert "+15551234567" in message and "exactly one provider" in message

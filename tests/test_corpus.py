@@ -19,6 +19,7 @@ from tests.conftest import (
     all_streams,
     meta_headers,
     tg_headers,
+    twilio_post,
     wa_body,
     wa_headers,
 )
@@ -37,6 +38,10 @@ async def _post(client: TestClient, case: dict[str, Any]) -> int:
     if case["channel"] == "whatsapp":
         body = wa_body(case["body"])
         resp = await client.post("/webhooks/whatsapp", data=body, headers=wa_headers(body))
+    elif case["channel"] == "twilio":
+        # `body`: the form parameters, in order (a list of pairs: a name may repeat).
+        body, headers = twilio_post([(k, v) for k, v in case["body"]])
+        resp = await client.post("/webhooks/twilio", data=body, headers=headers)
     elif case["channel"] in ("messenger", "instagram"):
         # Meta escapes non-ASCII as it signs (wa_body); a case may name another path (a
         # Messenger body posted to /webhooks/whatsapp lands on Messenger all the same).
@@ -88,6 +93,7 @@ def test_corpus_is_not_empty() -> None:
     assert len([c for c in CASES if c.parent.name == "telegram"]) >= 10
     assert len([c for c in CASES if c.parent.name == "messenger"]) >= 25
     assert len([c for c in CASES if c.parent.name == "instagram"]) >= 15
+    assert len([c for c in CASES if c.parent.name == "twilio"]) >= 30
 
 
 async def test_corpus_events_decode_as_typed_events(client: TestClient, redis: Redis) -> None:

@@ -408,6 +408,7 @@ def gateway(tmp_path: Path, own_redis: EmbeddedRedis, fakes: Fakes) -> Iterator[
         "BOT_URL": fakes.bot.base_url,
         "META_URL": UNREACHABLE,
         "IG_URL": UNREACHABLE,
+        "TWILIO_API": UNREACHABLE,
         "SEND_WAIT_MAX": "0.5",
         "CLAIM_IDLE": "5",
         "OUTBOUND_ENABLED": "true",

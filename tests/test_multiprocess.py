@@ -113,6 +113,7 @@ def fleet(tmp_path: Path, redis_url: str, graph: FakeGraphAPI) -> Iterator[Fleet
         "BOT_URL": "http://127.0.0.1:9",
         "META_URL": "http://127.0.0.1:9",
         "IG_URL": "http://127.0.0.1:9",
+        "TWILIO_API": "http://127.0.0.1:9",
         "SEND_WAIT_MAX": "60",
         "CLAIM_IDLE": "5",
         "OUTBOUND_ENABLED": "true",

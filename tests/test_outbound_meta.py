@@ -561,3 +561,22 @@ async def test_a_throttled_page_holds_every_send_of_that_page_and_no_other(gw: M
     assert (await gw.delivery("same-page"))["reason"] == "rate_limited"
     assert (await gw.delivery("other-page", "sales"))["outcome"] == "sent"
     assert [r.account_id for r in gw.fake.requests] == [PAGE_A, PAGE_B]  # one call to PAGE_A
+
+
+async def test_a_delivery_receipt_names_the_command_that_sent_the_message(gw: Meta) -> None:
+    """Meta's `delivery` names only the mid: the ledger kept the mid's command_id when the send
+    was recorded, and publish.lua puts it into the status (CONTRACT §2.1 `command_id`)."""
+    await gw.contact_writes()
+    await gw.command("greet", fb(), text="Olá! Como posso ajudar?")
+    await gw.run()
+    mid = gw.fake.requests[0].response["message_id"]
+    now_ms = int(time.time() * 1000)
+    delivered = {"mids": [mid, "m_not_ours"], "watermark": now_ms}
+    item = {"sender": {"id": PSID}, "recipient": {"id": PAGE_A}, "timestamp": now_ms,
+            "delivery": delivered}  # fmt: skip
+    await gw.post("messenger", PAGE_A, item)
+    statuses = [e for e in await gw.events() if e["kind"] == "status"]
+    assert [(s["message_id"], s["status"], s["command_id"]) for s in statuses] == [
+        (mid, "delivered", "greet"),
+        ("m_not_ours", "delivered", None),
+    ]

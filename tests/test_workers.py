@@ -167,6 +167,7 @@ def gateway(tmp_path: Path, redis_url: str, graph: FakeGraphAPI) -> Iterator[Sup
         "BOT_URL": "http://127.0.0.1:9",
         "META_URL": "http://127.0.0.1:9",
         "IG_URL": "http://127.0.0.1:9",
+        "TWILIO_API": "http://127.0.0.1:9",
         "SEND_WAIT_MAX": "60",
         "CLAIM_IDLE": "30",
         "OUTBOUND_ENABLED": "true",

@@ -35,9 +35,12 @@ class MetaMessaging:
     window = True
     opt_out_ends_all = True  # a person who blocked the Page or turned messages off: all
     charges_inbound = False  # the Send API's limits count calls, not the contact's messages
+    statuses_name_command = False  # deliveries and reads name the mid only
+    redelivers = True  # a 5xx is retried
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.channel = name
         self.webhook = Webhook(f"/webhooks/{name}", handshake=True, headers=(SIGNATURE_HEADER,))
 
     def receiver(self, settings: Any) -> MetaReceiver:

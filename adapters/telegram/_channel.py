@@ -24,9 +24,12 @@ class Telegram:
     """The Bot API channel (`adapters.CHANNELS["telegram"]`)."""
 
     name = "telegram"
+    channel = "telegram"
     window = False
     opt_out_ends_all = True  # 403: the contact blocked the bot
     charges_inbound = False
+    statuses_name_command = True  # no statuses at all
+    redelivers = True  # a 5xx is retried
 
     webhook = WEBHOOK
 

@@ -30,9 +30,12 @@ class WhatsApp:
     """The Cloud API channel (`adapters.CHANNELS["whatsapp"]`)."""
 
     name = "whatsapp"
+    channel = "whatsapp"
     window = True
     opt_out_ends_all = False  # 131050 refuses marketing templates only
     charges_inbound = True  # Meta counts inbound messages against the number's rate
+    statuses_name_command = True  # biz_opaque_callback_data comes back
+    redelivers = True  # a 5xx is retried
 
     webhook = WEBHOOK
 

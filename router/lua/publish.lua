@@ -5,6 +5,10 @@
 -- seconds). Each operation is a code followed by its arguments:
 --   E maxlen payload          KEYS: stream, dedup   publish unless the dedup mark exists
 --   S maxlen rank payload     KEYS: stream, dedup   publish if rank beats the stored rank
+--   T (arguments as S)        KEYS: stream, dedup, sent
+--                             a status that names no command: as S, and if the gateway sent
+--                             the message (finish.lua kept `sent`: its command_id), the
+--                             payload's `"command_id":null` becomes that command_id
 --   P maxlen payload          KEYS: stream          publish (no identity: dead letters)
 --   M maxlen payload time message_id conv_ttl contact_json conversation_json route
 --                             KEYS: stream, dedup, conversation
@@ -84,6 +88,22 @@ while a <= #ARGV do
     end
     out[#out + 1] = last
     k, a = k + 2, a + 4
+  elseif op == 'T' then
+    local stream, mark = KEYS[k], KEYS[k + 1]
+    local rank = tonumber(ARGV[a + 2])
+    last = 0
+    if rank > tonumber(redis.call('GET', mark) or '0') then
+      local payload = ARGV[a + 3]
+      local command = redis.call('GET', KEYS[k + 2])
+      if command then
+        payload = replace_once(payload, '"command_id":null', '"command_id":' .. cjson.encode(command))
+      end
+      xadd(stream, ARGV[a + 1], payload)
+      redis.call('SET', mark, rank, 'EX', ttl)
+      last = 1
+    end
+    out[#out + 1] = last
+    k, a = k + 3, a + 4
   elseif op == 'P' then
     xadd(KEYS[k], ARGV[a + 1], ARGV[a + 2])
     last = 1

@@ -31,6 +31,18 @@ ACCOUNTS = {
     "telegram": Account("telegram", BOT, "support", TOKEN),
     "messenger": Account("messenger", "104400000000001", "support", "EAAP-secret", True, 40.0),
     "instagram": Account("instagram", "17841400000000001", "sales", "IGQ-secret", True, 40.0),
+    "twilio": Account(
+        "whatsapp",
+        "14155550100",
+        "sales",
+        "AC" + "0" * 32 + ":tw-secret",
+        True,
+        80.0,
+        "+14155550100",
+        "cloud_api",
+        provider="twilio",
+        callback_url="https://gw/webhooks/twilio",
+    ),
 }
 
 EMPTY_WEBHOOKS = {
@@ -38,6 +50,9 @@ EMPTY_WEBHOOKS = {
     "telegram": b'{"update_id": 1}',
     "messenger": b'{"object": "page", "entry": []}',
     "instagram": b'{"object": "instagram", "entry": []}',
+    # A status Twilio posts but the gateway does not publish (CONTRACT §6.2).
+    "twilio": b"MessageSid=SM0123456789abcdef0123456789abcdef&MessageStatus=queued"
+    b"&From=whatsapp%3A%2B14155550100&To=whatsapp%3A%2B5511987650000",
 }
 
 
@@ -46,9 +61,11 @@ def cmd(channel: str, type_: CommandType, **fields: Any) -> Command:
 
 
 def test_every_channel_is_registered_under_its_name() -> None:
-    assert set(CHANNELS) == {"whatsapp", "telegram", "messenger", "instagram"}
+    assert set(CHANNELS) == {"whatsapp", "telegram", "messenger", "instagram", "twilio"}
     for name, channel in CHANNELS.items():
         assert channel.name == name
+        # Twilio serves WhatsApp numbers: its accounts and events are channel whatsapp.
+        assert channel.channel == ("whatsapp" if name == "twilio" else name)
 
 
 @pytest.mark.parametrize("name", sorted(CHANNELS))
@@ -268,6 +285,7 @@ def test_account_pace_is_the_account_cap(name: str) -> None:
         ("telegram", {"typing", "read", "reaction"}),
         ("messenger", {"typing", "read"}),
         ("instagram", {"typing", "read"}),
+        ("twilio", {"typing", "read"}),
     ],
 )
 def test_which_types_take_a_recipient_slot(name: str, unpaced: set[str]) -> None:
@@ -280,6 +298,7 @@ RULES = [
     ("telegram", False, True, False),
     ("messenger", True, True, False),
     ("instagram", True, True, False),
+    ("twilio", True, False, True),  # every WhatsApp rule (CONTRACT §6.3)
 ]
 
 
@@ -301,6 +320,8 @@ CROSSINGS = [
     ("telegram", None, "123456789", None),
     ("messenger", None, "7010000000000001", None),
     ("instagram", None, "6800000000000001", None),
+    ("twilio", "+5511955550001", "14155550100", True),  # out of Brazil, as for Meta numbers
+    ("twilio", "+14155550100", "14155550199", False),
 ]
 
 

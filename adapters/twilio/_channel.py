@@ -1,0 +1,100 @@
+"""WhatsApp through Twilio as a `Channel`: the adapter "twilio", whose numbers and events are
+channel "whatsapp" with `provider: "twilio"` (CONTRACT §6.2), so every WhatsApp rule holds for
+them (window, cross-country, the number's `mps` shared with its inbound messages, the pair
+rate, opt-outs: CONTRACT §6.3); only the wire differs (PLATFORM-MORE §5-6)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from adapters import countries
+from adapters.account import Account, interval_us
+from adapters.channel import HttpRequest, Pace
+from adapters.schema import Command, Parsed, SendResult
+from adapters.twilio._config import TwilioSettings
+from adapters.twilio._inbound import parse
+from adapters.twilio._outbound import build_request, classify
+from adapters.twilio._receive import WEBHOOK, TwilioReceiver
+from adapters.whatsapp import PAIR_BUCKET, PAIR_REFILL_SECONDS
+
+_PAIR_INTERVAL_US: Final = int(PAIR_REFILL_SECONDS * 1_000_000)
+_PAIR: Final = Pace(_PAIR_INTERVAL_US, _PAIR_INTERVAL_US * (PAIR_BUCKET - 1))
+_UNPACED: Final = frozenset({"typing", "read"})
+
+
+class Twilio:
+    """WhatsApp senders on Twilio (`adapters.CHANNELS["twilio"]`)."""
+
+    name = "twilio"
+    channel = "whatsapp"
+    window = True
+    opt_out_ends_all = False  # as WhatsApp's: a marketing opt-out refuses marketing only
+    charges_inbound = True  # Meta counts the sender's inbound messages against its rate
+    statuses_name_command = False  # status callbacks name the MessageSid only
+    redelivers = False  # one retry, on connection failure only: a 5xx loses the message
+
+    webhook = WEBHOOK
+
+    def receiver(self, settings: TwilioSettings | None) -> TwilioReceiver:
+        """The webhook checks of the `twilio:` section (None: not configured)."""
+        return TwilioReceiver(settings)
+
+    def parse(self, body: bytes, path_key: str | None, received_at: int) -> Parsed:
+        """A form-encoded inbound message or status callback."""
+        return parse(body, received_at)
+
+    def foreign(self, body: bytes) -> str | None:
+        """Twilio's path takes only Twilio's bodies."""
+        return None
+
+    def request(
+        self,
+        account: Account,
+        api_base: str,
+        command: Command,
+        address: str,
+        last_inbound: str | None,
+        route: str | None,
+    ) -> HttpRequest:
+        """`POST {api_base}/2010-04-01/Accounts/{AC}/Messages.json`, form-encoded, Basic auth;
+        `StatusCallback` is `twilio.public_url`, so every status comes back."""
+        return build_request(
+            account, api_base, command, address, account.callback_url or "", last_inbound
+        )
+
+    def control(
+        self, account: Account, api_base: str, command: Command, address: str
+    ) -> HttpRequest | None:
+        """handoff and handback only pause and resume the assistant here."""
+        return None
+
+    def classify(
+        self, status: int, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> SendResult:
+        """The Messages API's answer."""
+        return classify(status, body, headers)
+
+    def echo_identity(self, message_id: str) -> str | None:
+        """Twilio posts no echoes of its sends."""
+        return None
+
+    def account_pace(self, account: Account, guard_ms: float) -> Pace:
+        """The sender's throughput cap (`mps`)."""
+        return Pace(interval_us(account.mps, guard_ms))
+
+    def recipient_pace(self, address: str, guard_ms: float) -> Pace:
+        """WhatsApp's pair rate, as for Meta numbers (CONTRACT §3)."""
+        return _PAIR
+
+    def paces_recipient(self, command_type: str) -> bool:
+        """Every message but typing indicators and read receipts."""
+        return command_type not in _UNPACED
+
+    def human_window(self, command: Command) -> int:
+        """Outside the window only templates (Content API) go."""
+        return 0
+
+    def crosses_border(self, account: Account, address: str) -> bool | None:
+        """Brazil and Indonesia, as for Meta numbers (CONTRACT §6.3)."""
+        return countries.crosses_restricted_border(account.country, countries.of_contact(address))
