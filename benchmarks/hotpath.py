@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import uvloop
-from _payloads import PayloadSpec, RequestFactory
+from _payloads import TWILIO_PUBLIC_URL, PayloadSpec, RequestFactory, twilio_signature
 from _procs import HOST, redis_server
 from inbound import APP_SECRET, BOT_ID, NUMBERS, TELEGRAM_SECRET, gateway_config
 
@@ -64,15 +64,22 @@ def bodies(channel: str, items: int, count: int) -> list[tuple[bytes, str | None
     out = []
     for i in range(count):
         body = factory.body(i)
-        out.append(
-            (body, whatsapp.sign(body, APP_SECRET.encode()) if channel == "whatsapp" else None)
-        )
+        header: str | None = None
+        if channel == "twilio":
+            header = twilio_signature(APP_SECRET, TWILIO_PUBLIC_URL, body)
+        elif channel != "telegram":
+            header = whatsapp.sign(body, APP_SECRET.encode())  # Meta's three channels
+        out.append((body, header))
     return out
 
 
 async def handle(gateway: Inbound, channel: str, body: bytes, header: str | None) -> None:
     """What the server paths do for one webhook after reading its body."""
-    if channel == "whatsapp":
+    if channel == "twilio":
+        form = "application/x-www-form-urlencoded"
+        webhook = Webhook(channel, None, {"x-twilio-signature": header or "",
+                                          "content-type": form}, body)  # fmt: skip
+    elif channel != "telegram":
         webhook = Webhook(channel, None, {"x-hub-signature-256": header or ""}, body)
     else:
         webhook = Webhook(channel, BOT_ID, {"x-telegram-bot-api-secret-token": TELEGRAM_SECRET},
@@ -119,7 +126,11 @@ async def run(args: argparse.Namespace, url: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--channel", choices=("whatsapp", "telegram"), default="whatsapp")
+    p.add_argument(
+        "--channel",
+        choices=("whatsapp", "telegram", "messenger", "instagram", "twilio"),
+        default="whatsapp",
+    )
     p.add_argument("--items", type=int, default=1)
     p.add_argument("--count", type=int, default=50_000)
     p.add_argument("--rounds", type=int, default=5)

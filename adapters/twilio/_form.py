@@ -56,9 +56,22 @@ def _decode(body: bytes) -> Form:
         # An escaped `&` or `=` (a body text "a&b=c") would split: segment by segment.
         return _by_segment(body)
     # Decoded at once, the body splits as its segments would: escapes never span a `&`.
-    text, utf8 = _text(unquote_to_bytes(body) if b"%" in body else body)
+    text, utf8 = _text(_unquote(body) if b"%" in body else body)
     parts = [s.partition("=") for s in text.split("&") if s]
     return Form([(name, value) for name, _, value in parts], utf8)
+
+
+def _unquote(raw: bytes) -> bytes:
+    """`urllib.parse.unquote_to_bytes`, to the byte, about three times faster: each `%XX`
+    becomes `\\xXX` for the C codec `unicode_escape` (backslashes escaped first, so only
+    ours are read), whose code points 0-255 are the bytes again. An escape that is not two
+    hex digits makes the codec fail: then the standard decoder, which keeps it as it is.
+    (tests/adapters/test_twilio_parse.py checks both agree on random bytes.)"""
+    try:
+        escaped = raw.replace(b"\\", b"\\\\").replace(b"%", b"\\x")
+        return escaped.decode("unicode_escape").encode("latin-1")
+    except UnicodeDecodeError:
+        return unquote_to_bytes(raw)
 
 
 def _by_segment(body: bytes) -> Form:
@@ -67,8 +80,8 @@ def _by_segment(body: bytes) -> Form:
     for segment in body.split(b"&"):
         if segment:
             raw_name, _, raw_value = segment.partition(b"=")
-            name, name_ok = _text(unquote_to_bytes(raw_name))
-            value, value_ok = _text(unquote_to_bytes(raw_value))
+            name, name_ok = _text(_unquote(raw_name))
+            value, value_ok = _text(_unquote(raw_value))
             found.append((name, value))
             utf8 = utf8 and name_ok and value_ok
     return Form(found, utf8)

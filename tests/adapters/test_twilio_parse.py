@@ -5,6 +5,7 @@ whatever the bytes."""
 from __future__ import annotations
 
 import contextlib
+import urllib.parse
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,6 +27,7 @@ from adapters.schema import (
     StatusEvent,
 )
 from adapters.twilio import parse
+from adapters.twilio._form import _unquote
 
 RECEIVED_AT = 1795000000
 """Receipt time of every body here (unix seconds; Nov 2026): Twilio sends no time."""
@@ -444,3 +446,12 @@ def test_any_form_parses_to_typed_events_or_raises_only_parse_error(
         assert (event.channel, event.provider, event.message_id) == ("whatsapp", "twilio", SID)
         assert routed.dedup == f"{'s' if isinstance(event, StatusEvent) else 'm'}:{SID}"
     assert len(parsed.events) + len(parsed.bad) <= 1  # one body, one event at most
+
+
+@given(st.binary(max_size=64) | st.lists(st.sampled_from([b"%", b"\\", b"41", b"e2", b"zz",
+                                                          b"x", b"\n", b"\xff", b"&", b"="]),
+                                         max_size=16).map(b"".join))  # fmt: skip
+def test_the_fast_percent_decoder_is_the_standard_one(raw: bytes) -> None:
+    """Form values are decoded by `_form._unquote`, not urllib's (three times faster on bodies
+    full of accents and emoji): byte for byte the same, on any input, escapes broken or not."""
+    assert _unquote(raw) == urllib.parse.unquote_to_bytes(raw)
