@@ -50,7 +50,7 @@ from adapters.schema import (
     Routed,
     StatusEvent,
 )
-from adapters.whatsapp._depth import cut_deep, marker_for
+from adapters.whatsapp._depth import cut_outside, decode_cut
 
 from . import _payload as p
 
@@ -139,17 +139,8 @@ def _parse_walk(ctx: _Ctx, body: bytes) -> Parsed:
 def _parse_cut(ctx: _Ctx, body: bytes) -> Parsed:
     """A body too deep for the decoder: walk a copy with the too deep parts cut out, and
     dead-letter the items that held one (a cut outside every entry: the whole body)."""
-    marker = marker_for(body)
-    cut = cut_deep(body, MAX_NESTING, marker)
-    if cut is None:  # the decoder gave up above MAX_NESTING levels: too deep all the same
-        raise ParseError(f"not a {ctx.channel} webhook envelope: {_TOO_DEEP}")
-    try:
-        envelope = p.ENVELOPE.decode(cut)
-    except _DECODE_ERRORS as exc:
-        raise ParseError(f"not a {ctx.channel} webhook envelope ({_TOO_DEEP}): {exc}") from None
-    if _cut_outside(marker, cut, envelope.entry):
-        raise ParseError(f"not a {ctx.channel} webhook envelope: {_TOO_DEEP} outside any entry")
-    ctx.deep = marker
+    what = f"{ctx.channel} webhook envelope"
+    envelope, ctx.deep = decode_cut(body, MAX_NESTING, p.ENVELOPE.decode, what, _DECODE_ERRORS)
     return _walk(ctx, envelope)
 
 
@@ -159,17 +150,6 @@ def _walk(ctx: _Ctx, envelope: p.Envelope) -> Parsed:
     for i, raw in enumerate(envelope.entry):
         _guarded(out, raw, f"entry[{i}]", partial(_entry, ctx, out, f"entry[{i}]"))
     return out
-
-
-def _cut_outside(
-    marker: bytes | None, raw: bytes | msgspec.Raw, parts: Iterable[msgspec.Raw]
-) -> bool:
-    """Whether `raw` holds a cut (too deep) part outside `parts`, which are checked on their
-    own: the cut then belongs to `raw`'s own keys, and `raw` is what is dead-lettered."""
-    if marker is None:
-        return False
-    total = bytes(raw).count(marker)
-    return total > 0 and total > sum(bytes(part).count(marker) for part in parts)
 
 
 def _guarded(
@@ -188,7 +168,7 @@ def _guarded(
 
 def _entry(ctx: _Ctx, out: Parsed, where: str, raw: msgspec.Raw) -> list[Routed]:
     entry = p.ENTRY.decode(raw)
-    if _cut_outside(ctx.deep, raw, [*entry.messaging, *entry.standby, *entry.changes]):
+    if cut_outside(ctx.deep, raw, [*entry.messaging, *entry.standby, *entry.changes]):
         raise _ItemError(_TOO_DEEP)
     for name, items in (("messaging", entry.messaging), ("standby", entry.standby)):
         for i, item in enumerate(items):

@@ -6,13 +6,19 @@ the whole body undecodable, and every valid item beside it would be lost. `cut_d
 copy of the body in which every container that opens deeper than `limit` levels is replaced by
 a marker string: the copy decodes, and the walk dead-letters exactly the items that hold a
 marker (adapters/whatsapp/_inbound.py). Used only after a decode failed that way, so the
-usual body never pays for the scan.
+usual body never pays for the scan. `decode_cut` and `cut_outside` are the steps every
+JSON-envelope parser (WhatsApp's, Messenger and Instagram's) takes with it.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Callable, Iterable
+from typing import Final, Protocol, TypeVar
+
+import msgspec
+
+from adapters.schema import ParseError
 
 _TOKENS: Final = re.compile(
     rb'"[^"\\]*(?:\\.[^"\\]*)*"'  # a string: brackets inside it do not count
@@ -76,3 +82,46 @@ def _offset(run: bytes, n: int) -> int:
             if seen == n:
                 return i
     raise AssertionError("a run holds fewer brackets than it counted")
+
+
+class _Enveloped(Protocol):
+    entry: list[msgspec.Raw]
+
+
+_E = TypeVar("_E", bound=_Enveloped)
+
+
+def decode_cut(
+    body: bytes,
+    limit: int,
+    decode: Callable[[bytes], _E],
+    what: str,
+    errors: tuple[type[Exception], ...],
+) -> tuple[_E, bytes]:
+    """A body too deep for the decoder, with its too deep parts cut out (`cut_deep`): its
+    envelope (`decode`: to `entry` items as `msgspec.Raw`) and the marker of the cuts, so the
+    walk dead-letters the items that hold one. Raises `ParseError` ("not a <what>") when even
+    the copy cannot be decoded, or holds a cut outside every entry (then the whole body goes)."""
+    marker = marker_for(body)
+    cut = cut_deep(body, limit, marker)
+    too_deep = f"nested deeper than {limit} levels"
+    if cut is None:  # the decoder gave up above `limit` levels: too deep all the same
+        raise ParseError(f"not a {what}: {too_deep}")
+    try:
+        envelope = decode(cut)
+    except errors as exc:
+        raise ParseError(f"not a {what} ({too_deep}): {exc}") from None
+    if cut_outside(marker, cut, envelope.entry):
+        raise ParseError(f"not a {what}: {too_deep} outside any entry")
+    return envelope, marker
+
+
+def cut_outside(
+    marker: bytes | None, raw: bytes | msgspec.Raw, parts: Iterable[msgspec.Raw]
+) -> bool:
+    """Whether `raw` holds a cut (too deep) part outside `parts`, which are checked on their
+    own: the cut then belongs to `raw`'s own keys, and `raw` is what is dead-lettered."""
+    if marker is None:
+        return False
+    total = bytes(raw).count(marker)
+    return total > 0 and total > sum(bytes(part).count(marker) for part in parts)

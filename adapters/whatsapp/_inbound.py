@@ -45,7 +45,7 @@ from adapters.schema import (
 )
 
 from . import _payload as p
-from ._depth import cut_deep, marker_for
+from ._depth import cut_outside, decode_cut
 
 CHANNEL: Final = "whatsapp"
 HISTORY_DECLINED_CODE = 2593109
@@ -145,16 +145,8 @@ def _parse_walk(body: bytes, received_at: int) -> Parsed:
 def _parse_cut(body: bytes, received_at: int) -> Parsed:
     """A body too deep for the decoder: walk a copy with the too deep parts cut out, and
     dead-letter the items that held one (a cut outside every entry: the whole body)."""
-    marker = marker_for(body)
-    cut = cut_deep(body, MAX_NESTING, marker)
-    if cut is None:  # the decoder gave up above MAX_NESTING levels: too deep all the same
-        raise ParseError(f"not a WhatsApp webhook envelope: {_TOO_DEEP}")
-    try:
-        envelope = p.ENVELOPE.decode(cut)
-    except _DECODE_ERRORS as exc:
-        raise ParseError(f"not a WhatsApp webhook envelope ({_TOO_DEEP}): {exc}") from None
-    if _cut_outside(marker, cut, envelope.entry):
-        raise ParseError(f"not a WhatsApp webhook envelope: {_TOO_DEEP} outside any entry")
+    what = "WhatsApp webhook envelope"
+    envelope, marker = decode_cut(body, MAX_NESTING, p.ENVELOPE.decode, what, _DECODE_ERRORS)
     return _walk(_Walked(deep=marker), envelope, received_at)
 
 
@@ -163,17 +155,6 @@ def _walk(out: _Walked, envelope: p.Envelope, received_at: int) -> Parsed:
     for i, raw in enumerate(envelope.entry):
         _guarded(out, raw, f"entry[{i}]", partial(_entry, out, f"entry[{i}]", received_at))
     return Parsed(out.events, out.bad)
-
-
-def _cut_outside(
-    marker: bytes | None, raw: bytes | msgspec.Raw, parts: Iterable[msgspec.Raw]
-) -> bool:
-    """Whether `raw` holds a cut (too deep) part outside `parts`, which are checked on their
-    own: the cut then belongs to `raw`'s own keys, and `raw` is what is dead-lettered."""
-    if marker is None:
-        return False
-    total = bytes(raw).count(marker)
-    return total > 0 and total > sum(bytes(part).count(marker) for part in parts)
 
 
 def _guarded(
@@ -193,7 +174,7 @@ def _guarded(
 
 def _entry(out: _Walked, where: str, received_at: int, raw: msgspec.Raw) -> None:
     entry = p.ENTRY.decode(raw)
-    if _cut_outside(out.deep, raw, entry.changes):
+    if cut_outside(out.deep, raw, entry.changes):
         raise _ItemError(_TOO_DEEP)
     for i, raw_change in enumerate(entry.changes):
         at = f"{where}.changes[{i}]"
@@ -205,7 +186,7 @@ def _change(out: _Walked, entry: p.Entry, where: str, received_at: int, raw: msg
     match change.field:
         case "messages" | "smb_message_echoes" | "history" | "smb_app_state_sync":
             value = p.MESSAGES_VALUE.decode(change.value)
-            if _cut_outside(out.deep, raw, _item_lists(value)):
+            if cut_outside(out.deep, raw, _item_lists(value)):
                 raise _ItemError(_TOO_DEEP)
             if value.metadata is None:
                 raise _ItemError("value.metadata.phone_number_id is missing")
@@ -552,7 +533,7 @@ def _history(out: Parsed, value: p.MessagesValue, ctx: _Ctx, where: str, raw: ms
     progress: p.HistoryMeta | None = None
     for i, item_raw in enumerate(value.history):
         item = p.HISTORY_ITEM.decode(item_raw)
-        if _cut_outside(ctx.deep, item_raw, item.threads):
+        if cut_outside(ctx.deep, item_raw, item.threads):
             raise _ItemError(f"history[{i}]: {_TOO_DEEP}")
         meta = item.metadata or p.HistoryMeta()
         if meta.progress is not None:
@@ -578,7 +559,7 @@ def _history_thread(
     out: Parsed, ctx: _Ctx, meta: p.HistoryMeta, where: str, raw: msgspec.Raw
 ) -> None:
     thread = p.THREAD.decode(raw)
-    if _cut_outside(ctx.deep, raw, thread.messages):
+    if cut_outside(ctx.deep, raw, thread.messages):
         raise _ItemError(_TOO_DEEP)
     for m, msg_raw in enumerate(thread.messages):
         at = f"{where}.messages[{m}]"
