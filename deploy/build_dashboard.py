@@ -509,6 +509,35 @@ REDIS = Row(
     ),
 )
 
+JOURNAL = Row(
+    "Journal: Twilio webhooks kept on disk while Redis is down",
+    (
+        Panel(
+            "Journal: webhooks kept, refused, replayed",
+            "Webhooks of providers that never redeliver (Twilio) that Redis could not take: "
+            "kept on disk and answered 200, refused by the journal too (full or a failing "
+            "disk: answered 503 and lost), and replayed (published from the journal once "
+            "Redis answered).",
+            (
+                q(
+                    per_s("gateway_journal_webhooks_total", "channel, outcome"),
+                    "{{channel}} {{outcome}}",
+                ),
+            ),
+            unit="ops",
+            width=16,
+        ),
+        Panel(
+            "Journal: bytes waiting",
+            "What waits on disk to be published, per instance (summed over its workers); "
+            "held for minutes means Redis has been unavailable that long "
+            "(GatewayJournalHolding). server.journal_max_bytes bounds each process.",
+            (q("sum by (instance) (gateway_journal_bytes)", "{{instance}}"),),
+            unit="bytes",
+        ),
+    ),
+)
+
 ROWS: Final = (
     INSTANCES,
     INGRESS,
@@ -521,6 +550,7 @@ ROWS: Final = (
     ACCOUNTS,
     HISTORY,
     REDIS,
+    JOURNAL,
 )
 
 

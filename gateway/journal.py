@@ -39,6 +39,10 @@ segment is read from its start again: the dedup marks (`router.dedup_ttl_seconds
 48 h) make what was published already a no-op, so each event is published once. (A dead
 letter, which has no mark, may be written twice then.)
 
+Seen by operators (`report_to`): the bytes waiting here, this process's own and those of
+the slots it took over, reported whenever they change (the gauge `gateway_journal_bytes`);
+gateway/receive.py counts the webhooks kept, refused and replayed.
+
 Damage. A record whose header, length or checksum does not hold ends what is read there. A
 torn last record (the process or the machine died in the middle of a write) was never
 acknowledged and is ignored. Damage with good records after it (the disk's) is skipped to the
@@ -334,12 +338,30 @@ class Journal:
         """Free slots taken over for replay, held until they are replayed."""
         self._replayed: dict[Path, int] = {}
         """Segments partly replayed by this process: the offset reached."""
+        self._foreign: dict[Path, int] = {}
+        """The segments of the adopted slots, not yet replayed: bytes in each."""
+        self._report: Callable[[int], None] | None = None
         self._wake = asyncio.Event()
 
     @property
     def size(self) -> int:
         """Bytes this process keeps in its journal (its bound counts these)."""
         return self._bytes
+
+    @property
+    def waiting(self) -> int:
+        """Bytes waiting to be published: this process's own (`size`) and those of the
+        slots it took over from processes that are gone."""
+        return self._bytes + sum(self._foreign.values())
+
+    def report_to(self, report: Callable[[int], None]) -> None:
+        """Call `report(waiting)` now and whenever `waiting` changes (the metrics' gauge)."""
+        self._report = report
+        report(self.waiting)
+
+    def _changed(self) -> None:
+        if self._report is not None:
+            self._report(self.waiting)
 
     # --- appending -----------------------------------------------------------------------
 
@@ -354,6 +376,7 @@ class Journal:
             self._claim()
         future = asyncio.get_running_loop().create_future()
         self._bytes += len(data)
+        self._changed()
         self._waiting.append((data, future))
         self._wake.set()
         if self._flushing is None:
@@ -380,6 +403,9 @@ class Journal:
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="journal")
         self._written = left
         self._bytes += sum(left.values())
+        for path in [p for p in self._foreign if p.parent == home.path]:
+            del self._foreign[path]  # an adopted slot became the home: in `_bytes` now
+        self._changed()
         self._seq = max(left, default=0) + 1
         log.info("journal: this process keeps webhooks in %s", home.path)
 
@@ -403,6 +429,7 @@ class Journal:
             self._written[seq] = self._written.get(seq, 0) + size
         else:
             self._bytes -= size
+            self._changed()
             if isinstance(error, _Torn) and seq == self._seq:
                 self._seq += 1
             error = JournalError(f"write failed: {error}")
@@ -495,6 +522,10 @@ class Journal:
             if slot is not None:
                 log.info("journal: replaying %s, which no running process holds", path)
                 self._adopted[path] = slot
+                for segment in _segments(path).values():
+                    with contextlib.suppress(FileNotFoundError):
+                        self._foreign[segment] = segment.stat().st_size
+                self._changed()
 
     async def _replay_slot(self, slot: Path, publish: Publish) -> int:
         count = 0
@@ -508,6 +539,8 @@ class Journal:
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
+            if self._foreign.pop(path, None) is not None:
+                self._changed()
             return 0  # a write that failed before any byte of it stayed
         read = await asyncio.to_thread(read_segment, data, self._replayed.get(path, 0))
         for record, end in read.records:
@@ -515,8 +548,10 @@ class Journal:
             self._replayed[path] = end
         await asyncio.to_thread(_retire, path, read)
         self._replayed.pop(path, None)
+        self._foreign.pop(path, None)
         if self._home is not None and path.parent == self._home.path:
             self._bytes -= self._written.pop(int(path.name[: -len(SEGMENT_SUFFIX)]), 0)
+        self._changed()
         return len(read.records)
 
     # --- closing -------------------------------------------------------------------------

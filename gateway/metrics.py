@@ -13,7 +13,9 @@ path reports to (`OutboundObserver`). Its parts, one module each:
     account_metrics   AccountGauges    connected / halted / history progress per number
     scrape            exposition, and how each gauge combines across worker processes
 
-and here the process's own: Redis errors and memory, draining.
+and here the process's own: Redis errors and memory, draining, the journal (webhooks of
+providers that never redeliver kept on disk while Redis cannot take them, gateway/journal.py:
+counted by gateway/receive.py, its bytes reported by the journal itself).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from gateway import scrape
 from gateway.account_metrics import AccountGauges
 from gateway.outbound_metrics import OutboundMetrics
-from gateway.scrape import DRAINING_MODE, REDIS_MEMORY_MODE
+from gateway.scrape import DRAINING_MODE, JOURNAL_MODE, REDIS_MEMORY_MODE
 from gateway.webhook_metrics import LATENCY_BUCKETS, WebhookMetrics
 
 __all__ = ["LATENCY_BUCKETS", "Metrics"]
@@ -73,6 +75,20 @@ class Metrics:
             "Redis maxmemory of the same node (0: no limit)",
             registry=r,
             multiprocess_mode=REDIS_MEMORY_MODE,
+        )
+        self.journal_webhooks = Counter(
+            "gateway_journal_webhooks",
+            "Webhooks of providers that never redeliver, through the on-disk journal: kept "
+            "(Redis could not take it), refused (the journal could not keep it either: 503), "
+            "replayed (published from the journal)",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.journal_bytes = Gauge(
+            "gateway_journal_bytes",
+            "Bytes waiting in the journal to be published (with workers, summed over them)",
+            registry=r,
+            multiprocess_mode=JOURNAL_MODE,
         )
 
     def _bind(self) -> None:

@@ -20,7 +20,10 @@ answers carry no detail: the detail goes to the log and the metrics.
 A provider that never redelivers (`Channel.redelivers` false: Twilio) would lose the webhook
 to that 503, so when Redis cannot take one of its webhooks it goes to the process's journal
 (gateway/journal.py) and is answered 200 once it is on disk, 503 only if the journal cannot
-keep it either. The journal gives it back to `Inbound.replay` once Redis answers.
+keep it either. The journal gives it back to `Inbound.replay` once Redis answers. Each such
+webhook counts in `gateway_journal_webhooks_total` as `kept`, `refused` (the 503) and, once
+out of the journal, `replayed`; the journal reports the bytes it holds to
+`gateway_journal_bytes` itself (`Journal.report_to`).
 
 The usual webhook's `Reply` waits on the router's one script call, already sent, so neither
 path makes a task or coroutine for it; a large body (offloaded to a child process) or a
@@ -165,6 +168,8 @@ class Inbound:
         where the webhooks of providers that never redeliver go while Redis is down (None:
         they are answered 503 like the others)."""
         self._journal = journal
+        if journal is not None:
+            journal.report_to(metrics.journal_bytes.set)
         kept = [name for name, adapter in CHANNELS.items() if not adapter.redelivers]
         self._kept = frozenset(kept if journal is not None else ())
         """The adapters whose webhooks go to the journal when Redis cannot take them."""
@@ -324,6 +329,7 @@ class Inbound:
 
     def _journaled(self, record: Record, cause: BaseException | None) -> Answer:
         assert self._journal is not None
+        self._metrics.journal_webhooks.labels(record.channel, "kept").inc()
         log.warning(
             "redis unavailable (%s): a %s webhook is in the journal (%d bytes kept), answered 200",
             cause,
@@ -333,6 +339,7 @@ class Inbound:
         return self.counted(record.channel, 200, self._ok[record.channel])
 
     def _lost(self, record: Record, exc: BaseException) -> Answer:
+        self._metrics.journal_webhooks.labels(record.channel, "refused").inc()
         log.critical(
             "redis unavailable and the journal cannot keep a %s webhook either (%s): answered "
             "503, which %s does not redeliver, so it is lost (its Fallback URL, if one is set, "
@@ -348,7 +355,9 @@ class Inbound:
         its own `received_at`), through the same parse and publish; the dedup marks make it
         a no-op if it was published already. A body that does not parse (any more) is
         dead-lettered. Raises `RouterUnavailable` while Redis cannot take it. (Published on
-        this event loop whatever its size: a journaled provider's bodies are small.)"""
+        this event loop whatever its size: a journaled provider's bodies are small.) Counted
+        `replayed` under the adapter it was journaled by, dead-lettered or not: it has left
+        the journal."""
         channel, received_at, body = record.channel, record.received_at, record.body
         try:
             if channel not in CHANNELS:
@@ -356,9 +365,10 @@ class Inbound:
             channel, parsed = parse_webhook(channel, body, received_at, record.key)
         except ParseError as exc:
             await self._deadletter(channel, body, received_at, str(exc), exc.reason)
-            return
-        tally = await self._router.publish(channel, parsed, body, received_at)
-        self._metrics.tallied(channel, tally)
+        else:
+            tally = await self._router.publish(channel, parsed, body, received_at)
+            self._metrics.tallied(channel, tally)
+        self._metrics.journal_webhooks.labels(record.channel, "replayed").inc()
 
     def counted(self, channel: str, status: int, text: str) -> Answer:
         self._metrics.answered(channel, status)

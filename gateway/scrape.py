@@ -32,12 +32,17 @@ from prometheus_client.multiprocess import MultiProcessCollector
 #   the halt lasts (in Redis, for every worker) until the gateway restarts, also when that
 #   worker dies and is restarted, so its value must outlive it: not "live". The supervisor
 #   starts each run with an empty directory, which is the restart that clears it.
+# - gateway_journal_bytes, "livesum": each worker's journal holds its own webhooks, so the
+#   instance's total is the sum. Not "sum": a worker that died keeps its last value in its
+#   file, while its slot is taken over (and its bytes counted) by whichever live worker
+#   replays it next (gateway/journal.py), so its own value must go with it.
 DRAINING_MODE: Final = "livemax"
 OUTBOX_MODE: Final = "mostrecent"
 REDIS_MEMORY_MODE: Final = OUTBOX_MODE
 CONNECTED_MODE: Final = "mostrecent"
 PROGRESS_MODE: Final = "mostrecent"
 HALTED_MODE: Final = "max"
+JOURNAL_MODE: Final = "livesum"
 
 
 def exposition(registry: CollectorRegistry, multiprocess_dir: Path | None) -> bytes:

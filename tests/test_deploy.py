@@ -3,7 +3,8 @@
 promtool checks the rules, runs their unit tests (deploy/prometheus/alerts_test.yml) and
 parses every dashboard expression; then a real Prometheus scrapes a real gateway (`python -m
 gateway serve`) that took webhooks on all four channels, sent commands to the fake provider
-APIs and lived through a Redis stall, and answers every dashboard query with series.
+APIs and lived through a Redis stall (a Twilio webhook kept in its journal meanwhile, and
+replayed), and answers every dashboard query with series.
 
 The binaries come from Debian's `prometheus` package (scripts/test installs it as root).
 Without them these tests fail, unless GATEWAY_TESTS_WITHOUT_PROMETHEUS=1 says to skip them.
@@ -47,6 +48,8 @@ from tests.conftest import (
     NUMBER_B,
     PAGE_A,
     TEST_CONFIG,
+    TWILIO_A,
+    TWILIO_SID,
     UNREACHABLE,
     change,
     envelope,
@@ -54,6 +57,7 @@ from tests.conftest import (
     stream,
     text_message,
     tg_headers,
+    twilio_post,
     wa_body,
     wa_headers,
 )
@@ -387,13 +391,14 @@ async def fakes() -> AsyncIterator[Fakes]:
 @pytest.fixture
 def gateway(tmp_path: Path, own_redis: EmbeddedRedis, fakes: Fakes) -> Iterator[Process]:
     """`python -m gateway serve` on the test config: no drain at the end, Redis calls time
-    out after 0.5 s (so a stall answers 503 quickly), the outbox is trimmed every second and
-    measured every 1.25 s (claim_idle_seconds / 4), and a command waits at most 0.5 s for a
-    slot."""
+    out after 0.5 s (so a stall answers 503 quickly), Twilio's journal in `tmp_path`, replayed
+    0.1 s after Redis answers, the outbox is trimmed every second and measured every 1.25 s
+    (claim_idle_seconds / 4), and a command waits at most 0.5 s for a slot."""
     port = free_port()
     config = TEST_CONFIG
+    journal = f"journal_dir: {tmp_path / 'journal'}, journal_retry_max_seconds: 0.1"
     for old, new in (
-        ("port: 0}", f"port: {port}, drain_seconds: 0}}"),
+        ("port: 0}", f"port: {port}, drain_seconds: 0, {journal}}}"),
         ('cluster: "${REDIS_CLUSTER}"}', 'cluster: "${REDIS_CLUSTER}", timeout_seconds: 0.5}'),
         ("  claim_idle_seconds:", "  trim_interval_seconds: 1\n  claim_idle_seconds:"),
     ):
@@ -568,15 +573,62 @@ async def disconnect(session: aiohttp.ClientSession, gateway: Process) -> None:
     assert await post(session, f"{gateway.url}/webhooks/whatsapp", body, wa_headers(body)) == 200
 
 
+def _twilio_message(message_sid: str) -> list[tuple[str, str]]:
+    return [
+        ("MessageSid", message_sid),
+        ("AccountSid", TWILIO_SID),
+        ("From", f"whatsapp:+{CONTACT}"),
+        ("To", f"whatsapp:{TWILIO_A}"),
+        ("WaId", CONTACT),
+        ("Body", "oi"),
+        ("NumMedia", "0"),
+        ("MessageType", "text"),
+        ("SmsStatus", "received"),
+    ]
+
+
 async def redis_failures(session: aiohttp.ClientSession, gateway: Process, redis_url: str) -> None:
-    """A webhook and a readiness probe while Redis does not answer: 503, and Redis errors."""
+    """While Redis does not answer: a WhatsApp webhook (503) and a readiness probe (503),
+    Redis errors; a Twilio webhook kept in the journal (200), replayed once Redis runs."""
     body = _wa_text(NUMBER_A, "wamid.deploy.stalled")
+    twilio, twilio_headers = twilio_post(_twilio_message("SM" + "d" * 32))
     async with redis_stalled(redis_url, 2.0):
-        url = f"{gateway.url}/webhooks/whatsapp"
-        assert await post(session, url, body, wa_headers(body)) == 503
+        answers = await asyncio.gather(
+            post(session, f"{gateway.url}/webhooks/whatsapp", body, wa_headers(body)),
+            post(session, f"{gateway.url}/webhooks/twilio", twilio, twilio_headers),
+        )
+        assert answers == [503, 200]
         async with session.get(f"{gateway.url}/readyz") as resp:
             assert resp.status == 503
     await until_ok(session, gateway, "/readyz")
+
+
+JOURNAL_SERIES = {
+    'gateway_journal_webhooks_total{channel="twilio",outcome="kept"}': 1.0,
+    'gateway_journal_webhooks_total{channel="twilio",outcome="replayed"}': 1.0,
+    "gateway_journal_bytes": 0.0,
+}
+"""The stalled Twilio webhook, once its replay is done."""
+
+
+async def replayed(session: aiohttp.ClientSession, gateway: Process) -> bytes:
+    """The gateway's /metrics once the journal has replayed the Twilio webhook of the stall
+    (0.1 s after Redis runs again: long done by now, unless something is wrong)."""
+    deadline = time.monotonic() + 10
+    while True:
+        async with session.get(f"{gateway.url}/metrics") as resp:
+            exposition = await resp.read()
+        values = {
+            series: float(value)
+            for series, value in (
+                line.rsplit(" ", 1) for line in exposition.decode().splitlines() if line[:1] != "#"
+            )
+        }
+        found = {series: values.get(series) for series in JOURNAL_SERIES}
+        if found == JOURNAL_SERIES:
+            return exposition
+        assert time.monotonic() < deadline, f"the journal's series: {found}"
+        await asyncio.sleep(0.1)
 
 
 async def query(session: aiohttp.ClientSession, prometheus: Process, expr: str) -> list[Any]:
@@ -637,8 +689,7 @@ async def test_every_dashboard_query_returns_series_from_prometheus_scraping_a_g
             if (not required and found.keys() >= EXPECTED_ALERTS) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
-        async with session.get(f"{gateway.url}/metrics") as resp:
-            exposition = await resp.read()
+        exposition = await replayed(session, gateway)
     await redis.aclose()
     assert required == set(), f"no series for: {json.dumps(empty, indent=1)}"
     assert not [name for name in found if name.startswith("health:")], found

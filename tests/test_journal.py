@@ -162,6 +162,19 @@ def metric(text: str, series: str) -> float:
     return 0.0
 
 
+def journaled(text: str, outcome: str) -> float:
+    """`gateway_journal_webhooks_total` of Twilio's webhooks with this outcome."""
+    return metric(text, f'gateway_journal_webhooks_total{{channel="twilio",outcome="{outcome}"}}')
+
+
+async def scraped(client: TestClient) -> str:
+    return await (await client.get("/metrics")).text()
+
+
+def on_disk(journal_dir: Path) -> int:
+    return sum(path.stat().st_size for path in segments(journal_dir))
+
+
 # --- the journal on its own --------------------------------------------------------------
 
 
@@ -288,6 +301,32 @@ async def test_a_slot_of_a_running_process_is_left_alone_and_a_free_one_is_taken
     await ours.aclose()
 
 
+async def test_the_bytes_waiting_are_reported_with_those_of_slots_taken_over(
+    tmp_path: Path,
+) -> None:
+    dead = [_record(n) for n in range(10, 12)]
+    await _kept(tmp_path, dead, slot=3)  # a process that is gone left these
+    journal = Journal(tmp_path, 1, 1 << 20)
+    reported: list[int] = []
+    journal.report_to(reported.append)
+    assert reported == [0]  # nothing adopted before the first replay
+    await journal.append(_record(0))
+    assert (
+        reported[-1]
+        == journal.waiting
+        == journal.size
+        == on_disk(tmp_path) - sum(len(frame(r)) for r in dead)
+    )
+    down = Collect(fail_at=dead[0])
+    with pytest.raises(RouterUnavailable):
+        await journal.replay(down)  # slot 3 taken over, Redis down: its bytes wait here too
+    assert reported[-1] == journal.waiting == on_disk(tmp_path)
+    assert journal.size < journal.waiting  # the bound counts this process's own only
+    assert await journal.replay(Collect()) == 3
+    assert reported[-1] == journal.waiting == journal.size == 0
+    await journal.aclose()
+
+
 async def test_a_restarted_worker_keeps_its_slot_while_redis_is_still_down(
     tmp_path: Path,
 ) -> None:
@@ -299,6 +338,7 @@ async def test_a_restarted_worker_keeps_its_slot_while_redis_is_still_down(
         await journal.replay(down)  # at start: its old slot taken over, Redis still down
     await journal.append(_record(3))  # and the outage goes on
     assert [p.parent.name for p in segments(tmp_path)] == ["1", "1"]  # no second slot
+    assert journal.waiting == journal.size == on_disk(tmp_path)  # counted once, as its own
     published = Collect()
     assert await journal.replay(published) == 4
     assert published.records == [*before, _record(3)]
@@ -348,6 +388,10 @@ async def test_twilio_is_answered_200_while_redis_is_down_meta_503_and_all_publi
     assert await post_whatsapp(client, "wamid.OUTAGE") == 503  # Meta retries: no journal
     answered = int(time.time())
     assert segments(journal_dir)
+    text = await scraped(client)
+    assert journaled(text, "kept") == 6  # the repeated sid(0) too: Redis could not say
+    assert journaled(text, "replayed") == journaled(text, "refused") == 0
+    assert metric(text, "gateway_journal_bytes") == on_disk(journal_dir) > 0
     await asyncio.sleep(1.1)  # the replay comes later than the webhooks' receipt
     own_redis.start()  # the same data: the first event and its dedup mark are still there
     redis = Redis.from_url(own_redis.url)
@@ -372,6 +416,10 @@ async def test_twilio_is_answered_200_while_redis_is_down_meta_503_and_all_publi
     events_total = 'gateway_events_total{channel="twilio",kind="message",type="text"}'
     assert metric(text, events_total) == 6
     assert metric(text, 'gateway_duplicates_total{channel="twilio",kind="message"}') == 1
+    assert (journaled(text, "kept"), journaled(text, "replayed")) == (6, 6)
+    assert journaled(text, "refused") == 0
+    assert metric(text, "gateway_journal_bytes") == 0
+    assert 'gateway_journal_webhooks_total{channel="whatsapp"' not in text  # Meta: 503 only
 
 
 async def test_redis_stalled_past_its_timeout_still_publishes_each_event_once(
@@ -412,6 +460,9 @@ async def test_a_full_journal_is_503_and_logged_and_what_it_kept_is_published(
     assert statuses == [200, 200, 503]
     assert "the journal cannot keep a twilio webhook" in caplog.text
     assert "it is lost" in caplog.text
+    text = await scraped(client)
+    assert (journaled(text, "kept"), journaled(text, "refused")) == (2, 1)
+    assert metric(text, "gateway_journal_bytes") == on_disk(journal_dir) <= bound
     down.start()
     redis = Redis.from_url(down.url)
     try:
@@ -421,6 +472,9 @@ async def test_a_full_journal_is_503_and_logged_and_what_it_kept_is_published(
 
         await eventually(replayed)
         assert [e["message_id"] for e in await stream(redis, INBOX)] == [sid(1), sid(2)]
+        text = await scraped(client)
+        assert (journaled(text, "replayed"), journaled(text, "refused")) == (2, 1)
+        assert metric(text, "gateway_journal_bytes") == 0
     finally:
         await redis.aclose()
         down.stop()
@@ -441,6 +495,9 @@ async def test_a_disk_that_fails_a_write_is_503_and_the_journal_goes_on(
     assert (await post_twilio(client, message(sid(2))))[0] == 503
     monkeypatch.undo()
     assert (await post_twilio(client, message(sid(3))))[0] == 200
+    text = await scraped(client)
+    assert (journaled(text, "kept"), journaled(text, "refused")) == (2, 1)
+    assert metric(text, "gateway_journal_bytes") == on_disk(journal_dir)  # the failed one cut
     down.start()
     redis = Redis.from_url(down.url)
     try:
@@ -462,7 +519,7 @@ async def test_a_journaled_body_that_no_longer_parses_is_dead_lettered_at_start(
     unparsable = Record("twilio", None, 1_790_000_000, b"From=whatsapp%3A%2B1&Body=no+sid")
     good = Record("twilio", None, 1_790_000_001, twilio_post(message(sid(7)))[0])
     await _kept(journal_dir, [unparsable, good])
-    await aiohttp_client(create_app(journaled_settings(redis_url, journal_dir), redis_url))
+    client = await aiohttp_client(create_app(journaled_settings(redis_url, journal_dir), redis_url))
 
     async def replayed() -> bool:
         return not segments(journal_dir)
@@ -474,6 +531,10 @@ async def test_a_journaled_body_that_no_longer_parses_is_dead_lettered_at_start(
     assert letter["received_at"] == unparsable.received_at
     [event] = await stream(redis, INBOX)
     assert (event["message_id"], event["timestamp"]) == (sid(7), good.received_at)
+    text = await scraped(client)
+    assert journaled(text, "replayed") == 2  # both left the journal, one as a dead letter
+    assert journaled(text, "kept") == 0  # journaled by an earlier run
+    assert metric(text, "gateway_journal_bytes") == 0
 
 
 async def test_no_journal_is_made_on_disk_until_one_is_needed(
@@ -570,6 +631,13 @@ class Gateway:
         ):
             return resp.status, await resp.text()
 
+    async def metrics(self) -> str:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{self.port}/metrics") as resp,
+        ):
+            return await resp.text()
+
 
 @pytest.fixture
 def gateway(tmp_path: Path, own_redis: OwnRedis) -> Iterator[Gateway]:
@@ -601,6 +669,9 @@ async def test_redis_stopped_gateway_killed_9_both_restarted_every_event_publish
     answers.append(await gateway.post(message(sid(0))))  # already published before
     assert set(answers) == {(200, TWIML_OK)}
     assert segments(gateway.journal_dir)
+    text = await gateway.metrics()  # whichever worker answers: the sum over the workers
+    assert journaled(text, "kept") == 11
+    assert metric(text, "gateway_journal_bytes") == on_disk(gateway.journal_dir)
     gateway.kill()
     own_redis.start()
     await own_client.ping()
@@ -617,3 +688,6 @@ async def test_redis_stopped_gateway_killed_9_both_restarted_every_event_publish
     if before == 1:  # one journal: in the order the webhooks came (two: each in its order)
         assert [e["text"] for e in events[1:]] == [f"m{n}" for n in range(1, 11)]
     assert "journal: replayed" in gateway.log()
+    text = await gateway.metrics()
+    assert (journaled(text, "kept"), journaled(text, "replayed")) == (0, 11)
+    assert metric(text, "gateway_journal_bytes") == 0
