@@ -1,27 +1,104 @@
-"""`gateway serve` and `gateway check-config`.
+"""`gateway serve`, `gateway check-config`, and the operator's tools on the same config and
+Redis: `gateway inspect` (streams, dead letters, accounts, one conversation) and `gateway
+deadletters list | show | replay | drop`.
 
 A bad config, or a port that cannot be listened on, exits with status 2 and one line naming
 the key; it never prints a traceback. `serve` exits 0 after a drain, 1 if worker processes
-could not be kept running or did not drain (see gateway.supervisor).
+could not be kept running or did not drain (see gateway.supervisor). The operator's tools exit
+0 when done, 1 when nothing matched or a replay failed, 2 on a usage or config error or when
+Redis does not answer (they never start an embedded Redis: `gateway serve` must be running).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 
+from gateway import deadletter_tool as dl
 from gateway.config import ConfigError, Settings, load, read_env_file, with_workers
 from gateway.embedded import EmbeddedRedisError
+from gateway.inspection import inspect, render
 from gateway.listen import ListenError, check_ports_free
+from gateway.ops import NOTHING, OK, USAGE, ToolError, connect, id_ranges, parse_age
 from gateway.server import run_process, running_redis
 from gateway.supervisor import Supervisor
+from router.client import REDIS_ERRORS, RedisClient
+
+
+def _common(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--config", required=True, help="path to config.yaml")
+    cmd.add_argument("--env-file", help="KEY=value lines for ${VAR}s; the environment wins")
+
+
+def _tools(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    raw = argparse.RawDescriptionHelpFormatter
+    text = "show streams, dead letters by reason, accounts, and optionally one conversation"
+    cmd = sub.add_parser(
+        "inspect",
+        help=text,
+        description=f"{text}. Reads the Redis of the running gateway (redis.url, or the "
+        "embedded Redis `gateway serve` started); writes nothing. Exit 0, or 2 on a usage or "
+        "config error or when Redis does not answer.",
+    )
+    _common(cmd)
+    cmd.add_argument(
+        "--conversation",
+        metavar="CHANNEL:ACCOUNT:CONTACT",
+        help="also show one conversation: window, pause and why, opt-out, last inbound "
+        "message, country block, limiter keys",
+    )
+    cmd.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    text = "list, show, replay or drop the dead letters in gw:deadletter"
+    dead = sub.add_parser(
+        "deadletters", help=text, description=f"{text}.\n\n{dl.__doc__}", formatter_class=raw
+    )
+    actions = dead.add_subparsers(dest="action", required=True)
+    for name, about in (
+        ("list", "one line per matching dead letter (exit 1 when none matches)"),
+        ("show", "every matching dead letter in full, its body decoded"),
+        (
+            "replay",
+            "publish matching webhook bodies through parse, dedup and publish (deleting each "
+            "letter once all of it is published; one that fails again stays) and re-queue "
+            "dead-lettered commands to gw:outbox; exit 1 when nothing matched or any failed",
+        ),
+        ("drop", "delete the matching dead letters (needs --yes)"),
+    ):
+        act = actions.add_parser(name, help=about, description=about)
+        _common(act)
+        act.add_argument(
+            "--reason", action="append", default=[], help="only this reason (repeatable)"
+        )
+        act.add_argument(
+            "--channel", action="append", default=[], help="only this channel (repeatable)"
+        )
+        act.add_argument(
+            "--since", metavar="AGE", help="received at most AGE ago (90s, 15m, 2h, 7d)"
+        )
+        act.add_argument("--until", metavar="AGE", help="received at least AGE ago")
+        act.add_argument(
+            "--id",
+            action="append",
+            default=[],
+            metavar="IDS",
+            help="stream ids or ranges FIRST..LAST (either end optional), comma-separated, "
+            "repeatable",
+        )
+        act.add_argument("--json", action="store_true", help="JSON output, for scripts")
+        if name == "drop":
+            act.add_argument("--yes", action="store_true", help="really delete them")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="gateway", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
         ("serve", "run the gateway in the foreground"),
@@ -36,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
                 type=int,
                 help="worker processes sharing the port (SO_REUSEPORT); overrides server.workers",
             )
+    _tools(sub)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     return parser
 
@@ -62,13 +140,80 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             print(f"{args.config}: ok")
             return 0
+        if args.command in ("inspect", "deadletters"):
+            return asyncio.run(_tool(args, settings))
         return _serve(settings)
     except ConfigError as exc:
         print(f"gateway: config error: {exc}", file=sys.stderr)
         return 2
-    except EmbeddedRedisError as exc:
+    except (EmbeddedRedisError, ToolError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
+
+
+async def _tool(args: argparse.Namespace, settings: Settings) -> int:
+    """`inspect` or `deadletters`, on the running gateway's Redis."""
+    filters = _filters(args) if args.command == "deadletters" else None
+    redis = await connect(settings)
+    try:
+        if filters is None:
+            print(render(await inspect(redis, settings, args.conversation), args.json))
+            return OK
+        return await _deadletters(args, settings, redis, filters)
+    except REDIS_ERRORS as exc:
+        raise ToolError(f"Redis failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        await redis.aclose()
+
+
+def _filters(args: argparse.Namespace) -> dl.Filters:
+    try:
+        return dl.Filters(
+            reasons=frozenset(args.reason),
+            channels=frozenset(args.channel),
+            since_s=parse_age(args.since) if args.since else None,
+            until_s=parse_age(args.until) if args.until else None,
+            ids=tuple(id_ranges(args.id)),
+        )
+    except ValueError as exc:
+        raise ToolError(f"deadletters {args.action}: {exc}") from None
+
+
+async def _deadletters(
+    args: argparse.Namespace, settings: Settings, redis: RedisClient, filters: dl.Filters
+) -> int:
+    now_s = time.time()
+    entries = await dl.matching(redis, filters, now_s)
+    if args.action == "drop" and not args.yes:
+        print(
+            f"gateway: deadletters drop: {len(entries)} dead letters match; add --yes to "
+            "delete them",
+            file=sys.stderr,
+        )
+        return USAGE
+    if not entries:
+        if args.json:
+            print(dl.dumps([] if args.action in ("list", "show") else {"matched": 0}))
+        else:
+            print("no dead letter matches", file=sys.stderr)
+        return NOTHING
+    if args.action == "list":
+        docs = [e.summary(now_s) for e in entries]
+        print(dl.dumps(docs) if args.json else dl.list_text(entries, now_s))
+        return OK
+    if args.action == "show":
+        shown = [dl.show_document(e, now_s) for e in entries]
+        print(dl.dumps(shown) if args.json else "\n\n".join(dl.show_text(d) for d in shown))
+        return OK
+    if args.action == "drop":
+        deleted = await dl.drop(redis, entries, filters)
+        print(json.dumps({"matched": len(entries), "deleted": deleted}) if args.json
+              else f"deleted {deleted} of {len(entries)} matching dead letters")  # fmt: skip
+        return OK
+    report = await dl.Replayer(redis, settings).replay(entries)
+    dl.audit_replay(report, filters)
+    print(dl.dumps(dl.replay_document(report)) if args.json else dl.replay_text(report))
+    return NOTHING if report.failed else OK
 
 
 def _serve(settings: Settings) -> int:
