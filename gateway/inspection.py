@@ -15,6 +15,7 @@ import msgspec
 from redis.exceptions import ResponseError
 
 from adapters import countries
+from adapters.channel import adapter_of
 from gateway.app import directory_from
 from gateway.config import Settings
 from gateway.ops import ToolError, duration, redis_now_ms, table
@@ -141,7 +142,9 @@ async def conversation_info(
         "account": keys.limiter(inbox, channel, account_id),
         "contact": keys.limiter(inbox, channel, account_id, contact),
     }
-    country = countries.of_contact(contact) if channel == "whatsapp" else None
+    # Only channels with a cross-country rule keep country blocks (the adapter says so).
+    ruled = adapter_of(account).crosses_border(account, contact) is not None
+    country = countries.of_contact(contact) if ruled else None
     block_key = keys.country_block(inbox, account_id, country) if country else None
     log_key = keys.dispatch_log(inbox, channel, account_id)
     pipe = redis.pipeline(transaction=False)
