@@ -280,7 +280,10 @@ async def test_a_human_agent_may_answer_for_7_days_with_the_tag(gw: Meta) -> Non
     await gw.command("agent-8-days", fb(OTHER_PSID), text="Ainda precisa?", **human)
     await gw.command("ig-agent", insta(), text="Aqui é o João.", **human)
     await gw.run()
-    messenger, instagram = gw.fake.requests
+    # The two assistants' commands are sent concurrently: found by platform, not by order.
+    [messenger] = [r for r in gw.fake.requests if r.platform == "messenger"]
+    [instagram] = [r for r in gw.fake.requests if r.platform == "instagram"]
+    assert len(gw.fake.requests) == 2
     assert messenger.body["messaging_type"] == "MESSAGE_TAG"
     assert messenger.body["tag"] == "HUMAN_AGENT"
     assert messenger.body["message"] == {
