@@ -244,6 +244,27 @@ class Channel(Protocol):
         ...
 
 
+class ChannelDefaults:
+    """The answer most channels give to the members only some need: a base class a channel
+    may take, and override what it does differently. No other channel's bodies on its path
+    (`foreign`), no provider call for handoff/handback (`control`), no echoes of its own sends
+    (`echo_identity`), nothing outside the 24-hour window but templates (`human_window`)."""
+
+    def foreign(self, body: bytes) -> str | None:
+        return None
+
+    def control(
+        self, account: Account, api_base: str, command: Command, address: str
+    ) -> HttpRequest | None:
+        return None
+
+    def echo_identity(self, message_id: str) -> str | None:
+        return None
+
+    def human_window(self, command: Command) -> int:
+        return 0
+
+
 _REGISTRY: dict[str, Channel] = {}
 CHANNELS: Mapping[str, Channel] = MappingProxyType(_REGISTRY)
 """Every registered channel, by name (read-only: channels join through `register`)."""

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from adapters.account import Account, interval_us
-from adapters.channel import HttpRequest, Pace
+from adapters.channel import ChannelDefaults, HttpRequest, Pace
 from adapters.schema import Command, Parsed, SendResult
 from adapters.telegram._config import TelegramSettings
 from adapters.telegram._inbound import parse_update
@@ -20,7 +20,7 @@ _UNPACED: Final = frozenset({"typing", "read", "reaction"})
 """Chat actions, callback answers and reactions post no message into the chat."""
 
 
-class Telegram:
+class Telegram(ChannelDefaults):
     """The Bot API channel (`adapters.CHANNELS["telegram"]`)."""
 
     name = "telegram"
@@ -46,10 +46,6 @@ class Telegram:
     def parse(self, body: bytes, path_key: str | None, received_at: int) -> Parsed:
         """One Update; `path_key` is the bot id in the webhook's path."""
         return parse_update(body, path_key or "", received_at)
-
-    def foreign(self, body: bytes) -> str | None:
-        """Telegram's path takes only Telegram's bodies."""
-        return None
 
     def request(
         self,
@@ -77,20 +73,6 @@ class Telegram:
     def paces_recipient(self, command_type: str) -> bool:
         """Messages only: not chat actions, callback answers or reactions."""
         return command_type not in _UNPACED
-
-    def control(
-        self, account: Account, api_base: str, command: Command, address: str
-    ) -> HttpRequest | None:
-        """handoff and handback only pause and resume the assistant here."""
-        return None
-
-    def echo_identity(self, message_id: str) -> str | None:
-        """Its API's own sends come back as no webhook."""
-        return None
-
-    def human_window(self, command: Command) -> int:
-        """Telegram has no window."""
-        return 0
 
     def crosses_border(self, account: Account, address: str) -> bool | None:
         """No cross-country rule."""

@@ -10,7 +10,7 @@ from typing import Final
 
 from adapters import countries
 from adapters.account import Account, interval_us
-from adapters.channel import HttpRequest, Pace
+from adapters.channel import ChannelDefaults, HttpRequest, Pace
 from adapters.schema import Command, Parsed, SendResult
 from adapters.twilio._config import TwilioSettings
 from adapters.twilio._inbound import parse
@@ -23,7 +23,7 @@ _PAIR: Final = Pace(_PAIR_INTERVAL_US, _PAIR_INTERVAL_US * (PAIR_BUCKET - 1))
 _UNPACED: Final = frozenset({"typing", "read"})
 
 
-class Twilio:
+class Twilio(ChannelDefaults):
     """WhatsApp senders on Twilio (`adapters.CHANNELS["twilio"]`)."""
 
     name = "twilio"
@@ -44,10 +44,6 @@ class Twilio:
         """A form-encoded inbound message or status callback."""
         return parse(body, received_at)
 
-    def foreign(self, body: bytes) -> str | None:
-        """Twilio's path takes only Twilio's bodies."""
-        return None
-
     def request(
         self,
         account: Account,
@@ -63,21 +59,11 @@ class Twilio:
             account, api_base, command, address, account.callback_url or "", last_inbound
         )
 
-    def control(
-        self, account: Account, api_base: str, command: Command, address: str
-    ) -> HttpRequest | None:
-        """handoff and handback only pause and resume the assistant here."""
-        return None
-
     def classify(
         self, status: int, body: bytes, headers: Mapping[str, str] | None = None
     ) -> SendResult:
         """The Messages API's answer."""
         return classify(status, body, headers)
-
-    def echo_identity(self, message_id: str) -> str | None:
-        """Twilio posts no echoes of its sends."""
-        return None
 
     def account_pace(self, account: Account, guard_ms: float) -> Pace:
         """The sender's throughput cap (`mps`)."""
@@ -90,10 +76,6 @@ class Twilio:
     def paces_recipient(self, command_type: str) -> bool:
         """Every message but typing indicators and read receipts."""
         return command_type not in _UNPACED
-
-    def human_window(self, command: Command) -> int:
-        """Outside the window only templates (Content API) go."""
-        return 0
 
     def crosses_border(self, account: Account, address: str) -> bool | None:
         """Brazil and Indonesia, as for Meta numbers (CONTRACT §6.3)."""

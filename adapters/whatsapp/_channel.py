@@ -8,7 +8,7 @@ from typing import Final
 
 from adapters import countries, meta
 from adapters.account import Account, interval_us
-from adapters.channel import HttpRequest, Pace
+from adapters.channel import ChannelDefaults, HttpRequest, Pace
 from adapters.meta import MetaReceiver
 from adapters.schema import Command, Parsed, SendResult
 from adapters.whatsapp._config import WhatsAppSettings
@@ -26,7 +26,7 @@ _UNPACED: Final = frozenset({"typing", "read"})
 """Read receipts and typing indicators send no message to the contact: no pair slot."""
 
 
-class WhatsApp:
+class WhatsApp(ChannelDefaults):
     """The Cloud API channel (`adapters.CHANNELS["whatsapp"]`)."""
 
     name = "whatsapp"
@@ -83,20 +83,6 @@ class WhatsApp:
     def paces_recipient(self, command_type: str) -> bool:
         """Every message but typing indicators and read receipts."""
         return command_type not in _UNPACED
-
-    def control(
-        self, account: Account, api_base: str, command: Command, address: str
-    ) -> HttpRequest | None:
-        """handoff and handback only pause and resume the assistant here."""
-        return None
-
-    def echo_identity(self, message_id: str) -> str | None:
-        """Its API's own sends come back as no webhook."""
-        return None
-
-    def human_window(self, command: Command) -> int:
-        """Outside the window only templates go (CONTRACT §3): no tag opens it."""
-        return 0
 
     def crosses_border(self, account: Account, address: str) -> bool | None:
         """Brazil and Indonesia: business-initiated messages stay in the country."""
