@@ -50,11 +50,54 @@ class InstagramAccount(msgspec.Struct, **SECTION_STRUCT):
     handover_app_id: str = PAGE_INBOX_APP_ID
 
 
-def _check_common(section: str, app_secret: str, verify_token: str) -> None:
-    if not app_secret:
+_Entry = MessengerPage | InstagramAccount
+
+
+def _entry_id(entry: _Entry) -> str:
+    return entry.page_id if isinstance(entry, MessengerPage) else entry.account_id
+
+
+def _check(section: str, key: str, settings: MessengerSettings | InstagramSettings,
+           entries: list[_Entry], id_key: str, id_is: str) -> None:  # fmt: skip
+    """The checks both sections make, naming the key of the first problem: the app's
+    secrets, then each Page or account (`id_key` must be `id_is`)."""
+    if not settings.app_secret:
         raise ValueError(f"{section}.app_secret: required (signatures are never switched off)")
-    if not verify_token:
+    if not settings.verify_token:
         raise ValueError(f"{section}.verify_token: required")
+    seen: set[str] = set()
+    for i, entry in enumerate(entries):
+        where, entry_id = f"{section}.{key}[{i}]", _entry_id(entry)
+        if not _DIGITS.fullmatch(entry_id):
+            raise ValueError(f"{where}.{id_key}: must be {id_is}")
+        check_assistant(entry.assistant, f"{where}.assistant")
+        if not _DIGITS.fullmatch(entry.handover_app_id):
+            raise ValueError(f"{where}.handover_app_id: must be a numeric app id")
+        if entry_id in seen:
+            raise ValueError(f"{where}.{id_key}: {entry_id} is listed twice")
+        seen.add(entry_id)
+
+
+def _secrets(section: str, key: str, settings: MessengerSettings | InstagramSettings,
+             entries: list[_Entry]) -> list[Secret]:  # fmt: skip
+    found = [
+        Secret(f"{section}.app_secret", settings.app_secret, True),
+        Secret(f"{section}.verify_token", settings.verify_token, True),
+    ]
+    for i, entry in enumerate(entries):
+        found.append(Secret(f"{section}.{key}[{i}].access_token", entry.access_token, False))
+    return found
+
+
+def _accounts(channel: str, entries: list[_Entry]) -> list[Account]:
+    """`Account.mode` holds the app a `handoff` passes threads to (None: no handover)."""
+    return [
+        Account(
+            channel, _entry_id(e), e.assistant, e.access_token, e.enabled, float(e.mps),
+            mode=e.handover_app_id if e.handover else None,
+        )
+        for e in entries
+    ]  # fmt: skip
 
 
 class MessengerSettings(msgspec.Struct, **SECTION_STRUCT):
@@ -65,37 +108,13 @@ class MessengerSettings(msgspec.Struct, **SECTION_STRUCT):
 
     def check(self) -> None:
         """ValueError naming the key of the first problem."""
-        _check_common("messenger", self.app_secret, self.verify_token)
-        seen: set[str] = set()
-        for i, page in enumerate(self.pages):
-            where = f"messenger.pages[{i}]"
-            if not _DIGITS.fullmatch(page.page_id):
-                raise ValueError(f"{where}.page_id: must be the numeric Page id")
-            check_assistant(page.assistant, f"{where}.assistant")
-            if not _DIGITS.fullmatch(page.handover_app_id):
-                raise ValueError(f"{where}.handover_app_id: must be a numeric app id")
-            if page.page_id in seen:
-                raise ValueError(f"{where}.page_id: {page.page_id} is listed twice")
-            seen.add(page.page_id)
+        _check("messenger", "pages", self, list(self.pages), "page_id", "the numeric Page id")
 
     def secrets(self) -> list[Secret]:
-        found = [
-            Secret("messenger.app_secret", self.app_secret, True),
-            Secret("messenger.verify_token", self.verify_token, True),
-        ]
-        for i, page in enumerate(self.pages):
-            found.append(Secret(f"messenger.pages[{i}].access_token", page.access_token, False))
-        return found
+        return _secrets("messenger", "pages", self, list(self.pages))
 
     def accounts(self) -> list[Account]:
-        """`Account.mode` holds the app a `handoff` passes threads to (None: no handover)."""
-        return [
-            Account(
-                "messenger", p.page_id, p.assistant, p.access_token, p.enabled, float(p.mps),
-                mode=p.handover_app_id if p.handover else None,
-            )
-            for p in self.pages
-        ]  # fmt: skip
+        return _accounts("messenger", list(self.pages))
 
     def groups(self) -> dict[str, tuple[str, ...]]:
         """Pages belong to no group."""
@@ -110,41 +129,14 @@ class InstagramSettings(msgspec.Struct, **SECTION_STRUCT):
 
     def check(self) -> None:
         """ValueError naming the key of the first problem."""
-        _check_common("instagram", self.app_secret, self.verify_token)
-        seen: set[str] = set()
-        for i, account in enumerate(self.accounts_):
-            where = f"instagram.accounts[{i}]"
-            if not _DIGITS.fullmatch(account.account_id):
-                raise ValueError(
-                    f"{where}.account_id: must be the numeric Instagram professional account id"
-                )
-            check_assistant(account.assistant, f"{where}.assistant")
-            if not _DIGITS.fullmatch(account.handover_app_id):
-                raise ValueError(f"{where}.handover_app_id: must be a numeric app id")
-            if account.account_id in seen:
-                raise ValueError(f"{where}.account_id: {account.account_id} is listed twice")
-            seen.add(account.account_id)
+        id_is = "the numeric Instagram professional account id"
+        _check("instagram", "accounts", self, list(self.accounts_), "account_id", id_is)
 
     def secrets(self) -> list[Secret]:
-        found = [
-            Secret("instagram.app_secret", self.app_secret, True),
-            Secret("instagram.verify_token", self.verify_token, True),
-        ]
-        for i, account in enumerate(self.accounts_):
-            found.append(
-                Secret(f"instagram.accounts[{i}].access_token", account.access_token, False)
-            )
-        return found
+        return _secrets("instagram", "accounts", self, list(self.accounts_))
 
     def accounts(self) -> list[Account]:
-        """`Account.mode` holds the app a `handoff` passes threads to (None: no handover)."""
-        return [
-            Account(
-                "instagram", a.account_id, a.assistant, a.access_token, a.enabled, float(a.mps),
-                mode=a.handover_app_id if a.handover else None,
-            )
-            for a in self.accounts_
-        ]  # fmt: skip
+        return _accounts("instagram", list(self.accounts_))
 
     def groups(self) -> dict[str, tuple[str, ...]]:
         """Instagram accounts belong to no group."""
