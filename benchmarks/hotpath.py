@@ -30,8 +30,9 @@ from inbound import APP_SECRET, BOT_ID, NUMBERS, TELEGRAM_SECRET, gateway_config
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapters import CHANNELS, whatsapp
-from gateway.app import directory_from, offload_router
+from gateway.app import directory_from, journal_of, offload_router
 from gateway.config import Settings, channel_sections, loads
+from gateway.journal import Journal
 from gateway.metrics import Metrics
 from gateway.receive import Inbound, Webhook, settle
 from router.inbound import InboundRouter
@@ -39,7 +40,9 @@ from router.offload import Offload
 from router.scriptpipe import ScriptPipe
 
 
-def inbound(settings: Settings, url: str, redis: object, pipe: ScriptPipe) -> Inbound:
+def inbound(
+    settings: Settings, url: str, redis: object, pipe: ScriptPipe, journal: Journal | None
+) -> Inbound:
     """The gateway's `Inbound`, as gateway/app.py makes it, on the started Redis."""
     receivers = {
         name: CHANNELS[name].receiver(section)
@@ -53,7 +56,7 @@ def inbound(settings: Settings, url: str, redis: object, pipe: ScriptPipe) -> In
         pipe,
     )
     offload = Offload(functools.partial(offload_router, settings, url))
-    return Inbound(Metrics(), receivers, router, offload, settings.server.offload_bytes)
+    return Inbound(Metrics(), receivers, router, offload, settings.server.offload_bytes, journal)
 
 
 def bodies(channel: str, items: int, count: int) -> list[tuple[bytes, str | None]]:
@@ -94,8 +97,12 @@ async def run(args: argparse.Namespace, url: str) -> None:
     from redis.asyncio import Redis
 
     redis = Redis.from_url(url)
-    settings = loads(json.dumps(gateway_config(0, url, APP_SECRET)), {})
-    gateway = inbound(settings, url, redis, pipe)
+    config = gateway_config(0, url, APP_SECRET)
+    journal_dir = tempfile.TemporaryDirectory()
+    config["server"]["journal_dir"] = journal_dir.name
+    settings = loads(json.dumps(config), {})
+    journal = journal_of(settings)  # as the app has it: Twilio's webhooks may go to it
+    gateway = inbound(settings, url, redis, pipe, journal)
     warm = bodies(args.channel, args.items, 2000)
     work = bodies(args.channel, args.items, args.count)
 
@@ -122,6 +129,9 @@ async def run(args: argparse.Namespace, url: str) -> None:
     print(f"median {results[len(results) // 2]:.1f} µs CPU/webhook (best {results[0]:.1f})")
     await pipe.aclose()
     await redis.aclose()
+    if journal is not None:
+        await journal.aclose()
+    journal_dir.cleanup()
 
 
 def main() -> None:

@@ -430,24 +430,34 @@ class FastProtocol(asyncio.Protocol):
         except Exception:
             log.exception("Error handling request")
             return self._answer(_INTERNAL_ERROR, keep_alive, target, started_at)
-        future = reply.future
-        if future is None:
-            return self._answer(reply.answer(), keep_alive, target, started_at)
+        if reply.future is None:
+            answer = reply.answer()
+            assert answer is not None  # nothing to wait for: answered
+            return self._answer(answer, keep_alive, target, started_at)
         self._request = (reply, keep_alive, target, started_at)
-        self.inflight = future
-        future.add_done_callback(self._settled)
+        self._wait_on(reply)
         return False
 
+    def _wait_on(self, reply: Reply) -> None:
+        future = reply.future
+        assert future is not None
+        self.inflight = future
+        future.add_done_callback(self._settled)
+
     def _settled(self, _: asyncio.Future[Any]) -> None:
-        """What the request in flight waited for is done: answer it."""
+        """What the request in flight waited for is done: answer it (or, when the journal
+        took it over, wait for the journal)."""
         assert self._request is not None
         reply, keep_alive, target, started_at = self._request
-        self._request = None
         try:
             answer = reply.answer()
         except Exception:
             log.exception("Error handling request")
             answer = _INTERNAL_ERROR
+        if answer is None:
+            self._wait_on(reply)
+            return
+        self._request = None
         self._finish(answer, keep_alive, target, started_at)
 
     def _finish(self, answer: Answer, keep_alive: bool, target: bytes, started_at: float) -> None:

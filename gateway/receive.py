@@ -8,6 +8,8 @@ Both server paths read a request their own way and then make the same calls to t
     reply = inbound.receive(Webhook(channel, key, headers, body))
     if reply.future is None: reply.answer()            # answered already (401)
     else: reply.answer() once reply.future is done     # a callback, or `await settle(reply)`
+    # answer() is None only when the journal took the webhook over: then wait on
+    # reply.future (the journal's, now) and ask again
 
 `receive` checks authenticity on the raw bytes, parses (`CHANNELS[channel].parse`), hands
 the events to the router (`InboundRouter.start`, which gives back one `Publishing`), and
@@ -20,7 +22,9 @@ answers carry no detail: the detail goes to the log and the metrics.
 A provider that never redelivers (`Channel.redelivers` false: Twilio) would lose the webhook
 to that 503, so when Redis cannot take one of its webhooks it goes to the process's journal
 (gateway/journal.py) and is answered 200 once it is on disk, 503 only if the journal cannot
-keep it either. The journal gives it back to `Inbound.replay` once Redis answers. Each such
+keep it either: `Reply.answer` then hands the reply to the journal (None: wait on its
+`future` again), so a webhook Redis takes costs nothing more than any other's. The journal
+gives it back to `Inbound.replay` once Redis answers. Each such
 webhook counts in `gateway_journal_webhooks_total` as `kept`, `refused` (the 503) and, once
 out of the journal, `replayed`; the journal reports the bytes it holds to
 `gateway_journal_bytes` itself (`Journal.report_to`).
@@ -43,7 +47,6 @@ from adapters import CHANNELS, Answer, Receiver
 from adapters.schema import ParseError
 from gateway.journal import Journal, JournalError, Record
 from gateway.metrics import Metrics
-from router.client import REDIS_ERRORS
 from router.inbound import InboundRouter, Publishing
 from router.offload import Malformed, Offload, parse_webhook
 from router.outcome import RouterUnavailable, Tally
@@ -52,9 +55,6 @@ log = logging.getLogger("gateway.http")
 
 TOO_LARGE: Answer = (413, "body too large")
 UNAVAILABLE: Answer = (503, "temporarily unavailable")
-_REDIS_FAILED: tuple[type[Exception], ...] = (RouterUnavailable, *REDIS_ERRORS)
-"""What a publish's future fails with when Redis did not take it (the lean client's call
-raises Redis's own errors; a task, `RouterUnavailable`)."""
 
 
 class Webhook(NamedTuple):
@@ -78,6 +78,7 @@ class Reply:
         "_inbound",
         "_publish_started",
         "_publishing",
+        "_record",
         "_started",
         "future",
     )
@@ -91,52 +92,53 @@ class Reply:
         publishing: Publishing | None = None,
         started: float = 0.0,
         publish_started: float = 0.0,
+        record: Record | None = None,
     ) -> None:
         self._inbound = inbound
         self._channel = channel
         self._answer = answer
         self.future = future
-        """What the answer waits for: the router's publish, or a task whose result it is."""
+        """What the answer waits for: the router's publish, a task whose result it is, or
+        (once the publish failed) the journal's answer."""
         self._publishing = publishing
         self._started = started
         self._publish_started = publish_started
+        self._record = record
+        """The webhook as the journal keeps it, if Redis does not take it (a provider that
+        never redelivers); None: a Redis failure is answered 503."""
 
-    def wait_on(self, answered: asyncio.Future[Any]) -> asyncio.Future[Any]:
-        """From now on `future` is `answered` (the journal's hook, `Inbound.receive`): done
-        when the publish was, then `answer()` reads the publish as usual; or, if Redis did
-        not take it, once the journal answered (`answer_from_future`). Gives back the
-        publish's own future, for the hook to watch."""
-        published = self.future
-        assert published is not None
-        self.future = answered
-        return published
-
-    def answer_from_future(self) -> None:
-        """The answer is `future`'s result (the journal's), not what the publish did."""
-        self._publishing = None
-
-    def answer(self) -> Answer:
+    def answer(self) -> Answer | None:
+        """The answer, once `future` is done; None when Redis did not take the webhook and
+        the journal is keeping it instead: `future` is then the journal's, and this is asked
+        again once that is done."""
         publishing = self._publishing
         if publishing is None:
             if self._answer is not None:
                 return self._answer
             assert self.future is not None
-            answer: Answer = self.future.result()  # a task's: offloaded or malformed
+            answer: Answer = self.future.result()  # a task's (offloaded, malformed), the journal's
             return answer
         try:
             tally = publishing.tally()
         except RouterUnavailable as exc:
-            return self._inbound.unavailable(self._channel, exc)
+            if self._record is None:
+                return self._inbound.unavailable(self._channel, exc)
+            self._publishing = None
+            self.future = self._inbound.keep(self._record, exc)
+            return None
         return self._inbound.published(self._channel, tally, self._started, self._publish_started)
 
 
 async def settle(reply: Reply) -> Answer:
     """A reply's answer, awaited (the aiohttp routes; the fast path adds a callback)."""
-    if reply.future is not None:
-        # Whatever the future raised, `answer()` raises or answers it (503 for Redis).
-        with contextlib.suppress(Exception):
-            await reply.future
-    return reply.answer()
+    while True:
+        if reply.future is not None:
+            # Whatever the future raised, `answer()` raises or answers it (503 for Redis).
+            with contextlib.suppress(Exception):
+                await reply.future
+        answer = reply.answer()
+        if answer is not None:
+            return answer
 
 
 class Inbound:
@@ -221,28 +223,10 @@ class Inbound:
             return self._task(channel, malformed)
         publish_started = time.perf_counter()
         publishing = self._router.start(channel, parsed, body, received_at)
-        reply = Reply(self, channel, None, publishing.future, publishing, started, publish_started)
-        if channel in self._kept:
-            self._journal_if_unavailable(reply, channel, key, body, received_at)
-        return reply
-
-    def _journal_if_unavailable(
-        self, reply: Reply, channel: str, key: str | None, body: bytes, received_at: int
-    ) -> None:
-        """A webhook of a provider that never redelivers: if Redis does not take it, `reply`
-        is answered by the journal instead (one more future and callback per such webhook;
-        the journal itself costs nothing until Redis fails)."""
-        answered: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
-        published = reply.wait_on(answered)
-
-        def settled(done: asyncio.Future[Any]) -> None:
-            if done.cancelled() or not isinstance(done.exception(), _REDIS_FAILED):
-                _resolve(answered, None)  # `answer()` reads the publish itself
-                return
-            reply.answer_from_future()
-            self._keep(Record(channel, key, received_at, body), done.exception(), answered)
-
-        published.add_done_callback(settled)
+        record = Record(channel, key, received_at, body) if channel in self._kept else None
+        return Reply(
+            self, channel, None, publishing.future, publishing, started, publish_started, record
+        )
 
     def _task(self, channel: str, answering: Any) -> Reply:
         task: asyncio.Task[Answer] = asyncio.get_running_loop().create_task(answering)
@@ -305,27 +289,28 @@ class Inbound:
         """Redis did not take a webhook (a task's path): 503, or the journal's answer."""
         if record.channel not in self._kept:
             return self.unavailable(record.channel, exc)
-        answered: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._keep(record, exc, answered)
-        return await answered
+        return await self.keep(record, exc)
 
-    def _keep(self, record: Record, cause: BaseException | None, into: asyncio.Future[Any]) -> None:
+    def keep(self, record: Record, cause: BaseException | None) -> asyncio.Future[Answer]:
         """Redis did not take a webhook whose provider never redelivers: into the journal
-        with it. `into` gets the answer: 200 once it is on disk, 503 if it cannot be kept."""
+        with it. The future gets the answer: 200 once it is on disk, 503 if it cannot be
+        kept."""
+        into: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._metrics.redis_errors.labels("publish").inc()
         journal = self._journal
         assert journal is not None
         try:
             appended = journal.append(record)
         except JournalError as exc:
-            _resolve(into, self._lost(record, exc))
-            return
+            into.set_result(self._lost(record, exc))
+            return into
 
         def written(done: asyncio.Future[None]) -> None:
             error = JournalError("cancelled") if done.cancelled() else done.exception()
             _resolve(into, self._lost(record, error) if error else self._journaled(record, cause))
 
         appended.add_done_callback(written)
+        return into
 
     def _journaled(self, record: Record, cause: BaseException | None) -> Answer:
         assert self._journal is not None
