@@ -16,8 +16,11 @@ gives no time: `timestamp` is the receipt time.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+from collections import Counter
+from collections.abc import Callable
 from typing import Any, Final
 
 from adapters.schema import (
@@ -38,15 +41,13 @@ from adapters.twilio._form import decode
 CHANNEL: Final = "whatsapp"
 PROVIDER: Final = "twilio"
 _PREFIX: Final = "whatsapp:"
-_SID = re.compile(r"[A-Za-z0-9]{1,64}")
-"""`MessageSid`: `SM`/`MM` + 32 hex digits today; any short alphanumeric id is taken."""
+_SID_MAX: Final = 64
+"""`MessageSid`: `SM`/`MM` + 32 hex digits today; any alphanumeric id up to this long is
+taken."""
 _BSUID = re.compile(r"[A-Z]{2}(?:\.ENT)?\.[A-Za-z0-9]{1,128}")
 """Business-scoped user id, as the WhatsApp parser takes it: ISO country, optional `ENT`
 (parent id), up to 128 alphanumerics."""
-_DIGITS = re.compile(r"[0-9]{1,20}")
-_COUNT = re.compile(r"[0-9]{1,3}")
 _DECIMAL = re.compile(r"[+-]?[0-9]{1,4}(?:\.[0-9]{1,20})?")
-_ERROR_CODE = re.compile(r"[0-9]{1,9}")
 _MEDIA_TYPES: Final = frozenset({"image", "video", "audio", "document", "sticker"})
 _STATUSES: Final = {
     "sent": "sent",
@@ -92,7 +93,7 @@ def parse(body: bytes, received_at: int) -> Parsed:
     (or status callback) at all."""
     form = _Form(body)
     sid = form.get("MessageSid")
-    if sid is None or not _SID.fullmatch(sid):
+    if sid is None or not (sid.isascii() and sid.isalnum() and len(sid) <= _SID_MAX):
         raise ParseError(f"not a Twilio message webhook: MessageSid is {_shown(sid)}")
     status = form.get("MessageStatus")
     if status is None or "received" in (status, form.get("SmsStatus")):
@@ -104,28 +105,40 @@ class _Form:
     """The parameters of one body, by name. A name Twilio sends once must not come twice with
     different values (which one would be Twilio's?): reading such a name raises."""
 
-    __slots__ = ("_ambiguous", "fields")
+    __slots__ = ("fields", "get")
+
+    fields: dict[str, str]
+    get: Callable[[str], str | None]
+    """The value, or None when absent: the dict's own `get` unless some name is ambiguous."""
 
     def __init__(self, body: bytes) -> None:
         form = decode(body)
         if not form.utf8:
             raise ParseError("not a Twilio form body: a parameter is not UTF-8")
-        self.fields = dict(form.pairs)
-        self._ambiguous: dict[str, int] = {}
-        if len(self.fields) < len(form.pairs):  # a name came more than once
-            for name, value in form.pairs:
-                if value != self.fields[name]:
-                    self._ambiguous[name] = sum(n == name for n, _ in form.pairs)
-
-    def get(self, name: str) -> str | None:
-        if name in self._ambiguous:
-            count = self._ambiguous[name]
-            raise ParseError(f"{name} is given {count} times, with different values")
-        return self.fields.get(name)
+        self.fields = fields = form.fields
+        self.get = fields.get
+        if form.repeated is not None:  # a name came more than once
+            counts = Counter(name for name, _ in form.repeated)
+            ambiguous = {
+                name: counts[name] for name, value in form.repeated if value != fields[name]
+            }
+            if ambiguous:
+                self.get = functools.partial(_checked, fields, ambiguous)
 
     def text(self, name: str) -> str | None:
         """The value, or None when absent or empty (Twilio sends `Body=` for no caption)."""
         return self.get(name) or None
+
+
+def _checked(fields: dict[str, str], ambiguous: dict[str, int], name: str) -> str | None:
+    if name in ambiguous:
+        raise ParseError(f"{name} is given {ambiguous[name]} times, with different values")
+    return fields.get(name)
+
+
+def _digits(value: str, most: int) -> bool:
+    """1 to `most` ASCII digits (`str.isdigit` alone takes other scripts' digits too)."""
+    return value.isascii() and value.isdigit() and len(value) <= most
 
 
 def _shown(value: str | None) -> str:
@@ -150,7 +163,7 @@ def _not_whatsapp(body: bytes, name: str, form: _Form) -> Parsed:
 def _number(address: str, name: str) -> str:
     """`+<digits>` → the digits (an account id or a contact's wa_id)."""
     digits = address[1:] if address.startswith("+") else ""
-    if not _DIGITS.fullmatch(digits):
+    if not _digits(digits, 20):
         raise ParseError(f"{name} {address[:40]!r} is not whatsapp:+<digits>")
     return digits
 
@@ -159,7 +172,7 @@ def _party(address: str, name: str) -> tuple[str, str | None]:
     """(contact id, BSUID): a number's digits, or a business-scoped user id where the
     number is hidden (`whatsapp:<BSUID>`; UNCERTAIN: seen in third-party code and a captured
     payload only, so a sender of any other shape is refused rather than guessed at)."""
-    if _BSUID.fullmatch(address):
+    if address[:1] != "+" and _BSUID.fullmatch(address):
         return address, address
     return _number(address, name), None
 
@@ -172,9 +185,10 @@ def _message(form: _Form, body: bytes, sid: str, received_at: int) -> Parsed:
     if sender is None:
         return _not_whatsapp(body, "From", form)
     contact_id, user_id = _party(sender, "From")
-    wa_id = form.text("WaId")
+    get = form.get  # `get(name) or None` is `form.text(name)`, written out on this path
+    wa_id = get("WaId") or None
     if wa_id is not None:
-        if not _DIGITS.fullmatch(wa_id):
+        if not _digits(wa_id, 20):
             raise ParseError(f"WaId {wa_id[:40]!r} is not a wa_id (digits)")
         contact_id = wa_id
     event = MessageEvent(
@@ -185,8 +199,8 @@ def _message(form: _Form, body: bytes, sid: str, received_at: int) -> Parsed:
         timestamp=received_at,
         message_id=sid,
         user_id=user_id or _external_user_id(form),
-        contact_name=form.text("ProfileName"),
-        reply_to=form.text("OriginalRepliedMessageSid"),
+        contact_name=get("ProfileName") or None,
+        reply_to=get("OriginalRepliedMessageSid") or None,
         referral=_referral(form),
         **_content(form),
     )
@@ -197,6 +211,8 @@ def _external_user_id(form: _Form) -> str | None:
     """The sender's BSUID beside its number (`ExternalUserId`, UNCERTAIN as `_party` says):
     kept as `user_id`, so the gateway knows the number if it is hidden later. One of another
     shape is ignored: the message stands on its number."""
+    if "ExternalUserId" not in form.fields:
+        return None
     value = form.text("ExternalUserId")
     value = value.removeprefix(_PREFIX) if value is not None else None
     return value if value is not None and _BSUID.fullmatch(value) else None
@@ -204,13 +220,15 @@ def _external_user_id(form: _Form) -> str | None:
 
 def _content(form: _Form) -> dict[str, Any]:
     """The type-dependent keys, by what the message carries: a tapped button or list row, a
-    location, media, text; an unknown `MessageType` is `unsupported`."""
-    kind = form.text("MessageType")
-    body = form.get("Body") or ""
-    if kind == "button" or form.text("ButtonPayload") or form.text("ButtonText"):
+    location, media, text; an unknown `MessageType` is `unsupported`. (`get(name) or None`
+    is `form.text(name)`, written out on this path of every message.)"""
+    get = form.get
+    kind = get("MessageType") or None
+    body = get("Body") or ""
+    payload = get("ButtonPayload") or None
+    if kind == "button" or payload or get("ButtonText"):
         # A template quick reply, as WhatsApp's `button`: the payload is the id.
-        title = form.text("ButtonText") or body
-        payload = form.text("ButtonPayload")
+        title = get("ButtonText") or body
         return {
             "type": "interactive",
             "text": title,
@@ -218,15 +236,15 @@ def _content(form: _Form) -> dict[str, Any]:
             "subtype": "button",
             "reply": Reply(payload or "", title),
         }
-    if form.text("ListId") is not None:
+    if get("ListId"):
         # A list-picker row (UNCERTAIN: `ListId` is what integrations read; Twilio's table
         # names no list parameter). The row's title is the message body.
-        title = form.text("ListTitle") or body
-        reply = Reply(form.get("ListId") or "", title)
+        title = get("ListTitle") or body
+        reply = Reply(get("ListId") or "", title)
         return {"type": "interactive", "text": title, "subtype": "list_reply", "reply": reply}
-    if form.text("Latitude") is not None or form.text("Longitude") is not None:
+    if get("Latitude") or get("Longitude"):
         return _location(form)
-    media = _media(form)
+    media = _media(form) if get("NumMedia") != "0" else []
     if media and (kind is None or kind == "text" or kind in _MEDIA_TYPES):
         first = media[0]
         return {
@@ -268,7 +286,7 @@ def _coordinate(form: _Form, name: str, bound: int) -> float:
 def _media(form: _Form) -> list[Media]:
     """`MediaUrl{N}` / `MediaContentType{N}` for N below `NumMedia` (WhatsApp sends one)."""
     count = form.text("NumMedia") or "0"
-    if not _COUNT.fullmatch(count):
+    if not _digits(count, 3):
         raise ParseError(f"NumMedia {count[:40]!r} is not a count")
     media = []
     for i in range(int(count)):
@@ -292,7 +310,9 @@ def _referral(form: _Form) -> dict[str, str] | None:
     `referral` (`ReferralSourceUrl` → `source_url`, `ReferralCtwaClid` → `ctwa_clid`, and so
     on for any Twilio adds). Twilio sends `ReferralNumMedia=0` with every message: that alone
     is no referral."""
-    if not any(form.text(name) for name in _REFERRAL_SIGNS.intersection(form.fields)):
+    if _REFERRAL_SIGNS.isdisjoint(form.fields) or not any(
+        form.text(name) for name in _REFERRAL_SIGNS.intersection(form.fields)
+    ):
         return None
     found = {}
     for name in form.fields:
@@ -332,7 +352,7 @@ def _errors(form: _Form) -> list[ProviderError]:
     code = form.text("ErrorCode")
     if code is None:
         return []
-    if not _ERROR_CODE.fullmatch(code):
+    if not _digits(code, 9):
         raise ParseError(f"ErrorCode {code[:40]!r} is not a number")
     # `ChannelStatusMessage` is the channel's (Meta's) text; `ErrorMessage` appears in some
     # integrations only (UNCERTAIN), so it is read second.

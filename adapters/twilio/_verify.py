@@ -25,10 +25,13 @@ from urllib.parse import parse_qs, urlsplit
 from adapters.twilio._form import decode
 
 _JSON: Final = "application/json"
+_FORM: Final = "application/x-www-form-urlencoded"
 _BODY_HASH: Final = "bodySHA256"
 
-_KEYED: dict[bytes, hmac.HMAC] = {}
-"""Auth token → an HMAC-SHA1 that has absorbed it, never updated itself."""
+_KEYED: dict[tuple[bytes, str], hmac.HMAC] = {}
+"""(Auth token, URL) → an HMAC-SHA1 keyed with the token that has absorbed the URL, never
+updated itself. (A URL with a query Twilio added is hashed anew each time once the table is
+full: tests and queries that vary.)"""
 
 
 def valid_signature(
@@ -57,20 +60,20 @@ def sign(auth_token: bytes, url: str, body: bytes) -> str:
 
 
 def _signature(auth_token: bytes, url: str, params: bytes) -> bytes:
-    mac = _keyed(auth_token).copy()
-    mac.update(url.encode("utf-8", "surrogatepass"))
+    mac = _keyed(auth_token, url).copy()
     mac.update(params)
     return base64.b64encode(mac.digest())
 
 
-def _keyed(auth_token: bytes) -> hmac.HMAC:
-    """The token's HMAC with the key already hashed in: each request is hashed on a `.copy()`
-    of it instead of keying a new HMAC (as `adapters.meta` does for Meta's app secrets)."""
-    keyed = _KEYED.get(auth_token)
+def _keyed(auth_token: bytes, url: str) -> hmac.HMAC:
+    """The token's HMAC that has absorbed the URL: each request is hashed on a `.copy()` of it
+    instead of keying a new HMAC and hashing the same URL again (as `adapters.meta` does for
+    Meta's app secrets)."""
+    keyed = _KEYED.get((auth_token, url))
     if keyed is None:
-        keyed = hmac.new(auth_token, digestmod=hashlib.sha1)
-        if len(_KEYED) < 16:  # one account per gateway; a few more in tests
-            _KEYED[auth_token] = keyed
+        keyed = hmac.new(auth_token, url.encode("utf-8", "surrogatepass"), hashlib.sha1)
+        if len(_KEYED) < 64:  # one account and its URL, and its port variant, per gateway
+            _KEYED[auth_token, url] = keyed
     return keyed
 
 
@@ -78,11 +81,18 @@ def _sorted_params(body: bytes) -> bytes:
     """Name + value of every parameter, names sorted, each name's distinct values sorted
     (sorting the distinct pairs does both), in UTF-8: twilio-python's string, to the
     character. (A byte that is no UTF-8, which Twilio never sends, is signed as itself.)"""
-    params = sorted(set(decode(body).pairs))
-    return "".join(chain.from_iterable(params)).encode("utf-8", "surrogateescape")
+    form = decode(body)
+    if form.repeated is None:  # each name once, as Twilio sends them: sort the names only
+        fields = form.fields
+        text = "".join([name + fields[name] for name in sorted(fields)])
+    else:
+        text = "".join(chain.from_iterable(sorted(set(form.repeated))))
+    return text.encode("utf-8", "surrogateescape")
 
 
 def _is_json(content_type: str | None) -> bool:
+    if content_type == _FORM:  # what Twilio sends
+        return False
     return content_type is not None and content_type.partition(";")[0].strip().lower() == _JSON
 
 
