@@ -18,7 +18,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Callable
 from itertools import chain
+from operator import itemgetter
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,6 +30,9 @@ _JSON: Final = "application/json"
 _FORM: Final = "application/x-www-form-urlencoded"
 _BODY_HASH: Final = "bodySHA256"
 
+_ORDERS_KEPT: Final = 256
+_ORDERS: dict[tuple[str, ...], tuple[Callable[[dict[str, str]], tuple[str, ...]], str]] = {}
+"""A body's names in its order → `_order`'s answer."""
 _KEYED: dict[tuple[bytes, str], hmac.HMAC] = {}
 """(Auth token, URL) → an HMAC-SHA1 keyed with the token that has absorbed the URL, never
 updated itself. (A URL with a query Twilio added is hashed anew each time once the table is
@@ -82,12 +87,29 @@ def _sorted_params(body: bytes) -> bytes:
     (sorting the distinct pairs does both), in UTF-8: twilio-python's string, to the
     character. (A byte that is no UTF-8, which Twilio never sends, is signed as itself.)"""
     form = decode(body)
-    if form.repeated is None:  # each name once, as Twilio sends them: sort the names only
-        fields = form.fields
-        text = "".join([name + fields[name] for name in sorted(fields)])
-    else:
+    if form.repeated is not None:
         text = "".join(chain.from_iterable(sorted(set(form.repeated))))
+    elif len(form.fields) < 2:
+        text = "".join(chain.from_iterable(form.fields.items()))
+    else:  # each name once, as Twilio sends them: the names' order is all there is to sort
+        values, template = _order(tuple(form.fields))
+        text = template % values(form.fields)
     return text.encode("utf-8", "surrogateescape")
+
+
+def _order(names: tuple[str, ...]) -> tuple[Callable[[dict[str, str]], tuple[str, ...]], str]:
+    """For a body with these names (two or more, each once), in its order: what takes its
+    values in sorted-name order, and the %-template that puts each after its name. Twilio
+    sends a few such sets, one per kind of message and callback: each is worked out once
+    (kept up to `_ORDERS_KEPT`)."""
+    order = _ORDERS.get(names)
+    if order is None:
+        ordered = sorted(names)
+        template = "".join(name.replace("%", "%%") + "%s" for name in ordered)
+        order = (itemgetter(*ordered), template)
+        if len(_ORDERS) < _ORDERS_KEPT:
+            _ORDERS[names] = order
+    return order
 
 
 def _is_json(content_type: str | None) -> bool:
