@@ -288,6 +288,28 @@ async def test_a_contact_who_blocked_the_sender_gets_no_marketing(gw: Twilio) ->
     await gw.sent("m3", B)
 
 
+async def test_a_contact_who_sent_stop_gets_no_marketing_until_they_write(gw: Twilio) -> None:
+    # 21610 (STOP) is an opt-out as WhatsApp's (CONTRACT §6.3): marketing refused before any
+    # call, other sends still go (Twilio answers them itself).
+    await gw.contact_writes(BR_CONTACT, B)
+    marketing = {"content_sid": PROMO, "category": "marketing"}
+    gw.fake.fail(21610)
+    await gw.command("t1", conv(BR_CONTACT, B), text="Seu pedido saiu")
+    await gw.run()
+    first = await gw.delivery("t1", "support")
+    assert (first["outcome"], first["reason"], first["provider_code"]) == (
+        "failed",
+        "opted_out",
+        21610,
+    )
+    await gw.command("m1", conv(BR_CONTACT, B), type="template", template=marketing)
+    await gw.command("t2", conv(BR_CONTACT, B), text="Chegou?")
+    await gw.run()
+    assert (await gw.delivery("m1", "support"))["reason"] == "opted_out"
+    await gw.sent("t2", B)
+    assert len(gw.fake.requests) == 2  # m1 never reached Twilio
+
+
 # --- Twilio's errors ----------------------------------------------------------------------------
 
 
