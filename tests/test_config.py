@@ -411,12 +411,36 @@ def test_the_contract_twilio_section_loads_as_whatsapp_numbers_on_twilio() -> No
          "twilio.numbers[0].mps"),
         (("auth_token: ${SECRET}", "auth_token: ${SECRET}\n  api_key_sid: SK1"),
          "twilio.api_key_secret"),
+        (("auth_token: ${SECRET}",
+          "auth_token: ${SECRET}\n  signing_keys: [{sid: KS-1, secret: x}]"),
+         "twilio.signing_keys[0].sid"),
+        (("auth_token: ${SECRET}",
+          'auth_token: ${SECRET}\n  signing_keys: [{sid: KS1, secret: ""}]'),
+         "twilio.signing_keys[0].secret"),
+        (("auth_token: ${SECRET}",
+          "auth_token: ${SECRET}\n  signing_keys: [{sid: KS1, secret: a}, {sid: KS1, secret: b}]"),
+         "twilio.signing_keys[1].sid"),
     ],
 )  # fmt: skip
 def test_a_bad_twilio_section_names_its_key(change: tuple[str, str], key: str) -> None:
     text = TWILIO.replace(*change, 1)
     assert text != TWILIO
     assert key in error_of(text)
+
+
+def test_twilio_signing_keys_load_and_count_as_webhook_secrets() -> None:
+    text = TWILIO.replace(
+        "auth_token: ${SECRET}",
+        "auth_token: ${SECRET}\n  signing_keys:\n    - sid: KS1a\n      secret: ${SECRET}",
+        1,
+    )
+    settings = loads(text, ENV)
+    assert settings.twilio is not None
+    [key] = settings.twilio.signing_keys
+    assert key.sid == "KS1a"
+    assert [s.key for s in settings.twilio.secrets()] == [
+        "twilio.auth_token", "twilio.signing_keys[0].secret"
+    ]  # fmt: skip
 
 
 def test_a_whatsapp_number_is_on_one_provider_only() -> None:

@@ -6,7 +6,7 @@ The payload handling is private; only the common schema leaves this package.
 
 from adapters.channel import register
 from adapters.twilio._channel import Twilio
-from adapters.twilio._config import TwilioNumber, TwilioSettings
+from adapters.twilio._config import TwilioNumber, TwilioSettings, TwilioSigningKey
 from adapters.twilio._inbound import parse
 from adapters.twilio._outbound import build_request, classify
 from adapters.twilio._receive import SIGNATURE_HEADER, TWIML_OK
@@ -19,6 +19,7 @@ __all__ = [
     "Twilio",
     "TwilioNumber",
     "TwilioSettings",
+    "TwilioSigningKey",
     "build_request",
     "classify",
     "parse",

@@ -15,6 +15,9 @@ from adapters.account import SECTION_STRUCT, Account, Secret, check_assistant
 _E164: Final = re.compile(r"\+[1-9][0-9]{6,14}")
 _ACCOUNT_SID: Final = re.compile(r"AC[0-9a-fA-F]{32}")
 _KEY_SID: Final = re.compile(r"SK[0-9a-fA-F]{32}")
+_SIGNING_KEY_SID: Final = re.compile(r"[A-Za-z0-9]{1,64}")
+"""A SharedKey's id: its format is not documented (**UNCERTAIN**), so any short alphanumeric
+id is taken, the way the header names it."""
 COEXISTENCE_MPS: Final = 20
 CLOUD_API_MPS: Final = 80
 """A Twilio WhatsApp sender's default throughput is 80 messages a second (PLATFORM-MORE
@@ -40,6 +43,14 @@ class TwilioNumber(msgspec.Struct, **SECTION_STRUCT):
         return COEXISTENCE_MPS if self.mode == "coexistence" else CLOUD_API_MPS
 
 
+class TwilioSigningKey(msgspec.Struct, **SECTION_STRUCT):
+    """A SharedKey that a Webhook Rule has Twilio sign with instead of the auth token."""
+
+    sid: str
+    """The key's id, as the `key=` of `X-Twilio-Webhooks-Signature-Settings` names it."""
+    secret: str
+
+
 class TwilioSettings(msgspec.Struct, **SECTION_STRUCT):
     account_sid: str
     auth_token: str
@@ -50,6 +61,10 @@ class TwilioSettings(msgspec.Struct, **SECTION_STRUCT):
     api_key_sid: str | None = None
     """Send with an API key (`SK...`) and its secret instead of the auth token."""
     api_key_secret: str | None = None
+    signing_keys: list[TwilioSigningKey] = msgspec.field(default_factory=list)
+    """SharedKeys Twilio may sign webhooks with (Webhook Rules, public beta): a request whose
+    `X-Twilio-Webhooks-Signature-Settings` names one is checked with its secret and the
+    header's algorithm; two during a rotation."""
     numbers: list[TwilioNumber] = msgspec.field(default_factory=list)
 
     def check(self) -> None:
@@ -68,6 +83,16 @@ class TwilioSettings(msgspec.Struct, **SECTION_STRUCT):
             raise ValueError("twilio.api_key_secret: api_key_sid and api_key_secret go together")
         if self.api_key_sid is not None and not _KEY_SID.fullmatch(self.api_key_sid):
             raise ValueError("twilio.api_key_sid: must be an API key SID, SK + 32 hex digits")
+        sids: set[str] = set()
+        for i, key in enumerate(self.signing_keys):
+            where = f"twilio.signing_keys[{i}]"
+            if not _SIGNING_KEY_SID.fullmatch(key.sid):
+                raise ValueError(f"{where}.sid: must be the SharedKey's id (letters and digits)")
+            if not key.secret:
+                raise ValueError(f"{where}.secret: required")
+            if key.sid in sids:
+                raise ValueError(f"{where}.sid: {key.sid} is listed twice")
+            sids.add(key.sid)
         seen: set[str] = set()
         for i, n in enumerate(self.numbers):
             where = f"twilio.numbers[{i}]"
@@ -82,6 +107,8 @@ class TwilioSettings(msgspec.Struct, **SECTION_STRUCT):
         found = [Secret("twilio.auth_token", self.auth_token, True)]
         if self.api_key_secret is not None:
             found.append(Secret("twilio.api_key_secret", self.api_key_secret, False))
+        for i, key in enumerate(self.signing_keys):
+            found.append(Secret(f"twilio.signing_keys[{i}].secret", key.secret, True))
         return found
 
     @property

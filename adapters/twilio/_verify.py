@@ -9,6 +9,12 @@ name + value. twilio-python's `RequestValidator` is the reference, and its quirk
 - a JSON body (`application/json`) is signed through the URL alone, whose `bodySHA256` query
   parameter must be the hex SHA-256 of the raw body.
 
+Under a Webhook Rule with a SharedKey (Twilio's Webhooks configuration API, public beta),
+Twilio signs the same string with the key's secret and the rule's algorithm (HMAC-SHA1 or
+HMAC-SHA256, base64) and says so in `X-Twilio-Webhooks-Signature-Settings:
+key=<id>,algorithm=HMAC_SHA256` (twilio-node's WebhookSignatureValidation example: "only the
+hash changes"); `_receive` picks the key and the algorithm from that header.
+
 Everything else is read as a form, whatever its content type says: the parser reads it as one
 (`_form.decode`), so what it reads must be what was signed.
 """
@@ -33,17 +39,28 @@ _BODY_HASH: Final = "bodySHA256"
 _ORDERS_KEPT: Final = 256
 _ORDERS: dict[tuple[str, ...], tuple[Callable[[dict[str, str]], tuple[str, ...]], str]] = {}
 """A body's names in its order → `_order`'s answer."""
-_KEYED: dict[tuple[bytes, str], hmac.HMAC] = {}
-"""(Auth token, URL) → an HMAC-SHA1 keyed with the token that has absorbed the URL, never
+SHA1: Final = "HMAC_SHA1"
+SHA256: Final = "HMAC_SHA256"
+ALGORITHMS: Final = frozenset({SHA1, SHA256})
+"""What `X-Twilio-Webhooks-Signature-Settings` may name as `algorithm=` (Webhook Rules sign
+with a SharedKey and either; without the header it is the auth token and HMAC-SHA1)."""
+_KEYED: dict[tuple[bytes, str, str], hmac.HMAC] = {}
+"""(Key, URL, algorithm) → an HMAC keyed with the key that has absorbed the URL, never
 updated itself. (A URL with a query Twilio added is hashed anew each time once the table is
 full: tests and queries that vary.)"""
 
 
 def valid_signature(
-    auth_token: bytes, url: str, body: bytes, content_type: str | None, signature: str | None
+    auth_token: bytes,
+    url: str,
+    body: bytes,
+    content_type: str | None,
+    signature: str | None,
+    algorithm: str = SHA1,
 ) -> bool:
     """Whether `signature` (the header) is Twilio's for a request to `url` with this body
-    (constant-time). `url` is `twilio.public_url` plus the query string Twilio requested."""
+    (constant-time). `url` is `twilio.public_url` plus the query string Twilio requested;
+    `auth_token` the key (a SharedKey's secret, with its `algorithm`, under a Webhook Rule)."""
     if not signature:
         return False
     given = signature.strip().encode("utf-8", "surrogatepass")
@@ -53,32 +70,34 @@ def valid_signature(
         params = b""
     else:
         params = _sorted_params(body)
-    if hmac.compare_digest(_signature(auth_token, url, params), given):
+    if hmac.compare_digest(_signature(auth_token, url, params, algorithm), given):
         return True
-    return hmac.compare_digest(_signature(auth_token, _other_port(url), params), given)
+    other = _signature(auth_token, _other_port(url), params, algorithm)
+    return hmac.compare_digest(other, given)
 
 
-def sign(auth_token: bytes, url: str, body: bytes) -> str:
+def sign(auth_token: bytes, url: str, body: bytes, algorithm: str = SHA1) -> str:
     """What Twilio sends in `X-Twilio-Signature` when it posts this form body to `url` (for
     tests, the fake API's status callbacks and benchmarks)."""
-    return _signature(auth_token, url, _sorted_params(body)).decode()
+    return _signature(auth_token, url, _sorted_params(body), algorithm).decode()
 
 
-def _signature(auth_token: bytes, url: str, params: bytes) -> bytes:
-    mac = _keyed(auth_token, url).copy()
+def _signature(auth_token: bytes, url: str, params: bytes, algorithm: str) -> bytes:
+    mac = _keyed(auth_token, url, algorithm).copy()
     mac.update(params)
     return base64.b64encode(mac.digest())
 
 
-def _keyed(auth_token: bytes, url: str) -> hmac.HMAC:
-    """The token's HMAC that has absorbed the URL: each request is hashed on a `.copy()` of it
+def _keyed(auth_token: bytes, url: str, algorithm: str) -> hmac.HMAC:
+    """The key's HMAC that has absorbed the URL: each request is hashed on a `.copy()` of it
     instead of keying a new HMAC and hashing the same URL again (as `adapters.meta` does for
     Meta's app secrets)."""
-    keyed = _KEYED.get((auth_token, url))
+    keyed = _KEYED.get((auth_token, url, algorithm))
     if keyed is None:
-        keyed = hmac.new(auth_token, url.encode("utf-8", "surrogatepass"), hashlib.sha1)
-        if len(_KEYED) < 64:  # one account and its URL, and its port variant, per gateway
-            _KEYED[auth_token, url] = keyed
+        digest = hashlib.sha256 if algorithm == SHA256 else hashlib.sha1
+        keyed = hmac.new(auth_token, url.encode("utf-8", "surrogatepass"), digest)
+        if len(_KEYED) < 64:  # the token and its URL, and its port variant, per gateway
+            _KEYED[auth_token, url, algorithm] = keyed
     return keyed
 
 

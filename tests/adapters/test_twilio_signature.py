@@ -18,13 +18,16 @@ import itertools
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode
 
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from adapters.twilio import sign, valid_signature
+from adapters.twilio import TwilioSigningKey, sign, valid_signature
+from gateway.app import create_app
+from gateway.config import Settings
 from tests.conftest import TWILIO_A, TWILIO_TOKEN, TWILIO_URL, stream, twilio_post
 
 FORM = "application/x-www-form-urlencoded"
@@ -299,3 +302,87 @@ async def test_the_query_twilio_requested_is_part_of_the_signed_url(
     body, headers = twilio_post(_text_message("SM" + "0" * 32), url=port_url)
     assert (await client.post("/webhooks/twilio", data=body, headers=headers)).status == 200
     assert len(await stream(redis, "gw:inbox:sales")) == 2
+
+
+# --- SharedKey signing (Webhook Rules) ---------------------------------------------------------
+
+KEY_A = ("KS1f2e3d4c5b6a79880716253443526170", "shared-key-secret-a-0123456789abcdef")
+KEY_B = ("KS0a1b2c3d4e5f60718293a4b5c6d7e8f9", "shared-key-secret-b-fedcba9876543210")
+
+
+def reference_shared(secret: str, url: str, body: bytes, digest: Any) -> str:
+    """A Webhook Rule's signature, computed apart from the gateway: the same string as the
+    auth token's (URL, then sorted name + value), keyed with the SharedKey's secret."""
+    params = sorted(parse_qsl(body.decode(), keep_blank_values=True))
+    data = url + "".join(name + value for name, value in params)
+    return base64.b64encode(hmac.new(secret.encode(), data.encode(), digest).digest()).decode()
+
+
+def test_a_shared_key_signs_the_same_string_with_its_own_algorithm() -> None:
+    body = form(INBOUND)
+    secret = KEY_A[1].encode()
+    for algorithm, digest in (("HMAC_SHA256", hashlib.sha256), ("HMAC_SHA1", hashlib.sha1)):
+        expected = reference_shared(KEY_A[1], URL, body, digest)
+        assert sign(secret, URL, body, algorithm) == expected
+        assert valid_signature(secret, URL, body, FORM, expected, algorithm)
+    sha256 = reference_shared(KEY_A[1], URL, body, hashlib.sha256)
+    assert not valid_signature(secret, URL, body, FORM, sha256)  # not as SHA-1
+    assert not valid_signature(TOKEN, URL, body, FORM, sha256, "HMAC_SHA256")  # another key
+
+
+def shared_post(
+    params: list[tuple[str, str]], key: tuple[str, str], algorithm: str = "HMAC_SHA256"
+) -> tuple[bytes, dict[str, str]]:
+    """A webhook as Twilio posts it under a Webhook Rule signing with `key`."""
+    body = urlencode(params).encode()
+    digest = hashlib.sha256 if algorithm == "HMAC_SHA256" else hashlib.sha1
+    headers = {
+        "X-Twilio-Signature": reference_shared(key[1], TWILIO_URL, body, digest),
+        "X-Twilio-Webhooks-Signature-Settings": f"key={key[0]},algorithm={algorithm}",
+        "Content-Type": FORM,
+    }
+    return body, headers
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "aiohttp"])
+async def test_webhooks_signed_with_a_configured_shared_key_are_taken(
+    aiohttp_client: Any, settings: Settings, redis: Redis, redis_url: str, fast_path: bool
+) -> None:
+    """Two SharedKeys configured (a rotation): a webhook naming either, in either algorithm,
+    is taken; one naming another key, an unknown algorithm, or signed with the auth token
+    under the header is 401; without the header the auth token still signs."""
+    assert settings.twilio is not None
+    keys = [TwilioSigningKey(sid=sid, secret=secret) for sid, secret in (KEY_A, KEY_B)]
+    twilio = msgspec.structs.replace(settings.twilio, signing_keys=keys)
+    server = msgspec.structs.replace(settings.server, fast_path=fast_path)
+    app = create_app(msgspec.structs.replace(settings, twilio=twilio, server=server), redis_url)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+
+    async def status(body: bytes, headers: dict[str, str]) -> int:
+        return (await client.post("/webhooks/twilio", data=body, headers=headers)).status
+
+    sids = iter(f"SM{i:032x}" for i in range(1, 100))
+    assert await status(*shared_post(_text_message(next(sids)), KEY_A)) == 200
+    assert await status(*shared_post(_text_message(next(sids)), KEY_B, "HMAC_SHA1")) == 200
+    assert await status(*twilio_post(_text_message(next(sids)))) == 200  # no rule: auth token
+
+    unknown = ("KS" + "9" * 32, KEY_A[1])
+    assert await status(*shared_post(_text_message(next(sids)), unknown)) == 401
+    body, headers = shared_post(_text_message(next(sids)), KEY_A)
+    headers["X-Twilio-Webhooks-Signature-Settings"] = f"key={KEY_A[0]},algorithm=HMAC_MD5"
+    assert await status(body, headers) == 401
+    body, headers = twilio_post(_text_message(next(sids)))  # the auth token's signature
+    headers["X-Twilio-Webhooks-Signature-Settings"] = f"key={KEY_A[0]},algorithm=HMAC_SHA1"
+    assert await status(body, headers) == 401
+    body, headers = shared_post(_text_message(next(sids)), KEY_A)
+    headers["X-Twilio-Webhooks-Signature-Settings"] = "garbage"
+    assert await status(body, headers) == 401
+    assert len(await stream(redis, "gw:inbox:sales")) == 3
+
+
+async def test_without_signing_keys_a_shared_key_header_is_refused(
+    client: TestClient[Any, Any], redis: Redis
+) -> None:
+    body, headers = shared_post(_text_message(SID), KEY_A)
+    assert (await client.post("/webhooks/twilio", data=body, headers=headers)).status == 401
+    assert await stream(redis, "gw:inbox:sales") == []
