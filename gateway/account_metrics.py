@@ -41,8 +41,9 @@ class AccountGauges:
     def connected(self, channel: str, account_id: str, connected: bool) -> None:
         self.account_connected.labels(channel, account_id).set(1 if connected else 0)
 
-    def halted(self, channel: str, account_id: str, code: str) -> None:
-        self.account_halted.labels(channel, account_id).set(1)
+    def halted(self, channel: str, account_id: str, code: str | None) -> None:
+        """`code`: the provider code that halted it; None: not halted (any more)."""
+        self.account_halted.labels(channel, account_id).set(0 if code is None else 1)
 
     def account_event(self, channel: str, event: AccountEvent) -> None:
         """What a published account event says about its number."""

@@ -1,11 +1,12 @@
 """`gateway serve`, `gateway check-config`, and the operator's tools on the same config and
-Redis: `gateway inspect` (streams, dead letters, accounts, one conversation) and `gateway
-deadletters list | show | replay | drop`.
+Redis: `gateway inspect` (streams, dead letters, accounts, one conversation), `gateway
+deadletters list | show | replay | drop` and `gateway accounts clear-halt`.
 
 A bad config, or a port that cannot be listened on, exits with status 2 and one line naming
 the key; it never prints a traceback. `serve` exits 0 after a drain, 1 if worker processes
 could not be kept running or did not drain (see gateway.supervisor). The operator's tools exit
-0 when done, 1 when nothing matched or a replay failed, 2 on a usage or config error or when
+0 when done, 1 when nothing matched (no dead letter, no halted account) or a replay failed,
+2 on a usage or config error or when
 Redis does not answer (they never start an embedded Redis: `gateway serve` must be running).
 """
 
@@ -20,6 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from gateway import accounts_tool
 from gateway import deadletter_tool as dl
 from gateway.config import ConfigError, Settings, load, read_env_file, with_workers
 from gateway.embedded import EmbeddedRedisError
@@ -28,6 +30,7 @@ from gateway.listen import ListenError, check_ports_free
 from gateway.ops import NOTHING, OK, USAGE, ToolError, connect, id_ranges, parse_age
 from gateway.server import run_process, running_redis
 from gateway.supervisor import Supervisor
+from router.accounts import Account
 from router.client import REDIS_ERRORS, RedisClient
 
 
@@ -93,6 +96,28 @@ def _tools(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         act.add_argument("--json", action="store_true", help="JSON output, for scripts")
         if name == "drop":
             act.add_argument("--yes", action="store_true", help="really delete them")
+    text = "clear a halted number's or bot's halt, so it sends again without a restart"
+    accounts = sub.add_parser(
+        "accounts", help=text, description=accounts_tool.__doc__, formatter_class=raw
+    )
+    account_actions = accounts.add_subparsers(dest="action", required=True)
+    clear = account_actions.add_parser(
+        "clear-halt",
+        help=text,
+        description=f"{text}; exit 1 when none of the accounts was halted",
+    )
+    _common(clear)
+    which = clear.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        metavar="CHANNEL:ACCOUNT",
+        help="this configured account: its channel and id, as `gateway inspect` lists them "
+        "(repeatable)",
+    )
+    which.add_argument("--all", action="store_true", help="every configured account")
+    clear.add_argument("--json", action="store_true", help="JSON output, for scripts")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -140,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             print(f"{args.config}: ok")
             return 0
-        if args.command in ("inspect", "deadletters"):
+        if args.command in ("inspect", "deadletters", "accounts"):
             return asyncio.run(_tool(args, settings))
         return _serve(settings)
     except ConfigError as exc:
@@ -152,10 +177,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _tool(args: argparse.Namespace, settings: Settings) -> int:
-    """`inspect` or `deadletters`, on the running gateway's Redis."""
+    """`inspect`, `deadletters` or `accounts`, on the running gateway's Redis."""
     filters = _filters(args) if args.command == "deadletters" else None
+    chosen = _accounts(args, settings) if args.command == "accounts" else None
     redis = await connect(settings)
     try:
+        if chosen is not None:
+            cleared = await accounts_tool.clear_halts(redis, chosen)
+            print(
+                json.dumps(accounts_tool.document(cleared)) if args.json
+                else accounts_tool.render(cleared)
+            )  # fmt: skip
+            return OK if any(c.halt for c in cleared) else NOTHING
         if filters is None:
             print(render(await inspect(redis, settings, args.conversation), args.json))
             return OK
@@ -164,6 +197,13 @@ async def _tool(args: argparse.Namespace, settings: Settings) -> int:
         raise ToolError(f"Redis failed: {type(exc).__name__}: {exc}") from None
     finally:
         await redis.aclose()
+
+
+def _accounts(args: argparse.Namespace, settings: Settings) -> list[Account]:
+    try:
+        return accounts_tool.select(accounts_tool.accounts_of(settings), args.account)
+    except ValueError as exc:
+        raise ToolError(f"accounts {args.action}: {exc}") from None
 
 
 def _filters(args: argparse.Namespace) -> dl.Filters:

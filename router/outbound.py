@@ -21,6 +21,8 @@ mid-send is never sent again and ends `failed/provider_error`. See each module f
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 
@@ -72,6 +74,7 @@ class Outbox:
         self._redis = redis
         self._directory = directory
         self._forget_halts = forget_halts
+        self._claim_idle_s = outbound.claim_idle_seconds
         self._conversation_ttl_s = router.conversation_ttl_seconds
         self.ledger = Ledger(redis, host, outbound, router, observer)
         self.pacing = Pacing(host, policy, outbound, observer)
@@ -85,12 +88,29 @@ class Outbox:
     # --- lifecycle -------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Start (waiting for Redis), then read until `stop`."""
+        """Start (waiting for Redis), then read until `stop`; meanwhile keep the account
+        gauges as Redis has them (`_report_accounts`)."""
         while not await self.start():
             await self.consumer.pause(1.0)
             if self.consumer.stopping.is_set():
                 return
-        await self.consumer.run()
+        await asyncio.gather(self.consumer.run(), self._report_accounts_loop())
+
+    async def _report_accounts_loop(self) -> None:
+        interval = max(self._claim_idle_s / 4, 0.05)
+        while not self.consumer.stopping.is_set():
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.report_accounts()
+            await self.consumer.pause(interval)
+
+    async def report_accounts(self) -> None:
+        """Each configured account's halt and disconnect as Redis holds them, to the gauges
+        (every `outbound.claim_idle_seconds` / 4 while running): what another process (a
+        worker, another instance, `gateway accounts clear-halt`) changed shows here too, not
+        only what this process saw happen."""
+        for (channel, account_id), (halt, disc) in (await self._states()).items():
+            self.observer.halted(channel, account_id, halt)
+            self.observer.connected(channel, account_id, disc is None)
 
     async def start(self) -> bool:
         """Create the consumer group and forget credential halts (`forget_halts`): a restart
@@ -135,19 +155,30 @@ class Outbox:
     async def account_problems(self) -> dict[str, dict[str, str]]:
         """Numbers and bots that cannot send: `halted` (provider code) or `disconnected`
         (the account event), keyed `channel:account_id`, for readiness detail."""
+        problems: dict[str, dict[str, str]] = {}
+        for (channel, account_id), row in (await self._states()).items():
+            pairs = zip(("halted", "disconnected"), row, strict=True)
+            found = {name: v for name, v in pairs if v is not None}
+            if found:
+                problems[f"{channel}:{account_id}"] = found
+        return problems
+
+    async def _states(self) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+        """(channel, account id) → (halt, disc) of every configured account, in one round
+        trip."""
         accounts = list(self._directory.accounts.values())
         pipe = self._redis.pipeline(transaction=False)
         for a in accounts:
             key = keys.account_state(keys.inbox(a.assistant), a.channel, a.account_id)
             pipe.hmget(key, ["halt", "disc"])
         rows = await pipe.execute()
-        problems: dict[str, dict[str, str]] = {}
-        for a, row in zip(accounts, rows, strict=True):
-            pairs = zip(("halted", "disconnected"), row, strict=True)
-            found = {name: v.decode() for name, v in pairs if v}
-            if found:
-                problems[f"{a.channel}:{a.account_id}"] = found
-        return problems
+        return {
+            (a.channel, a.account_id): (
+                row[0].decode() if row[0] else None,
+                row[1].decode() if row[1] else None,
+            )
+            for a, row in zip(accounts, rows, strict=True)
+        }
 
     # --- one command -----------------------------------------------------------------
 
