@@ -15,15 +15,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
 
-from gateway import accounts_tool
+from gateway import accounts_tool, logs
 from gateway import deadletter_tool as dl
-from gateway.config import ConfigError, Settings, load, read_env_file, with_workers
+from gateway.config import (
+    ConfigError,
+    Settings,
+    load,
+    read_env_file,
+    with_log_format,
+    with_workers,
+)
 from gateway.embedded import EmbeddedRedisError
 from gateway.inspection import inspect, render
 from gateway.listen import ListenError, check_ports_free
@@ -140,6 +146,11 @@ def _parser() -> argparse.ArgumentParser:
             )
     _tools(sub)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="text lines, or one JSON object per line (overrides server.log_format)",
+    )
     return parser
 
 
@@ -150,18 +161,18 @@ def _settings(args: argparse.Namespace) -> Settings:
     settings = load(args.config, env)
     if getattr(args, "workers", None) is not None:
         settings = with_workers(settings, args.workers)
+    if args.log_format is not None:
+        settings = with_log_format(settings, args.log_format)
     return settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.configure(args.log_level.upper(), args.log_format or "text")
     try:
         settings = _settings(args)
+        logs.configure(args.log_level.upper(), settings.server.log_format)
+        logs.REDACT.add(logs.secret_values(settings))
         if args.command == "check-config":
             print(f"{args.config}: ok")
             return 0

@@ -23,7 +23,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -84,6 +84,8 @@ class ServerSettings(msgspec.Struct, **_STRUCT):
     workers: Annotated[int, msgspec.Meta(ge=1, le=MAX_WORKERS)] = 1
     """Worker processes sharing host:port through SO_REUSEPORT (gateway.supervisor); 1 runs
     the gateway in this one process. `gateway serve --workers N` overrides it."""
+    log_format: Literal["text", "json"] = "text"
+    """`json`: one JSON object per log line (gateway/logs.py). `--log-format` overrides it."""
     admin_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
     """When set, /metrics, /readyz and /healthz are also served on admin_host:admin_port,
     and /metrics leaves the public port (404 there); see gateway.admin."""
@@ -265,6 +267,14 @@ def with_workers(settings: Settings, workers: int) -> Settings:
     return changed
 
 
+def with_log_format(settings: Settings, log_format: str) -> Settings:
+    """`settings` with `server.log_format` replaced (the `--log-format` flag)."""
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"--log-format: must be text or json, got {log_format!r}")
+    server = msgspec.structs.replace(settings.server, log_format=log_format)
+    return msgspec.structs.replace(settings, server=server)
+
+
 def check(settings: Settings) -> None:
     """Cross-field rules that a type cannot say."""
     _check_channels(settings)
@@ -372,7 +382,7 @@ def _check_exposed_secrets(settings: Settings) -> None:
     host = settings.server.host
     if is_loopback(host):
         return
-    for key, value, checked_length in _secrets(settings):
+    for key, value, checked_length in secrets_of(settings):
         if value in DEMO_VALUES:
             raise ConfigError(
                 f"{key}: is a demo value from demo.env, and server.host {host} is not loopback; "
@@ -385,7 +395,7 @@ def _check_exposed_secrets(settings: Settings) -> None:
             )
 
 
-def _secrets(settings: Settings) -> list[Secret]:
+def secrets_of(settings: Settings) -> list[Secret]:
     """Every credential in the config, channel by channel."""
     return [
         secret

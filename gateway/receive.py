@@ -270,7 +270,13 @@ class Inbound:
     ) -> None:
         await self._router.deadletter(reason, channel, received_at, detail[:500], body)
         self._metrics.deadletters.labels(channel, reason).inc()
-        log.warning("dead-lettered a %s body (%s): %s", channel, reason, detail[:200])
+        log.warning(
+            "dead-lettered a %s body (%s): %s",
+            channel,
+            reason,
+            detail[:200],
+            extra={"channel": channel, "reason": reason},
+        )
 
     def published(
         self, channel: str, outcome: Tally, started: float, publish_started: float
@@ -282,7 +288,12 @@ class Inbound:
 
     def unavailable(self, channel: str, exc: RouterUnavailable) -> Answer:
         self._metrics.redis_errors.labels("publish").inc()
-        log.error("redis unavailable, answering 503 so %s retries: %s", channel, exc)
+        log.error(
+            "redis unavailable, answering 503 so %s retries: %s",
+            channel,
+            exc,
+            extra={"channel": channel},
+        )
         return self.counted(channel, *UNAVAILABLE)
 
     async def _unavailable(self, record: Record, exc: RouterUnavailable) -> Answer:
@@ -320,6 +331,7 @@ class Inbound:
             cause,
             record.channel,
             self._journal.size,
+            extra={"channel": record.channel},
         )
         return self.counted(record.channel, 200, self._ok[record.channel])
 
@@ -332,6 +344,7 @@ class Inbound:
             record.channel,
             exc,
             record.channel,
+            extra={"channel": record.channel},
         )
         return self.counted(record.channel, *UNAVAILABLE)
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway import logs
 from gateway.admin import start_admin
 from gateway.app import create_app
 from gateway.config import Settings
@@ -44,7 +45,6 @@ EXIT_LISTEN_FAILED = 3
 """A worker process's exit status when it could not open its listening socket."""
 LISTENING = b"listening"
 """What a worker sends the supervisor once its socket is open."""
-_WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s"
 
 
 def run_process(settings: Settings, redis_url: str) -> None:
@@ -60,6 +60,7 @@ def running_redis(settings: Settings) -> Iterator[str]:
         return
     data_dir = Path(settings.redis.embedded_dir)
     embedded = embedded_redis(settings.redis).start()
+    logs.REDACT.add(logs.redis_password(embedded.url))
     # `where`, not `url`: the URL holds the password.
     log.info("started embedded redis-server at %s (data in %s)", embedded.where, data_dir)
     try:
@@ -116,7 +117,8 @@ class WorkerSpec:
 def run_worker(spec: WorkerSpec, link: Connection) -> None:
     """A worker process's main. `link` is its end of a socket pair with the supervisor: the
     worker says LISTENING on it, and drains if it reads end-of-file (the supervisor died)."""
-    logging.basicConfig(level=spec.log_level, stream=sys.stderr, format=_WORKER_LOG_FORMAT)
+    logs.configure(spec.log_level, spec.settings.server.log_format, worker=True)
+    logs.REDACT.add([*logs.secret_values(spec.settings), *logs.redis_password(spec.redis_url)])
     worker = _Worker(Metrics(Path(spec.metrics_dir)), link, spec.restarted)
     try:
         _run(_serve(spec.settings, spec.redis_url, worker))

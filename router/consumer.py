@@ -326,7 +326,9 @@ class DeadLetters:
     ) -> None:
         """Write the entry to gw:deadletter (`logged`: the caller writes the log line)."""
         if not logged:
-            log.warning("outbox command dead-lettered (%s): %s", reason, detail)
+            log.warning(
+                "outbox command dead-lettered (%s): %s", reason, detail, extra={"reason": reason}
+            )
         command = raw.decode("utf-8", "replace") if raw is not None else None
         letter = DeadLetter(1, reason, None, int(time.time()), detail, None, command)
         await self._redis.xadd(

@@ -196,7 +196,12 @@ class Outbox:
             return
         if claimed.state == "orphan" or job.give_up:
             why = "cut off mid-send" if claimed.state == "orphan" else "too many deliveries"
-            log.warning("command %s ends unsent (%s)", usable.command_id, why)
+            log.warning(
+                "command %s ends unsent (%s)",
+                usable.command_id,
+                why,
+                extra={"command_id": usable.command_id, **usable.target.log_fields},
+            )
             result = UNSENT
         else:
             result = await self._execute(claimed.claim, usable.command, job.wait_until)
@@ -204,7 +209,11 @@ class Outbox:
 
     async def _execute(self, claim: Claim, command: Command | None, wait_until: float) -> Result:
         if command is None:
-            log.info("command %s is invalid: not a valid command", claim.command_id)
+            log.info(
+                "command %s is invalid: not a valid command",
+                claim.command_id,
+                extra={"command_id": claim.command_id, **claim.target.log_fields},
+            )
             return Result("rejected", "invalid_command")
         if not claim.target.account.enabled:
             return Result("rejected", "account_inactive")

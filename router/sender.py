@@ -93,7 +93,12 @@ class Sender:
                 decision = await self._pacing.admit(claim, command, wait_until)
                 if isinstance(decision, Result):
                     return decision
-            log.info("command %s is invalid: %s", claim.command_id, exc)
+            log.info(
+                "command %s is invalid: %s",
+                claim.command_id,
+                exc,
+                extra={"command_id": claim.command_id, **claim.target.log_fields},
+            )
             return Result("rejected", "invalid_command")
 
     def _valid_with_last_inbound(self, claim: Claim, command: Command) -> bool:
@@ -191,6 +196,7 @@ class Sender:
             account_id,
             code,
             result.detail,
+            extra=target.log_fields,
         )
 
     async def _hold_recipient(self, target: Target, result: SendResult, attempt: int) -> None:

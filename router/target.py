@@ -43,6 +43,13 @@ class Target:
     def channel(self) -> str:
         return self.account.channel
 
+    @property
+    def log_fields(self) -> dict[str, str]:
+        """What a log line about this command names (`extra=`; JSON logs carry them): the
+        configured account, never the contact."""
+        a = self.account
+        return {"channel": a.channel, "account": a.account_id, "assistant": a.assistant}
+
     def key(self, name: KeyName) -> str:
         a = self.account
         match name:
