@@ -8,23 +8,29 @@ reaches channels only through it. `schema` holds what crosses between adapters a
 from adapters import meta_messaging, telegram, twilio, whatsapp
 from adapters.channel import (
     CHANNELS,
+    Action,
     Answer,
     Channel,
     ChannelSettings,
     HttpRequest,
     Pace,
+    ProviderCall,
     Receiver,
+    Subscription,
     Webhook,
 )
 
 __all__ = [
     "CHANNELS",
+    "Action",
     "Answer",
     "Channel",
     "ChannelSettings",
     "HttpRequest",
     "Pace",
+    "ProviderCall",
     "Receiver",
+    "Subscription",
     "Webhook",
     "meta_messaging",
     "telegram",

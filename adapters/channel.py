@@ -24,6 +24,11 @@
                             (`refuse` from the head, `verify` on the raw body, `handshake`)
       .foreign              for a body that failed `verify`: the channel it belongs to, if
                             its provider posts other channels' bodies to this path (Meta)
+      .subscription_call    the operator's `gateway webhooks`: the provider call that sets,
+      .subscription         shows or deletes an account's webhook subscription (or None),
+                            and what its answer says (Subscription); never raises
+      .handshake_query      the query of the provider's GET verification handshake, for
+                            `gateway webhooks verify` (or None)
     ChannelSettings         what its config section gives the gateway: checks, secrets,
                             accounts, account groups, api_base
     CHANNELS                name -> Channel; each package registers itself (`register`) when
@@ -38,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from adapters.account import Account, Secret
 from adapters.schema import Command, Parsed, SendResult
@@ -52,6 +57,49 @@ class HttpRequest(NamedTuple):
     headers: Mapping[str, str]
     body: dict[str, Any]
     form: bool = False
+
+
+Action = Literal["set", "show", "delete"]
+"""What `gateway webhooks` does to an account's webhook subscription."""
+
+
+class ProviderCall(NamedTuple):
+    """A provider call of the operator's tools: `method url?params` with these headers, and a
+    JSON body when one is given. The URL may hold a token (Telegram's): never log it."""
+
+    method: Literal["GET", "POST", "DELETE"]
+    url: str
+    headers: Mapping[str, str]
+    params: Mapping[str, str] = MappingProxyType({})
+    body: dict[str, Any] | None = None
+
+
+class Subscription(NamedTuple):
+    """What the provider said of one account's webhook subscription (`Channel.subscription`)."""
+
+    ok: bool
+    """The call did what was asked: set, deleted, or (`show`) read."""
+    detail: str
+    """One line for the operator: what was done, or the provider's error (its description,
+    never a token)."""
+    subscribed: bool | None = None
+    """`show`: the provider delivers this account's updates to this gateway (Telegram: the
+    webhook URL is the gateway's; Meta: the app is subscribed to the WABA, Page or account);
+    None when not known (the call failed, or `set`/`delete`)."""
+    url: str | None = None
+    """Where the provider delivers, when it says per account (Telegram); None for Meta, whose
+    callback URL is the app's, not the account's."""
+    fields: tuple[str, ...] = ()
+    """The update kinds or fields subscribed (Telegram `allowed_updates`, Meta
+    `subscribed_fields`), as the provider reports them."""
+    pending: int | None = None
+    """Updates waiting to be delivered (Telegram `pending_update_count`)."""
+    last_error: str | None = None
+    """The provider's last delivery error (Telegram `last_error_message`)."""
+    last_error_at: int | None = None
+    """When it happened, unix seconds (Telegram `last_error_date`)."""
+    max_connections: int | None = None
+    """Telegram `max_connections`."""
 
 
 class Pace(NamedTuple):
@@ -243,12 +291,37 @@ class Channel(Protocol):
         numbers alone; the provider's own blocks are learnt from its answers)."""
         ...
 
+    def subscription_call(
+        self, settings: Any, account: Account, action: Action, public_url: str, drop_pending: bool
+    ) -> ProviderCall | None:
+        """The provider call that sets, shows or deletes `account`'s webhook subscription
+        (`settings`: this channel's config section; `public_url`: the gateway's public base
+        URL, `server.public_url`, to which the channel's `webhook.path` is appended;
+        `drop_pending`: `set` drops the updates waiting, where the provider keeps them). None:
+        the provider has no such API for this channel (the README says where to set it).
+        ValueError, naming the config key, when the config lacks what the call needs."""
+        ...
+
+    def subscription(
+        self, settings: Any, account: Account, action: Action, public_url: str, status: int,
+        body: bytes,
+    ) -> Subscription:  # fmt: skip
+        """The provider's answer (status, raw body) to `subscription_call`; never raises."""
+        ...
+
+    def handshake_query(self, settings: Any, challenge: str) -> dict[str, str] | None:
+        """The query of the provider's GET verification handshake to this channel's webhook
+        path, asking it to echo `challenge` (`gateway webhooks verify` sends it through the
+        public URL); None: the channel has no handshake."""
+        ...
+
 
 class ChannelDefaults:
     """The answer most channels give to the members only some need: a base class a channel
     may take, and override what it does differently. No other channel's bodies on its path
     (`foreign`), no provider call for handoff/handback (`control`), no echoes of its own sends
-    (`echo_identity`), nothing outside the 24-hour window but templates (`human_window`)."""
+    (`echo_identity`), nothing outside the 24-hour window but templates (`human_window`), no
+    webhook subscription API (`subscription_call`) and no GET handshake (`handshake_query`)."""
 
     def foreign(self, body: bytes) -> str | None:
         return None
@@ -263,6 +336,20 @@ class ChannelDefaults:
 
     def human_window(self, command: Command) -> int:
         return 0
+
+    def subscription_call(
+        self, settings: Any, account: Account, action: Action, public_url: str, drop_pending: bool
+    ) -> ProviderCall | None:
+        return None
+
+    def subscription(
+        self, settings: Any, account: Account, action: Action, public_url: str, status: int,
+        body: bytes,
+    ) -> Subscription:  # fmt: skip
+        return Subscription(False, "the provider has no webhook subscription API")
+
+    def handshake_query(self, settings: Any, challenge: str) -> dict[str, str] | None:
+        return None
 
 
 _REGISTRY: dict[str, Channel] = {}

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from adapters import CHANNELS, Channel, HttpRequest, Pace, channel
 from adapters.account import Account, Secret
-from adapters.channel import Answer, Webhook
+from adapters.channel import Answer, ChannelDefaults, Webhook
 from adapters.schema import Command, MessageEvent, Parsed, ParseError, Routed, SendResult
 from gateway.app import api_bases, create_app, directory_from
 from gateway.config import Settings, channel_sections
@@ -81,8 +81,9 @@ class FakeReceiver:
         return 200, query.get("echo", "")
 
 
-class Fake:
-    """A channel in a few lines: `{"id", "from", "text"}` bodies at /webhooks/fake/{key}."""
+class Fake(ChannelDefaults):
+    """A channel in a few lines: `{"id", "from", "text"}` bodies at /webhooks/fake/{key}
+    (`ChannelDefaults`: no webhook subscription API, no handoff call, no echoes)."""
 
     name = "fake"
     channel = "fake"

@@ -371,6 +371,25 @@ def test_a_bad_messenger_or_instagram_section_names_its_key(
     assert key in error_of(text)
 
 
+def test_each_meta_section_may_name_its_app_for_the_subscription_check() -> None:
+    """`app_id` lets `gateway webhooks show` look for this gateway's app among those
+    subscribed to a WABA, Page or account; it is optional and a numeric id."""
+    assert loads(BASE, ENV).whatsapp.app_id is None  # type: ignore[union-attr]
+    verify = "verify_token: a-verify-token-of-32-characters"
+    named = BASE.replace(verify, f'{verify}\n  app_id: "1234567890123456"')
+    assert loads(named, ENV).whatsapp.app_id == "1234567890123456"  # type: ignore[union-attr]
+    meta = loads(META.replace(verify, f'{verify}\n  app_id: "5256512345678901"'), ENV)
+    assert meta.messenger.app_id == meta.instagram.app_id == "5256512345678901"  # type: ignore[union-attr]
+    assert "whatsapp.app_id: must be the numeric id" in error_of(
+        BASE.replace(verify, f"{verify}\n  app_id: my-app")
+    )
+    for section in ("messenger", "instagram"):
+        text = META.replace(
+            f"{section}:\n  app_secret", f"{section}:\n  app_id: '12a'\n  app_secret"
+        )
+        assert f"{section}.app_id: must be the numeric id" in error_of(text)
+
+
 def test_a_page_listed_twice_is_refused() -> None:
     page = '    - {page_id: "104729384756102", access_token: EAAPtoken, assistant: support}\n'
     text = META.replace(page, page + page)

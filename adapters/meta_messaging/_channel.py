@@ -10,11 +10,13 @@ from typing import Any, Final
 
 from adapters import meta
 from adapters.account import Account, interval_us
-from adapters.channel import HttpRequest, Pace, Webhook
+from adapters.channel import Action, HttpRequest, Pace, ProviderCall, Subscription, Webhook
 from adapters.meta import SIGNATURE_HEADER, MetaReceiver
+from adapters.meta_messaging import _webhooks
 from adapters.meta_messaging._inbound import parse
 from adapters.meta_messaging._outbound import build_request, classify
 from adapters.schema import Command, Parsed, SendResult
+from adapters.whatsapp._webhooks import handshake
 
 HUMAN_AGENT: Final = "HUMAN_AGENT"
 HUMAN_AGENT_SECONDS: Final = 7 * 24 * 3600
@@ -128,3 +130,24 @@ class MetaMessaging:
     def crosses_border(self, account: Account, address: str) -> bool | None:
         """No cross-country rule on these channels."""
         return None
+
+    def subscription_call(
+        self, settings: _webhooks.Settings, account: Account, action: Action, public_url: str,
+        drop_pending: bool,
+    ) -> ProviderCall | None:  # fmt: skip
+        """The Page's or account's `subscribed_apps` edge, `set` with the fields the parser
+        reads (`_webhooks.SUBSCRIBED_FIELDS`); Meta keeps no pending updates to drop."""
+        return _webhooks.subscription_call(self.name, settings, account, action)
+
+    def subscription(
+        self, settings: _webhooks.Settings, account: Account, action: Action, public_url: str,
+        status: int, body: bytes,
+    ) -> Subscription:  # fmt: skip
+        """Graph's answer: done, or (`show`) whether this app is subscribed to every field."""
+        return _webhooks.subscription(self.name, settings, account, action, status, body)
+
+    def handshake_query(
+        self, settings: _webhooks.Settings, challenge: str
+    ) -> dict[str, str] | None:
+        """Meta's `hub.*` verification query with the section's verify token."""
+        return None if settings is None else handshake(settings.verify_token, challenge)

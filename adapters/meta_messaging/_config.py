@@ -65,6 +65,8 @@ def _check(section: str, key: str, settings: MessengerSettings | InstagramSettin
         raise ValueError(f"{section}.app_secret: required (signatures are never switched off)")
     if not settings.verify_token:
         raise ValueError(f"{section}.verify_token: required")
+    if settings.app_id is not None and not _DIGITS.fullmatch(settings.app_id):
+        raise ValueError(f"{section}.app_id: must be the numeric id of the app")
     seen: set[str] = set()
     for i, entry in enumerate(entries):
         where, entry_id = f"{section}.{key}[{i}]", _entry_id(entry)
@@ -104,6 +106,9 @@ class MessengerSettings(msgspec.Struct, **SECTION_STRUCT):
     app_secret: str
     verify_token: str
     api_base: str = "https://graph.facebook.com/v21.0"
+    app_id: str | None = None
+    """The Meta app's id: `gateway webhooks show` then checks that this app, not just any, is
+    subscribed to each Page."""
     pages: list[MessengerPage] = msgspec.field(default_factory=list)
 
     def check(self) -> None:
@@ -125,6 +130,11 @@ class InstagramSettings(msgspec.Struct, **SECTION_STRUCT):
     app_secret: str
     verify_token: str
     api_base: str = "https://graph.instagram.com/v21.0"
+    app_id: str | None = None
+    """The app's id as Instagram's `subscribed_apps` lists it: `gateway webhooks show` then
+    checks that this app, not just any, is subscribed to each account. (An Instagram Login
+    app has an Instagram app ID beside its Meta app ID; which one the edge lists is not
+    documented: compare with `gateway webhooks show`.)"""
     accounts_: list[InstagramAccount] = msgspec.field(default_factory=list, name="accounts")
 
     def check(self) -> None:

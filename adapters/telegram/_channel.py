@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from typing import Final
 
 from adapters.account import Account, interval_us
-from adapters.channel import ChannelDefaults, HttpRequest, Pace
+from adapters.channel import Action, ChannelDefaults, HttpRequest, Pace, ProviderCall, Subscription
 from adapters.schema import Command, Parsed, SendResult
 from adapters.telegram._config import TelegramSettings
 from adapters.telegram._inbound import parse_update
 from adapters.telegram._outbound import build_request, classify
 from adapters.telegram._receive import WEBHOOK, TelegramReceiver
+from adapters.telegram._webhooks import subscription, subscription_call
 
 PRIVATE_CHAT_MPS: Final = 1.0
 GROUP_MPS: Final = 20.0 / 60.0
@@ -76,4 +77,32 @@ class Telegram(ChannelDefaults):
 
     def crosses_border(self, account: Account, address: str) -> bool | None:
         """No cross-country rule."""
+        return None
+
+    def subscription_call(
+        self,
+        settings: TelegramSettings,
+        account: Account,
+        action: Action,
+        public_url: str,
+        drop_pending: bool,
+    ) -> ProviderCall | None:
+        """setWebhook (this bot's keyed path, its secret token, the kinds the parser maps),
+        getWebhookInfo or deleteWebhook, with the token in the URL path."""
+        return subscription_call(settings, account, action, public_url, drop_pending)
+
+    def subscription(
+        self,
+        settings: TelegramSettings,
+        account: Account,
+        action: Action,
+        public_url: str,
+        status: int,
+        body: bytes,
+    ) -> Subscription:
+        """The Bot API's answer, the webhook's state for `show`; never raises."""
+        return subscription(account, action, public_url, status, body)
+
+    def handshake_query(self, settings: TelegramSettings, challenge: str) -> dict[str, str] | None:
+        """None: Telegram has no GET handshake; the secret token proves each update."""
         return None

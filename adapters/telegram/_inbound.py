@@ -535,3 +535,8 @@ _HANDLERS: dict[str, Callable[[msgspec.Raw, _Ctx], _Out]] = {
     "my_chat_member": _on_member,
     "chat_member": _on_member,
 }
+
+HANDLED_UPDATES: tuple[str, ...] = tuple(_HANDLERS)
+"""The update kinds the parser maps to events, in `_HANDLERS` order: the `allowed_updates` the
+gateway asks Telegram for (`setWebhook`). Any other kind would only become an `unsupported`
+event; `chat_member` and `message_reaction` are not sent at all unless asked for."""

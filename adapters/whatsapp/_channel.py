@@ -8,9 +8,10 @@ from typing import Final
 
 from adapters import countries, meta
 from adapters.account import Account, interval_us
-from adapters.channel import ChannelDefaults, HttpRequest, Pace
+from adapters.channel import Action, ChannelDefaults, HttpRequest, Pace, ProviderCall, Subscription
 from adapters.meta import MetaReceiver
 from adapters.schema import Command, Parsed, SendResult
+from adapters.whatsapp import _webhooks
 from adapters.whatsapp._config import WhatsAppSettings
 from adapters.whatsapp._inbound import parse
 from adapters.whatsapp._outbound import build_request, classify
@@ -87,3 +88,24 @@ class WhatsApp(ChannelDefaults):
     def crosses_border(self, account: Account, address: str) -> bool | None:
         """Brazil and Indonesia: business-initiated messages stay in the country."""
         return countries.crosses_restricted_border(account.country, countries.of_contact(address))
+
+    def subscription_call(
+        self, settings: WhatsAppSettings | None, account: Account, action: Action,
+        public_url: str, drop_pending: bool,
+    ) -> ProviderCall | None:  # fmt: skip
+        """The number's WABA on its `subscribed_apps` edge (None: the number has no `waba_id`
+        in the config); Meta keeps no pending updates to drop."""
+        return _webhooks.subscription_call(settings, account, action)
+
+    def subscription(
+        self, settings: WhatsAppSettings | None, account: Account, action: Action,
+        public_url: str, status: int, body: bytes,
+    ) -> Subscription:  # fmt: skip
+        """Graph's answer: done, or (`show`) whether this app is subscribed to the WABA."""
+        return _webhooks.subscription(settings, account, action, public_url, status, body)
+
+    def handshake_query(
+        self, settings: WhatsAppSettings | None, challenge: str
+    ) -> dict[str, str] | None:
+        """Meta's `hub.*` verification query with the section's verify token."""
+        return None if settings is None else _webhooks.handshake(settings.verify_token, challenge)

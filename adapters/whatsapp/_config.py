@@ -55,6 +55,9 @@ class WhatsAppSettings(msgspec.Struct, **SECTION_STRUCT):
     app_secret: str
     verify_token: str
     api_base: str = "https://graph.facebook.com/v21.0"
+    app_id: str | None = None
+    """The Meta app's id: `gateway webhooks show` then checks that this app, not just any, is
+    subscribed to each number's WABA."""
     numbers: list[WhatsAppNumber] = msgspec.field(default_factory=list)
 
     def check(self) -> None:
@@ -63,6 +66,8 @@ class WhatsAppSettings(msgspec.Struct, **SECTION_STRUCT):
             raise ValueError("whatsapp.app_secret: required (signatures are never switched off)")
         if not self.verify_token:
             raise ValueError("whatsapp.verify_token: required")
+        if self.app_id is not None and not _DIGITS.fullmatch(self.app_id):
+            raise ValueError("whatsapp.app_id: must be the numeric id of the Meta app")
         seen: set[str] = set()
         for i, number in enumerate(self.numbers):
             where = f"whatsapp.numbers[{i}]"

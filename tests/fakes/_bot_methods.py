@@ -14,12 +14,38 @@ Simplified: lengths are counted in code points, not after entity parsing in UTF-
 `parse_mode`, `reply_markup` and `reply_parameters` are accepted unchecked; file IDs in results
 are made up; the wording of the location/venue/reaction/callback checks is the Bot API server's
 general style, not copied from real answers.
+
+Webhooks (`WebhookState`, `set_webhook`), confirmed in tdlib/telegram-bot-api at 01a3679c (May 2026)
+(telegram-bot-api/Client.cpp `process_set_webhook_query`, `do_set_webhook`, `JsonWebhookInfo`,
+`get_allowed_update_types`; WebhookActor.cpp; Client.h `UpdateType`,
+`DEFAULT_ALLOWED_UPDATE_TYPES`): setWebhook and deleteWebhook answer `{"ok": true, "result":
+true, "description": ...}` with "Webhook was set", "Webhook is already set", "Webhook was
+deleted" or "Webhook is already deleted"; the refusals are 400 "Bad Request: invalid webhook
+URL specified", "Bad Request: secret token is too long" (over 256), "Bad Request: secret token
+contains unallowed characters" (outside A-Z a-z 0-9 _ -; an empty token means none), "Bad
+Request: bad webhook: An HTTPS URL must be provided for webhook", "Bad Request: bad webhook:
+Webhook can be set up only on ports 80, 88, 443 or 8443". Like the real server, a setWebhook
+that changes anything first closes the webhook in place, so a refused one leaves none, and
+`drop_pending_updates` empties the queue even then; `allowed_updates` keeps the known kinds
+(lower-cased), an empty or all-unknown list is the default, a value that is not a list of
+strings changes nothing, and an absent one keeps the previous setting (deleteWebhook too).
+getWebhookInfo: `url` ("" when none), `has_custom_certificate`, `pending_update_count`, then
+`last_error_date` and `last_error_message` only after a failed delivery, `max_connections`
+only while a webhook is set (default 40, clamped to 1-100), `ip_address` only while a URL is
+set, `allowed_updates` (in Telegram's order) only when not the default.
+
+Simplified: the fake never connects to the webhook, so "bad webhook: Failed to resolve host"
+and TLS failures never happen; `ip_address` is a documentation address; no certificate
+upload; the URL check is Python's, not td's.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -36,8 +62,9 @@ SENDING_METHODS = (
     "sendVenue",
 )
 TRUE_METHODS = ("sendChatAction", "answerCallbackQuery", "setMessageReaction")
-METHODS = {name.lower(): name for name in SENDING_METHODS + TRUE_METHODS}
-CHATLESS = frozenset({"answerCallbackQuery"})
+WEBHOOK_METHODS = ("setWebhook", "getWebhookInfo", "deleteWebhook")
+METHODS = {name.lower(): name for name in SENDING_METHODS + TRUE_METHODS + WEBHOOK_METHODS}
+CHATLESS = frozenset({"answerCallbackQuery", *WEBHOOK_METHODS})
 BUSINESS_METHODS = frozenset({*SENDING_METHODS, "sendChatAction"})
 """The methods that take `business_connection_id` (send on behalf of a business account)."""
 MEDIA_FIELDS = {
@@ -74,6 +101,11 @@ WRONG_ACTION = "Bad Request: wrong parameter action in request"
 QUERY_INVALID = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 REACT_NOT_FOUND = "Bad Request: message to react not found"
 REACTION_INVALID = "Bad Request: REACTION_INVALID"
+WEBHOOK_URL_INVALID = "Bad Request: invalid webhook URL specified"
+SECRET_TOO_LONG = "Bad Request: secret token is too long"
+SECRET_UNALLOWED = "Bad Request: secret token contains unallowed characters"
+HTTPS_REQUIRED = "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
+WEBHOOK_PORT = "Bad Request: bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443"
 
 
 def parse_chat_id(raw: Any) -> ChatId | None:
@@ -226,3 +258,160 @@ def _media(field: str, file_id: str) -> Any:
             for w, h, size in sizes
         ]
     return {"file_id": file_id, "file_unique_id": unique, "file_size": 48213}
+
+
+# -- webhooks --------------------------------------------------------------------------------
+
+UPDATE_TYPES = (
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+    "inline_query",
+    "chosen_inline_result",
+    "callback_query",
+    "shipping_query",
+    "pre_checkout_query",
+    "poll",
+    "poll_answer",
+    "my_chat_member",
+    "chat_member",
+    "chat_join_request",
+    "chat_boost",
+    "removed_chat_boost",
+    "message_reaction",
+    "message_reaction_count",
+    "business_connection",
+    "business_message",
+    "edited_business_message",
+    "deleted_business_messages",
+    "purchased_paid_media",
+    "managed_bot",
+    "guest_message",
+)
+"""Every update kind the Bot API server knows, in its order (the order getWebhookInfo lists
+`allowed_updates` in)."""
+OFF_BY_DEFAULT = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
+DEFAULT_UPDATES = frozenset(UPDATE_TYPES) - OFF_BY_DEFAULT
+WEBHOOK_PORTS = frozenset({80, 88, 443, 8443})
+DEFAULT_MAX_CONNECTIONS = 40
+SECRET_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+@dataclass
+class WebhookState:
+    """One bot's webhook as the Bot API keeps it. Tests set `pending_update_count`, and
+    `last_error_date` with `last_error_message` for a delivery Telegram failed."""
+
+    url: str = ""
+    secret_token: str = ""
+    max_connections: int = 0
+    allowed_updates: frozenset[str] = DEFAULT_UPDATES
+    pending_update_count: int = 0
+    last_error_date: int = 0
+    last_error_message: str = ""
+    ip_address: str = "192.0.2.10"
+
+    def settings(self) -> tuple[str, str, int]:
+        """What a setWebhook must repeat to be "already set" (with no drop_pending_updates)."""
+        return self.url, self.secret_token, self.max_connections
+
+    def close(self) -> None:
+        """What closing the webhook forgets (allowed_updates and the queue stay)."""
+        self.url, self.secret_token, self.max_connections = "", "", 0
+        self.last_error_date, self.last_error_message = 0, ""
+
+    def info(self) -> dict[str, Any]:
+        """The WebhookInfo getWebhookInfo returns."""
+        info: dict[str, Any] = {
+            "url": self.url,
+            "has_custom_certificate": False,
+            "pending_update_count": self.pending_update_count,
+        }
+        if self.last_error_date > 0:
+            info["last_error_date"] = self.last_error_date
+            info["last_error_message"] = self.last_error_message
+        if self.max_connections > 0:
+            info["max_connections"] = self.max_connections
+        if self.url:
+            info["ip_address"] = self.ip_address
+        if self.allowed_updates != DEFAULT_UPDATES:
+            info["allowed_updates"] = [t for t in UPDATE_TYPES if t in self.allowed_updates]
+        return info
+
+
+def set_webhook(hook: WebhookState, method: str, params: dict[str, Any]) -> tuple[int, str]:
+    """setWebhook or deleteWebhook (a setWebhook without url): (HTTP status, description)."""
+    url = str(params.get("url") or "") if method == "setWebhook" else ""
+    secret = str(params.get("secret_token") or "") if url else ""
+    connections = _max_connections(params.get("max_connections")) if url else 0
+    drop = str(params.get("drop_pending_updates", "")).strip().lower() in ("true", "yes", "1")
+    if (url, secret, connections) == hook.settings() and not drop:
+        _allow(hook, params.get("allowed_updates"))
+        return 200, "Webhook is already set" if url else "Webhook is already deleted"
+    was_set = bool(hook.url)
+    hook.close()
+    if drop:
+        hook.pending_update_count = 0
+    if not url:
+        return 200, "Webhook was deleted" if was_set else "Webhook is already deleted"
+    problem = _url_problem(url) or _secret_problem(secret)
+    if problem:
+        return 400, problem
+    _allow(hook, params.get("allowed_updates"))
+    problem = _reach_problem(url)
+    if problem:
+        return 400, problem
+    hook.url, hook.secret_token, hook.max_connections = url, secret, connections
+    return 200, "Webhook was set"
+
+
+def _max_connections(raw: Any) -> int:
+    """td's `get_integer_arg`: absent is the default, unreadable is 0, then clamped to 1-100."""
+    text = "" if raw is None else str(raw).strip()
+    if not text:
+        return DEFAULT_MAX_CONNECTIONS
+    value = int(text) if text.lstrip("-").isdigit() else 0
+    return min(max(value, 1), 100)
+
+
+def _split_url(url: str) -> urllib.parse.SplitResult:
+    """The URL, https when it names no scheme (td's `parse_url` default)."""
+    return urllib.parse.urlsplit(url if "://" in url else f"https://{url}")
+
+
+def _url_problem(url: str) -> str | None:
+    try:
+        parts = _split_url(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return WEBHOOK_URL_INVALID
+    ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    return None if ok else WEBHOOK_URL_INVALID
+
+
+def _secret_problem(secret: str) -> str | None:
+    if len(secret) > 256:
+        return SECRET_TOO_LONG
+    return None if set(secret) <= SECRET_CHARACTERS else SECRET_UNALLOWED
+
+
+def _reach_problem(url: str) -> str | None:
+    """What the webhook's first connection attempt refuses, answered as a bad webhook."""
+    parts = _split_url(url)
+    if parts.scheme.lower() != "https":
+        return HTTPS_REQUIRED
+    return None if (parts.port or 443) in WEBHOOK_PORTS else WEBHOOK_PORT
+
+
+def _allow(hook: WebhookState, raw: Any) -> None:
+    """`allowed_updates` as the server reads it: a JSON array of names (a string in a form)."""
+    if isinstance(raw, str) and raw:
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return
+    if not isinstance(raw, list) or not all(isinstance(kind, str) for kind in raw):
+        return
+    known = frozenset(kind.lower() for kind in raw) & frozenset(UPDATE_TYPES)
+    hook.allowed_updates = known or DEFAULT_UPDATES

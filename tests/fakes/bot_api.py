@@ -4,12 +4,14 @@
         settings.telegram.api_base = fake.base_url   # http://127.0.0.1:PORT
         fake.block(4242)                             # 403 "Forbidden: bot was blocked by the user"
         fake.fail(429, times=1, retry_after=3)       # the next call gets 429, retry_after 3
+        fake.webhook(token).pending_update_count = 3 # what getWebhookInfo reports
         ...
 
 Route: `/bot<token>/<method>` (POST or GET), parameters as JSON, form (urlencoded or
 multipart) or query string, like the real API. Methods: sendMessage, sendPhoto, sendDocument,
 sendAudio, sendVoice, sendVideo, sendLocation, sendVenue, sendChatAction, answerCallbackQuery,
-setMessageReaction (see `_bot_methods`). Every request is recorded in `fake.requests`.
+setMessageReaction, and setWebhook, getWebhookInfo, deleteWebhook on each bot's webhook state
+(`webhook(token)`; see `_bot_methods`). Every request is recorded in `fake.requests`.
 
 What it answers, in order:
 1. raw scripted answers (`fail_status`), before anything else (a 502 page from a proxy);
@@ -24,7 +26,11 @@ What it answers, in order:
 5. scripted failures (`fail`), then the flood limits if `enforce_limits()` was called: 429
    "Too Many Requests: retry after N" with `parameters.retry_after` = N, the seconds until the
    call would fit;
-6. success: `{"ok": true, "result": <Message>}`, or `{"ok": true, "result": true}`.
+6. success: `{"ok": true, "result": <Message>}`, or `{"ok": true, "result": true}`; the webhook
+   methods: `{"ok": true, "result": true, "description": "Webhook was set"}` (or their other
+   descriptions, or their 400 refusals), `{"ok": true, "result": <WebhookInfo>}`; with
+   `enforce_limits()`, a second setWebhook with a URL within 1 s of the last is 429 "Too Many
+   Requests: retry after 1", as Client.cpp `process_set_webhook_query` answers.
 
 Business connections (`connect_business`): a call carrying a connected
 `business_connection_id` goes to the customer's chat with the business account, so the
@@ -41,7 +47,8 @@ Simplified: every chat exists and has started the bot unless scripted otherwise;
 (when enforced) are strict sliding windows, where Telegram lets short bursts through: a private
 chat more than 1 message in any 1 s, a group (negative id) more than 20 in any 60 s, the bot
 more than 30 in any 1 s. Only the eight send* methods other than sendChatAction count, and
-only accepted ones. The JSON-parse description is approximate.
+only accepted ones. The JSON-parse description is approximate. The fake never connects to a
+webhook URL, so it never delivers updates nor fails to (set `last_error_*` on the state).
 """
 
 from __future__ import annotations
@@ -144,6 +151,8 @@ class FakeBotAPI(FakeServer[BotRequest]):
         )
         self._file_ids = itertools.count(1)
         self._business: set[str] = set()
+        self._webhooks: dict[str, methods.WebhookState] = {}
+        self._webhook_set_at: dict[str, float] = {}
 
     @property
     def base_url(self) -> str:
@@ -178,6 +187,13 @@ class FakeBotAPI(FakeServer[BotRequest]):
         """The user (re)started the bot."""
         self._chat_states.pop(_chat_key(chat_id), None)
 
+    def webhook(self, token: str) -> methods.WebhookState:
+        """The bot's webhook as the fake keeps it: tests read it, and set
+        `pending_update_count`, `last_error_date` and `last_error_message` on it."""
+        if token not in self.tokens:
+            raise KeyError("not a token of this fake")
+        return self._webhooks.setdefault(token, methods.WebhookState())
+
     def fail(
         self,
         error_code: int,
@@ -211,15 +227,18 @@ class FakeBotAPI(FakeServer[BotRequest]):
         """Answer 429 (with a computed retry_after) to sends over Telegram's flood limits."""
         self._limits = _Limits(per_chat_per_s, group_per_min, bot_per_s)
         self._windows.clear()
+        self._webhook_set_at.clear()
 
     def reset(self) -> None:
-        """Also forget scripted failures, chat states and limit enforcement."""
+        """Also forget scripted failures, chat states, webhooks and limit enforcement."""
         super().reset()
         self._failures.clear()
         self._chat_states.clear()
         self._business.clear()
         self._limits = None
         self._windows.clear()
+        self._webhooks.clear()
+        self._webhook_set_at.clear()
 
     # -- inspection --------------------------------------------------------------------------
 
@@ -305,6 +324,8 @@ class FakeBotAPI(FakeServer[BotRequest]):
         return None
 
     def _deliver(self, call: _Call, now: float) -> Answer:
+        if call.method in methods.WEBHOOK_METHODS:
+            return self._webhook_call(call, now)
         if call.method not in methods.SENDING_METHODS:
             return Answer.json(200, {"ok": True, "result": True})
         windows = self._windows_for(call)
@@ -316,6 +337,26 @@ class FakeBotAPI(FakeServer[BotRequest]):
         for window in windows:
             window.add(now)
         return Answer.json(200, {"ok": True, "result": self._message(call)})
+
+    def _webhook_call(self, call: _Call, now: float) -> Answer:
+        hook = self.webhook(call.token)
+        if call.method == "getWebhookInfo":
+            return Answer.json(200, {"ok": True, "result": hook.info()})
+        if self._setting_too_soon(call, now):
+            return _error(429, "Too Many Requests: retry after 1", {"retry_after": 1})
+        status, description = methods.set_webhook(hook, call.method, call.params)
+        if status != 200:
+            return _error(status, description)
+        return Answer.json(200, {"ok": True, "result": True, "description": description})
+
+    def _setting_too_soon(self, call: _Call, now: float) -> bool:
+        """The server takes one setWebhook with a URL per second per bot (when enforced)."""
+        if self._limits is None or call.method != "setWebhook" or not call.params.get("url"):
+            return False
+        if now < self._webhook_set_at.get(call.token, -math.inf) + 1.0:
+            return True
+        self._webhook_set_at[call.token] = now
+        return False
 
     def _windows_for(self, call: _Call) -> list[SlidingWindow]:
         limits = self._limits

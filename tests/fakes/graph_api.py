@@ -9,6 +9,17 @@
 Route: `POST /v21.0/{phone_number_id}/messages`. Every request is recorded in `fake.requests`
 (arrival time, phone number ID, token, decoded body, status answered, decoded answer).
 
+Webhook subscriptions (`gateway webhooks`): `GET`, `POST` and `DELETE
+/v21.0/{waba_id}/subscribed_apps` for the WABAs in `wabas` (WABA id → its phone number ids),
+with the token of any of its numbers. POST subscribes the fake's own app (`app_id`,
+`app_name`) and DELETE unsubscribes it, both answered `{"success": true}`; GET lists the apps
+subscribed, `{"data": [{"whatsapp_business_api_data": {"id", "link", "name"}}]}`, the shapes
+of Meta's "Manage webhooks" page for solution providers (developers.facebook.com/
+documentation/business-messaging/whatsapp/solution-providers/manage-webhooks). A wrong token
+is 190 as on sends; a WABA the token's number is not in (or an unknown one) 100/33 naming the
+request's method ("Unsupported get request. …"). `unsubscribe` drops the app as Meta does
+after about an hour of failed deliveries; `subscribe` adds any app without a call.
+
 What it checks, in the order Graph does:
 1. raw scripted answers (`fail_status`), before anything else: a proxy's 502 page;
 2. the token (`Authorization: Bearer`, or `?access_token=`): unknown or missing → 401, code
@@ -35,7 +46,9 @@ Simplified:
 - no pair-rate (131056), 24-hour-window (131047) or messaging-limit logic of its own: script
   those with `fail()`. Throughput is enforced only when asked, per number, on accepted sends;
 - scripted failures and throughput apply to message sends, never to mark-as-read;
-- any path other than the messages route answers 400, code 2500 "Unknown path components".
+- `subscribed_apps`: no `override_callback_uri` (the POST's other parameters are ignored),
+  no permission checks beyond the token, and no `paging` in the GET answer;
+- any path other than these routes answers 400, code 2500 "Unknown path components".
 """
 
 from __future__ import annotations
@@ -45,7 +58,7 @@ import itertools
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -57,6 +70,9 @@ from tests.fakes._graph_payload import Kind, Problem, kind_of, recipient_of, val
 from tests.fakes._server import Answer, FakeServer, SlidingWindow, peak_in_window
 
 DEFAULT_VERSION = "v21.0"
+DEFAULT_APP_ID = "1234567890123456"
+"""The fake's own Meta app: what POST `subscribed_apps` subscribes."""
+DEFAULT_APP_NAME = "Gateway Test App"
 
 
 @dataclass
@@ -69,10 +85,14 @@ class GraphRequest:
     body: Any  # decoded JSON, or None when the body was not JSON
     status: int
     response: Any  # decoded JSON answered, or None for a raw scripted answer
+    edge: str = "messages"
+    """The path's last segment: `messages`, or `subscribed_apps` (then `phone_number_id` holds
+    the WABA id of the path)."""
+    method: str = "POST"
 
     @property
     def kind(self) -> Kind:
-        return kind_of(self.body)
+        return kind_of(self.body) if self.edge == "messages" else "invalid"
 
     @property
     def recipient(self) -> str | None:
@@ -101,11 +121,22 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
     """The Graph API messages endpoint for the phone number IDs in `tokens`."""
 
     def __init__(
-        self, tokens: Mapping[str, str], *, version: str = DEFAULT_VERSION, port: int = 0
+        self,
+        tokens: Mapping[str, str],
+        *,
+        wabas: Mapping[str, Iterable[str]] | None = None,
+        app_id: str = DEFAULT_APP_ID,
+        app_name: str = DEFAULT_APP_NAME,
+        version: str = DEFAULT_VERSION,
+        port: int = 0,
     ) -> None:
         super().__init__(port=port)
         self.tokens = dict(tokens)  # phone_number_id -> access token
+        self.wabas = {waba: tuple(numbers) for waba, numbers in (wabas or {}).items()}
+        self.app_id = app_id
+        self.app_name = app_name
         self.version = version
+        self._apps: dict[str, dict[str, str]] = {}  # WABA id -> app id -> app name
         self._failures: deque[_Failure] = deque()
         self._throughput: dict[str, SlidingWindow] = {}
         self._ids = itertools.count(1)
@@ -118,6 +149,9 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
     def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post(f"/{self.version}/{{phone_number_id}}/messages", self._messages)
+        for method in ("GET", "POST", "DELETE"):
+            path = f"/{self.version}/{{waba_id}}/subscribed_apps"
+            app.router.add_route(method, path, self._subscribed_apps)
         app.router.add_route("*", "/{path:.*}", self._unknown_path)
         return app
 
@@ -157,6 +191,19 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
         self._failures.clear()
         self._throughput.clear()
 
+    def subscribe(self, waba_id: str, app_id: str | None = None, name: str | None = None) -> None:
+        """Subscribe an app (the fake's own by default) to a WABA without a call."""
+        self._apps.setdefault(waba_id, {})[app_id or self.app_id] = name or self.app_name
+
+    def unsubscribe(self, waba_id: str, app_id: str | None = None) -> None:
+        """Drop an app's subscription (the fake's own by default), as Meta does after about an
+        hour of failed deliveries."""
+        self._apps.get(waba_id, {}).pop(app_id or self.app_id, None)
+
+    def subscribed_apps(self, waba_id: str) -> list[str]:
+        """The ids of the apps subscribed to a WABA, in subscription order."""
+        return list(self._apps.get(waba_id, {}))
+
     # -- inspection --------------------------------------------------------------------------
 
     def sent_to(self, recipient: str) -> list[GraphRequest]:
@@ -183,6 +230,35 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
         await self.record(record)
         await self.hold()
         return answer.response()
+
+    async def _subscribed_apps(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
+        waba_id = request.match_info["waba_id"]
+        token = _token(request)
+        body = _decode(await request.read())
+        answer = self.take_raw() or self._subscription(request.method, waba_id, token)
+        record = GraphRequest(
+            arrived, waba_id, token, body, answer.status, answer.payload,
+            "subscribed_apps", request.method,
+        )  # fmt: skip
+        await self.record(record)
+        await self.hold()
+        return answer.response()
+
+    def _subscription(self, method: str, waba_id: str, token: str | None) -> Answer:
+        """As Graph answers: the token must be known and belong to a number of the WABA."""
+        if not token or token not in self.tokens.values():
+            return _error_answer(errors.INVALID_TOKEN)
+        if not any(self.tokens.get(n) == token for n in self.wabas.get(waba_id, ())):
+            return _error_answer(errors.unknown_object(waba_id, method), subcode=33)
+        if method == "GET":
+            apps = self._apps.get(waba_id, {})
+            return Answer.json(200, {"data": [_waba_app(i, name) for i, name in apps.items()]})
+        if method == "POST":
+            self.subscribe(waba_id)
+        else:
+            self.unsubscribe(waba_id)
+        return Answer.json(200, {"success": True})
 
     async def _unknown_path(self, request: web.Request) -> web.Response:
         error = errors.UNKNOWN_PATH
@@ -240,6 +316,12 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
     def _wamid(self, recipient: str) -> str:
         raw = f"{recipient}|{next(self._ids):016X}".encode()
         return "wamid.HBg" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _waba_app(app_id: str, name: str) -> dict[str, Any]:
+    """One row of a WABA's `subscribed_apps`, keys in the order of Meta's sample."""
+    link = f"https://www.facebook.com/games/?app_id={app_id}"
+    return {"whatsapp_business_api_data": {"id": app_id, "link": link, "name": name}}
 
 
 def _token(request: web.Request) -> str | None:

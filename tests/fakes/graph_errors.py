@@ -241,12 +241,13 @@ def error_for(code: int) -> GraphError:
     return GRAPH_ERRORS.get(code) or GraphError(code, 400, "Unknown error")
 
 
-def unknown_object(object_id: str) -> GraphError:
-    """What Graph answers for an ID the token cannot see (or that does not exist)."""
+def unknown_object(object_id: str, method: str = "post") -> GraphError:
+    """What Graph answers for an ID the token cannot see (or that does not exist); the
+    message names the request's method ("Unsupported get request. …")."""
     title = (
-        f"Unsupported post request. Object with ID '{object_id}' does not exist, cannot be "
-        "loaded due to missing permissions, or does not support this operation. Please read "
-        "the Graph API documentation at https://developers.facebook.com/docs/graph-api"
+        f"Unsupported {method.lower()} request. Object with ID '{object_id}' does not exist, "
+        "cannot be loaded due to missing permissions, or does not support this operation. "
+        "Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api"
     )
     return GraphError(100, 400, title, error_type=GRAPH_METHOD, prefixed=False)
 

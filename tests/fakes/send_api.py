@@ -26,6 +26,22 @@ What it checks, in the order Graph does:
 6. success: `{"recipient_id", "message_id"}` for a message (Messenger ids `m_…`, Instagram
    ids base64 like Meta's `aWdfZ…`), `{"recipient_id"}` for a sender action.
 
+Webhook subscriptions (`gateway webhooks`): `GET`, `POST` and `DELETE
+/{host}/v21.0/{id}/subscribed_apps` with the Page's or account's token (checked as for
+messages: 190, then 100/33 naming the method). POST takes `subscribed_fields` (comma-separated
+or a JSON list; in the query or the body), required ("(#100) The parameter subscribed_fields
+is required"), each one a field the host offers, else "(#100) Param subscribed_fields[<i>]
+must be one of {…} - got "<field>"" and the whole call fails; it replaces the fake app's
+(`app_id`, `app_name`) fields and answers `{"success": true}`. DELETE unsubscribes it
+(`{"success": true}`). GET lists the apps: Messenger `{"data": [{"category", "link", "name",
+"id", "subscribed_fields"}]}` (Messenger's webhook setup guide; `subscribed_fields` left out
+for an app subscribed to none, as a Page answers then), Instagram `{"data": [{"id",
+"subscribed_fields"}]}` (as implementers print Instagram Login's answer: UNCERTAIN whether it
+also names the app). `unsubscribe` drops an app as Meta does after about an hour of failed
+deliveries; `subscribe_app` sets any app's fields without a call. On Instagram, POST and DELETE
+on `me` answer code 100 "Unsupported request - method type: post" (IGApiException), as one
+implementer reports (UNCERTAIN); GET on `me` is the token's account.
+
 Faithful: the error envelope `{"error": {"message", "type", "code", "error_subcode",
 "fbtrace_id"}}` (the subcode only where Meta sends one), messages "(#<code>) <text>" with
 Meta's texts for the codes of the Messenger Platform error page, the `WWW-Authenticate` and
@@ -44,6 +60,10 @@ Simplified:
   call that passes the checks, per account, only when asked;
 - Meta truncates quick reply titles over 20 characters: the fake accepts them as sent;
 - whether Instagram takes `metadata` or `reply_to` is undocumented: the fake accepts both;
+- `subscribed_apps`: the Page fields offered are a subset of Meta's list (about 90, the
+  messaging ones and a few others), Instagram's the set Meta's own error lists for Instagram
+  Login; no permission checks (`pages_manage_metadata`, `pages_messaging`), and fields valid
+  but not enabled on the app are not refused;
 - any other path answers 400, code 2500 "Unknown path components".
 """
 
@@ -58,6 +78,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
+from urllib.parse import parse_qs
 
 from aiohttp import web
 
@@ -81,6 +102,31 @@ ATTACHMENT_TYPES: dict[Platform, frozenset[str]] = {
     "messenger": frozenset({"image", "audio", "video", "file", "template"}),
     "instagram": frozenset({"image", "audio", "video", "file", "like_heart", "MEDIA_SHARE"}),
 }
+DEFAULT_APP_ID = "1234567890123456"
+"""The fake's own Meta app: what POST `subscribed_apps` subscribes."""
+DEFAULT_APP_NAME = "Gateway Test App"
+WEBHOOK_FIELDS: dict[Platform, tuple[str, ...]] = {
+    "messenger": (
+        "feed", "mention", "name", "picture", "category", "conversations", "standby",
+        "messages", "messaging_postbacks", "messaging_optins", "messaging_optouts",
+        "message_deliveries", "messaging_referrals", "messaging_account_linking",
+        "messaging_checkout_updates", "messaging_pre_checkouts", "messaging_payments",
+        "message_reads", "messaging_handovers", "messaging_game_plays", "message_echoes",
+        "group_feed", "messaging_customer_information", "messaging_feedback", "inbox_labels",
+        "messaging_policy_enforcement", "message_reactions", "message_edits",
+    ),
+    "instagram": (
+        "agent_messages", "messages", "messaging_postbacks", "messaging_seen",
+        "messaging_handover", "messaging_referral", "messaging_optins", "message_reactions",
+        "message_edit", "standby", "comments", "live_comments", "mentions", "story_insights",
+        "creator_marketplace_projects", "creator_marketplace_invited_creator_onboarding",
+        "delta", "story_reactions", "onboarding_welcome_message_series", "follow",
+        "comment_poll_response", "story_poll_response", "share_to_story",
+    ),
+}  # fmt: skip
+"""The fields `subscribed_apps` accepts per host. Instagram: verbatim the set Meta's error
+lists for Instagram Login (quoted by two implementers); Messenger: the Page fields seen in
+Meta's answers (its list has about 90)."""
 BUC_CODES = {80001: "pages", 80002: "instagram", 80006: "messenger"}
 """Business-use-case throttling codes and the `type` Meta names in the usage header."""
 
@@ -221,7 +267,9 @@ class SendRequest:
     status: int
     response: Any  # decoded JSON answered, or None for a raw scripted answer
     edge: str = "messages"
-    """The path's last segment: `messages`, `pass_thread_control`, `take_thread_control`."""
+    """The path's last segment: `messages`, `pass_thread_control`, `take_thread_control`,
+    `subscribed_apps`."""
+    method: str = "POST"
 
     @property
     def kind(self) -> Kind:
@@ -267,9 +315,17 @@ class _Failure:
 
 
 @dataclass
+class _App:
+    name: str
+    fields: list[str]
+
+
+@dataclass
 class _Route:
     platform: Platform
     tokens: dict[str, str] = field(default_factory=dict)  # account id -> token
+    apps: dict[str, dict[str, _App]] = field(default_factory=dict)
+    """Account id -> app id -> the app subscribed to it."""
 
     def owner(self, token: str) -> str | None:
         return next((a for a, t in self.tokens.items() if t == token), None)
@@ -284,11 +340,15 @@ class FakeSendAPI(FakeServer[SendRequest]):
         pages: Mapping[str, str] | None = None,
         accounts: Mapping[str, str] | None = None,
         *,
+        app_id: str = DEFAULT_APP_ID,
+        app_name: str = DEFAULT_APP_NAME,
         version: str = DEFAULT_VERSION,
         port: int = 0,
     ) -> None:
         super().__init__(port=port)
         self.version = version
+        self.app_id = app_id
+        self.app_name = app_name
         self._routes: dict[Platform, _Route] = {
             "messenger": _Route("messenger", dict(pages or {})),
             "instagram": _Route("instagram", dict(accounts or {})),
@@ -317,6 +377,10 @@ class FakeSendAPI(FakeServer[SendRequest]):
             for edge in _HANDOVER_EDGES:
                 control = partial(self._handover, self._routes[platform], edge)
                 app.router.add_post(f"/{host}/{self.version}/{{account_id}}/{edge}", control)
+            subscriptions = partial(self._subscribed_apps, self._routes[platform])
+            for method in ("GET", "POST", "DELETE"):
+                path = f"/{host}/{self.version}/{{account_id}}/subscribed_apps"
+                app.router.add_route(method, path, subscriptions)
         app.router.add_route("*", "/{path:.*}", self._unknown_path)
         return app
 
@@ -363,6 +427,31 @@ class FakeSendAPI(FakeServer[SendRequest]):
         super().reset()
         self._failures.clear()
         self._rates.clear()
+
+    def subscribe_app(
+        self, account_id: str, fields: list[str], app_id: str | None = None, name: str = ""
+    ) -> None:
+        """Subscribe an app (the fake's own by default) to a Page or account with these fields,
+        without a call: another app, or a partial subscription."""
+        route = self._route_of(account_id)
+        app = _App(name or self.app_name, list(fields))
+        route.apps.setdefault(account_id, {})[app_id or self.app_id] = app
+
+    def unsubscribe(self, account_id: str, app_id: str | None = None) -> None:
+        """Drop an app's subscription (the fake's own by default), as Meta does after about an
+        hour of failed deliveries."""
+        self._route_of(account_id).apps.get(account_id, {}).pop(app_id or self.app_id, None)
+
+    def subscribed_fields(self, account_id: str, app_id: str | None = None) -> list[str] | None:
+        """An app's fields on a Page or account (the fake's own by default); None: none."""
+        app = self._route_of(account_id).apps.get(account_id, {}).get(app_id or self.app_id)
+        return None if app is None else list(app.fields)
+
+    def _route_of(self, account_id: str) -> _Route:
+        route = next((r for r in self._routes.values() if account_id in r.tokens), None)
+        if route is None:
+            raise KeyError(f"no Page or Instagram account {account_id} in this fake")
+        return route
 
     # -- inspection --------------------------------------------------------------------------
 
@@ -433,6 +522,50 @@ class FakeSendAPI(FakeServer[SendRequest]):
             return scripted
         return Answer.json(200, {"success": True})
 
+    async def _subscribed_apps(self, route: _Route, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
+        raw = await request.read()
+        token = _token(request)
+        account_id = request.match_info["account_id"]
+        method = request.method
+        me = account_id == "me"
+        if me and token is not None:
+            account_id = route.owner(token) or account_id
+        answer = self.take_raw()
+        if answer is None:
+            if me and route.platform == "instagram" and method != "GET":
+                answer = _ig_unsupported(method)
+            else:
+                fields = _fields_param(request, raw)
+                answer = self._subscription(route, method, account_id, token, fields)
+        sent = SendRequest(
+            arrived, route.platform, account_id, token, _decode(raw), answer.status,
+            answer.payload, "subscribed_apps", method,
+        )  # fmt: skip
+        await self.record(sent)
+        await self.hold()
+        return answer.response()
+
+    def _subscription(
+        self, route: _Route, method: str, account_id: str, token: str | None, fields: str | None
+    ) -> Answer:
+        refused = _check_access(route, account_id, token, method)
+        if refused:
+            return refused
+        apps = route.apps.setdefault(account_id, {})
+        if method == "GET":
+            rows = [_app_row(route.platform, i, app) for i, app in apps.items()]
+            return Answer.json(200, {"data": rows})
+        if method == "DELETE":
+            apps.pop(self.app_id, None)
+            return Answer.json(200, {"success": True})
+        wanted = _field_list(fields)
+        problem = _check_fields(route.platform, wanted)
+        if problem:
+            return problem
+        apps[self.app_id] = _App(self.app_name, wanted)
+        return Answer.json(200, {"success": True})
+
     async def _unknown_path(self, request: web.Request) -> web.Response:
         error = graph.UNKNOWN_PATH
         payload = graph.envelope(error, message=f"{error.title}: {request.path}")
@@ -483,14 +616,81 @@ class FakeSendAPI(FakeServer[SendRequest]):
         return "aWdfZ" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _check_access(route: _Route, account_id: str, token: str | None) -> Answer | None:
+def _check_access(
+    route: _Route, account_id: str, token: str | None, method: str = "post"
+) -> Answer | None:
     if not token or route.owner(token) is None:
         return _error_answer(INVALID_TOKEN)
     if route.tokens.get(account_id) != token:
-        unknown = graph.unknown_object(account_id)
+        unknown = graph.unknown_object(account_id, method)
         error = SendError(100, 400, unknown.title, 33, graph.GRAPH_METHOD, prefixed=False)
         return _error_answer(error)
     return None
+
+
+# --- subscribed_apps -------------------------------------------------------------------------
+
+
+def _fields_param(request: web.Request, raw: bytes) -> str | None:
+    """`subscribed_fields` as sent: in the query, a JSON body or a form body."""
+    if "subscribed_fields" in request.query:
+        return request.query["subscribed_fields"]
+    body = _decode(raw)
+    if isinstance(body, dict):
+        value = body.get("subscribed_fields")
+        if isinstance(value, list):
+            return json.dumps(value)
+        return value if isinstance(value, str) else None
+    form = parse_qs(raw.decode("utf-8", "replace"))
+    return form["subscribed_fields"][0] if "subscribed_fields" in form else None
+
+
+def _field_list(value: str | None) -> list[str]:
+    """Graph takes a list parameter comma-separated or as a JSON array."""
+    if value is None:
+        return []
+    if value.startswith("["):
+        decoded = _decode(value.encode())
+        if isinstance(decoded, list):
+            return [str(item) for item in decoded]
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _check_fields(platform: Platform, fields: list[str]) -> Answer | None:
+    if not fields:
+        return _problem("The parameter subscribed_fields is required")
+    offered = WEBHOOK_FIELDS[platform]
+    for i, name in enumerate(fields):
+        if name not in offered:
+            allowed = ", ".join(offered)
+            return _problem(
+                f'Param subscribed_fields[{i}] must be one of {{{allowed}}} - got "{name}"'
+            )
+    return None
+
+
+def _app_row(platform: Platform, app_id: str, app: _App) -> dict[str, Any]:
+    """One app of a GET `subscribed_apps`, keys in the order of Meta's samples."""
+    if platform == "instagram":
+        return {"id": app_id, "subscribed_fields": list(app.fields)}
+    row: dict[str, Any] = {
+        "category": "Business",
+        "link": f"https://www.facebook.com/games/?app_id={app_id}",
+        "name": app.name,
+        "id": app_id,
+    }
+    if app.fields:
+        row["subscribed_fields"] = list(app.fields)
+    return row
+
+
+def _ig_unsupported(method: str) -> Answer:
+    """What one implementer saw for POST `me/subscribed_apps` on Instagram Login."""
+    error = SendError(
+        100, 400, f"Unsupported request - method type: {method.lower()}",
+        error_type="IGApiException", prefixed=False,
+    )  # fmt: skip
+    return _error_answer(error)
 
 
 # --- body checks ------------------------------------------------------------------------------

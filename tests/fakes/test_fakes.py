@@ -13,8 +13,10 @@ import aiohttp
 import pytest
 
 from tests.fakes import FakeBotAPI, FakeGraphAPI, GraphRequest
+from tests.fakes._bot_methods import OFF_BY_DEFAULT, UPDATE_TYPES
 from tests.fakes._server import SlidingWindow, peak_in_window
 from tests.fakes.graph_errors import GRAPH_ERRORS
+from tests.fakes.send_api import WEBHOOK_FIELDS, FakeSendAPI
 
 NUMBER_A = "100200300400500"
 NUMBER_B = "100200300400600"
@@ -543,6 +545,167 @@ def _graph_record(arrived: float) -> GraphRequest:
     return GraphRequest(arrived, NUMBER_A, "token-a", text(), 200, {"messages": []})
 
 
+# -- Graph API and Send API: webhook subscriptions (subscribed_apps) -----------------------------
+
+WABA = "102289599326934"
+APP = "1234567890123456"  # the fakes' own app
+OTHER_APP = "5256512345678901"
+PAGE = "104400000000001"
+IG = "17841400000000001"
+PAGE_TOKEN, IG_TOKEN = "page-token-a", "ig-token-a"
+
+
+async def subscribed_apps(
+    http: aiohttp.ClientSession, url: str, method: str, token: str | None, **kw: Any
+) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with http.request(method, f"{url}/subscribed_apps", headers=headers, **kw) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_graph_waba_subscribed_apps_answer_like_meta(http: Any) -> None:
+    async with FakeGraphAPI(TOKENS, wabas={WABA: [NUMBER_A, NUMBER_B]}) as graph:
+        url = f"{graph.base_url}/{WABA}"
+        assert await subscribed_apps(http, url, "GET", "token-a") == (200, {"data": []})
+        assert await subscribed_apps(http, url, "POST", "token-b") == (200, {"success": True})
+        app = {"id": APP, "link": f"https://www.facebook.com/games/?app_id={APP}",
+               "name": "Gateway Test App"}  # fmt: skip
+        listed = {"data": [{"whatsapp_business_api_data": app}]}
+        assert await subscribed_apps(http, url, "GET", "token-a") == (200, listed)
+        assert await subscribed_apps(http, url, "DELETE", "token-a") == (200, {"success": True})
+        assert graph.subscribed_apps(WABA) == []
+        assert [(r.method, r.edge, r.phone_number_id, r.accepted) for r in graph.requests][:2] == [
+            ("GET", "subscribed_apps", WABA, False), ("POST", "subscribed_apps", WABA, False)
+        ]  # fmt: skip
+
+
+async def test_graph_waba_subscribed_apps_check_the_token(http: Any) -> None:
+    async with FakeGraphAPI(TOKENS, wabas={WABA: [NUMBER_A]}) as graph:
+        url = f"{graph.base_url}/{WABA}"
+        status, payload = await subscribed_apps(http, url, "POST", "not-a-token")
+        assert (status, graph_error(payload)["code"]) == (401, 190)
+        for method in ("GET", "DELETE"):
+            status, payload = await subscribed_apps(http, url, method, "token-b")  # number B's
+            error = graph_error(payload)
+            assert (status, error["code"], error["error_subcode"]) == (400, 100, 33)
+            assert error["message"].startswith(
+                f"Unsupported {method.lower()} request. Object with ID '{WABA}'"
+            )
+        assert graph.subscribed_apps(WABA) == []
+
+
+async def test_graph_waba_subscriptions_can_be_scripted(http: Any) -> None:
+    async with FakeGraphAPI(TOKENS, wabas={WABA: [NUMBER_A]}) as graph:
+        url = f"{graph.base_url}/{WABA}"
+        graph.subscribe(WABA, OTHER_APP, "Jaspers Market")
+        graph.subscribe(WABA)
+        graph.unsubscribe(WABA)  # Meta, after an hour of failed deliveries
+        _, payload = await subscribed_apps(http, url, "GET", "token-a")
+        assert [r["whatsapp_business_api_data"]["name"] for r in payload["data"]] == [
+            "Jaspers Market"
+        ]
+        graph.fail_status(502, b"<html>Bad Gateway</html>")
+        async with http.post(f"{url}/subscribed_apps") as resp:
+            assert (resp.status, await resp.read()) == (502, b"<html>Bad Gateway</html>")
+
+
+async def test_send_api_page_subscribed_apps_answer_like_meta(http: Any) -> None:
+    async with FakeSendAPI(pages={PAGE: PAGE_TOKEN}) as fake:
+        url = f"{fake.messenger_url}/v21.0/{PAGE}"
+        fields = {"subscribed_fields": "messages,messaging_postbacks"}
+        answer = await subscribed_apps(http, url, "POST", PAGE_TOKEN, params=fields)
+        assert answer == (200, {"success": True})
+        row = {"category": "Business", "link": f"https://www.facebook.com/games/?app_id={APP}",
+               "name": "Gateway Test App", "id": APP,
+               "subscribed_fields": ["messages", "messaging_postbacks"]}  # fmt: skip
+        assert await subscribed_apps(http, url, "GET", PAGE_TOKEN) == (200, {"data": [row]})
+        # A later POST replaces the list; a JSON list in a JSON body is taken too.
+        body = {"subscribed_fields": ["standby"]}
+        assert (await subscribed_apps(http, url, "POST", PAGE_TOKEN, json=body))[0] == 200
+        assert fake.subscribed_fields(PAGE) == ["standby"]
+        assert await subscribed_apps(http, url, "DELETE", PAGE_TOKEN) == (200, {"success": True})
+        assert await subscribed_apps(http, url, "GET", PAGE_TOKEN) == (200, {"data": []})
+        assert [r.method for r in fake.requests] == ["POST", "GET", "POST", "DELETE", "GET"]
+        assert {r.edge for r in fake.requests} == {"subscribed_apps"}
+
+
+async def test_send_api_app_without_fields_is_listed_without_them(http: Any) -> None:
+    async with FakeSendAPI(pages={PAGE: PAGE_TOKEN}) as fake:
+        fake.subscribe_app(PAGE, [], OTHER_APP, "Page Inbox")
+        _, payload = await subscribed_apps(
+            http, f"{fake.messenger_url}/v21.0/{PAGE}", "GET", PAGE_TOKEN
+        )
+        assert payload["data"][0]["id"] == OTHER_APP
+        assert "subscribed_fields" not in payload["data"][0]
+
+
+async def test_send_api_instagram_subscribed_apps_and_me(http: Any) -> None:
+    async with FakeSendAPI(accounts={IG: IG_TOKEN}) as fake:
+        base = f"{fake.instagram_url}/v21.0"
+        fields = {"subscribed_fields": "messages,messaging_seen"}
+        assert (await subscribed_apps(http, f"{base}/{IG}", "POST", IG_TOKEN, params=fields))[
+            0
+        ] == 200
+        listed = {"data": [{"id": APP, "subscribed_fields": ["messages", "messaging_seen"]}]}
+        assert await subscribed_apps(http, f"{base}/me", "GET", IG_TOKEN) == (200, listed)
+        status, payload = await subscribed_apps(http, f"{base}/me", "POST", IG_TOKEN, params=fields)
+        error = graph_error(payload)
+        assert (status, error["code"], error["type"]) == (400, 100, "IGApiException")
+        assert error["message"] == "Unsupported request - method type: post"
+        fake.unsubscribe(IG)
+        assert await subscribed_apps(http, f"{base}/{IG}", "GET", IG_TOKEN) == (200, {"data": []})
+
+
+@pytest.mark.parametrize(
+    ("host", "fields", "message"),
+    [
+        ("messenger", None, "(#100) The parameter subscribed_fields is required"),
+        ("messenger", "messages,comments", '(#100) Param subscribed_fields[1] must be one of {'),
+        ("instagram", "messages,message_deliveries",
+         '(#100) Param subscribed_fields[1] must be one of {agent_messages, messages, '),
+    ],
+)  # fmt: skip
+async def test_send_api_subscribed_fields_are_checked_and_one_bad_fails_all(
+    http: Any, host: str, fields: str | None, message: str
+) -> None:
+    async with FakeSendAPI(pages={PAGE: PAGE_TOKEN}, accounts={IG: IG_TOKEN}) as fake:
+        account, token, root = (
+            (PAGE, PAGE_TOKEN, fake.messenger_url) if host == "messenger"
+            else (IG, IG_TOKEN, fake.instagram_url)
+        )  # fmt: skip
+        params = {"subscribed_fields": fields} if fields else {}
+        url = f"{root}/v21.0/{account}"
+        status, payload = await subscribed_apps(http, url, "POST", token, params=params)
+        error = graph_error(payload)
+        assert (status, error["code"]) == (400, 100)
+        assert error["message"].startswith(message)
+        if fields:
+            bad = fields.split(",")[1]
+            assert error["message"].endswith(f'- got "{bad}"')
+        assert fake.subscribed_fields(account) is None  # nothing subscribed
+
+
+async def test_send_api_subscribed_apps_check_the_token(http: Any) -> None:
+    other = "104400000000002"
+    async with FakeSendAPI(pages={PAGE: PAGE_TOKEN, other: "page-token-b"}) as fake:
+        url = f"{fake.messenger_url}/v21.0/{PAGE}"
+        status, payload = await subscribed_apps(http, url, "GET", IG_TOKEN)
+        assert (status, graph_error(payload)["code"]) == (401, 190)
+        status, payload = await subscribed_apps(http, url, "DELETE", "page-token-b")
+        error = graph_error(payload)
+        assert (status, error["code"], error["error_subcode"]) == (400, 100, 33)
+        assert error["message"].startswith(f"Unsupported delete request. Object with ID '{PAGE}'")
+
+
+def test_send_api_instagram_offers_the_fields_metas_error_lists() -> None:
+    """Quoted from Meta's own refusal on Instagram Login (see send_api.WEBHOOK_FIELDS)."""
+    assert len(WEBHOOK_FIELDS["instagram"]) == 23
+    assert {"message_edit", "messaging_handover", "messaging_optins", "standby"} <= set(
+        WEBHOOK_FIELDS["instagram"]
+    )
+    assert "message_deliveries" not in WEBHOOK_FIELDS["instagram"]
+
+
 # -- window arithmetic -----------------------------------------------------------------------------
 
 
@@ -864,3 +1027,200 @@ async def test_bot_peak_per_second_counts_sends_only(http: Any, bot: FakeBotAPI)
     assert bot.peak_per_second(PRIVATE) == 2
     assert bot.peak_per_second(str(PRIVATE)) == 2
     assert bot.peak_per_second(GROUP) == 0
+
+
+# -- Bot API: webhooks ----------------------------------------------------------------------------
+
+HOOK = "https://gw.example.com/webhooks/telegram/7000000001"
+SECRET = "s3cret_token-XYZ"
+
+
+async def set_hook(
+    http: aiohttp.ClientSession, bot: FakeBotAPI, url: str = HOOK, **params: Any
+) -> tuple[int, Any]:
+    return await call(http, bot, "setWebhook", url=url, **params)
+
+
+async def webhook_info(http: aiohttp.ClientSession, bot: FakeBotAPI) -> dict[str, Any]:
+    async with http.get(f"{bot.base_url}/bot{BOT}/getWebhookInfo") as resp:
+        payload = await resp.json()
+    assert resp.status == 200 and payload["ok"] is True
+    result: dict[str, Any] = payload["result"]
+    return result
+
+
+async def test_bot_webhook_info_with_none_set(http: Any, bot: FakeBotAPI) -> None:
+    assert await webhook_info(http, bot) == {
+        "url": "",
+        "has_custom_certificate": False,
+        "pending_update_count": 0,
+    }
+
+
+async def test_bot_set_webhook_then_info_lists_it(http: Any, bot: FakeBotAPI) -> None:
+    kinds = ["callback_query", "message", "MESSAGE_REACTION", "no_such_kind"]
+    answer = await set_hook(http, bot, secret_token=SECRET, allowed_updates=kinds)
+    assert answer == (200, {"ok": True, "result": True, "description": "Webhook was set"})
+    assert await webhook_info(http, bot) == {
+        "url": HOOK,
+        "has_custom_certificate": False,
+        "pending_update_count": 0,
+        "max_connections": 40,
+        "ip_address": "192.0.2.10",
+        "allowed_updates": ["message", "callback_query", "message_reaction"],
+    }
+    assert bot.webhook(BOT).secret_token == SECRET
+    [record] = [r for r in bot.requests if r.method == "setWebhook"]
+    assert record.params is not None and record.params["allowed_updates"] == kinds
+
+
+async def test_bot_set_webhook_again_is_already_set(http: Any, bot: FakeBotAPI) -> None:
+    await set_hook(http, bot, secret_token=SECRET)
+    again = await set_hook(http, bot, secret_token=SECRET, allowed_updates=["message"])
+    assert again[1]["description"] == "Webhook is already set"
+    assert (await webhook_info(http, bot))["allowed_updates"] == ["message"]
+    other = await set_hook(http, bot, secret_token="another")
+    assert other[1]["description"] == "Webhook was set"
+
+
+async def test_bot_default_allowed_updates_are_left_out(http: Any, bot: FakeBotAPI) -> None:
+    await set_hook(http, bot, allowed_updates=["chat_member"])
+    assert (await webhook_info(http, bot))["allowed_updates"] == ["chat_member"]
+    await set_hook(http, bot, allowed_updates=[])
+    assert "allowed_updates" not in await webhook_info(http, bot)
+    default = [kind for kind in UPDATE_TYPES if kind not in OFF_BY_DEFAULT]
+    await set_hook(http, bot, allowed_updates=["message_reaction"])
+    await set_hook(http, bot, allowed_updates=default)
+    assert "allowed_updates" not in await webhook_info(http, bot)
+
+
+async def test_bot_allowed_updates_not_a_list_of_names_change_nothing(
+    http: Any, bot: FakeBotAPI
+) -> None:
+    await set_hook(http, bot, allowed_updates=["message"])
+    await set_hook(http, bot, allowed_updates="message")
+    await set_hook(http, bot, allowed_updates=[1, "poll"])
+    await set_hook(http, bot)
+    assert (await webhook_info(http, bot))["allowed_updates"] == ["message"]
+    url = f"{bot.base_url}/bot{BOT}/setWebhook"
+    form = {"url": HOOK, "allowed_updates": '["poll"]'}
+    async with http.post(url, data=form) as resp:
+        assert resp.status == 200
+    assert (await webhook_info(http, bot))["allowed_updates"] == ["poll"]
+
+
+@pytest.mark.parametrize(
+    ("params", "description"),
+    [
+        (
+            {"url": "http://gw.example.com/hook"},
+            "bad webhook: An HTTPS URL must be provided for webhook",
+        ),
+        (
+            {"url": "https://gw.example.com:8080/hook"},
+            "bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443",
+        ),
+        ({"url": "ftp://gw.example.com/hook"}, "invalid webhook URL specified"),
+        ({"url": "https:///hook"}, "invalid webhook URL specified"),
+        ({"url": HOOK, "secret_token": "has space"}, "secret token contains unallowed characters"),
+        ({"url": HOOK, "secret_token": "a=b"}, "secret token contains unallowed characters"),
+        ({"url": HOOK, "secret_token": "a" * 257}, "secret token is too long"),
+    ],
+)
+async def test_bot_set_webhook_refusals(
+    http: Any, bot: FakeBotAPI, params: dict[str, Any], description: str
+) -> None:
+    await set_hook(http, bot)
+    status, payload = await call(http, bot, "setWebhook", **params)
+    assert (status, payload) == tg_error(400, f"Bad Request: {description}")
+    # The server closes the old webhook before it checks the new one.
+    assert (await webhook_info(http, bot))["url"] == ""
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        HOOK,
+        "https://gw.example.com:8443/x",
+        "https://gw.example.com:88/x",
+        "gw.example.com/x",
+    ],
+)
+async def test_bot_set_webhook_accepts(http: Any, bot: FakeBotAPI, url: str) -> None:
+    assert (await set_hook(http, bot, url, secret_token="a" * 256))[0] == 200
+    assert (await webhook_info(http, bot))["url"] == url
+
+
+async def test_bot_webhook_methods_need_a_known_token(http: Any, bot: FakeBotAPI) -> None:
+    for method in ("setWebhook", "getWebhookInfo", "deleteWebhook"):
+        answer = await call(http, bot, method, "7000000001:AAHwrongtoken", url=HOOK)
+        assert answer == tg_error(401, "Unauthorized")
+
+
+async def test_bot_delete_webhook_keeps_allowed_updates(http: Any, bot: FakeBotAPI) -> None:
+    await set_hook(http, bot, secret_token=SECRET, allowed_updates=["message"])
+    bot.webhook(BOT).pending_update_count = 5
+    answer = await call(http, bot, "deleteWebhook")
+    assert answer == (200, {"ok": True, "result": True, "description": "Webhook was deleted"})
+    assert await webhook_info(http, bot) == {
+        "url": "",
+        "has_custom_certificate": False,
+        "pending_update_count": 5,
+        "allowed_updates": ["message"],
+    }
+    again = await call(http, bot, "deleteWebhook", drop_pending_updates=True)
+    assert again[1]["description"] == "Webhook is already deleted"
+    assert (await webhook_info(http, bot))["pending_update_count"] == 0
+
+
+async def test_bot_set_webhook_drops_pending_updates(http: Any, bot: FakeBotAPI) -> None:
+    bot.webhook(BOT).pending_update_count = 7
+    await set_hook(http, bot, drop_pending_updates=False)
+    assert (await webhook_info(http, bot))["pending_update_count"] == 7
+    await set_hook(http, bot, drop_pending_updates=True)
+    assert (await webhook_info(http, bot))["pending_update_count"] == 0
+
+
+async def test_bot_webhook_last_error_is_scripted_and_cleared(http: Any, bot: FakeBotAPI) -> None:
+    await set_hook(http, bot, max_connections=5)
+    hook = bot.webhook(BOT)
+    hook.last_error_date, hook.last_error_message = 1767300000, "Connection timed out"
+    info = await webhook_info(http, bot)
+    assert (info["last_error_date"], info["last_error_message"]) == (
+        1767300000,
+        "Connection timed out",
+    )
+    assert info["max_connections"] == 5
+    await set_hook(http, bot, "https://other.example.com/hook")
+    assert "last_error_date" not in await webhook_info(http, bot)
+
+
+async def test_bot_set_webhook_once_a_second_when_limits_enforced(
+    http: Any, bot: FakeBotAPI
+) -> None:
+    bot.enforce_limits()
+    assert (await set_hook(http, bot))[0] == 200
+    answer = await set_hook(http, bot, "https://other.example.com/hook")
+    assert answer == (
+        429,
+        {
+            "ok": False,
+            "error_code": 429,
+            "description": "Too Many Requests: retry after 1",
+            "parameters": {"retry_after": 1},
+        },
+    )
+    assert (await call(http, bot, "deleteWebhook"))[0] == 200
+    await asyncio.sleep(1.02)
+    assert (await set_hook(http, bot))[0] == 200
+
+
+async def test_bot_webhook_scripted_failures_and_reset(http: Any, bot: FakeBotAPI) -> None:
+    bot.fail(500, "Internal Server Error: restart", method="getWebhookInfo")
+    async with http.get(f"{bot.base_url}/bot{BOT}/getWebhookInfo") as resp:
+        assert resp.status == 500
+    await set_hook(http, bot)
+    bot.reset()
+    assert (await webhook_info(http, bot))["url"] == ""
+    with pytest.raises(KeyError):
+        bot.webhook("7000000001:AAHwrongtoken")
