@@ -396,14 +396,15 @@ RATE_LIMITS = Row(
 
 HALTED: Final = f"max by (channel, account) (gateway_account_halted{{{CH}}}) > 0"
 DISCONNECTED: Final = f"min by (channel, account) (gateway_account_connected{{{CH}}}) == 0"
+UNSUBSCRIBED: Final = f"min by (channel, account) (gateway_webhook_subscribed{{{CH}}}) == 0"
 
 ACCOUNTS = Row(
-    "Accounts: halted and disconnected",
+    "Accounts: halted, disconnected, unsubscribed",
     (
         Panel(
             "Halted",
             "Numbers and bots stopped by a credential or account error until the gateway "
-            "restarts (GatewayAccountHalted).",
+            "restarts or `gateway accounts clear-halt` (GatewayAccountHalted).",
             (q(f"count({HALTED})"),),
             kind="stat",
             width=4,
@@ -439,6 +440,32 @@ ACCOUNTS = Row(
                 ),
             ),
             width=24,
+        ),
+        Panel(
+            "Unsubscribed",
+            "Accounts whose provider no longer delivers their webhooks to the gateway, by the "
+            "scheduled check (server.subscription_check_seconds; GatewayWebhookUnsubscribed).",
+            (q(f"count({UNSUBSCRIBED})"),),
+            kind="stat",
+            width=4,
+            red_from=1,
+        ),
+        Panel(
+            "Unsubscribed accounts",
+            "Which ones; `gateway webhooks show` says why, `gateway webhooks set` restores them.",
+            (Query(UNSUBSCRIBED, instant=True),),
+            kind="table",
+        ),
+        Panel(
+            "Subscription per account",
+            "1 subscribed, 0 not (no series: the check is off, or has not answered yet).",
+            (
+                q(
+                    f"min by (channel, account) (gateway_webhook_subscribed{{{CH}}})",
+                    "{{channel}} {{account}}",
+                ),
+            ),
+            width=12,
         ),
     ),
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Gauge
 
 from adapters.schema import AccountEvent
-from gateway.scrape import CONNECTED_MODE, HALTED_MODE, PROGRESS_MODE
+from gateway.scrape import CONNECTED_MODE, HALTED_MODE, PROGRESS_MODE, SUBSCRIBED_MODE
 
 
 class AccountGauges:
@@ -30,6 +30,15 @@ class AccountGauges:
             registry=r,
             multiprocess_mode=PROGRESS_MODE,
         )
+        self.webhook_subscribed = Gauge(
+            "gateway_webhook_subscribed",
+            "1 while the provider delivers the account's webhooks to this gateway, 0 once it "
+            "does not (server.subscription_check_seconds; Meta unsubscribes after failed "
+            "deliveries)",
+            ["channel", "account"],
+            registry=r,
+            multiprocess_mode=SUBSCRIBED_MODE,
+        )
         self.account_halted = Gauge(
             "gateway_account_halted",
             "1 while a number or bot is stopped by a credential or account error",
@@ -37,6 +46,9 @@ class AccountGauges:
             registry=r,
             multiprocess_mode=HALTED_MODE,
         )
+
+    def subscribed(self, channel: str, account_id: str, subscribed: bool) -> None:
+        self.webhook_subscribed.labels(channel, account_id).set(1 if subscribed else 0)
 
     def connected(self, channel: str, account_id: str, connected: bool) -> None:
         self.account_connected.labels(channel, account_id).set(1 if connected else 0)

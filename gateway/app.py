@@ -35,6 +35,7 @@ from gateway.metrics import Metrics
 from gateway.receive import Inbound
 from gateway.redis_memory import MemoryWatch
 from gateway.state import INBOUND, MEMORY, OUTBOX, REDIS, SCRIPTS, STATE, State
+from gateway.subscriptions import SubscriptionCheck
 from router.accounts import Account, Directory
 from router.client import RedisClient, scripts_of
 from router.inbound import InboundRouter
@@ -77,6 +78,7 @@ def create_app(
     app.cleanup_ctx.append(_redis_ctx(redis_url))
     app.cleanup_ctx.append(_replay_ctx)
     app.cleanup_ctx.append(_outbox_ctx)
+    app.cleanup_ctx.append(_subscriptions_ctx)
     handlers.add_routes(app)
     return app
 
@@ -185,6 +187,23 @@ async def _replay_ctx(app: web.Application) -> AsyncIterator[None]:
         retry_max_s = app[STATE].settings.server.journal_retry_max_seconds
         replaying = journal.run(app[INBOUND].replay, retry_max_s)
         task = asyncio.create_task(replaying, name="journal-replay")
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _subscriptions_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The scheduled subscription check (`server.subscription_check_seconds`), in worker 1
+    only: the providers are asked once per period, not once per worker."""
+    state = app[STATE]
+    task: asyncio.Task[None] | None = None
+    if state.settings.server.subscription_check_seconds and worker_index() == 1:
+        check = SubscriptionCheck(
+            state.settings, list(state.directory.accounts.values()), state.metrics.subscribed
+        )
+        task = asyncio.create_task(check.run(), name="subscription-check")
     yield
     if task is not None:
         task.cancel()

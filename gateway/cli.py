@@ -1,6 +1,7 @@
 """`gateway serve`, `gateway check-config`, and the operator's tools on the same config and
 Redis: `gateway inspect` (streams, dead letters, accounts, one conversation), `gateway
-deadletters list | show | replay | drop` and `gateway accounts clear-halt`.
+deadletters list | show | replay | drop`, `gateway accounts clear-halt` and `gateway webhooks
+set | show | delete | verify` (provider calls only).
 
 A bad config, or a port that cannot be listened on, exits with status 2 and one line naming
 the key; it never prints a traceback. `serve` exits 0 after a drain, 1 if worker processes
@@ -20,7 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from gateway import accounts_tool, logs
+from gateway import accounts_tool, logs, webhooks_tool
 from gateway import deadletter_tool as dl
 from gateway.config import (
     ConfigError,
@@ -102,6 +103,36 @@ def _tools(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         act.add_argument("--json", action="store_true", help="JSON output, for scripts")
         if name == "drop":
             act.add_argument("--yes", action="store_true", help="really delete them")
+    text = "set, show, delete or verify the webhook subscriptions of the configured accounts"
+    hooks = sub.add_parser(
+        "webhooks", help=text, description=webhooks_tool.__doc__, formatter_class=raw
+    )
+    hook_actions = hooks.add_subparsers(dest="action", required=True)
+    for name, about in (
+        ("set", "register each account's webhook with its provider at server.public_url"),
+        ("show", "what each provider has now: URL, subscribed, pending, last error"),
+        ("delete", "unsubscribe each account (needs --yes)"),
+        ("verify", "fetch the platforms' GET handshake through server.public_url, and check "
+                   "that the others deliver to it"),
+    ):  # fmt: skip
+        act = hook_actions.add_parser(name, help=about, description=about)
+        _common(act)
+        act.add_argument(
+            "--account",
+            action="append",
+            default=[],
+            metavar="CHANNEL:ACCOUNT",
+            help="only this configured account (repeatable); default: all",
+        )
+        act.add_argument("--json", action="store_true", help="JSON output, for scripts")
+        if name in ("set", "delete"):
+            act.add_argument(
+                "--drop-pending",
+                action="store_true",
+                help="drop the updates the provider keeps for delivery, where it keeps them",
+            )
+        if name == "delete":
+            act.add_argument("--yes", action="store_true", help="really unsubscribe")
     text = "clear a halted number's or bot's halt, so it sends again without a restart"
     accounts = sub.add_parser(
         "accounts", help=text, description=accounts_tool.__doc__, formatter_class=raw
@@ -176,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             print(f"{args.config}: ok")
             return 0
+        if args.command == "webhooks":
+            return _webhooks(args, settings)
         if args.command in ("inspect", "deadletters", "accounts"):
             return asyncio.run(_tool(args, settings))
         return _serve(settings)
@@ -208,6 +241,28 @@ async def _tool(args: argparse.Namespace, settings: Settings) -> int:
         raise ToolError(f"Redis failed: {type(exc).__name__}: {exc}") from None
     finally:
         await redis.aclose()
+
+
+def _webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    """`webhooks set | show | delete | verify`: provider calls only, no Redis."""
+    if args.action == "delete" and not args.yes:
+        print("gateway: webhooks delete: add --yes to unsubscribe", file=sys.stderr)
+        return USAGE
+    try:
+        rows = asyncio.run(
+            webhooks_tool.execute(
+                settings, args.action, args.account, getattr(args, "drop_pending", False)
+            )
+        )
+    except ValueError as exc:
+        raise ToolError(f"webhooks {args.action}: {exc}") from None
+    good = webhooks_tool.all_good(rows, args.action)
+    if args.json:
+        print(json.dumps(webhooks_tool.document(rows, args.action), indent=2))
+    else:
+        print(webhooks_tool.render(rows, args.action))
+    webhooks_tool.audit(rows, args.action)
+    return OK if good else NOTHING
 
 
 def _accounts(args: argparse.Namespace, settings: Settings) -> list[Account]:

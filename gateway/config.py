@@ -86,6 +86,14 @@ class ServerSettings(msgspec.Struct, **_STRUCT):
     the gateway in this one process. `gateway serve --workers N` overrides it."""
     log_format: Literal["text", "json"] = "text"
     """`json`: one JSON object per log line (gateway/logs.py). `--log-format` overrides it."""
+    public_url: str | None = None
+    """The gateway's public base URL as the platforms reach it (`https://gw.example.com`, a
+    path prefix allowed): `gateway webhooks set` registers `<public_url>/webhooks/<channel>`
+    with the providers, and `verify` fetches the handshake through it."""
+    subscription_check_seconds: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    """Every this many seconds (0: never; at least 60 otherwise) worker 1 asks each provider
+    whether each enabled account is still subscribed (`gateway_webhook_subscribed`): Meta
+    unsubscribes an app after about an hour of failed deliveries. Needs `public_url`."""
     admin_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
     """When set, /metrics, /readyz and /healthz are also served on admin_host:admin_port,
     and /metrics leaves the public port (404 there); see gateway.admin."""
@@ -293,7 +301,30 @@ def check(settings: Settings) -> None:
         _check_cluster(settings.redis)
     _check_embedded(settings.redis)
     _check_admin(settings.server)
+    _check_public_url(settings.server)
     _check_exposed_secrets(settings)
+
+
+def _check_public_url(server: ServerSettings) -> None:
+    if server.public_url is not None:
+        url = urlsplit(server.public_url)
+        if url.scheme not in ("https", "http") or not url.netloc or url.query or url.fragment:
+            raise ConfigError(
+                "server.public_url: must be the gateway's public base URL, like "
+                "https://gateway.example.com (no query, no #fragment)"
+            )
+    seconds = server.subscription_check_seconds
+    if seconds:
+        if seconds < 60:
+            raise ConfigError(
+                "server.subscription_check_seconds: 0 (off) or at least 60: each check calls "
+                "every provider once per account"
+            )
+        if server.public_url is None:
+            raise ConfigError(
+                "server.subscription_check_seconds: needs server.public_url (what the "
+                "subscriptions must point at)"
+            )
 
 
 def _check_channels(settings: Settings) -> None:

@@ -111,6 +111,7 @@ class Metrics:
         self.trimmed = outbound.trimmed
         self.halted = accounts.halted
         self.connected = accounts.connected
+        self.subscribed = accounts.subscribed
 
     def redis_memory(self, used: int, maximum: int) -> None:
         self.redis_memory_used.set(used)

@@ -42,6 +42,8 @@ REDIS_MEMORY_MODE: Final = OUTBOX_MODE
 CONNECTED_MODE: Final = "mostrecent"
 PROGRESS_MODE: Final = "mostrecent"
 HALTED_MODE: Final = "max"
+SUBSCRIBED_MODE: Final = "mostrecent"
+"""Set by worker 1 alone (the scheduled check)."""
 JOURNAL_MODE: Final = "livesum"
 
 

@@ -84,7 +84,12 @@ ALLOWED_EMPTY = {
 }
 """Dashboard queries that may find no series here, by a metric they read, and why."""
 
-EXPECTED_ALERTS = {"GatewayAccountHalted", "GatewayAccountDisconnected", "GatewayDeadLetters"}
+EXPECTED_ALERTS = {
+    "GatewayAccountHalted",
+    "GatewayAccountDisconnected",
+    "GatewayDeadLetters",
+    "GatewayWebhookUnsubscribed",
+}
 """Alerts the traffic below raises (firing, or pending for their `for:`) in the real
 Prometheus."""
 
@@ -391,14 +396,18 @@ async def fakes() -> AsyncIterator[Fakes]:
 @pytest.fixture
 def gateway(tmp_path: Path, own_redis: EmbeddedRedis, fakes: Fakes) -> Iterator[Process]:
     """`python -m gateway serve` on the test config: no drain at the end, Redis calls time
-    out after 0.5 s (so a stall answers 503 quickly), Twilio's journal in `tmp_path`, replayed
-    0.1 s after Redis answers, the outbox is trimmed every second and measured every 1.25 s
-    (claim_idle_seconds / 4), and a command waits at most 0.5 s for a slot."""
+    out after 0.5 s (so a stall answers 503 quickly), the subscription check on (it runs at
+    start), Twilio's journal in `tmp_path`, replayed 0.1 s after Redis answers, the outbox is
+    trimmed every second and measured every 1.25 s (claim_idle_seconds / 4), and a command
+    waits at most 0.5 s for a slot."""
     port = free_port()
     config = TEST_CONFIG
     journal = f"journal_dir: {tmp_path / 'journal'}, journal_retry_max_seconds: 0.1"
+    # The subscription check runs at start: BOT_1's webhook is not set at the fake Bot API.
+    check = 'public_url: "https://gateway.example.com", subscription_check_seconds: 60'
+
     for old, new in (
-        ("port: 0}", f"port: {port}, drain_seconds: 0, {journal}}}"),
+        ("port: 0}", f"port: {port}, drain_seconds: 0, {journal}, {check}}}"),
         ('cluster: "${REDIS_CLUSTER}"}', 'cluster: "${REDIS_CLUSTER}", timeout_seconds: 0.5}'),
         ("  claim_idle_seconds:", "  trim_interval_seconds: 1\n  claim_idle_seconds:"),
     ):
@@ -699,6 +708,9 @@ async def test_every_dashboard_query_returns_series_from_prometheus_scraping_a_g
         "firing channel=whatsapp,reason=unknown_account",
         "firing reason=invalid_command",  # a command's letter has no channel
     }
+    # Pending (for: 5m): the check found BOT_1's webhook not set; the other accounts' checks
+    # failed (no such WABA at the fake, unreachable APIs), which sets no gauge.
+    assert found["GatewayWebhookUnsubscribed"] == {f"pending channel=telegram,account={BOT_1}"}
     disconnected = {state.split(" ", 1)[1] for state in found["GatewayAccountDisconnected"]}
     assert disconnected == {f"channel=whatsapp,account={n}" for n in (NUMBER_A, NUMBER_B)}
     # And the exposition passes Prometheus's own lint.
