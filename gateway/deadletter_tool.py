@@ -195,6 +195,8 @@ def show_document(entry: Entry, now_s: float) -> dict[str, Any]:
         doc["body_b64"] = letter.body_b64
     if letter.command is not None:
         doc["command"] = letter.command
+    if letter.key is not None:
+        doc["key"] = letter.key
     return doc
 
 
@@ -264,16 +266,16 @@ class Replayer:
             why = "no body" if body is None else f"unknown channel {letter.channel!r}"
             return Result(entry.entry_id, "failed", "not_replayable", why)
         try:
-            source, parsed = parse_webhook(channel, body, letter.received_at, None)
+            source, parsed = parse_webhook(channel, body, letter.received_at, letter.key)
         except ParseError as exc:
             return Result(entry.entry_id, "failed", exc.reason, str(exc))
         # What would be dead-lettered again is checked first: such a body is not published
         # (no new dead letter for it), and its letter stays.
         _known, unknown = self._routing.route(CHANNELS[source].channel, parsed)
         if unknown or parsed.bad:
-            again = body_letter(source, parsed.bad, unknown, body, letter.received_at)
+            again = body_letter(source, parsed.bad, unknown, body, letter.received_at, letter.key)
             return Result(entry.entry_id, "failed", again.reason, again.detail)
-        tally = await self._router.publish(source, parsed, body, letter.received_at)
+        tally = await self._router.publish(source, parsed, body, letter.received_at, letter.key)
         published = sum(tally.published.values())
         duplicates = sum(tally.duplicates.values())
         if tally.deadletters:

@@ -222,7 +222,7 @@ class Inbound:
             malformed = self._malformed(channel, key, body, received_at, str(exc), exc.reason)
             return self._task(channel, malformed)
         publish_started = time.perf_counter()
-        publishing = self._router.start(channel, parsed, body, received_at)
+        publishing = self._router.start(channel, parsed, body, received_at, key)
         record = Record(channel, key, received_at, body) if channel in self._kept else None
         return Reply(
             self, channel, None, publishing.future, publishing, started, publish_started, record
@@ -260,15 +260,21 @@ class Inbound:
         (Journaled like any webhook if Redis cannot take the dead letter: its replay parses
         it again and dead-letters it then.)"""
         try:
-            await self._deadletter(channel, body, received_at, detail, reason)
+            await self._deadletter(channel, key, body, received_at, detail, reason)
         except RouterUnavailable as exc:
             return await self._unavailable(Record(channel, key, received_at, body), exc)
         return self.counted(channel, 200, self._ok[channel])
 
     async def _deadletter(
-        self, channel: str, body: bytes, received_at: int, detail: str, reason: str
+        self,
+        channel: str,
+        key: str | None,
+        body: bytes,
+        received_at: int,
+        detail: str,
+        reason: str,
     ) -> None:
-        await self._router.deadletter(reason, channel, received_at, detail[:500], body)
+        await self._router.deadletter(reason, channel, received_at, detail[:500], body, key=key)
         self._metrics.deadletters.labels(channel, reason).inc()
         log.warning(
             "dead-lettered a %s body (%s): %s",
@@ -362,9 +368,9 @@ class Inbound:
                 raise ParseError(f"journaled for the adapter {channel!r}, which is not registered")
             channel, parsed = parse_webhook(channel, body, received_at, record.key)
         except ParseError as exc:
-            await self._deadletter(channel, body, received_at, str(exc), exc.reason)
+            await self._deadletter(channel, record.key, body, received_at, str(exc), exc.reason)
         else:
-            tally = await self._router.publish(channel, parsed, body, received_at)
+            tally = await self._router.publish(channel, parsed, body, received_at, record.key)
             self._metrics.tallied(channel, tally)
         self._metrics.journal_webhooks.labels(record.channel, "replayed").inc()
 

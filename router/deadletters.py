@@ -34,14 +34,21 @@ def letter(
     detail: str | None,
     body: bytes | None,
     command: str | None,
+    key: str | None = None,
 ) -> DeadLetter:
-    """A dead letter of something the gateway could not understand; the body, if any, once."""
+    """A dead letter of something the gateway could not understand; the body, if any, once
+    (`key`: the account its webhook's path named)."""
     encoded = _b64(body) if body is not None else None
-    return DeadLetter(1, reason, channel, received_at, detail, encoded, command)
+    return DeadLetter(1, reason, channel, received_at, detail, encoded, command, key)
 
 
 def body_letter(
-    channel: str, bad: list[BadItem], unknown: dict[str, int], body: bytes, received_at: int
+    channel: str,
+    bad: list[BadItem],
+    unknown: dict[str, int],
+    body: bytes,
+    received_at: int,
+    key: str | None = None,
 ) -> DeadLetter:
     """One dead letter per webhook, whatever it could not publish: the body once, and in
     `detail` the unknown accounts and the bad items (position and why), each list bounded.
@@ -58,7 +65,8 @@ def body_letter(
         parts.append(_listed("accounts not configured", accounts))
     if bad:
         parts.append(_listed("items not published", [f"{b.reason} {_clip(b.detail)}" for b in bad]))
-    return DeadLetter(1, reason, channel, received_at, "; ".join(parts), _b64(body))
+    detail = "; ".join(parts)
+    return DeadLetter(1, reason, channel, received_at, detail, _b64(body), None, key)
 
 
 def _listed(title: str, items: list[str]) -> str:

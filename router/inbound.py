@@ -69,7 +69,9 @@ class InboundRouter:
         self._lean = script if isinstance(script, PipeScript) else None
         """publish.lua on the lean client, which sends a call at once: see `start`."""
 
-    async def publish(self, source: str, parsed: Parsed, body: bytes, received_at: int) -> Tally:
+    async def publish(
+        self, source: str, parsed: Parsed, body: bytes, received_at: int, key: str | None = None
+    ) -> Tally:
         """Publish every event of one webhook; raises `RouterUnavailable` if Redis fails.
 
         A large body (a 3 MB history sync, published from a child process: see
@@ -77,11 +79,14 @@ class InboundRouter:
         live webhooks' scripts in between. Marks make this safe: if a later slice fails, the
         platform's retry publishes only what is missing.
         """
-        return await self.start(source, parsed, body, received_at).wait()
+        return await self.start(source, parsed, body, received_at, key).wait()
 
-    def start(self, source: str, parsed: Parsed, body: bytes, received_at: int) -> Publishing:
+    def start(
+        self, source: str, parsed: Parsed, body: bytes, received_at: int, key: str | None = None
+    ) -> Publishing:
         """`publish`, begun at once (`source`: the adapter whose webhook it is, whose
-        `channel` the events are routed by). A webhook that needs nothing looked up first and
+        `channel` the events are routed by; `key`: the account the webhook's path named, kept
+        in its dead letter). A webhook that needs nothing looked up first and
         fits one script call (the usual one) is sent now, on the lean client's open connection: no
         task or coroutine per webhook. Any other runs as a task. (The calls sent in one
         event-loop iteration share one write and one round trip: router/scriptpipe.py.)"""
@@ -96,10 +101,12 @@ class InboundRouter:
         ):
             return Publishing.running(
                 self._publish_after_lookups(
-                    channel, known, unknown, pending, parsed, body, received_at, source
+                    channel, known, unknown, pending, parsed, body, received_at, source, key
                 )
             )
-        slices = self._calls.slices(channel, known, {}, parsed, unknown, body, received_at, source)
+        slices = self._calls.slices(
+            channel, known, {}, parsed, unknown, body, received_at, source, key
+        )
         if len(slices) == 1 and len(batches := slices[0].batches) == 1:
             for batch in batches.values():
                 if not batch.keys:
@@ -119,6 +126,7 @@ class InboundRouter:
         body: bytes,
         received_at: int,
         source: str,
+        key: str | None,
     ) -> Tally:
         # The extra round trips below are awaited only for the webhooks that need them.
         if pending:
@@ -127,7 +135,7 @@ class InboundRouter:
         if renames := [(r, a) for r, a in known if r.renamed_to and r.event.conversation_id]:
             originals = await self._contacts.renames(renames)
         slices = self._calls.slices(
-            channel, known, originals, parsed, unknown, body, received_at, source
+            channel, known, originals, parsed, unknown, body, received_at, source, key
         )
         return await self._runner.slices(slices)
 
@@ -139,7 +147,9 @@ class InboundRouter:
         detail: str | None,
         body: bytes | None = None,
         command: str | None = None,
+        key: str | None = None,
     ) -> None:
         """Keep something the gateway could not understand, for an operator."""
-        calls = self._calls.letter(letter(reason, channel, received_at, detail, body, command))
+        found = letter(reason, channel, received_at, detail, body, command, key)
+        calls = self._calls.letter(found)
         await self._runner.all(calls, [], [])

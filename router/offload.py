@@ -96,7 +96,7 @@ def _publish_in_child(
     except ParseError as exc:
         return Malformed(str(exc), exc.reason)
     tally = _CHILD.loop.run_until_complete(
-        _CHILD.router.publish(channel, parsed, body, received_at)
+        _CHILD.router.publish(channel, parsed, body, received_at, bot_id)
     )
     return channel, _slim(tally)
 

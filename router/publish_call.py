@@ -87,6 +87,7 @@ class CallBuilder:
         body: bytes,
         received_at: int,
         source: str | None = None,
+        key: str | None = None,
     ) -> list[Calls]:
         """The script calls of one webhook: slices of events, then the dead letters. A
         slice with nothing to run is left out (no call, and no turn given to the loop).
@@ -114,7 +115,7 @@ class CallBuilder:
                         bad.append(unencodable(item, exc))
                 slices.append(calls)
         if bad or unknown:
-            letter = body_letter(source or channel, bad, unknown, body, received_at)
+            letter = body_letter(source or channel, bad, unknown, body, received_at, key)
             slices.append(self.letter(letter))
         return slices
 

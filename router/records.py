@@ -37,3 +37,6 @@ class DeadLetter(msgspec.Struct, omit_defaults=True):
     detail: str | None
     body_b64: str | None = None
     command: str | None = None
+    key: str | None = None
+    """Extension: the account the webhook's URL path named (Telegram's bot id), which the body
+    alone does not say; `gateway deadletters replay` hands it to the parser again."""

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from router import keys
-from tests.conftest import TEST_CONFIG, change, envelope, stream, text_message
+from tests.conftest import BOT_1, TEST_CONFIG, change, envelope, stream, text_message, tg_headers
 from tests.test_inspect import post_wa, run, write_config
 
 NUMBER_X = "100200300400900"
@@ -175,3 +175,46 @@ def test_help_says_what_each_command_does() -> None:
         capture_output=True, text=True, cwd=root, check=True, timeout=60,
     ).stdout  # fmt: skip
     assert "replay" in out and "trusted without a signature" in out
+
+
+async def test_a_telegram_letter_keeps_its_bot_and_replays_with_it(
+    client: TestClient,
+    redis: Redis,
+    redis_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The bot is named only by the webhook's URL: its letter keeps it (`key`), so a
+    replay parses the body as that bot's, as the live webhook was."""
+    import base64
+
+    bad = {"update_id": 70, "message": "not a message object"}
+    resp = await client.post(
+        f"/webhooks/telegram/{BOT_1}", data=json.dumps(bad), headers=tg_headers()
+    )
+    assert resp.status == 200  # dead-lettered, item by item
+    ((_, fields),) = await redis.xrange(keys.DEADLETTER)
+    assert json.loads(fields[b"event"])["key"] == BOT_1
+    await redis.delete(keys.DEADLETTER)
+
+    update = {
+        "update_id": 71,
+        "message": {"message_id": 9, "date": 1_795_000_000, "text": "oi",
+                    "chat": {"id": 42, "type": "private", "first_name": "Ana"},
+                    "from": {"id": 42, "is_bot": False, "first_name": "Ana"}},
+    }  # fmt: skip
+    body = base64.b64encode(json.dumps(update).encode()).decode()
+    kept = await add_letter(redis, reason="malformed_body", channel="telegram", body_b64=body,
+                            received_at=1_795_000_000, key=BOT_1)  # fmt: skip
+    old = await add_letter(redis, reason="malformed_body", channel="telegram", body_b64=body,
+                           received_at=1_795_000_000)  # fmt: skip  # written before `key`
+    args = write_config(tmp_path, redis_url)
+    code, out, _ = await run(capsys, "deadletters", "show", *args, "--json", "--id", kept)
+    assert json.loads(out)[0]["key"] == BOT_1
+    code, out, _ = await run(capsys, "deadletters", "replay", *args, "--json")
+    assert code == 1  # the old letter fails
+    by_id = {r["id"]: r for r in json.loads(out)["results"]}
+    assert by_id[kept]["outcome"] == "replayed" and by_id[kept]["published"] == 1
+    assert by_id[old]["outcome"] == "failed" and by_id[old]["reason"] == "unknown_account"
+    [event] = [e for e in await stream(redis, "gw:inbox:support") if e.get("text") == "oi"]
+    assert (event["channel"], event["account_id"], event["contact_id"]) == ("telegram", BOT_1, "42")
