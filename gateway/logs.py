@@ -5,7 +5,7 @@ JSON is one object per line: `time` (UTC, ISO 8601 with milliseconds), `level`, 
 `process` (the worker's name with `--workers`), `message`, and, where the line is about one
 of them, `channel`, `account` (a configured number, Page, account or bot id), `assistant`,
 `command_id`, `event_id`, `reason` (passed as `extra=` by the code that logs); a traceback
-as `exception`. No line names a contact: conversation ids hold their phone numbers.
+as `exception`. No field names a contact: conversation ids hold their phone numbers.
 
 Every line, text or JSON, first goes through `Redact`: each configured secret (app secrets,
 verify tokens, access tokens, bot tokens and secret tokens, Twilio's auth token and keys,
