@@ -23,6 +23,16 @@ class Directory:
     wabas: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """WABA id → its configured phone_number_ids, in config order."""
 
+    def update_from(self, other: Directory) -> None:
+        """Take `other`'s accounts and WABAs in place (a reload): every holder of this
+        directory sees them from the next lookup. Built with dicts (`gateway.app`)."""
+        accounts, wabas = self.accounts, self.wabas
+        assert isinstance(accounts, dict) and isinstance(wabas, dict)
+        accounts.clear()
+        accounts.update(other.accounts)
+        wabas.clear()
+        wabas.update(other.wabas)
+
     def get(self, channel: str, account_id: str) -> Account | None:
         return self.accounts.get((channel, account_id))
 

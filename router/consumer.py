@@ -312,12 +312,13 @@ class DeadLetters:
     ) -> None:
         self._redis = redis
         self._maxlen = maxlen
-        self._secrets = secrets
+        self.secrets = secrets
+        """The account tokens taken out of letters (a reload sets them anew)."""
         self._observer = observer
 
     def redact(self, text: str) -> str:
         """Account tokens out (a token can be part of a provider's URL)."""
-        for secret in self._secrets:
+        for secret in self.secrets:
             text = text.replace(secret, "<redacted>")
         return text
 

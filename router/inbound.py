@@ -69,6 +69,10 @@ class InboundRouter:
         self._lean = script if isinstance(script, PipeScript) else None
         """publish.lua on the lean client, which sends a call at once: see `start`."""
 
+    def accounts_changed(self) -> None:
+        """The directory changed (a reload): forget what was worked out per account."""
+        self._calls.accounts_changed()
+
     async def publish(
         self, source: str, parsed: Parsed, body: bytes, received_at: int, key: str | None = None
     ) -> Tally:

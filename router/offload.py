@@ -154,6 +154,14 @@ class Offload:
             log.exception("publishing a large %s webhook failed", channel)
             raise RouterUnavailable(f"large-webhook publish failed: {exc!r}") from exc
 
+    def renew(self, factory: ClientsFactory) -> None:
+        """Large bodies from now on go to a new child made by `factory` (a reload: the child
+        builds its router from the config); a publish in the old one finishes there."""
+        self._factory = factory
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)

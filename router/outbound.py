@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Mapping
 
 import aiohttp
 
@@ -75,6 +76,7 @@ class Outbox:
         self._directory = directory
         self._forget_halts = forget_halts
         self._claim_idle_s = outbound.claim_idle_seconds
+        self._api_bases = api_bases
         self._conversation_ttl_s = router.conversation_ttl_seconds
         self.ledger = Ledger(redis, host, outbound, router, observer)
         self.pacing = Pacing(host, policy, outbound, observer)
@@ -126,9 +128,25 @@ class Outbox:
             return False
         return True
 
-    async def _start_account(self, a: Account) -> None:
+    async def accounts_changed(
+        self, before: Mapping[tuple[str, str], Account], api_bases: Mapping[str, str]
+    ) -> None:
+        """The directory changed (a reload; `before`: its accounts until then). New sends use
+        the new accounts, tokens and API bases (one in flight finishes with what it began
+        with); an account whose token changed forgets its halt (the new token is the fix);
+        enabled and disabled accounts are recorded as at start."""
+        self._api_bases.clear()
+        self._api_bases.update(api_bases)
+        accounts = list(self._directory.accounts.values())
+        self.consumer.deadletters.secrets = [a.token for a in accounts if a.token]
+        for a in accounts:
+            old = before.get((a.channel, a.account_id))
+            rotated = old is not None and old.token != a.token
+            await self._start_account(a, forget_halt=rotated)
+
+    async def _start_account(self, a: Account, *, forget_halt: bool | None = None) -> None:
         key = keys.account_state(keys.inbox(a.assistant), a.channel, a.account_id)
-        if self._forget_halts:
+        if self._forget_halts if forget_halt is None else forget_halt:
             await self._redis.hdel(key, "halt")  # type: ignore[misc]
         was = await self._redis.hget(key, "enabled")  # type: ignore[misc]
         if a.enabled and was == b"0":

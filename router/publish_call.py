@@ -77,6 +77,10 @@ class CallBuilder:
         """Channels some of whose accounts' adapters charge inbound messages (a quick test:
         the account's own adapter decides, `_add_charge`)."""
 
+    def accounts_changed(self) -> None:
+        """Send intervals are per account's `mps`, which a reload may change."""
+        self._intervals.clear()
+
     def slices(
         self,
         channel: str,
