@@ -34,7 +34,7 @@ from gateway.journal import Journal
 from gateway.metrics import Metrics
 from gateway.receive import Inbound
 from gateway.redis_memory import MemoryWatch
-from gateway.state import INBOUND, MEMORY, OUTBOX, REDIS, SCRIPTS, STATE, State
+from gateway.state import INBOUND, MEMORY, OUTBOX, REDIS, REDIS_URL, SCRIPTS, STATE, State
 from gateway.subscriptions import SubscriptionCheck
 from router.accounts import Account, Directory
 from router.client import RedisClient, scripts_of
@@ -74,6 +74,7 @@ def create_app(
     }
     directory = directory_from(settings)
     app[STATE] = State(settings, metrics or Metrics(), receivers, directory, restarted=restarted)
+    app[REDIS_URL] = redis_url
     app.cleanup_ctx.append(_journal_ctx)
     app.cleanup_ctx.append(_redis_ctx(redis_url))
     app.cleanup_ctx.append(_replay_ctx)
@@ -201,7 +202,7 @@ async def _subscriptions_ctx(app: web.Application) -> AsyncIterator[None]:
     task: asyncio.Task[None] | None = None
     if state.settings.server.subscription_check_seconds and worker_index() == 1:
         check = SubscriptionCheck(
-            state.settings, list(state.directory.accounts.values()), state.metrics.subscribed
+            lambda: state.settings, state.directory.accounts.values, state.metrics.subscribed
         )
         task = asyncio.create_task(check.run(), name="subscription-check")
     yield

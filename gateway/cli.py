@@ -15,26 +15,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from gateway import accounts_tool, logs, webhooks_tool
 from gateway import deadletter_tool as dl
-from gateway.config import (
-    ConfigError,
-    Settings,
-    load,
-    read_env_file,
-    with_log_format,
-    with_workers,
-)
+from gateway.config import ConfigError, Settings
 from gateway.embedded import EmbeddedRedisError
 from gateway.inspection import inspect, render
 from gateway.listen import ListenError, check_ports_free
 from gateway.ops import NOTHING, OK, USAGE, ToolError, connect, id_ranges, parse_age
+from gateway.reload import ConfigSource
 from gateway.server import run_process, running_redis
 from gateway.supervisor import Supervisor
 from router.accounts import Account
@@ -165,7 +162,9 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("serve", "run the gateway in the foreground"),
         ("check-config", "validate a config file and exit"),
-    ):
+        ("reload", "check the config, then have the running gateway read it again (SIGHUP "
+                   "to the pid in server.pid_file)"),
+    ):  # fmt: skip
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--config", required=True, help="path to config.yaml")
         cmd.add_argument("--env-file", help="KEY=value lines for ${VAR}s; the environment wins")
@@ -185,23 +184,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    env = dict(os.environ)
-    if args.env_file:
-        env = {**read_env_file(args.env_file), **env}
-    settings = load(args.config, env)
-    if getattr(args, "workers", None) is not None:
-        settings = with_workers(settings, args.workers)
-    if args.log_format is not None:
-        settings = with_log_format(settings, args.log_format)
-    return settings
+def _source(args: argparse.Namespace) -> ConfigSource:
+    """The config file, env file and command-line overrides: read at start and at a reload."""
+    return ConfigSource(args.config, args.env_file, getattr(args, "workers", None), args.log_format)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.configure(args.log_level.upper(), args.log_format or "text")
     try:
-        settings = _settings(args)
+        settings = _source(args).load()
         logs.configure(args.log_level.upper(), settings.server.log_format)
         logs.REDACT.add(logs.secret_values(settings))
         if args.command == "check-config":
@@ -211,7 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _webhooks(args, settings)
         if args.command in ("inspect", "deadletters", "accounts"):
             return asyncio.run(_tool(args, settings))
-        return _serve(settings)
+        if args.command == "reload":
+            return _reload(settings)
+        return _serve(settings, _source(args))
     except ConfigError as exc:
         print(f"gateway: config error: {exc}", file=sys.stderr)
         return 2
@@ -322,24 +316,64 @@ async def _deadletters(
     return NOTHING if report.failed else OK
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, source: ConfigSource) -> int:
     try:
-        return serve(settings)
+        return serve(settings, source)
     except ListenError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, source: ConfigSource | None = None) -> int:
     """Serve until SIGTERM or SIGINT, then drain; the exit status (0: drained). With
-    `server.workers` > 1 this process becomes the supervisor of that many workers."""
-    if settings.server.workers == 1:
+    `server.workers` > 1 this process becomes the supervisor of that many workers. SIGHUP
+    reads the config again from `source` (gateway/reload.py); until the process is ready
+    for it, SIGHUP is ignored rather than killing it."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with _pid_file(settings.server.pid_file):
+        if settings.server.workers == 1:
+            with running_redis(settings) as url:
+                run_process(settings, url, source)
+            return 0
+        check_ports_free(settings.server)
         with running_redis(settings) as url:
-            run_process(settings, url)
-        return 0
-    check_ports_free(settings.server)
-    with running_redis(settings) as url:
-        return Supervisor(settings, url).run()
+            return Supervisor(settings, url, source).run()
+
+
+@contextlib.contextmanager
+def _pid_file(path: str | None) -> Iterator[None]:
+    """This process's pid in `path` while it serves (`gateway reload` reads it)."""
+    if path is None:
+        yield
+        return
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.{os.getpid()}")
+    partial.write_text(f"{os.getpid()}\n")
+    partial.replace(target)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if int(target.read_text()) == os.getpid():
+                target.unlink()
+
+
+def _reload(settings: Settings) -> int:
+    """`gateway reload`: the config is valid (else exit 2 with its error, checked here so
+    the operator sees it at once); SIGHUP to the pid in `server.pid_file`."""
+    path = settings.server.pid_file
+    if path is None:
+        raise ToolError(
+            "reload: server.pid_file is not set; set it (and restart once), or send SIGHUP to "
+            "the gateway's process yourself (the supervisor's, with --workers)"
+        )
+    try:
+        pid = int(Path(path).read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        raise ToolError(f"reload: no running gateway in {path}: {exc}") from None
+    print(f"config ok; SIGHUP sent to {pid}: the gateway logs what it changed (gateway.audit)")
+    return OK
 
 
 if __name__ == "__main__":

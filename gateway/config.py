@@ -90,6 +90,12 @@ class ServerSettings(msgspec.Struct, **_STRUCT):
     """The gateway's public base URL as the platforms reach it (`https://gw.example.com`, a
     path prefix allowed): `gateway webhooks set` registers `<public_url>/webhooks/<channel>`
     with the providers, and `verify` fetches the handshake through it."""
+    secret_overlap_seconds: Annotated[float, msgspec.Meta(ge=0)] = 900.0
+    """After a reload that changed a channel's webhook secrets, the previous ones still
+    verify this long (a rotation at the platform and in the config need not coincide)."""
+    pid_file: str | None = None
+    """`gateway serve` writes its pid here (the supervisor's, with workers) and removes it on
+    exit; `gateway reload` reads it to send SIGHUP."""
     subscription_check_seconds: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     """Every this many seconds (0: never; at least 60 otherwise) worker 1 asks each provider
     whether each enabled account is still subscribed (`gateway_webhook_subscribed`): Meta

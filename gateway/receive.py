@@ -48,7 +48,7 @@ from adapters.schema import ParseError
 from gateway.journal import Journal, JournalError, Record
 from gateway.metrics import Metrics
 from router.inbound import InboundRouter, Publishing
-from router.offload import Malformed, Offload, parse_webhook
+from router.offload import ClientsFactory, Malformed, Offload, parse_webhook
 from router.outcome import RouterUnavailable, Tally
 
 log = logging.getLogger("gateway.http")
@@ -183,6 +183,13 @@ class Inbound:
         self._router = router
         self._offload = offload
         self._tasks: set[asyncio.Task[Answer]] = set()
+
+    def accounts_changed(self, offload: ClientsFactory) -> None:
+        """A reload: the router forgets what it worked out per account, and large bodies go
+        to a child built from the new config by `offload`. (The receivers are the state's
+        dict, which the reload updates in place.)"""
+        self._router.accounts_changed()
+        self._offload.renew(offload)
 
     def refused(self, channel: str, key: str | None, headers: Mapping[str, str]) -> Answer | None:
         """What the channel refuses from the head alone (`Receiver.refuse`), counted (a 401

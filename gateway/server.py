@@ -21,7 +21,7 @@ import logging
 import resource
 import signal
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -37,6 +37,7 @@ from gateway.embedded import embedded_redis
 from gateway.fasthttp import GatewayRunner
 from gateway.listen import ListenError, start_site
 from gateway.metrics import Metrics
+from gateway.reload import ConfigSource, reload
 from gateway.state import STATE
 
 log = logging.getLogger("gateway")
@@ -47,9 +48,10 @@ LISTENING = b"listening"
 """What a worker sends the supervisor once its socket is open."""
 
 
-def run_process(settings: Settings, redis_url: str) -> None:
-    """Serve from this process alone until SIGTERM or SIGINT, then drain."""
-    _run(_serve(settings, redis_url))
+def run_process(settings: Settings, redis_url: str, source: ConfigSource | None = None) -> None:
+    """Serve from this process alone until SIGTERM or SIGINT, then drain; SIGHUP reloads the
+    config from `source` (gateway/reload.py)."""
+    _run(_serve(settings, redis_url, source=source))
 
 
 @contextlib.contextmanager
@@ -112,6 +114,8 @@ class WorkerSpec:
     log_level: int
     restarted: bool
     """Started again after the previous process of this index died (see Outbox forget_halts)."""
+    source: ConfigSource | None = None
+    """Where to read the config again on SIGHUP (the supervisor checked it first)."""
 
 
 def run_worker(spec: WorkerSpec, link: Connection) -> None:
@@ -121,10 +125,31 @@ def run_worker(spec: WorkerSpec, link: Connection) -> None:
     logs.REDACT.add([*logs.secret_values(spec.settings), *logs.redis_password(spec.redis_url)])
     worker = _Worker(Metrics(Path(spec.metrics_dir)), link, spec.restarted)
     try:
-        _run(_serve(spec.settings, spec.redis_url, worker))
+        _run(_serve(spec.settings, spec.redis_url, worker, spec.source))
     except ListenError as exc:
         log.error("%s", exc)
         sys.exit(EXIT_LISTEN_FAILED)
+
+
+def _reloader(app: web.Application, source: ConfigSource) -> Callable[[], None]:
+    """SIGHUP's handler: one reload at a time, in order (a task each; kept until done)."""
+    lock = asyncio.Lock()
+    running: set[asyncio.Task[None]] = set()
+
+    async def one() -> None:
+        async with lock:
+            try:
+                await reload(app, source)
+            except Exception:
+                log.exception("reload failed; the running config stays where it was not applied")
+
+    def hup() -> None:
+        log.info("SIGHUP: reading the config again")
+        task = asyncio.get_running_loop().create_task(one(), name="reload")
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    return hup
 
 
 @dataclass(frozen=True)
@@ -147,7 +172,12 @@ class _Worker:
         loop.add_reader(fd, orphaned)
 
 
-async def _serve(settings: Settings, redis_url: str, worker: _Worker | None = None) -> None:
+async def _serve(
+    settings: Settings,
+    redis_url: str,
+    worker: _Worker | None = None,
+    source: ConfigSource | None = None,
+) -> None:
     # Helper threads (the large-webhook pool's feeder and result threads, the HTTP client's
     # resolver) hold the GIL at most 1 ms at a time instead of 5 ms before the event loop
     # (live webhooks) gets it back.
@@ -187,6 +217,8 @@ async def _serve(settings: Settings, redis_url: str, worker: _Worker | None = No
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if source is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reloader(app, source))
     if worker is not None:
         worker.listening(stop)
     log.info("gateway listening on %s:%s", srv.host, srv.port)

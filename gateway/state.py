@@ -38,6 +38,9 @@ class State:
 
 STATE = web.AppKey("state", State)
 REDIS = web.AppKey[RedisClient]("redis")
+REDIS_URL = web.AppKey("redis_url", str)
+"""The Redis URL the app was made with (a reload builds the large-webhook child's router
+from it)."""
 OUTBOX = web.AppKey("outbox", Outbox)
 INBOUND = web.AppKey("inbound", Inbound)
 """The webhooks' one way in, for both server paths (gateway/receive.py)."""

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -163,20 +163,19 @@ class SubscriptionCheck:
     """Every `server.subscription_check_seconds`: `show` for each enabled account whose
     provider has a subscription API; `subscribed(channel, account_id, bool)` for each answer
     (a failed check leaves the gauge as it was, with a WARNING), and a WARNING for each
-    account that is not subscribed, naming the command that restores it."""
+    account that is not subscribed, naming the command that restores it. The config and the
+    accounts are asked for at each check (a reload changes them)."""
 
     def __init__(
         self,
-        settings: Settings,
-        accounts: Sequence[Account],
+        settings: Callable[[], Settings],
+        accounts: Callable[[], Iterable[Account]],
         subscribed: Callable[[str, str, bool], None],
     ) -> None:
         self._settings = settings
-        self._accounts = [a for a in accounts if a.enabled]
+        self._accounts = accounts
         self._subscribed = subscribed
-        assert settings.server.public_url is not None
-        self._base = settings.server.public_url.rstrip("/")
-        self._every_s = settings.server.subscription_check_seconds
+        self._every_s = settings().server.subscription_check_seconds
 
     async def run(self) -> None:
         """Check at once, then every `subscription_check_seconds`, until cancelled."""
@@ -188,8 +187,12 @@ class SubscriptionCheck:
             await asyncio.sleep(self._every_s)
 
     async def check(self) -> list[Row]:
+        settings = self._settings()
+        assert settings.server.public_url is not None  # the config check requires it
+        base = settings.server.public_url.rstrip("/")
+        accounts = [a for a in self._accounts() if a.enabled]
         async with aiohttp.ClientSession() as session:
-            rows = await Webhooks(self._settings, session).run("show", self._accounts, self._base)
+            rows = await Webhooks(settings, session).run("show", accounts, base)
         for row in rows:
             if not row.supported:
                 continue

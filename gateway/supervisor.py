@@ -48,9 +48,11 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
+import msgspec
 from prometheus_client.multiprocess import mark_process_dead
 
-from gateway.config import Settings
+from gateway.config import ConfigError, Settings
+from gateway.reload import RESTART_ONLY, ConfigSource
 from gateway.server import EXIT_LISTEN_FAILED, LISTENING, WorkerSpec, run_worker
 
 log = logging.getLogger("gateway.supervisor")
@@ -97,9 +99,13 @@ class Supervisor:
     """Runs `settings.server.workers` workers until SIGTERM or SIGINT; `run()` gives the
     exit status."""
 
-    def __init__(self, settings: Settings, redis_url: str) -> None:
+    def __init__(
+        self, settings: Settings, redis_url: str, source: ConfigSource | None = None
+    ) -> None:
         self._settings = settings
         self._redis_url = redis_url
+        self._source = source
+        self._hups: list[int] = []
         self._ctx = multiprocessing.get_context("spawn")
         self._slots = [_Slot(i + 1) for i in range(settings.server.workers)]
         self._signals: list[int] = []
@@ -108,7 +114,10 @@ class Supervisor:
         self._announced = False
 
     def run(self) -> int:
-        with _multiprocess_dir() as path, _signal_wakeup(self._signals) as wakeup:
+        with (
+            _multiprocess_dir() as path,
+            _signal_wakeup(self._signals, self._hups) as wakeup,
+        ):
             self._metrics_dir, self._wakeup = path, wakeup
             try:
                 for slot in self._slots:
@@ -134,6 +143,7 @@ class Supervisor:
             metrics_dir=str(self._metrics_dir),
             log_level=logging.getLogger().getEffectiveLevel(),
             restarted=slot.starts > 0,
+            source=self._source,
         )
         # Not daemonic: a worker starts a child of its own for large webhooks (router.offload).
         proc = self._ctx.Process(
@@ -153,6 +163,9 @@ class Supervisor:
             _drain(self._wakeup)
             if self._signals:
                 return  # workers that die now got the signal too (Ctrl-C reaches them all)
+            if self._hups:
+                self._hups.clear()
+                self._reload()
             for obj in ready:
                 if isinstance(obj, Connection):
                     self._heard(obj)
@@ -163,6 +176,25 @@ class Supervisor:
             for slot in self._slots:
                 if slot.restart_at is not None and slot.restart_at <= now and not self._signals:
                     self._start(slot)
+
+    def _reload(self) -> None:
+        """SIGHUP: check the config here first (a bad one is refused once, with its error,
+        and no worker is bothered), then have every listening worker read it. Workers started
+        later (a crash's restart) get its channel sections too."""
+        if self._source is None:
+            return
+        try:
+            new = self._source.load()
+        except ConfigError as exc:
+            log.error("reload refused, the running config stays: config error: %s", exc)
+            return
+        kept = {name: getattr(self._settings, name) for name in RESTART_ONLY}
+        self._settings = msgspec.structs.replace(new, **kept)
+        live = [s for s in self._slots if s.proc is not None and s.listening and s.pid]
+        log.info("SIGHUP: %d worker(s) read the config again", len(live))
+        for slot in live:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(slot.pid, signal.SIGHUP)
 
     def _waitables(self) -> list[Connection | socket.socket | int]:
         found: list[Connection | socket.socket | int] = [self._wakeup] if self._wakeup else []
@@ -330,17 +362,18 @@ def _multiprocess_dir() -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _signal_wakeup(received: list[int]) -> Iterator[socket.socket]:
-    """Record SIGTERM and SIGINT in `received`; the socket yielded becomes readable on each,
-    so a `wait()` on it wakes at once."""
+def _signal_wakeup(received: list[int], hups: list[int]) -> Iterator[socket.socket]:
+    """Record SIGTERM and SIGINT in `received`, SIGHUP in `hups`; the socket yielded becomes
+    readable on each, so a `wait()` on it wakes at once."""
     reader, writer = socket.socketpair()
     reader.setblocking(False)
     writer.setblocking(False)
     previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     stops = (signal.SIGTERM, signal.SIGINT)
-    previous = {sig: signal.getsignal(sig) for sig in stops}
+    previous = {sig: signal.getsignal(sig) for sig in (*stops, signal.SIGHUP)}
     for sig in stops:
         signal.signal(sig, lambda signum, _frame: received.append(signum))
+    signal.signal(signal.SIGHUP, lambda signum, _frame: hups.append(signum))
     try:
         yield reader
     finally:

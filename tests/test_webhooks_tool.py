@@ -214,7 +214,9 @@ async def test_the_scheduled_check_sets_the_gauge_and_warns_once_a_bot_is_gone(
     settings = loads(text, {**ENV, "REDIS_URL": redis_url, "BOT_URL": bot.base_url})
     seen: dict[str, bool] = {}
     accounts = [a for a in directory_from(settings).accounts.values() if a.channel == "telegram"]
-    check = SubscriptionCheck(settings, accounts, lambda c, a, ok: seen.__setitem__(f"{c}:{a}", ok))
+    check = SubscriptionCheck(
+        lambda: settings, lambda: accounts, lambda c, a, ok: seen.__setitem__(f"{c}:{a}", ok)
+    )
     bot.webhook(BOT_1_TOKEN).url = f"{PUBLIC}/webhooks/telegram/{BOT_1}"
     with caplog.at_level(logging.WARNING, logger="gateway.subscriptions"):
         await check.check()
