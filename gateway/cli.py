@@ -1,14 +1,15 @@
-"""`gateway serve`, `gateway check-config`, and the operator's tools on the same config and
-Redis: `gateway inspect` (streams, dead letters, accounts, one conversation), `gateway
+"""`gateway serve`, `gateway check-config`, `gateway reload` (the running gateway reads its
+config again: SIGHUP, see gateway/reload.py), and the operator's tools on the same config
+and Redis: `gateway inspect` (streams, dead letters, accounts, one conversation), `gateway
 deadletters list | show | replay | drop`, `gateway accounts clear-halt` and `gateway webhooks
-set | show | delete | verify` (provider calls only).
+set | show | delete | verify` (provider calls only, no Redis).
 
 A bad config, or a port that cannot be listened on, exits with status 2 and one line naming
 the key; it never prints a traceback. `serve` exits 0 after a drain, 1 if worker processes
 could not be kept running or did not drain (see gateway.supervisor). The operator's tools exit
-0 when done, 1 when nothing matched (no dead letter, no halted account) or a replay failed,
-2 on a usage or config error or when
-Redis does not answer (they never start an embedded Redis: `gateway serve` must be running).
+0 when done, 1 when nothing matched (no dead letter, no halted account, an account not
+subscribed) or a replay or provider call failed, 2 on a usage or config error or when Redis
+does not answer (they never start an embedded Redis: `gateway serve` must be running).
 """
 
 from __future__ import annotations
