@@ -115,13 +115,7 @@ def _tools(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ):  # fmt: skip
         act = hook_actions.add_parser(name, help=about, description=about)
         _common(act)
-        act.add_argument(
-            "--account",
-            action="append",
-            default=[],
-            metavar="CHANNEL:ACCOUNT",
-            help="only this configured account (repeatable); default: all",
-        )
+        _account_option(act, "only this configured account (repeatable); default: all")
         act.add_argument("--json", action="store_true", help="JSON output, for scripts")
         if name in ("set", "delete"):
             act.add_argument(
@@ -143,16 +137,20 @@ def _tools(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     _common(clear)
     which = clear.add_mutually_exclusive_group(required=True)
-    which.add_argument(
-        "--account",
-        action="append",
-        default=[],
-        metavar="CHANNEL:ACCOUNT",
-        help="this configured account: its channel and id, as `gateway inspect` lists them "
-        "(repeatable)",
+    _account_option(
+        which,
+        "this configured account: its channel and id, as `gateway inspect` lists them (repeatable)",
     )
     which.add_argument("--all", action="store_true", help="every configured account")
     clear.add_argument("--json", action="store_true", help="JSON output, for scripts")
+
+
+def _account_option(
+    parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup, text: str
+) -> None:
+    parser.add_argument(
+        "--account", action="append", default=[], metavar="CHANNEL:ACCOUNT", help=text
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -33,7 +33,7 @@ import aiohttp
 
 from adapters import Action
 from adapters.account import Account
-from gateway.app import directory_from
+from gateway import accounts_tool
 from gateway.config import Settings
 from gateway.subscriptions import Row, Webhooks
 
@@ -41,15 +41,9 @@ _audit = logging.getLogger("gateway.audit")
 
 
 def select(settings: Settings, wanted: Sequence[str]) -> list[Account]:
-    """The configured accounts (`channel:account_id`; all when none given); ValueError for a
-    name no account has."""
-    accounts = list(directory_from(settings).accounts.values())
-    by_name = {f"{a.channel}:{a.account_id}": a for a in accounts}
-    unknown = [name for name in wanted if name not in by_name]
-    if unknown:
-        known = ", ".join(sorted(by_name)) or "none"
-        raise ValueError(f"no configured account {unknown[0]!r} (configured: {known})")
-    return [by_name[name] for name in dict.fromkeys(wanted)] if wanted else accounts
+    """The configured accounts named `channel:account_id` (all when none given); ValueError
+    for a name no account has."""
+    return accounts_tool.select(accounts_tool.accounts_of(settings), list(wanted))
 
 
 def public_base(settings: Settings) -> str:
