@@ -190,6 +190,9 @@ class DeliveryEvent(Event, kw_only=True, tag="delivery"):
     provider_code: int | None = None
     message_id: str | None = None
     duplicate: bool = False
+    detail: str | None = None
+    """Extension: why a `failed` command failed, in words (the provider's error text, a
+    network error or a timeout; never a token)."""
 
 
 AnyEvent = (

@@ -45,17 +45,21 @@ DUPLICATE_POLL_S = 0.25
 """How often a repeated command_id looks whether its first copy has ended."""
 
 
-class Result(msgspec.Struct, frozen=True):
-    """What a command came to; stored once, repeated for duplicates."""
+class Result(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What a command came to; stored once (its fields that are set), repeated for
+    duplicates."""
 
     outcome: str
     reason: str | None = None
     provider_code: int | None = None
     message_id: str | None = None
+    detail: str | None = None
+    """Why it failed, in words: the provider's error text, a network error, a timeout
+    (never a token); None otherwise."""
 
 
 _RESULT = msgspec.json.Decoder(Result)
-UNSENT = Result("failed", "provider_error")
+UNSENT = Result("failed", "provider_error", detail="not sent: given up on before a send")
 """The end of a command that is given up on without (another) send."""
 
 
@@ -232,6 +236,7 @@ def delivery(target: Target, command_id: str, result: Result, duplicate: bool) -
         outcome=result.outcome,  # type: ignore[arg-type]
         reason=result.reason,
         provider_code=result.provider_code,
+        detail=result.detail,
         message_id=result.message_id,
         duplicate=duplicate,
     )

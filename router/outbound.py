@@ -223,6 +223,18 @@ class Outbox:
             result = UNSENT
         else:
             result = await self._execute(claimed.claim, usable.command, job.wait_until)
+        if result.outcome == "failed":
+            target = usable.target
+            log.warning(
+                "command %s to %s failed: %s, provider code %s: %s",
+                usable.command_id,
+                target.conversation_id,
+                result.reason,
+                result.provider_code,
+                result.detail,
+                extra={"command_id": usable.command_id, "reason": result.reason,
+                       **target.log_fields},
+            )  # fmt: skip
         await self.ledger.finish(claimed.claim, result)
 
     async def _execute(self, claim: Claim, command: Command | None, wait_until: float) -> Result:

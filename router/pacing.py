@@ -68,7 +68,7 @@ class Pacing:
             case b"reject":
                 return Result("rejected", reply[1].decode())
             case b"halt":
-                return Result("failed", "provider_error", int(reply[1]))
+                return halted(int(reply[1]))
         return Slot(int(reply[1]) / 1_000_000, int(reply[2]))
 
     def _policy_call(self, claim: Claim, command: Command) -> tuple[list[str], list[int | str]]:
@@ -156,7 +156,7 @@ def _verdict(reply: list[bytes]) -> Result | None:
         case b"lost":
             raise Lost
         case b"halt":
-            return Result("failed", "provider_error", int(reply[1]))
+            return halted(int(reply[1]))
         case b"reject":
             return Result("rejected", reply[1].decode())
     return None
@@ -166,3 +166,12 @@ def _country_block(target: Target) -> str:
     """The key of the (number, contact's country) block a 130497 sets."""
     country = countries.of_contact(target.address) or "??"
     return keys.country_block(target.inbox, target.account.account_id, country)
+
+
+def halted(code: int) -> Result:
+    """A command for a halted account: not sent, with the code that halted it."""
+    detail = (
+        f"not sent: the account is halted by provider error {code} until its credentials are "
+        "fixed (gateway reload with a new token, or gateway accounts clear-halt)"
+    )
+    return Result("failed", "provider_error", code, None, detail)

@@ -76,7 +76,7 @@ class Sender:
                 return outcome
             await self._ledger.waiting(claim)
             await asyncio.sleep(self.backoff(attempt, last))
-        return Result("failed", "provider_error", last.provider_code if last else None)
+        return _failed(claim.target, "provider_error", last)
 
     async def build(
         self, claim: Claim, command: Command, wait_until: float
@@ -126,7 +126,7 @@ class Sender:
             if outcome is not None:
                 return None if outcome.outcome == "sent" else outcome
             await asyncio.sleep(self.backoff(attempt, last))
-        return Result("failed", "provider_error", last.provider_code if last else None)
+        return _failed(target, "provider_error", last)
 
     def _request(self, claim: Claim, command: Command, last_inbound: str | None) -> HttpRequest:
         target = claim.target
@@ -154,9 +154,12 @@ class Sender:
             ) as resp:
                 answer = await resp.read()
                 return target.adapter.classify(resp.status, answer, resp.headers)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # The URL may hold the account's token: log the exception's type only.
-            return SendResult(verdict="retry", detail=f"network: {type(exc).__name__}")
+        except TimeoutError:
+            detail = f"network: no answer within {self._timeout.total:g} s"
+            return SendResult(verdict="retry", detail=detail)
+        except aiohttp.ClientError as exc:
+            # The URL may hold the account's token: `_failed` takes it out of the text.
+            return SendResult(verdict="retry", detail=f"network: {type(exc).__name__}: {exc}")
 
     async def apply(self, target: Target, result: SendResult, attempt: int) -> Result | None:
         """Turn a classified answer into the command's end, or None to retry."""
@@ -173,13 +176,13 @@ class Sender:
                 return None
             case "opted_out":
                 await self._redis.hset(target.key("conv"), "oo", str(code or 0))  # type: ignore[misc]
-                return Result("failed", "opted_out", code)
+                return _failed(target, "opted_out", result)
             case "country_blocked":
                 await self._block_country(target, code)
-                return Result("failed", "cross_country", code)
+                return _failed(target, "cross_country", result)
             case "halt":
                 await self._halt(target, result)
-        return Result("failed", "provider_error", code)
+        return _failed(target, "provider_error", result)
 
     async def _block_country(self, target: Target, code: int | None) -> None:
         country = countries.of_contact(target.address) or "??"
@@ -223,3 +226,18 @@ class Sender:
         r = self._retry
         base = min(r.max_seconds, r.base_seconds * 2.0 ** (attempt - 1))
         return base * (1 + random.uniform(-r.jitter, r.jitter))
+
+
+DETAIL_MAX = 500
+
+
+def _failed(target: Target, reason: str, last: SendResult | None) -> Result:
+    """A failed end, with the last answer's code and why in words (the account's token,
+    which a provider URL in an error text may hold, taken out)."""
+    if last is None:
+        return Result("failed", reason, detail="not sent")
+    detail = last.detail or None
+    if detail is not None:
+        token = target.account.token
+        detail = (detail.replace(token, "<redacted>") if token else detail)[:DETAIL_MAX]
+    return Result("failed", reason, last.provider_code, None, detail)

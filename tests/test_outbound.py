@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -378,6 +379,44 @@ async def test_credential_error_halts_the_number_without_a_retry_storm(gw: Gatew
     assert (await ready.json())["accounts"] == {f"whatsapp:{NUMBER_A}": {"halted": "190"}}
 
 
+async def test_a_failed_delivery_says_why_in_the_event_and_the_log(
+    gw: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    await gw.contact_writes()
+    gw.graph.fail(190)
+    with caplog.at_level(logging.WARNING, logger="gateway.outbound"):
+        await gw.command("why-1", wa(), text="x")
+        await gw.command("why-2", wa(), text="y")
+        await gw.run()
+    first, second = await gw.delivery("why-1"), await gw.delivery("why-2")
+    assert (first["outcome"], first["provider_code"]) == ("failed", 190)
+    assert "Invalid OAuth access token" in first["detail"]
+    assert "halted by provider error 190" in second["detail"]  # never sent: why, in words
+    lines = [r.getMessage() for r in caplog.records if "failed: provider_error" in r.getMessage()]
+    assert any(
+        line.startswith(f"command why-1 to {wa()} failed: provider_error, provider code 190: ")
+        and "Invalid OAuth access token" in line
+        for line in lines
+    ), lines
+    assert all("token-a" not in line for line in lines)
+
+
+async def test_a_network_failure_says_so_without_the_token(
+    aiohttp_client: Any, redis: Redis, redis_url: str
+) -> None:
+    settings = make_settings(redis_url, OUTBOUND_ENABLED="false", SEND_WAIT_MAX="5")
+    app = create_app(settings, redis_url)  # the Bot API at an address nothing listens on
+    client = await aiohttp_client(app)
+    gw = Gateway(client, app[OUTBOX], redis, None, None)  # type: ignore[arg-type]
+    await gw.tg_user_writes()
+    await gw.command("net-1", tg(), text="x")
+    await gw.run()
+    delivery = await gw.delivery("net-1")
+    assert (delivery["outcome"], delivery["reason"]) == ("failed", "provider_error")
+    assert delivery["detail"].startswith("network: ClientConnectorError: Cannot connect to host")
+    assert "AAHtest" not in delivery["detail"]
+
+
 async def test_handoff_pauses_the_assistant_but_not_humans(gw: Gateway) -> None:
     await gw.contact_writes()
     await gw.command("ho", wa(), type="handoff")
@@ -590,8 +629,10 @@ def test_results_are_stored_compactly() -> None:
     from router.ledger import Result
 
     assert msgspec.json.encode(Result("sent", None, None, "wamid.1")) == (
-        b'{"outcome":"sent","reason":null,"provider_code":null,"message_id":"wamid.1"}'
+        b'{"outcome":"sent","message_id":"wamid.1"}'
     )
+    failed = Result("failed", "provider_error", 190, None, "Graph 190: Invalid OAuth access token")
+    assert msgspec.json.decode(msgspec.json.encode(failed), type=Result) == failed
 
 
 async def post_account_update(gw: Gateway, event: str, time_s: int) -> None:
