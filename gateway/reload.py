@@ -33,7 +33,7 @@ from aiohttp import web
 
 from adapters import CHANNELS, Answer, Receiver
 from gateway import logs
-from gateway.app import JOURNAL, directory_from, offload_router
+from gateway.app import JOURNAL, api_bases, directory_from, offload_router
 from gateway.config import (
     ConfigError,
     Settings,
@@ -140,7 +140,7 @@ async def reload(app: web.Application, source: ConfigSource) -> bool:
     state.settings = applied
     logs.REDACT.add(logs.secret_values(applied))
     app[INBOUND].accounts_changed(functools.partial(offload_router, applied, app[REDIS_URL]))
-    await app[OUTBOX].accounts_changed(before, _api_bases(applied))
+    await app[OUTBOX].accounts_changed(before, api_bases(applied))
     _report(before, state.directory.accounts)
     return True
 
@@ -160,16 +160,11 @@ def _receivers(receivers: dict[str, Receiver], old: Settings, new: Settings) -> 
         receivers[name] = receiver
 
 
-def _api_bases(settings: Settings) -> dict[str, str]:
-    return {
-        name: section.api_base.rstrip("/") if section is not None else ""
-        for name, section in channel_sections(settings).items()
-    }
-
-
 def _report(
     before: Mapping[tuple[str, str], Account], after: Mapping[tuple[str, str], Account]
 ) -> None:
+    """One audit line: what the reload changed, account by account."""
+
     def names(keys: Any) -> str:
         return ", ".join(f"{c}:{a}" for c, a in sorted(keys)) or "none"
 
