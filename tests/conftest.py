@@ -256,7 +256,9 @@ UNREACHABLE = "http://127.0.0.1:9"
 """The discard port: nothing answers, so a test that forgets its fake API fails loudly."""
 
 
-def make_settings(redis_url: str, **env: str) -> Settings:
+def gateway_env(redis_url: str, **env: str) -> dict[str, str]:
+    """The `${VAR}`s of TEST_CONFIG: this test's Redis (a cluster's with --redis-cluster),
+    every provider API at an address nothing listens on, replies enabled; `env` overrides."""
     defaults = {
         "REDIS_URL": redis_url,
         "REDIS_CLUSTER": str(_CLUSTER).lower(),
@@ -270,7 +272,11 @@ def make_settings(redis_url: str, **env: str) -> Settings:
         "OUTBOUND_ENABLED": "true",
         "TAKEOVER": "900",
     }
-    settings = loads(TEST_CONFIG, {**defaults, **env})
+    return {**defaults, **env}
+
+
+def make_settings(redis_url: str, **env: str) -> Settings:
+    settings = loads(TEST_CONFIG, gateway_env(redis_url, **env))
     # Each test's own journal (Twilio webhooks kept while Redis is down), never the project's
     # working directory, which a later test's gateway would replay into its own Redis.
     journal = str(

@@ -28,8 +28,8 @@ from tests.conftest import (
     TWILIO_A,
     VERIFY_TOKEN,
     change,
-    cluster_mode,
     envelope,
+    gateway_env,
     text_message,
     tg_headers,
     twilio_post,
@@ -104,20 +104,7 @@ async def test_a_whole_runs_json_log_holds_no_secret(
         f"server: {{host: 127.0.0.1, port: {port}, access_log: true, drain_seconds: 0.2}}",
     )
     config.write_text(text)
-    env = {
-        "REDIS_URL": redis_url,
-        "REDIS_CLUSTER": str(cluster_mode()).lower(),
-        "GRAPH_URL": graph.base_url,
-        "BOT_URL": "http://127.0.0.1:9",
-        "META_URL": "http://127.0.0.1:9",
-        "IG_URL": "http://127.0.0.1:9",
-        "TWILIO_API": "http://127.0.0.1:9",
-        "SEND_WAIT_MAX": "60",
-        "CLAIM_IDLE": "30",
-        "OUTBOUND_ENABLED": "true",
-        "TAKEOVER": "900",
-        "TMPDIR": str(tmp_path),
-    }
+    env = gateway_env(redis_url, GRAPH_URL=graph.base_url, TMPDIR=str(tmp_path))
     secrets = [s for s in secret_values(loads(text, env)) if len(s) >= 6]
     assert len(secrets) >= 12  # every app secret, verify token, access and bot token...
     log_path = tmp_path / "gateway.log"

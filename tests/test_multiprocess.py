@@ -25,8 +25,8 @@ from tests.conftest import (
     NUMBER_B,
     TEST_CONFIG,
     change,
-    cluster_mode,
     envelope,
+    gateway_env,
     stream,
     text_message,
     wa_body,
@@ -106,19 +106,7 @@ async def graph() -> AsyncIterator[FakeGraphAPI]:
 
 @pytest.fixture
 def fleet(tmp_path: Path, redis_url: str, graph: FakeGraphAPI) -> Iterator[Fleet]:
-    env = {
-        "REDIS_URL": redis_url,
-        "REDIS_CLUSTER": str(cluster_mode()).lower(),
-        "GRAPH_URL": graph.base_url,
-        "BOT_URL": "http://127.0.0.1:9",
-        "META_URL": "http://127.0.0.1:9",
-        "IG_URL": "http://127.0.0.1:9",
-        "TWILIO_API": "http://127.0.0.1:9",
-        "SEND_WAIT_MAX": "60",
-        "CLAIM_IDLE": "5",
-        "OUTBOUND_ENABLED": "true",
-        "TAKEOVER": "900",
-    }
+    env = gateway_env(redis_url, GRAPH_URL=graph.base_url, CLAIM_IDLE="5")
     fleet = Fleet(tmp_path, env)
     yield fleet
     fleet.stop()

@@ -32,15 +32,14 @@ from tests.conftest import (
     NUMBER_A,
     TEST_CONFIG,
     change,
-    cluster_mode,
     envelope,
+    gateway_env,
     stream,
     text_message,
     wa_body,
     wa_headers,
 )
 from tests.fakes.graph_api import FakeGraphAPI
-from tests.test_inspect import ENV
 
 NUMBER_X = "100200300400900"
 WABA_X = "300400500600700"
@@ -112,8 +111,7 @@ class Running:
 
 async def start(aiohttp_client: Any, redis_url: str, tmp: Path, text: str, graph: FakeGraphAPI,
                 redis: Redis) -> Running:  # fmt: skip
-    env = {**ENV, "REDIS_URL": redis_url, "GRAPH_URL": graph.base_url,
-           "OUTBOUND_ENABLED": "false", "REDIS_CLUSTER": str(cluster_mode()).lower()}  # fmt: skip
+    env = gateway_env(redis_url, GRAPH_URL=graph.base_url, OUTBOUND_ENABLED="false")
     (tmp / "test.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     (tmp / "config.yaml").write_text(text)
     source = ConfigSource(str(tmp / "config.yaml"), str(tmp / "test.env"))
@@ -248,8 +246,7 @@ async def test_sighup_reloads_every_worker_and_drops_nothing(
     config = tmp_path / "config.yaml"
     config.write_text(base_text)
     async with FakeGraphAPI({NUMBER_A: "token-a2", NUMBER_X: "token-x"}) as graph:
-        env = {**ENV, "REDIS_URL": redis_url, "GRAPH_URL": graph.base_url, "TMPDIR": str(tmp_path),
-               "REDIS_CLUSTER": str(cluster_mode()).lower()}  # fmt: skip
+        env = gateway_env(redis_url, GRAPH_URL=graph.base_url, TMPDIR=str(tmp_path))
         log_path = tmp_path / "gateway.log"
         proc = _start(config, env, log_path)
         try:

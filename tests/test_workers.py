@@ -30,8 +30,8 @@ from tests.conftest import (
     NUMBER_B,
     TEST_CONFIG,
     change,
-    cluster_mode,
     envelope,
+    gateway_env,
     stream,
     text_message,
     wa_body,
@@ -160,22 +160,9 @@ async def graph() -> AsyncIterator[FakeGraphAPI]:
 
 @pytest.fixture
 def gateway(tmp_path: Path, redis_url: str, graph: FakeGraphAPI) -> Iterator[Supervised]:
-    env = {
-        "REDIS_URL": redis_url,
-        "REDIS_CLUSTER": str(cluster_mode()).lower(),
-        "GRAPH_URL": graph.base_url,
-        "BOT_URL": "http://127.0.0.1:9",
-        "META_URL": "http://127.0.0.1:9",
-        "IG_URL": "http://127.0.0.1:9",
-        "TWILIO_API": "http://127.0.0.1:9",
-        "SEND_WAIT_MAX": "60",
-        "CLAIM_IDLE": "30",
-        "OUTBOUND_ENABLED": "true",
-        "TAKEOVER": "900",
-        # The metrics directory is a temporary one: here, where pytest cleans up, also when
-        # a test kills the supervisor (which then cannot remove it).
-        "TMPDIR": str(tmp_path),
-    }
+    # The metrics directory is a temporary one: here, where pytest cleans up, also when a
+    # test kills the supervisor (which then cannot remove it).
+    env = gateway_env(redis_url, GRAPH_URL=graph.base_url, TMPDIR=str(tmp_path))
     supervised = Supervised(tmp_path, env)
     yield supervised
     supervised.stop()
