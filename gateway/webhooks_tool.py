@@ -35,6 +35,7 @@ from adapters import Action
 from adapters.account import Account
 from gateway import accounts_tool
 from gateway.config import Settings
+from gateway.ops import duration, table
 from gateway.subscriptions import Row, Webhooks
 
 _audit = logging.getLogger("gateway.audit")
@@ -98,39 +99,18 @@ def document(rows: Sequence[Row], action: str, now_s: float | None = None) -> li
 def render(rows: Sequence[Row], action: str, now_s: float | None = None) -> str:
     """A table: account, result, subscribed, pending, last error and its age, then details."""
     docs = document(rows, action, now_s)
-    header = ("ACCOUNT", "RESULT", "SUBSCRIBED", "PENDING", "LAST ERROR", "MAX CONN")
-    lines = [header]
+    lines = []
     for d in docs:
         result = "ok" if d["ok"] else "FAILED"
         if not d["supported"]:
             result = "no API"
-        age = d["last_error_age_seconds"]
-        error = f"{d['last_error'][:40]} ({_age(age)} ago)" if d["last_error"] else "-"
-        lines.append(
-            (
-                d["account"], result, _yes_no(d["subscribed"]),
-                "-" if d["pending"] is None else str(d["pending"]), error,
-                "-" if d["max_connections"] is None else str(d["max_connections"]),
-            )
-        )  # fmt: skip
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    table = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-             for line in lines]  # fmt: skip
+        age = duration(d["last_error_age_seconds"])
+        error = f"{d['last_error'][:40]} ({age} ago)" if d["last_error"] else None
+        subscribed = None if d["subscribed"] is None else ("yes" if d["subscribed"] else "NO")
+        lines.append((d["account"], result, subscribed, d["pending"], error, d["max_connections"]))
+    header = ("ACCOUNT", "RESULT", "SUBSCRIBED", "PENDING", "LAST ERROR", "MAX CONN")
     details = [f"{d['account']}: {d['detail']}" for d in docs]
-    return "\n".join([*table, "", *details])
-
-
-def _yes_no(value: bool | None) -> str:
-    return "-" if value is None else ("yes" if value else "NO")
-
-
-def _age(seconds: int | None) -> str:
-    if seconds is None:
-        return "?"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    return "\n".join([table(header, lines), "", *details])
 
 
 def all_good(rows: Sequence[Row], action: str) -> bool:

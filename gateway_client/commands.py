@@ -138,9 +138,7 @@ def reaction(
     conversation_id: str, message_id: str, emoji: str, *, command_id: str | None = None
 ) -> Command:
     """React to `message_id`; an empty `emoji` removes the reaction."""
-    return Command(command_id=command_id or f"cmd-{uuid.uuid4().hex}",
-                   conversation_id=conversation_id, type="reaction", text=emoji,
-                   reply_to=message_id)  # fmt: skip
+    return _new(conversation_id, "reaction", command_id, text=emoji, reply_to=message_id)
 
 
 def typing(conversation_id: str, *, reply_to: str | None = None,

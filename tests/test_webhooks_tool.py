@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -103,7 +104,8 @@ async def test_set_registers_each_bot_and_show_reports_it(
         "CONN",
     ]
     assert first.split()[:4] == [f"telegram:{BOT_1}", "ok", "yes", "3"]
-    assert "Wrong response from the webhook" in first and "(4m ago)" in first
+    assert "Wrong response from the webhook" in first
+    assert re.search(r"\(4m[0-9]s ago\)", first), first
     assert second.split()[:4] == [f"telegram:{BOT_2}", "ok", "yes", "0"]
     assert BOT_1_TOKEN not in out and "AAHtest" not in out  # no token, not even its half
 
