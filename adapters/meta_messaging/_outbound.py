@@ -44,8 +44,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple
 
-import msgspec
-
+from adapters import answers
 from adapters.schema import Command, InvalidCommand, ProviderRequest, SendResult, Verdict
 
 MESSENGER_TEXT_MAX: Final = 2000
@@ -279,11 +278,6 @@ before the code, since Meta sends 1545041 under 200 too, which would otherwise h
 _WINDOW_SUBCODES: Final = frozenset({2018278, 2534022, 2018065})
 """Outside the allowed window: permanent for this message only."""
 _REGAIN_HEADER: Final = "x-business-use-case-usage"
-_INT64: Final = 2**63
-# Decoding arbitrary bytes: DecodeError (incl. ValidationError for out-of-range numbers),
-# UnicodeDecodeError for invalid UTF-8 in a string, RecursionError for deep nesting.
-_DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
-_NOT_JSON: Final = object()
 _TOKENS: Final = re.compile(
     r"(?:\b(?:EAA|IGAA|IGQV)[A-Za-z0-9_-]{16,})|(?<=access_token=)[^&\s\"']+"
 )
@@ -296,19 +290,19 @@ def classify(status: int, body: bytes, headers: Mapping[str, str] | None = None)
 
     `headers`, when given, may carry `X-Business-Use-Case-Usage`, where Meta puts the minutes
     until a throttled Page or account may call again (`estimated_time_to_regain_access`)."""
-    doc = _decode(body)
+    doc = answers.decode(body, answers.NOT_JSON)
     match doc:
-        case {"error": {"code": int(code)} as error} if _is_int(code):
+        case {"error": {"code": int(code)} as error} if answers.is_int(code):
             return _error(status, code, error, headers)
-        case {"message_id": str(message_id)} if _ok(status) and message_id:
+        case {"message_id": str(message_id)} if answers.ok(status) and message_id:
             return SendResult(verdict="sent", message_id=message_id)
-        case {"recipient_id": str()} if _ok(status):
+        case {"recipient_id": str()} if answers.ok(status):
             return SendResult(verdict="sent")  # a sender action: no message, no id
-        case {"success": True} if _ok(status):
+        case {"success": True} if answers.ok(status):
             return SendResult(verdict="sent")  # pass_thread_control, take_thread_control
         case {"error": dict(error)}:
             return SendResult(verdict=_by_status(status), detail=_detail(None, None, error))
-    if doc is _NOT_JSON:
+    if doc is answers.NOT_JSON:
         # A proxy's or load balancer's page, or a cut-off answer: say nothing about the send.
         return SendResult(verdict="retry", detail=f"HTTP {status}: the answer is not JSON")
     return SendResult(verdict=_by_status(status), detail=f"HTTP {status}: not a Send API answer")
@@ -318,7 +312,7 @@ def _error(
     status: int, code: int, error: dict[str, Any], headers: Mapping[str, str] | None
 ) -> SendResult:
     raw_subcode = error.get("error_subcode")
-    subcode = raw_subcode if _is_int(raw_subcode) else None
+    subcode = raw_subcode if answers.is_int(raw_subcode) else None
     verdict = _verdict_for(code, subcode) or _by_status(status)
     wait = _regain_s(error, headers) if code in _RATE_LIMITS else None
     return SendResult(
@@ -357,7 +351,7 @@ def _regain_s(error: dict[str, Any], headers: Mapping[str, str] | None) -> float
     minutes = [_minutes(error.get("error_data"))]
     header = _header(headers, _REGAIN_HEADER) if headers is not None else None
     if header is not None:
-        match _decode(header.encode("utf-8", "surrogatepass")):
+        match answers.decode(header.encode("utf-8", "surrogatepass"), answers.NOT_JSON):
             case dict(usage):
                 for entries in usage.values():
                     if isinstance(entries, list):
@@ -372,7 +366,7 @@ def _minutes(entry: object) -> float | None:
     match entry.get("estimated_time_to_regain_access"):
         case bool():
             return None
-        case int() as value if 0 <= value < _INT64:
+        case int() as value if 0 <= value < answers.INT64:
             return float(value)
         case float() as value if math.isfinite(value) and value >= 0:
             return value
@@ -385,21 +379,6 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     if value is not None:
         return value
     return next((v for k, v in headers.items() if k.lower() == name), None)
-
-
-def _decode(body: bytes) -> Any:
-    try:
-        return msgspec.json.decode(body)
-    except _DECODE_ERRORS:
-        return _NOT_JSON
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64
-
-
-def _ok(status: int) -> bool:
-    return 200 <= status < 300
 
 
 def _by_status(status: int) -> Verdict:

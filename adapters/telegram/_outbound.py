@@ -19,8 +19,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Final
 
-import msgspec
-
+from adapters import answers
 from adapters.schema import Command, InvalidCommand, ProviderRequest, SendResult, Verdict
 from adapters.telegram._inbound import CUSTOM_EMOJI_PREFIX
 
@@ -218,20 +217,15 @@ _BUILDERS: Final[dict[str, Callable[[Command], _Call]]] = {
 
 # --- classify --------------------------------------------------------------------------------
 
-_INT64: Final = 2**63
-# Decoding arbitrary bytes: DecodeError (incl. ValidationError for out-of-range numbers),
-# UnicodeDecodeError for invalid UTF-8 in a string, RecursionError for deep nesting.
-_DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
-
 
 def classify(status: int, body: bytes) -> SendResult:
     """Turn one Bot API answer (HTTP status and raw body) into a verdict. Never raises."""
-    match _decode(body):
-        case {"ok": True, "result": {"message_id": int(message_id)}} if _is_int(message_id):
+    match answers.decode(body):
+        case {"ok": True, "result": {"message_id": int(message_id)}} if answers.is_int(message_id):
             return SendResult(verdict="sent", message_id=str(message_id))
         case {"ok": True}:
             return SendResult(verdict="sent")
-        case {"ok": False, "error_code": int(code)} as doc if _is_int(code):
+        case {"ok": False, "error_code": int(code)} as doc if answers.is_int(code):
             return _error(code, doc)
     return SendResult(verdict=_by_status(status), detail=f"HTTP {status}: not a Bot API answer")
 
@@ -263,23 +257,12 @@ def _by_status(status: int) -> Verdict:
     return "failed"
 
 
-def _decode(body: bytes) -> Any:
-    try:
-        return msgspec.json.decode(body)
-    except _DECODE_ERRORS:
-        return None
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64
-
-
 def _seconds(value: object) -> float | None:
     """A usable `retry_after`: a non-negative finite number (bounded ints only, so no overflow)."""
     match value:
         case bool():
             return None
-        case int() if 0 <= value < _INT64:
+        case int() if 0 <= value < answers.INT64:
             return float(value)
         case float() if math.isfinite(value) and value >= 0:
             return value
@@ -287,4 +270,4 @@ def _seconds(value: object) -> float | None:
 
 
 def _chat(value: object) -> str | None:
-    return str(value) if _is_int(value) else None
+    return str(value) if answers.is_int(value) else None

@@ -84,6 +84,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
+from adapters import answers
 from adapters.account import Account
 from adapters.channel import HttpRequest
 from adapters.schema import Command, InvalidCommand, SendResult, Verdict
@@ -331,11 +332,6 @@ marketing templates until they write). 63016 is outside the 24-hour window; 6304
 choosing not to deliver a marketing message (like 131049: try again after a day, not now);
 63019 (media download) is the assistant's URL to fix."""
 _RETRY_AFTER: Final = "retry-after"
-_INT64: Final = 2**63
-# Decoding arbitrary bytes: DecodeError (incl. ValidationError for out-of-range numbers),
-# UnicodeDecodeError for invalid UTF-8 in a string, RecursionError for deep nesting.
-_DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
-_NOT_JSON: Final = object()
 _SECRETS: Final = re.compile(
     r"(?i:basic\s+)[A-Za-z0-9+/=]{8,}|(?<![A-Za-z0-9])[0-9a-fA-F]{32}(?![0-9A-Za-z])"
 )
@@ -349,18 +345,18 @@ def classify(status: int, body: bytes, headers: Mapping[str, str] | None = None)
     Many WhatsApp errors (63016 outside the window, 63003, 63049, ...) come later, in a
     status callback, after Twilio queued the message (201); they are mapped here all the
     same, for the ones Twilio answers at once. `headers` may carry `Retry-After`."""
-    doc = _decode(body)
+    doc = answers.decode(body, answers.NOT_JSON)
     match doc:
-        case {"code": int(code)} if _is_int(code) and not _ok(status):
+        case {"code": int(code)} if answers.is_int(code) and not answers.ok(status):
             return _error(status, code, doc, headers)
-        case {"sid": str(sid)} if _ok(status) and sid:
+        case {"sid": str(sid)} if answers.ok(status) and sid:
             return SendResult(verdict="sent", message_id=sid)
-        case {"success": True} if _ok(status):
+        case {"success": True} if answers.ok(status):
             return SendResult(verdict="sent")  # the typing indicator: no message, no SID
     verdict = _by_status(status)
     wait = _retry_after(headers) if verdict == "retry" else None
-    why = "the answer is not JSON" if doc is _NOT_JSON else "not a Twilio answer"
-    if _ok(status):
+    why = "the answer is not JSON" if doc is answers.NOT_JSON else "not a Twilio answer"
+    if answers.ok(status):
         # The message may have been queued: never risk sending it twice.
         why += "; the message may have gone, so it is not retried"
     return SendResult(verdict=verdict, retry_after_s=wait, detail=f"HTTP {status}: {why}")
@@ -432,18 +428,3 @@ def _detail(code: int, error: dict[str, Any]) -> str:
     message = error.get("message")
     text = f"{code}: {message}" if isinstance(message, str) and message else str(code)
     return _SECRETS.sub("[redacted]", text)[:DETAIL_MAX]
-
-
-def _decode(body: bytes) -> Any:
-    try:
-        return msgspec.json.decode(body)
-    except _DECODE_ERRORS:
-        return _NOT_JSON
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64
-
-
-def _ok(status: int) -> bool:
-    return 200 <= status < 300

@@ -17,8 +17,7 @@ import math
 from collections.abc import Callable
 from typing import Any, Final
 
-import msgspec
-
+from adapters import answers
 from adapters.schema import Command, InvalidCommand, ProviderRequest, SendResult, Verdict
 
 TEXT_MAX: Final = 4096
@@ -192,23 +191,19 @@ _SPECIAL: Final[dict[int, Verdict]] = {
     131050: "opted_out",
     130497: "country_blocked",
 }
-_INT64: Final = 2**63
-# Decoding arbitrary bytes: DecodeError (incl. ValidationError for out-of-range numbers),
-# UnicodeDecodeError for invalid UTF-8 in a string, RecursionError for deep nesting.
-_DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 def classify(status: int, body: bytes) -> SendResult:
     """Turn one Graph answer (HTTP status and raw body) into a verdict. Never raises."""
-    doc = _decode(body)
+    doc = answers.decode(body)
     match doc:
-        case {"error": {"code": int(code)} as error} if _is_code(code):
+        case {"error": {"code": int(code)} as error} if answers.is_int(code):
             return SendResult(
                 verdict=_verdict_for_code(code), provider_code=code, detail=_detail(error)
             )
-        case {"messages": [{"id": str(message_id)}, *_]} if _ok(status) and message_id:
+        case {"messages": [{"id": str(message_id)}, *_]} if answers.ok(status) and message_id:
             return SendResult(verdict="sent", message_id=message_id)
-        case {"success": True} if _ok(status):
+        case {"success": True} if answers.ok(status):
             return SendResult(verdict="sent")
         case {"error": dict(error)}:
             return SendResult(verdict=_by_status(status), detail=_detail(error))
@@ -222,21 +217,6 @@ def _verdict_for_code(code: int) -> Verdict:
     if code in _HALT:
         return "halt"
     return _SPECIAL.get(code, "failed")
-
-
-def _decode(body: bytes) -> Any:
-    try:
-        return msgspec.json.decode(body)
-    except _DECODE_ERRORS:
-        return None
-
-
-def _is_code(value: int) -> bool:
-    return not isinstance(value, bool) and -_INT64 <= value < _INT64
-
-
-def _ok(status: int) -> bool:
-    return 200 <= status < 300
 
 
 def _by_status(status: int) -> Verdict:
