@@ -6,25 +6,20 @@ rate, opt-outs: CONTRACT §6.3); only the wire differs (PLATFORM-MORE §5-6)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
 
-from adapters import countries
-from adapters.account import Account, interval_us
-from adapters.channel import ChannelDefaults, HttpRequest, Pace
+from adapters.account import Account
+from adapters.channel import HttpRequest
 from adapters.schema import Command, Parsed, SendResult
 from adapters.twilio._config import TwilioSettings
 from adapters.twilio._inbound import parse
 from adapters.twilio._outbound import build_request, classify
 from adapters.twilio._receive import WEBHOOK, TwilioReceiver
-from adapters.whatsapp import PAIR_BUCKET, PAIR_REFILL_SECONDS
-
-_PAIR_INTERVAL_US: Final = int(PAIR_REFILL_SECONDS * 1_000_000)
-_PAIR: Final = Pace(_PAIR_INTERVAL_US, _PAIR_INTERVAL_US * (PAIR_BUCKET - 1))
-_UNPACED: Final = frozenset({"typing", "read"})
+from adapters.whatsapp import WhatsAppRules
 
 
-class Twilio(ChannelDefaults):
-    """WhatsApp senders on Twilio (`adapters.CHANNELS["twilio"]`)."""
+class Twilio(WhatsAppRules):
+    """WhatsApp senders on Twilio (`adapters.CHANNELS["twilio"]`): every WhatsApp rule of
+    CONTRACT §3 (`WhatsAppRules`: throughput, pair rate, cross-country)."""
 
     name = "twilio"
     channel = "whatsapp"
@@ -64,19 +59,3 @@ class Twilio(ChannelDefaults):
     ) -> SendResult:
         """The Messages API's answer."""
         return classify(status, body, headers)
-
-    def account_pace(self, account: Account, guard_ms: float) -> Pace:
-        """The sender's throughput cap (`mps`)."""
-        return Pace(interval_us(account.mps, guard_ms))
-
-    def recipient_pace(self, address: str, guard_ms: float) -> Pace:
-        """WhatsApp's pair rate, as for Meta numbers (CONTRACT §3)."""
-        return _PAIR
-
-    def paces_recipient(self, command_type: str) -> bool:
-        """Every message but typing indicators and read receipts."""
-        return command_type not in _UNPACED
-
-    def crosses_border(self, account: Account, address: str) -> bool | None:
-        """Brazil and Indonesia, as for Meta numbers (CONTRACT §6.3)."""
-        return countries.crosses_restricted_border(account.country, countries.of_contact(address))

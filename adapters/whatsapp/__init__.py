@@ -6,7 +6,7 @@ The payload structs are private (`_payload`); only the common schema leaves this
 
 from adapters.channel import register
 from adapters.meta import SIGNATURE_HEADER
-from adapters.whatsapp._channel import PAIR_BUCKET, PAIR_REFILL_SECONDS, WhatsApp
+from adapters.whatsapp._channel import PAIR_BUCKET, PAIR_REFILL_SECONDS, WhatsApp, WhatsAppRules
 from adapters.whatsapp._config import WhatsAppNumber, WhatsAppSettings
 from adapters.whatsapp._inbound import parse
 from adapters.whatsapp._outbound import build_request, classify
@@ -19,6 +19,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "WhatsApp",
     "WhatsAppNumber",
+    "WhatsAppRules",
     "WhatsAppSettings",
     "build_request",
     "classify",

@@ -27,7 +27,28 @@ _UNPACED: Final = frozenset({"typing", "read"})
 """Read receipts and typing indicators send no message to the contact: no pair slot."""
 
 
-class WhatsApp(ChannelDefaults):
+class WhatsAppRules(ChannelDefaults):
+    """WhatsApp's pacing and cross-country rule (CONTRACT §3), whichever provider carries the
+    number: the Cloud API (`WhatsApp`) and Twilio take them from here."""
+
+    def account_pace(self, account: Account, guard_ms: float) -> Pace:
+        """The number's throughput cap (`mps`)."""
+        return Pace(interval_us(account.mps, guard_ms))
+
+    def recipient_pace(self, address: str, guard_ms: float) -> Pace:
+        """The pair rate: one every `PAIR_REFILL_SECONDS`, in a bucket of `PAIR_BUCKET`."""
+        return _PAIR
+
+    def paces_recipient(self, command_type: str) -> bool:
+        """Every message but typing indicators and read receipts."""
+        return command_type not in _UNPACED
+
+    def crosses_border(self, account: Account, address: str) -> bool | None:
+        """Brazil and Indonesia: business-initiated messages stay in the country."""
+        return countries.crosses_restricted_border(account.country, countries.of_contact(address))
+
+
+class WhatsApp(WhatsAppRules):
     """The Cloud API channel (`adapters.CHANNELS["whatsapp"]`)."""
 
     name = "whatsapp"
@@ -72,22 +93,6 @@ class WhatsApp(ChannelDefaults):
         call = build_request(command, account.account_id, address, last_inbound)
         headers = {"Authorization": f"Bearer {account.token}"}
         return HttpRequest(f"{api_base}{call.path}", headers, call.body)
-
-    def account_pace(self, account: Account, guard_ms: float) -> Pace:
-        """The number's throughput cap (`mps`)."""
-        return Pace(interval_us(account.mps, guard_ms))
-
-    def recipient_pace(self, address: str, guard_ms: float) -> Pace:
-        """The pair rate: one every `PAIR_REFILL_SECONDS`, in a bucket of `PAIR_BUCKET`."""
-        return _PAIR
-
-    def paces_recipient(self, command_type: str) -> bool:
-        """Every message but typing indicators and read receipts."""
-        return command_type not in _UNPACED
-
-    def crosses_border(self, account: Account, address: str) -> bool | None:
-        """Brazil and Indonesia: business-initiated messages stay in the country."""
-        return countries.crosses_restricted_border(account.country, countries.of_contact(address))
 
     def subscription_call(
         self, settings: WhatsAppSettings | None, account: Account, action: Action,
