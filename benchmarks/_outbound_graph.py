@@ -1,4 +1,5 @@
-"""The stand-in Graph API (tests/fakes/graph_api.py) in a process of its own, for outbound.py.
+"""The stand-in Graph API (gateway_demo/standins/graph_api.py) in a process of its own, for
+outbound.py.
 
     cd <repo root> && python -m benchmarks._outbound_graph --port 8123 --tokens tokens.json
 
@@ -32,7 +33,7 @@ from typing import Any
 import uvloop
 from aiohttp import web
 
-from tests.fakes.graph_api import FakeGraphAPI, GraphRequest
+from gateway_demo.standins.graph_api import FakeGraphAPI, GraphRequest
 
 CONTROL_PATH = "/_bench/requests"
 TICK_S = 0.005  # the loop-lag probe's period

@@ -1,7 +1,7 @@
 """Outbound load: commands in `gw:outbox` → gateway(s) → the stand-in Graph API, in one command.
 
 It starts everything on 127.0.0.1: a throwaway redis-server, the stand-in Graph API
-(tests/fakes/graph_api.py) in a process of its own, and `--gateways G` gateway processes
+(gateway_demo/standins/graph_api.py) in a process of its own, and `--gateways G` gateway processes
 (`python -m gateway serve --config <temp config.yaml>`, CONTRACT.md §5) sharing that Redis,
 each configured with the same `--numbers N` WhatsApp numbers (half coexistence at 20/s, half
 cloud_api at 80/s). It opens the 24-hour window of `--contacts C` contacts per number with

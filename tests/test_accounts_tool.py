@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from gateway.app import OUTBOX, create_app
+from gateway_demo.standins.graph_api import FakeGraphAPI
 from router.outbound import Outbox
 from tests.conftest import NUMBER_A, NUMBER_B, make_settings
-from tests.fakes.graph_api import FakeGraphAPI
 from tests.test_inspect import run, write_config
 from tests.test_outbound import BR_CONTACT, Gateway, wa
 

@@ -28,6 +28,8 @@ from gateway_client import (
     Message,
     commands,
 )
+from gateway_demo.standins.bot_api import FakeBotAPI
+from gateway_demo.standins.graph_api import FakeGraphAPI
 from tests.conftest import (
     BOT_1,
     NUMBER_A,
@@ -35,8 +37,6 @@ from tests.conftest import (
     make_settings,
     tg_headers,
 )
-from tests.fakes.bot_api import FakeBotAPI
-from tests.fakes.graph_api import FakeGraphAPI
 from tests.test_corpus import LOADED, _post
 from tests.test_outbound import BOT_1_TOKEN, BOT_2_TOKEN, Gateway
 

@@ -15,8 +15,8 @@ from redis.asyncio import Redis
 
 from gateway.app import create_app
 from gateway.state import OUTBOX
+from gateway_demo.standins.graph_api import FakeGraphAPI
 from tests.conftest import NUMBER_A, NUMBER_B, change, envelope, make_settings, stream, wa_body
-from tests.fakes.graph_api import FakeGraphAPI
 from tests.test_outbound import BR_CONTACT, Gateway, wa
 
 pytestmark = pytest.mark.cluster  # also runs against a Redis Cluster (--redis-cluster)

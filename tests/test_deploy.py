@@ -39,6 +39,8 @@ from redis.asyncio import Redis
 import adapters
 from gateway.embedded import EmbeddedRedis, free_port
 from gateway.metrics import Metrics
+from gateway_demo.standins.bot_api import FakeBotAPI
+from gateway_demo.standins.graph_api import FakeGraphAPI
 from tests.conftest import (
     BOT_1,
     IG_A,
@@ -61,8 +63,6 @@ from tests.conftest import (
     wa_body,
     wa_headers,
 )
-from tests.fakes.bot_api import FakeBotAPI
-from tests.fakes.graph_api import FakeGraphAPI
 from tests.stall import redis_stalled
 
 ROOT = Path(__file__).parent.parent

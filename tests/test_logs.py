@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from gateway.config import loads
 from gateway.embedded import free_port
 from gateway.logs import REDACTED, JsonFormatter, Redact, secret_values
+from gateway_demo.standins.graph_api import FakeGraphAPI
 from tests.conftest import (
     BOT_1,
     NUMBER_A,
@@ -36,7 +37,6 @@ from tests.conftest import (
     wa_body,
     wa_headers,
 )
-from tests.fakes.graph_api import FakeGraphAPI
 from tests.test_multiprocess import deliveries
 
 ROOT = Path(__file__).parent.parent

@@ -20,6 +20,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.embedded import free_port
+from gateway_demo.standins.graph_api import FakeGraphAPI
 from tests.conftest import (
     NUMBER_A,
     NUMBER_B,
@@ -32,7 +33,6 @@ from tests.conftest import (
     wa_body,
     wa_headers,
 )
-from tests.fakes.graph_api import FakeGraphAPI
 
 pytestmark = pytest.mark.cluster  # also runs against a Redis Cluster (--redis-cluster)
 

@@ -22,6 +22,8 @@ from adapters.schema import Command
 from adapters.whatsapp import PAIR_BUCKET, PAIR_REFILL_SECONDS
 from gateway.app import create_app
 from gateway.state import OUTBOX
+from gateway_demo.standins.bot_api import FakeBotAPI
+from gateway_demo.standins.graph_api import FakeGraphAPI
 from router.accounts import Account, Directory
 from router.entry import Unusable, Usable, decode
 from router.keys import inbox, limiter
@@ -39,8 +41,6 @@ from tests.conftest import (
     wa_body,
     wa_headers,
 )
-from tests.fakes.bot_api import FakeBotAPI
-from tests.fakes.graph_api import FakeGraphAPI
 
 pytestmark = pytest.mark.cluster  # also runs against a Redis Cluster (--redis-cluster)
 

@@ -27,10 +27,10 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.redis_memory import MemoryWatch
 from gateway.state import OUTBOX
+from gateway_demo.standins.bot_api import FakeBotAPI
+from gateway_demo.standins.graph_api import FakeGraphAPI
 from router.keys import inbox, limiter
 from tests.conftest import NUMBER_A, config_set, make_settings, stream
-from tests.fakes.bot_api import FakeBotAPI
-from tests.fakes.graph_api import FakeGraphAPI
 from tests.test_outbound import BOT_1_TOKEN, BOT_2_TOKEN, BR_CONTACT, Gateway, wa
 
 pytestmark = pytest.mark.cluster  # also runs against a Redis Cluster (--redis-cluster)

@@ -26,6 +26,7 @@ from gateway.app import OUTBOX, create_app
 from gateway.embedded import free_port
 from gateway.reload import ConfigSource, reload
 from gateway.state import STATE
+from gateway_demo.standins.graph_api import FakeGraphAPI
 from tests.conftest import (
     APP_SECRET,
     BOT_2,
@@ -39,7 +40,6 @@ from tests.conftest import (
     wa_body,
     wa_headers,
 )
-from tests.fakes.graph_api import FakeGraphAPI
 
 NUMBER_X = "100200300400900"
 WABA_X = "300400500600700"

@@ -23,10 +23,10 @@ from redis.exceptions import ResponseError
 
 from gateway.app import create_app
 from gateway.state import OUTBOX
+from gateway_demo.standins.bot_api import FakeBotAPI
+from gateway_demo.standins.graph_api import FakeGraphAPI
 from router.scripts import source
 from tests.conftest import NUMBER_A, make_settings
-from tests.fakes.bot_api import FakeBotAPI
-from tests.fakes.graph_api import FakeGraphAPI
 from tests.test_coexistence import echo, history, number_change, post, thread
 from tests.test_corpus import LOADED, _post
 from tests.test_inbound_http import (

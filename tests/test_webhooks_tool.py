@@ -18,6 +18,8 @@ from aiohttp.test_utils import TestServer
 from gateway.app import create_app, directory_from
 from gateway.config import loads
 from gateway.subscriptions import SubscriptionCheck
+from gateway_demo.standins.bot_api import FakeBotAPI
+from gateway_demo.standins.graph_api import DEFAULT_APP_ID, FakeGraphAPI
 from tests.conftest import (
     BOT_1,
     BOT_2,
@@ -29,8 +31,6 @@ from tests.conftest import (
     WABA,
     make_settings,
 )
-from tests.fakes.bot_api import FakeBotAPI
-from tests.fakes.graph_api import DEFAULT_APP_ID, FakeGraphAPI
 from tests.test_inspect import ENV, run
 
 BOT_1_TOKEN = f"{BOT_1}:AAHtesttokenaaaaaaaaaaaaaaaaaaaaaaa"

@@ -2,7 +2,7 @@
 (WhatsApp on the number's WABA, Messenger on the Page, Instagram on the account), that the
 fields asked for are exactly those the parser turns into events, what each Graph answer tells
 the operator, and the same calls over real HTTP against the stand-in Graph and Send APIs
-(tests/fakes/graph_api.py, tests/fakes/send_api.py), answered the way Meta answers."""
+(gateway_demo/standins/graph_api.py, tests/fakes/send_api.py), answered the way Meta answers."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from adapters.meta_messaging._payload import Item
 from adapters.meta_messaging._webhooks import FIELDS, SUBSCRIBED_FIELDS
 from adapters.whatsapp import CHANNEL as WHATSAPP
 from adapters.whatsapp import WhatsAppNumber, WhatsAppSettings
-from tests.fakes.graph_api import FakeGraphAPI
+from gateway_demo.standins.graph_api import FakeGraphAPI
 from tests.fakes.send_api import FakeSendAPI
 
 NUMBER = "106540352242922"

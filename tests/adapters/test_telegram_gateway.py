@@ -1,6 +1,6 @@
 """Telegram end to end: updates through the HTTP app into Redis, commands through the reply
-workers to the stand-in Bot API (tests/fakes/bot_api.py). Real Redis, real HTTP; the workers
-run in drain mode, so tests wait for work, not for time."""
+workers to the stand-in Bot API (gateway_demo/standins/bot_api.py). Real Redis, real HTTP; the
+workers run in drain mode, so tests wait for work, not for time."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from redis.asyncio import Redis
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.state import OUTBOX
+from gateway_demo.standins.bot_api import FakeBotAPI
 from router.outbound import Outbox
 from tests.conftest import BOT_1, make_settings, stream, tg_headers
-from tests.fakes.bot_api import FakeBotAPI
 from tests.test_fasthttp import _server
 
 TOKEN = f"{BOT_1}:AAHtesttokenaaaaaaaaaaaaaaaaaaaaaaa"

@@ -20,8 +20,8 @@ from adapters.schema import MemberEvent, MessageEvent
 from adapters.telegram import CHANNEL, TelegramBot, TelegramSettings, parse_update
 from adapters.telegram._inbound import HANDLED_UPDATES
 from adapters.telegram._webhooks import subscription
+from gateway_demo.standins._bot_methods import UPDATE_TYPES
 from tests.fakes import FakeBotAPI
-from tests.fakes._bot_methods import UPDATE_TYPES
 
 TOKEN = "7000000001:AAHtesttokenaaaaaaaaaaaaaaaaaaaaaaa"
 SECRET_HALF = TOKEN.partition(":")[2]

@@ -82,8 +82,8 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from tests.fakes import graph_errors as graph
-from tests.fakes._server import Answer, FakeServer, SlidingWindow
+from gateway_demo.standins import graph_errors as graph
+from gateway_demo.standins._server import Answer, FakeServer, SlidingWindow
 
 DEFAULT_VERSION = "v21.0"
 Platform = Literal["messenger", "instagram"]

@@ -12,10 +12,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway_demo.standins._bot_methods import OFF_BY_DEFAULT, UPDATE_TYPES
+from gateway_demo.standins._server import SlidingWindow, peak_in_window
+from gateway_demo.standins.graph_errors import GRAPH_ERRORS
 from tests.fakes import FakeBotAPI, FakeGraphAPI, GraphRequest
-from tests.fakes._bot_methods import OFF_BY_DEFAULT, UPDATE_TYPES
-from tests.fakes._server import SlidingWindow, peak_in_window
-from tests.fakes.graph_errors import GRAPH_ERRORS
 from tests.fakes.send_api import WEBHOOK_FIELDS, FakeSendAPI
 
 NUMBER_A = "100200300400500"

@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from gateway_demo.standins._server import HOST
 from tests.conftest import TWILIO_SID, TWILIO_TOKEN, TWILIO_URL
-from tests.fakes._server import HOST
 from tests.fakes.twilio_api import FakeTwilioAPI, inbound_message
 
 SENDER = "+14155550100"

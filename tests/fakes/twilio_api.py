@@ -80,8 +80,8 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
+from gateway_demo.standins._server import Answer, FakeServer, SlidingWindow, peak_in_window
 from tests.conftest import twilio_post
-from tests.fakes._server import Answer, FakeServer, SlidingWindow, peak_in_window
 
 API_VERSION: Final = "2010-04-01"
 BODY_MAX: Final = 1600

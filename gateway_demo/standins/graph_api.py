@@ -65,9 +65,9 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes import graph_errors as errors
-from tests.fakes._graph_payload import Kind, Problem, kind_of, recipient_of, validate
-from tests.fakes._server import Answer, FakeServer, SlidingWindow, peak_in_window
+from gateway_demo.standins import graph_errors as errors
+from gateway_demo.standins._graph_payload import Kind, Problem, kind_of, recipient_of, validate
+from gateway_demo.standins._server import Answer, FakeServer, SlidingWindow, peak_in_window
 
 DEFAULT_VERSION = "v21.0"
 DEFAULT_APP_ID = "1234567890123456"

@@ -66,9 +66,9 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes import _bot_methods as methods
-from tests.fakes._bot_methods import ChatId, parse_chat_id
-from tests.fakes._server import Answer, FakeServer, SlidingWindow, peak_in_window
+from gateway_demo.standins import _bot_methods as methods
+from gateway_demo.standins._bot_methods import ChatId, parse_chat_id
+from gateway_demo.standins._server import Answer, FakeServer, SlidingWindow, peak_in_window
 
 _PATH = re.compile(r"/bot(?P<token>[^/]*)/(?P<method>[^/]+)")
 _TOKEN = re.compile(r"(?P<bot_id>[0-9]+):[A-Za-z0-9_-]+")
