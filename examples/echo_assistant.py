@@ -5,6 +5,8 @@ it answers every message by echoing it, stays quiet while a human holds the conv
     .venv/bin/python examples/echo_assistant.py --redis-url redis://127.0.0.1:6379/0 \\
         --assistant support
 
+(or the URL in GATEWAY_REDIS_URL: a URL holding a password is better kept out of `ps`).
+
 It reads `gw:inbox:<assistant>` as the consumer group `echo-assistant` (entries a crashed
 run left unacknowledged are taken over after a minute) and prints what it does.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 
 from gateway_client import Backend, Event, Message, commands
 
@@ -42,7 +45,13 @@ async def handle(backend: Backend, event: Event) -> list[str]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--redis-url", required=True, help="the gateway's Redis")
+    url = os.environ.get("GATEWAY_REDIS_URL")
+    parser.add_argument(
+        "--redis-url",
+        default=url,
+        required=url is None,
+        help="the gateway's Redis ($GATEWAY_REDIS_URL)",
+    )
     parser.add_argument("--assistant", required=True, help="whose inbox to answer")
     parser.add_argument("--cluster", action="store_true", help="the Redis is a cluster")
     args = parser.parse_args()

@@ -2,7 +2,8 @@
 config again: SIGHUP, see gateway/reload.py), and the operator's tools on the same config
 and Redis: `gateway inspect` (streams, dead letters, accounts, one conversation), `gateway
 deadletters list | show | replay | drop`, `gateway accounts clear-halt` and `gateway webhooks
-set | show | delete | verify` (provider calls only, no Redis).
+set | show | delete | verify` (provider calls only, no Redis). `gateway demo` runs the whole
+loop on this machine (gateway_demo/run.py).
 
 A bad config, or a port that cannot be listened on, exits with status 2 and one line naming
 the key; it never prints a traceback. `serve` exits 0 after a drain, 1 if worker processes
@@ -174,6 +175,14 @@ def _parser() -> argparse.ArgumentParser:
                 help="worker processes sharing the port (SO_REUSEPORT); overrides server.workers",
             )
     _tools(sub)
+    sub.add_parser(
+        "demo",
+        help="the whole loop on this machine: the gateway, an embedded Redis, stand-in "
+        "provider APIs and the example assistant, with signed webhooks, told as it happens",
+        description="Starts everything in a temporary directory, posts a few signed webhooks, "
+        "prints each hop (webhook, inbox event, command, provider request, delivery, status) "
+        "and stops everything. Exit 0 when every step happened as told, 1 when one did not.",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     parser.add_argument(
         "--log-format",
@@ -191,6 +200,10 @@ def _source(args: argparse.Namespace) -> ConfigSource:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.configure(args.log_level.upper(), args.log_format or "text")
+    if args.command == "demo":
+        from gateway_demo.run import main as demo
+
+        return demo()
     try:
         settings = _source(args).load()
         logs.configure(args.log_level.upper(), settings.server.log_format)

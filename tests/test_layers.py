@@ -156,3 +156,14 @@ def test_the_cycle_search_and_function_level_imports() -> None:
     assert [name for node in ast.walk(tree) for name in _imported(node, "gateway.app")] == [
         "gateway.handlers"
     ]
+
+
+def test_only_the_cli_reaches_the_demo() -> None:
+    """The demo and its stand-ins ride in the distribution; nothing that serves loads them."""
+    importers = sorted(
+        module
+        for module, targets in GRAPH.items()
+        if not module.startswith("gateway_demo")
+        and any(t.split(".")[0] == "gateway_demo" for t in targets)
+    )
+    assert importers == ["gateway.cli"]
