@@ -42,6 +42,7 @@ from router.inbound import InboundRouter
 from router.offload import parse_webhook
 from router.records import DeadLetter
 from router.routing import Routing
+from router.target import route
 
 audit = logging.getLogger("gateway.audit")
 
@@ -246,6 +247,18 @@ class Replayer:
         self._routing = Routing(self._directory)
         self._router = InboundRouter(redis, self._directory, settings.router, settings.policy)
 
+    def _outbox_of(self, command: str) -> str:
+        """Where a dead-lettered command is re-queued: the own outbox of the assistant its
+        conversation belongs to (read whether or not `outbound.shared_outbox` is on; the
+        operator vouches for it), else gw:outbox (where it is dead-lettered again, as not
+        routable)."""
+        try:
+            conversation = json.loads(command).get("conversation_id")
+        except (ValueError, AttributeError, RecursionError):
+            return keys.OUTBOX
+        target = route(self._directory, conversation)
+        return keys.outbox(target.account.assistant) if target is not None else keys.OUTBOX
+
     async def replay(self, entries: list[Entry]) -> Report:
         report = Report()
         for entry in entries:
@@ -257,7 +270,7 @@ class Replayer:
         if letter is None:
             return Result(entry.entry_id, "failed", "unreadable", "not a dead letter")
         if letter.command is not None:
-            await self._redis.xadd(keys.OUTBOX, {"command": letter.command})
+            await self._redis.xadd(self._outbox_of(letter.command), {"command": letter.command})
             await self._redis.xdel(keys.DEADLETTER, entry.entry_id)
             return Result(entry.entry_id, "requeued")
         body = _body(letter)
@@ -318,7 +331,8 @@ def audit_replay(report: Report, filters: Filters) -> None:
     counts = report.counts()
     audit.info(
         "deadletters replay: %d matched, %d replayed (%d events published, %d duplicates), "
-        "%d commands re-queued to %s, %d failed and kept; filters: %s",
+        "%d commands re-queued to their assistants' outboxes (%s if not routable), %d failed "
+        "and kept; filters: %s",
         len(report.results),
         counts["replayed"],
         sum(r.published for r in report.results),

@@ -36,11 +36,12 @@ def _id_ms(entry_id: Any) -> int:
 
 
 def stream_names(directory: Directory) -> list[str]:
-    """gw:outbox, gw:deadletter, and every configured assistant's inbox and history."""
+    """gw:outbox, gw:deadletter, and every configured assistant's inbox, history and own
+    outbox."""
     assistants = sorted({a.assistant for a in directory.accounts.values()})
     names = [keys.OUTBOX, keys.DEADLETTER]
     for assistant in assistants:
-        names += [keys.inbox(assistant), keys.history(assistant)]
+        names += [keys.inbox(assistant), keys.history(assistant), keys.outbox(assistant)]
     return names
 
 

@@ -37,7 +37,7 @@ from gateway_demo.processes import (
 )
 from gateway_demo.standins.bot_api import FakeBotAPI
 from gateway_demo.standins.graph_api import FakeGraphAPI
-from gateway_demo.streams import OUTBOX, Entry, Streams
+from gateway_demo.streams import Entry, Streams
 from gateway_demo.webhooks import Posted, TelegramBot, WhatsAppNumber
 
 ASSISTANT = "support"
@@ -105,7 +105,9 @@ class Story:
 
     async def outbox(self) -> Entry:
         assert self.streams is not None
-        return await self.streams.next(OUTBOX, lambda _e: True, "command", STEP_TIMEOUT_S)
+        return await self.streams.next(
+            self.streams.outbox, lambda _e: True, "command", STEP_TIMEOUT_S
+        )
 
     async def graph_request(self) -> None:
         """The stand-in Graph API's next request (counted by us: it may be there already)."""
@@ -230,7 +232,7 @@ class Story:
             raise DemoFailed("the message after the echo is not ai_paused")
         self.say("assistant", await self.assistant.said("not answering", STEP_TIMEOUT_S))
         # The assistant has handled the event: a command it wrote would be in the outbox now.
-        if await self.streams.new(OUTBOX):
+        if await self.streams.new(self.streams.outbox):
             raise DemoFailed("the assistant answered a paused conversation")
         self.say("outbox", "nothing: the human has the conversation")
 
@@ -302,10 +304,12 @@ async def _run(out: TextIO, data: Path) -> None:
             )
             url = _embedded_url(data / "redis")
             redis = Redis.from_url(url)
+            inbox, outbox = f"gw:inbox:{ASSISTANT}", f"gw:outbox:{ASSISTANT}"
             story.streams = Streams(
                 redis,
-                f"gw:inbox:{ASSISTANT}",
-                lambda stream, line: story.say("inbox" if stream != OUTBOX else "outbox", line),
+                inbox,
+                outbox,
+                lambda stream, line: story.say("inbox" if stream == inbox else "outbox", line),
             )
             await story.assistant.start(
                 assistant_argv(example, ASSISTANT), {"GATEWAY_REDIS_URL": url}

@@ -1,5 +1,6 @@
-"""What `gateway demo` watches in Redis: the assistant's inbox and `gw:outbox`, read without a
-consumer group (the demo takes nothing from the assistant), each entry told in one line."""
+"""What `gateway demo` watches in Redis: the assistant's inbox and its own outbox
+(`gw:outbox:<assistant>`), read without a consumer group (the demo takes nothing from the
+assistant), each entry told in one line."""
 
 from __future__ import annotations
 
@@ -12,18 +13,20 @@ from redis.asyncio import Redis
 
 from gateway_demo.processes import DemoFailed
 
-OUTBOX = "gw:outbox"
 Entry = dict[str, Any]
 
 
 class Streams:
     """Cursors on the inbox and the outbox; `next` tells every entry it passes."""
 
-    def __init__(self, redis: Redis, inbox: str, tell: Callable[[str, str], None]) -> None:
+    def __init__(
+        self, redis: Redis, inbox: str, outbox: str, tell: Callable[[str, str], None]
+    ) -> None:
         self.redis = redis
         self.inbox = inbox
+        self.outbox = outbox
         self._tell = tell
-        self._after = {inbox: "0-0", OUTBOX: "0-0"}
+        self._after = {inbox: "0-0", outbox: "0-0"}
 
     async def next(
         self, stream: str, want: Callable[[Entry], bool], what: str, timeout_s: float
@@ -49,17 +52,17 @@ class Streams:
                 self._after[stream] = entry_id.decode()
                 (raw,) = fields.values()
                 entry: Entry = json.loads(raw)
-                self._tell(stream, describe(stream, entry))
+                self._tell(stream, describe(stream, entry, stream == self.outbox))
                 out.append(entry)
         return out
 
 
-def describe(stream: str, entry: Entry) -> str:
-    """One entry in a line: what a person watching wants to see of it."""
-    if stream == OUTBOX:
+def describe(stream: str, entry: Entry, command: bool) -> str:
+    """One entry (`command`: of an outbox) in a line: what a person watching wants to see."""
+    if command:
         said = f" {entry['text']!r}" if entry.get("text") else ""
         return (
-            f"{OUTBOX} ← {entry['type']} {entry['command_id']} for {entry['conversation_id']}{said}"
+            f"{stream} ← {entry['type']} {entry['command_id']} for {entry['conversation_id']}{said}"
         )
     kind = entry.get("kind")
     head = f"{stream} ← {kind}"

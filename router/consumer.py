@@ -1,4 +1,11 @@
-"""The consumer: reads `gw:outbox` in the group `gateway` and runs each entry once, in order.
+"""The consumer: reads the outboxes in the group `gateway` and runs each entry once, in order.
+
+The outboxes: the shared `gw:outbox`, and `gw:outbox:<assistant>` for every configured
+assistant (one reader task each: a Redis Cluster cannot read streams of several slots in one
+call). A command in an assistant's own outbox is sent only if its conversation belongs to
+that assistant (`router.entry`); with `outbound.shared_outbox: false` every command in
+`gw:outbox` is dead-lettered (`invalid_command`). An assistant added by a reload gets its
+outbox read from then on; one removed stays read until the process restarts.
 
 Delivery semantics (every step is safe to repeat):
 
@@ -28,10 +35,8 @@ import logging
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import msgspec
-from redis.exceptions import ResponseError
 
 from router import keys, scripts
 from router.accounts import Directory
@@ -39,6 +44,8 @@ from router.client import REDIS_ERRORS, RedisClient
 from router.entry import Job, Unusable, Usable, decode
 from router.ledger import Ledger, Lost
 from router.observer import OutboundObserver
+from router.outboxes import Outboxes
+from router.outboxes import ref as reference
 from router.records import DeadLetter
 from router.scriptpipe import ScriptHost
 from router.settings import OutboundSettings, PolicySettings, RouterSettings
@@ -49,6 +56,9 @@ READ_COUNT = 64
 """Entries asked for per read (fewer when fewer slots are free)."""
 BLOCK_MS = 1000
 """How long one blocking read waits for new entries."""
+SHARED_OFF = (
+    "gw:outbox is off (outbound.shared_outbox: false): commands go to gw:outbox:<assistant>"
+)
 
 
 class Consumer:
@@ -74,48 +84,56 @@ class Consumer:
         self._observer = observer
         self.name = name
         self._handler = handler
-        self._trim = scripts.load(host, "trim")
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        """In-flight entries by reference (`_ref`)."""
+        self.outboxes = Outboxes(redis, directory, scripts.load(host, "trim"))
+        self._readers: dict[str, asyncio.Task[None]] = {}
         secrets = [a.token for a in directory.accounts.values() if a.token]
         self.deadletters = DeadLetters(redis, self._router.deadletter_maxlen, secrets, observer)
         self._order = Order()
         self.stopping = asyncio.Event()
 
-    # --- the group ---------------------------------------------------------------------
+    # --- the groups --------------------------------------------------------------------
+
+    @property
+    def streams(self) -> dict[str, str | None]:
+        return self.outboxes.streams
+
+    async def streams_changed(self) -> None:
+        """The directory changed (a reload): read the outboxes of assistants it added."""
+        new = self.outboxes.add()
+        await self.outboxes.ensure_group(new)
+        if self._readers and not self.stopping.is_set():
+            for stream in new:
+                self._start_reader(stream)
 
     async def ensure_group(self) -> None:
-        try:
-            await self._redis.xgroup_create(keys.OUTBOX, keys.OUTBOX_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await self.outboxes.ensure_group()
 
     async def forget_dead_consumers(self) -> None:
-        """Every process reads as a consumer of its own, so each restart leaves a name behind
-        in the group. Names idle for `dead_consumer_seconds` with nothing pending are removed:
-        a live consumer is re-created by its next read, and one with pending entries keeps
-        them until another process takes them over."""
-        idle_ms = self._out.dead_consumer_seconds * 1000
-        for consumer in await self._redis.xinfo_consumers(keys.OUTBOX, keys.OUTBOX_GROUP):
-            name = _id(consumer["name"])
-            if consumer["pending"] or consumer["idle"] < idle_ms or name == self.name:
-                continue
-            await self._redis.xgroup_delconsumer(keys.OUTBOX, keys.OUTBOX_GROUP, name)
-            log.info("removed outbox consumer %s (idle, nothing pending)", name)
+        await self.outboxes.forget_dead_consumers(self.name, self._out.dead_consumer_seconds * 1000)
 
     # --- running -----------------------------------------------------------------------
 
     async def run(self) -> None:
         """The read, reclaim, heartbeat and trim loops, until `stop`."""
-        log.info("reply workers reading gw:outbox as consumer %s", self.name)
-        loops = [self._read_loop(), self._reclaim_loop(), self._heartbeat_loop(), self._trim_loop()]
+        log.info("reply workers reading %s as consumer %s", ", ".join(self.streams), self.name)
+        loops = [self._reclaim_loop(), self._heartbeat_loop(), self._trim_loop()]
         tasks = [asyncio.create_task(loop, name=f"outbox-{i}") for i, loop in enumerate(loops)]
+        for stream in self.streams:
+            self._start_reader(stream)
         try:
             await self.stopping.wait()
         finally:
+            tasks += self._readers.values()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start_reader(self, stream: str) -> None:
+        if stream not in self._readers:
+            task = asyncio.create_task(self._read_loop(stream), name=f"read-{stream}")
+            self._readers[stream] = task
 
     async def stop(self, timeout_s: float) -> None:
         """Stop reading; let in-flight commands finish (they are reclaimed if cut off)."""
@@ -147,15 +165,22 @@ class Consumer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
 
-    async def _read_loop(self) -> None:
+    async def _read_loop(self, stream: str) -> None:
         while not self.stopping.is_set():
             try:
-                await self.read(block=True)
+                await self._read(stream, block=True)
             except REDIS_ERRORS as exc:
-                log.warning("reading gw:outbox failed, retrying: %s", exc)
+                log.warning("reading %s failed, retrying: %s", stream, exc)
                 await self.pause(1.0)
 
     async def read(self, block: bool) -> list[tuple[str, dict[bytes, bytes]]]:
+        """One read of every outbox (tests, `drain`): the entries started."""
+        found = []
+        for stream in list(self.streams):
+            found += await self._read(stream, block)
+        return found
+
+    async def _read(self, stream: str, block: bool) -> list[tuple[str, dict[bytes, bytes]]]:
         """One XREADGROUP for as many entries as slots are free; each starts at once."""
         free = self._out.concurrency - len(self._inflight)
         if free <= 0:
@@ -164,20 +189,23 @@ class Consumer:
         reply = await self._redis.xreadgroup(
             keys.OUTBOX_GROUP,
             self.name,
-            {keys.OUTBOX: ">"},
+            {stream: ">"},
             count=min(free, READ_COUNT),
             block=BLOCK_MS if block else None,
         )
         entries = [(_id(i), f) for _name, items in reply or [] for i, f in items]
         for entry_id, fields in entries:
-            self._spawn(entry_id, fields, 1)
+            self._spawn(stream, entry_id, fields, 1)
         return entries
 
-    def _spawn(self, entry_id: str, fields: dict[bytes, bytes], deliveries: int) -> None:
-        if entry_id in self._inflight:
+    def _spawn(
+        self, stream: str, entry_id: str, fields: dict[bytes, bytes], deliveries: int
+    ) -> None:
+        ref = reference(stream, entry_id)
+        if ref in self._inflight:
             return
-        handling = self._handle(entry_id, fields.get(b"command"), deliveries)
-        self._inflight[entry_id] = asyncio.create_task(handling, name=f"command-{entry_id}")
+        handling = self._handle(stream, entry_id, fields.get(b"command"), deliveries)
+        self._inflight[ref] = asyncio.create_task(handling, name=f"command-{ref}")
 
     async def _reclaim_loop(self) -> None:
         """Take over entries whose consumer died, and report the queue's depth."""
@@ -189,37 +217,21 @@ class Consumer:
             await self.pause(interval)
 
     async def reclaim(self) -> None:
-        """XAUTOCLAIM the entries idle longer than `claim_idle_seconds`, and start them."""
+        """Take over the entries idle longer than `claim_idle_seconds`, and start them."""
         idle_ms = int(self._out.claim_idle_seconds * 1000)
-        reply = await self._redis.xautoclaim(
-            keys.OUTBOX, keys.OUTBOX_GROUP, self.name, idle_ms, "0-0", count=100
-        )
-        for entry_id, fields in [(_id(i), f) for i, f in reply[1] if f is not None]:
-            info = await self._redis.xpending_range(
-                keys.OUTBOX, keys.OUTBOX_GROUP, min=entry_id, max=entry_id, count=1
-            )
-            count = int(info[0]["times_delivered"]) if info else 1
-            log.warning("took over outbox entry %s (delivery %d)", entry_id, count)
-            self._spawn(entry_id, fields, count)
+        for found in await self.outboxes.take_over(self.name, idle_ms):
+            self._spawn(found.stream, found.entry_id, found.fields, found.deliveries)
 
     async def _report_queue(self) -> None:
-        length = await self._redis.xlen(keys.OUTBOX)
-        summary = await self._redis.xpending(keys.OUTBOX, keys.OUTBOX_GROUP)
-        oldest = summary.get("min") if summary else None
-        age = time.time() - int(_id(oldest).split("-")[0]) / 1000 if oldest else 0.0
-        self._observer.queue(length, int(summary.get("pending", 0)) if summary else 0, age)
+        self._observer.queue(*await self.outboxes.depth())
 
     async def _heartbeat_loop(self) -> None:
         """Keep our in-flight entries and command leases from looking abandoned."""
         interval = max(self._out.claim_idle_seconds / 3, 0.05)
         while not self.stopping.is_set():
             await self.pause(interval)
-            ids: list[Any] = list(self._inflight)
             with contextlib.suppress(*REDIS_ERRORS):
-                if ids:
-                    await self._redis.xclaim(
-                        keys.OUTBOX, keys.OUTBOX_GROUP, self.name, 0, ids, justid=True
-                    )
+                await self.outboxes.keep(self.name, list(self._inflight))
                 await self._ledger.renew()
 
     async def _trim_loop(self) -> None:
@@ -228,41 +240,46 @@ class Consumer:
             try:
                 await self.trim()
             except REDIS_ERRORS as exc:
-                log.warning("trimming gw:outbox failed, retrying later: %s", exc)
+                log.warning("trimming the outboxes failed, retrying later: %s", exc)
 
     async def trim(self) -> int:
-        """Delete the gw:outbox entries that every consumer group (ours and any other, e.g. an
+        """Delete the outbox entries that every consumer group (ours and any other, e.g. an
         operator's tool) has acknowledged, and report how many (`trim.lua` says which)."""
-        deleted = int(await self._trim(keys=[keys.OUTBOX], args=[]))
+        deleted = await self.outboxes.trim()
         if deleted:
             self._observer.trimmed(deleted)
         return deleted
 
     # --- one entry ---------------------------------------------------------------------
 
-    async def _handle(self, entry_id: str, raw: bytes | None, deliveries: int) -> None:
+    async def _handle(self, stream: str, entry_id: str, raw: bytes | None, deliveries: int) -> None:
         # The wait budget counts from when the command was read: time spent behind earlier
         # commands of the same conversation is time spent waiting for a slot too.
         wait_until = time.monotonic() + self._wait_max_s
+        ref = reference(stream, entry_id)
         # A cancellation (shutdown) is not caught: the entry stays pending for redelivery.
         try:
-            decoded = decode(raw, self._directory)
+            writer = self.streams.get(stream)
+            if writer is None and not self._out.shared_outbox:
+                decoded: Usable | Unusable = Unusable("invalid_command", SHARED_OFF)
+            else:
+                decoded = decode(raw, self._directory, writer)
             async with self._order.of(_conversation(decoded)):
-                await self._dispatch(entry_id, raw or b"", decoded, deliveries, wait_until)
-            await self._redis.xack(keys.OUTBOX, keys.OUTBOX_GROUP, entry_id)
+                await self._dispatch(ref, raw or b"", decoded, deliveries, wait_until)
+            await self._redis.xack(stream, keys.OUTBOX_GROUP, entry_id)
         except Lost:
-            log.info("command of entry %s was taken over by another worker", entry_id)
+            log.info("command of entry %s was taken over by another worker", ref)
         except REDIS_ERRORS as exc:
-            _redis_failed(entry_id, exc)
+            _redis_failed(ref, exc)
         except Exception as exc:
-            await self._give_up(entry_id, raw, exc)
+            await self._give_up(stream, entry_id, raw, exc)
         finally:
-            self._inflight.pop(entry_id, None)
-            self._ledger.release(entry_id)
+            self._inflight.pop(ref, None)
+            self._ledger.release(ref)
 
     async def _dispatch(
         self,
-        entry_id: str,
+        ref: str,
         raw: bytes,
         decoded: Usable | Unusable,
         deliveries: int,
@@ -274,9 +291,9 @@ class Consumer:
         give_up = deliveries > self._out.max_deliveries
         if give_up:
             await self.deadletters.write("max_deliveries", raw, f"delivered {deliveries} times")
-        await self._handler(Job(entry_id, raw, decoded, give_up, wait_until))
+        await self._handler(Job(ref, raw, decoded, give_up, wait_until))
 
-    async def _give_up(self, entry_id: str, raw: bytes | None, exc: Exception) -> None:
+    async def _give_up(self, stream: str, entry_id: str, raw: bytes | None, exc: Exception) -> None:
         """End an entry whose handling raised something unexpected (a bug, or input no rule
         foresaw): retrying would fail the same way, and while the entry is pending it holds
         a slot of `concurrency` and comes back after every restart.
@@ -288,17 +305,18 @@ class Consumer:
         ended is left as it is. A Redis failure meanwhile leaves the entry pending."""
         detail = self.deadletters.redact(f"{type(exc).__name__}: {exc}")
         trace = self.deadletters.redact("".join(traceback.format_exception(exc)))
+        ref = reference(stream, entry_id)
         try:
-            answered = await self._ledger.abandon(entry_id)
+            answered = await self._ledger.abandon(ref)
             await self.deadletters.write("internal_error", raw, detail, logged=True)
-            await self._redis.xack(keys.OUTBOX, keys.OUTBOX_GROUP, entry_id)
+            await self._redis.xack(stream, keys.OUTBOX_GROUP, entry_id)
         except REDIS_ERRORS as redis_exc:
-            log.error("unexpected error on outbox entry %s:\n%s", entry_id, trace.rstrip())
-            _redis_failed(entry_id, redis_exc)
+            log.error("unexpected error on outbox entry %s:\n%s", ref, trace.rstrip())
+            _redis_failed(ref, redis_exc)
             return
         log.error(
             "unexpected error on outbox entry %s; dead-lettered (internal_error)%s:\n%s",
-            entry_id,
+            ref,
             ", delivery failed/provider_error" if answered else "",
             trace.rstrip(),
         )

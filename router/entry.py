@@ -8,6 +8,11 @@ outcomes as ever:
     no or malformed conversation_id, or an unknown account       gw:deadletter unknown_conversation
     no command_id                                                 gw:deadletter invalid_command
     routable, but not a valid command (unknown type, ...)         rejected/invalid_command delivery
+
+An entry of an assistant's own outbox (`gw:outbox:<assistant>`) whose conversation belongs
+to another assistant's account is never sent: it is answered `rejected/invalid_command` with
+a `detail`, and its record and delivery live in the writer's slot (its inbox), so the owner's
+inbox, command records and conversation are never touched by it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import NamedTuple
 import msgspec
 
 from adapters.schema import COMMAND_DECODER, COMMAND_TYPES, Command
+from router import keys
 from router.accounts import Directory
 from router.target import Target, route
 
@@ -30,6 +36,9 @@ class Usable(NamedTuple):
     """The command type, or `invalid` (a closed set, for metrics)."""
     command: Command | None
     """None: routable, but not a valid command (`rejected/invalid_command`)."""
+    refusal: str | None = None
+    """Why it is refused unsent (`rejected/invalid_command` with this detail): a command of an
+    assistant's own outbox for another assistant's conversation."""
 
 
 class Unusable(NamedTuple):
@@ -43,6 +52,8 @@ class Job(NamedTuple):
     """One routable outbox entry as its handler gets it."""
 
     entry_id: str
+    """The entry's reference: its stream id in gw:outbox, `<stream>/<id>` in an assistant's
+    outbox (ids are only unique within one stream)."""
     raw: bytes
     usable: Usable
     give_up: bool
@@ -51,9 +62,27 @@ class Job(NamedTuple):
     """Monotonic time after which it no longer waits for a rate-limit slot."""
 
 
-def decode(raw: bytes | None, directory: Directory) -> Usable | Unusable:
+def decode(raw: bytes | None, directory: Directory, writer: str | None = None) -> Usable | Unusable:
     """The entry routed with its typed Command (one decode when it is valid), or why it is
-    dead-lettered."""
+    dead-lettered. `writer`: the assistant whose own outbox the entry came from (None: the
+    shared gw:outbox)."""
+    decoded = _decode(raw, directory)
+    if writer is None or not isinstance(decoded, Usable):
+        return decoded
+    target = decoded.target
+    if target.account.assistant == writer:
+        return decoded
+    # Answered in the writer's slot: nothing of the owner's (its command records, where a
+    # squatted command_id would shadow the owner's own command, or its inbox) is touched.
+    mine = Target(target.account, target.contact_id, target.conversation_id, keys.inbox(writer))
+    why = (
+        f"the conversation belongs to another assistant's account: commands in "
+        f"{keys.outbox(writer)} may address only {writer}'s conversations"
+    )
+    return decoded._replace(target=mine, command=None, refusal=why)
+
+
+def _decode(raw: bytes | None, directory: Directory) -> Usable | Unusable:
     if raw is None:
         return Unusable("invalid_command", "entry has no command field")
     try:

@@ -3,7 +3,10 @@
 Streams (names fixed by CONTRACT.md §2), trimmed with XADD MAXLEN ~ (router.*_maxlen):
     gw:inbox:<assistant>     live events and delivery results for one assistant
     gw:history:<assistant>   coexistence history sync, read at the assistant's own pace
-    gw:outbox                commands from assistant backends (consumer group `gateway`)
+    gw:outbox                commands from assistant backends (consumer group `gateway`); the
+                             shared outbox, for one-tenant setups (`outbound.shared_outbox`)
+    gw:outbox:<assistant>    one assistant's commands (group `gateway`): only its own
+                             conversations are sent, others answered rejected/invalid_command
     gw:deadletter            what could not be understood or routed
 
 State keys belong to one assistant's Redis Cluster slot: their hash tag is the name of a
@@ -48,6 +51,7 @@ from __future__ import annotations
 INBOX = "gw:inbox:"
 HISTORY = "gw:history:"
 OUTBOX = "gw:outbox"
+OUTBOXES = "gw:outbox:"
 OUTBOX_GROUP = "gateway"
 DEADLETTER = "gw:deadletter"
 
@@ -56,6 +60,11 @@ WINDOW_SECONDS = 24 * 3600
 
 def inbox(assistant: str) -> str:
     return INBOX + assistant
+
+
+def outbox(assistant: str) -> str:
+    """One assistant's own outbox."""
+    return OUTBOXES + assistant
 
 
 def history(assistant: str) -> str:

@@ -1,4 +1,4 @@
-"""Outbound: commands from `gw:outbox` → policy → provider → one `delivery` event each.
+"""Outbound: commands from the outboxes → policy → provider → one `delivery` event each.
 
 `Outbox` is the reply workers of one process, four owners behind one typed decode of each
 entry:
@@ -139,6 +139,7 @@ class Outbox:
         self._api_bases.update(api_bases)
         accounts = list(self._directory.accounts.values())
         self.consumer.deadletters.secrets = [a.token for a in accounts if a.token]
+        await self.consumer.streams_changed()
         for a in accounts:
             old = before.get((a.channel, a.account_id))
             rotated = old is not None and old.token != a.token
@@ -221,6 +222,14 @@ class Outbox:
                 extra={"command_id": usable.command_id, **usable.target.log_fields},
             )
             result = UNSENT
+        elif usable.refusal is not None:
+            log.warning(
+                "command %s refused: %s",
+                usable.command_id,
+                usable.refusal,
+                extra={"command_id": usable.command_id, **usable.target.log_fields},
+            )
+            result = Result("rejected", "invalid_command", detail=usable.refusal)
         else:
             result = await self._execute(claimed.claim, usable.command, job.wait_until)
         if result.outcome == "failed":

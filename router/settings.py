@@ -56,7 +56,11 @@ class RetrySettings(msgspec.Struct, **_STRUCT):
 
 class OutboundSettings(msgspec.Struct, **_STRUCT):
     enabled: bool = True
-    """Run reply workers in this process (read gw:outbox and send)."""
+    """Run reply workers in this process (read the outboxes and send)."""
+    shared_outbox: bool = True
+    """Send the commands of the shared gw:outbox (one tenant, or backends trusted alike).
+    False: only each assistant's gw:outbox:<assistant> is sent from, and every command
+    written to gw:outbox is dead-lettered (`invalid_command`), never sent."""
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
     """Commands in flight per process (most of them sleep until their rate-limit slot)."""
     claim_idle_seconds: Annotated[float, msgspec.Meta(gt=0)] = 120.0

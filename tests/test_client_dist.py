@@ -87,7 +87,7 @@ def test_installed_alone_it_sends_a_command(installed: Path, redis_url: str) -> 
     )
     assert out.stdout.split() == ["dist-1", "[]"]
     with Redis.from_url(redis_url) as redis:
-        ((_id, fields),) = redis.xrange("gw:outbox")
+        ((_id, fields),) = redis.xrange("gw:outbox:support")
     command = json.loads(fields[b"command"])
     assert command["command_id"] == "dist-1"
     assert command["text"] == "hi"

@@ -14,7 +14,16 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from router import keys
-from tests.conftest import BOT_1, TEST_CONFIG, change, envelope, stream, text_message, tg_headers
+from tests.conftest import (
+    BOT_1,
+    NUMBER_A,
+    TEST_CONFIG,
+    change,
+    envelope,
+    stream,
+    text_message,
+    tg_headers,
+)
 from tests.test_inspect import post_wa, run, write_config
 
 NUMBER_X = "100200300400900"
@@ -140,6 +149,20 @@ async def test_a_malformed_body_stays_and_a_command_is_requeued(
     assert fields == {b"command": command.encode()}
     remaining = [entry_id.decode() for entry_id, _ in await redis.xrange(keys.DEADLETTER)]
     assert remaining == [bad]
+
+
+async def test_a_routable_command_is_requeued_to_its_assistants_own_outbox(
+    redis: Redis, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Read even when `outbound.shared_outbox` is off, where gw:outbox would dead-letter it."""
+    conversation = f"whatsapp:{NUMBER_A}:15550001234"  # NUMBER_A: an account of `support`
+    command = json.dumps({"command_id": "c-2", "conversation_id": conversation, "type": "text"})
+    await add_letter(redis, reason="internal_error", command=command)
+    code, _out, _ = await run(capsys, "deadletters", "replay", *write_config(tmp_path, redis_url))
+    assert code == 0
+    assert await redis.xlen(keys.OUTBOX) == 0
+    ((_, fields),) = await redis.xrange(keys.outbox("support"))
+    assert fields == {b"command": command.encode()}
 
 
 async def test_drop_needs_yes(

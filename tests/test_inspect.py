@@ -78,8 +78,10 @@ async def test_inspect_on_an_empty_redis(
         keys.DEADLETTER,
         "gw:inbox:sales",
         "gw:history:sales",
+        "gw:outbox:sales",
         "gw:inbox:support",
         "gw:history:support",
+        "gw:outbox:support",
     ]
     assert all(s["length"] == 0 and s["groups"] == [] for s in report["streams"])
     assert report["deadletters_by_reason"] == {}

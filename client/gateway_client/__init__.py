@@ -1,6 +1,6 @@
 """A typed client for assistant backends of the gateway (CONTRACT §2): read events from
-`gw:inbox:<assistant>` through a consumer group, send commands to `gw:outbox`, await their
-`delivery`. Needs redis and msgspec only, not the gateway."""
+`gw:inbox:<assistant>` through a consumer group, send commands to `gw:outbox:<assistant>`,
+await their `delivery`. Needs redis and msgspec only, not the gateway."""
 
 from gateway_client import commands
 from gateway_client.client import Backend, Sent

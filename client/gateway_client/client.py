@@ -12,7 +12,9 @@ entries another consumer of the group read and left unacknowledged for `reclaim_
 crashed), then new ones. An entry is acknowledged once the loop body that got it finished,
 so an entry whose handling was cut off (the process died, the loop raised) is read again by
 a consumer of the group. `history` does the same on `gw:history:<assistant>`, at its own pace.
-`send` appends a command to `gw:outbox`; `delivery` waits for its `delivery` event by reading
+`send` appends a command to the assistant's own outbox `gw:outbox:<assistant>` (the gateway
+sends from it only the assistant's own conversations; `shared_outbox=True`: the shared
+`gw:outbox`, of one-tenant setups); `delivery` waits for its `delivery` event by reading
 the inbox without a group (nothing is acknowledged for anyone). One stream key per call, so
 it works unchanged on a Redis Cluster.
 """
@@ -37,11 +39,12 @@ from gateway_client.events import Delivery, Received, received
 log = logging.getLogger("gateway_client")
 
 OUTBOX = "gw:outbox"
+"""The shared outbox (one tenant); each assistant also has its own, `gw:outbox:<assistant>`."""
 _UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError)
 
 
 class Sent(NamedTuple):
-    """A command appended to `gw:outbox`: its id, and where the inbox stood before it (its
+    """A command appended to an outbox: its id, and where the inbox stood before it (its
     delivery comes after)."""
 
     command_id: str
@@ -52,16 +55,23 @@ class Sent(NamedTuple):
 class Backend:
     """One assistant's streams on the gateway's Redis."""
 
-    def __init__(self, redis: Redis | RedisCluster, assistant: str) -> None:
+    def __init__(
+        self, redis: Redis | RedisCluster, assistant: str, *, shared_outbox: bool = False
+    ) -> None:
+        """`shared_outbox`: write commands to `gw:outbox` instead of the assistant's own
+        outbox (a gateway with `outbound.shared_outbox: false` dead-letters those)."""
         self.redis = redis
         self.assistant = assistant
         self.inbox_key = f"gw:inbox:{assistant}"
         self.history_key = f"gw:history:{assistant}"
+        self.outbox_key = OUTBOX if shared_outbox else f"{OUTBOX}:{assistant}"
 
     @classmethod
-    def from_url(cls, url: str, assistant: str, *, cluster: bool = False) -> Backend:
+    def from_url(
+        cls, url: str, assistant: str, *, cluster: bool = False, shared_outbox: bool = False
+    ) -> Backend:
         redis: Redis | RedisCluster = RedisCluster.from_url(url) if cluster else Redis.from_url(url)
-        return cls(redis, assistant)
+        return cls(redis, assistant, shared_outbox=shared_outbox)
 
     async def aclose(self) -> None:
         await self.redis.aclose()
@@ -91,10 +101,11 @@ class Backend:
         return self._consume(self.history_key, group, consumer, batch, block_ms, reclaim_idle_s)
 
     async def send(self, command: Command) -> Sent:
-        """Append `command` to `gw:outbox`; the gateway sends it once per `command_id`."""
+        """Append `command` to the outbox (`outbox_key`); the gateway sends it once per
+        `command_id`."""
         last = await self.redis.xrevrange(self.inbox_key, count=1)
         inbox_from = _id(last[0][0]) if last else "0-0"
-        entry = await self.redis.xadd(OUTBOX, {"command": command.encode()})
+        entry = await self.redis.xadd(self.outbox_key, {"command": command.encode()})
         return Sent(command.command_id, _id(entry), inbox_from)
 
     async def delivery(self, sent: Sent, timeout_s: float = 60.0) -> Delivery:

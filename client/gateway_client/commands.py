@@ -1,4 +1,4 @@
-"""Commands an assistant backend writes to `gw:outbox` (CONTRACT §2.2), one builder per type.
+"""Commands an assistant backend writes to its outbox (CONTRACT §2.2), one builder per type.
 
 Each returns a `Command`: the JSON the gateway reads, with a fresh `command_id` unless one
 is given (a backend that may resend after a crash should give its own, derived from what it
