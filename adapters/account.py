@@ -42,6 +42,10 @@ class Account:
     callback_url: str | None = None
     """Where the provider is told to post the status callbacks of this account's sends
     (Twilio: `twilio.public_url`); None: the provider's own subscription decides."""
+    token_proof: str | None = field(default=None, repr=False)
+    """Sent beside the token on every provider call when its app requires it (Meta's
+    `appsecret_proof`, computed from the token and the app secret at config time); None:
+    nothing is sent."""
 
     @property
     def adapter_name(self) -> str:

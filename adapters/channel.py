@@ -148,7 +148,10 @@ class Receiver(Protocol):
 
     def verify(self, key: str | None, headers: Mapping[str, str], body: bytes) -> bool:
         """Whether the webhook is authentic, judged on the body's bytes as received (never
-        re-serialised). Complete on its own: it does not rely on `refuse` having run."""
+        re-serialised). Complete on its own: it does not rely on `refuse` having run. Raises
+        `ParseError` (its `reason`) for a body that is authentic but must not be published
+        (Meta: signed by an app that does not own every account it names): the gateway
+        dead-letters it whole and answers 200."""
         ...
 
     def handshake(self, query: Mapping[str, str]) -> Answer:

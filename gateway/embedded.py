@@ -15,6 +15,9 @@ is stopped with the gateway. It is private to the user running the gateway:
 - The directory is 700 and every file in it 600: redis-server runs with umask 077.
 - CONFIG, DEBUG, MODULE, REPLICAOF and SLAVEOF are renamed away (`DISABLED_COMMANDS`), and
   `maxmemory` (`redis.embedded_maxmemory`) with `noeviction` bounds its memory.
+- With `redis.embedded_acl: true` its redis.conf also holds the ACL users of gateway/acl.py
+  (`user` lines, passwords as hashes; the passwords in `redis.acl_dir`), and the gateway
+  connects as `gw-gateway`: the password default user stays, for the operator's tools.
 
 The test suite starts its throwaway Redis through the same class (`EmbeddedRedis(port, None)`:
 TCP, no persistence, no password, every command).
@@ -32,7 +35,8 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from gateway.config import RedisSettings, memory_limit
+from gateway import acl
+from gateway.config import RedisSettings, Settings, memory_limit
 
 
 class EmbeddedRedisError(Exception):
@@ -105,7 +109,11 @@ class EmbeddedRedis:
         password: str | None = None,
         maxmemory: int | None = None,
         locked: bool = False,
+        users: list[list[str]] | None = None,
+        login: tuple[str, str] | None = None,
     ) -> None:
+        """`users`: ACL users for redis.conf, each its name and rules; `login`: the user and
+        password `url` logs in as (else the default user, with `password`)."""
         if locked and data_dir is None:
             raise ValueError("a locked server keeps its redis.conf in its data directory")
         self.data_dir = data_dir
@@ -116,22 +124,44 @@ class EmbeddedRedis:
         self.password = password
         self.maxmemory = maxmemory
         self.locked = locked
+        self.users = users or []
+        self.login = login
         self._extra = extra or []
         self._proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def private(cls, data_dir: Path, *, tcp: bool, port: int, maxmemory: int) -> EmbeddedRedis:
+    def private(
+        cls,
+        data_dir: Path,
+        *,
+        tcp: bool,
+        port: int,
+        maxmemory: int,
+        users: list[list[str]] | None = None,
+        login: tuple[str, str] | None = None,
+    ) -> EmbeddedRedis:
         """The gateway's server: its data directory made private (700, files 600), a password
-        kept in `PASSWORD_FILE` there, and TCP only when asked for."""
+        kept in `PASSWORD_FILE` there, and TCP only when asked for; ACL `users`, if any."""
         _make_private(data_dir)
         password = _password(data_dir)
-        return cls(port, data_dir, tcp=tcp, password=password, maxmemory=maxmemory, locked=True)
+        return cls(
+            port,
+            data_dir,
+            tcp=tcp,
+            password=password,
+            maxmemory=maxmemory,
+            locked=True,
+            users=users,
+            login=login,
+        )
 
     @property
     def url(self) -> str:
         """What the gateway connects to: the Unix socket if there is one, else TCP. It holds
         the password: hand it to clients, never to a log (`where` is for that)."""
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        if self.login is not None:
+            auth = f"{quote(self.login[0], safe='')}:{quote(self.login[1], safe='')}@"
         if self.socket is not None:
             return f"unix://{auth}{self.socket}?db=0"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
@@ -207,6 +237,7 @@ class EmbeddedRedis:
             found += [["requirepass", self.password]]
         if self.locked:
             found += [["rename-command", name, ""] for name in DISABLED_COMMANDS]
+        found += [["user", *user] for user in self.users]
         return found
 
     def _wait_ready(self, timeout_s: float) -> None:
@@ -244,14 +275,37 @@ class EmbeddedRedis:
             self._proc.wait()
 
 
-def embedded_redis(settings: RedisSettings) -> EmbeddedRedis:
-    """The gateway's server as `redis.embedded_*` describe it, not started yet."""
+def embedded_redis(settings: Settings) -> EmbeddedRedis:
+    """The gateway's server as `redis.embedded_*` describe it, not started yet; with
+    `redis.embedded_acl`, its ACL users too, and the gateway logging in as its own."""
+    redis: RedisSettings = settings.redis
+    users: list[list[str]] = []
+    login: tuple[str, str] | None = None
+    if redis.embedded_acl:
+        passwords = acl.Passwords(acl.directory(settings))
+        for user in acl.users(settings, binary_version(find_binary())):
+            users.append([user.name, *user.rules(passwords.get(user.name))])
+        login = (acl.GATEWAY_USER, passwords.get(acl.GATEWAY_USER))
     return EmbeddedRedis.private(
-        Path(settings.embedded_dir),
-        tcp=settings.embedded_tcp,
-        port=settings.embedded_port,
-        maxmemory=memory_limit(settings.embedded_maxmemory),
+        Path(redis.embedded_dir),
+        tcp=redis.embedded_tcp,
+        port=redis.embedded_port,
+        maxmemory=memory_limit(redis.embedded_maxmemory),
+        users=users,
+        login=login,
     )
+
+
+def binary_version(binary: str) -> acl.Version:
+    """The version of a redis-server binary (`redis-server --version`: `v=7.0.15`)."""
+    try:
+        found = subprocess.run(  # noqa: S603 - our own argument list, no shell
+            [binary, "--version"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout
+        word = next(w for w in found.split() if w.startswith("v="))
+        return acl.parse_version(word[2:])
+    except (OSError, subprocess.SubprocessError, StopIteration, ValueError) as exc:
+        raise EmbeddedRedisError(f"cannot tell the version of {binary}: {exc}") from None
 
 
 def _make_private(data_dir: Path) -> None:

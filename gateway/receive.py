@@ -11,7 +11,9 @@ Both server paths read a request their own way and then make the same calls to t
     # answer() is None only when the journal took the webhook over: then wait on
     # reply.future (the journal's, now) and ask again
 
-`receive` checks authenticity on the raw bytes, parses (`CHANNELS[channel].parse`), hands
+`receive` checks authenticity on the raw bytes (a receiver may find a body authentic and
+still refuse it, raising `ParseError`: it is then dead-lettered whole with its reason, as
+Meta's `wrong_app`), parses (`CHANNELS[channel].parse`), hands
 the events to the router (`InboundRouter.start`, which gives back one `Publishing`), and
 `Reply.answer` turns what the router did into the answer and the metrics (the router counts,
 this module names the labels through `gateway.metrics`). 200 only once every event is in its
@@ -208,15 +210,21 @@ class Inbound:
     def receive(self, webhook: Webhook) -> Reply:
         """Everything after the body is read: authenticity, parse, publish, the answer."""
         channel, key, headers, body = webhook
-        if not self._receivers[channel].verify(key, headers, body):
-            # Signed with the secret of the channel the body belongs to, if it is another's
-            # (Meta: one app, one callback URL for all three channels)?
-            other = CHANNELS[channel].foreign(body)
-            receiver = self._receivers.get(other) if other is not None else None
-            if other is None or receiver is None or not receiver.verify(None, headers, body):
-                self._metrics.signature_failures.labels(channel).inc()
-                return Reply(self, channel, self.counted(channel, 401, "bad signature"))
-            channel, key = other, None
+        try:
+            if not self._receivers[channel].verify(key, headers, body):
+                # Signed with the secret of the channel the body belongs to, if it is another's
+                # (Meta: one app, one callback URL for all three channels)?
+                other = CHANNELS[channel].foreign(body)
+                receiver = self._receivers.get(other) if other is not None else None
+                if other is None or receiver is None or not receiver.verify(None, headers, body):
+                    self._metrics.signature_failures.labels(channel).inc()
+                    return Reply(self, channel, self.counted(channel, 401, "bad signature"))
+                channel, key = other, None
+        except ParseError as exc:
+            # Authentic, but not to be published (Meta: signed by an app that does not own
+            # every account the body names): dead-lettered whole, answered 200.
+            refused = self._malformed(channel, key, body, int(time.time()), str(exc), exc.reason)
+            return self._task(channel, refused)
         received_at = int(time.time())
         started = time.perf_counter()
         if len(body) > self._offload_bytes:

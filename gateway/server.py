@@ -61,7 +61,7 @@ def running_redis(settings: Settings) -> Iterator[str]:
         yield settings.redis.url
         return
     data_dir = Path(settings.redis.embedded_dir)
-    embedded = embedded_redis(settings.redis).start()
+    embedded = embedded_redis(settings).start()
     logs.REDACT.add(logs.redis_password(embedded.url))
     # `where`, not `url`: the URL holds the password.
     log.info("started embedded redis-server at %s (data in %s)", embedded.where, data_dir)

@@ -1,6 +1,8 @@
 """Logs an operator can use (gateway/logs.py): `--log-format json` gives one JSON object per
 line with the account and command a line is about, and no line of a whole run, text or
-JSON, holds a configured secret."""
+JSON, holds a configured secret. Nor does anything else that run shows: with every secret
+sealed in the config (gateway/sealed.py), none of them, nor the key, is in the log, in
+/metrics, in the dead letters, in `gateway inspect --json`, or in a config error."""
 
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from gateway import sealed
 from gateway.config import loads
 from gateway.embedded import free_port
 from gateway.logs import REDACTED, JsonFormatter, Redact, secret_values
 from gateway_demo.standins.graph_api import FakeGraphAPI
+from router.keys import DEADLETTER
 from tests.conftest import (
     BOT_1,
     NUMBER_A,
@@ -91,48 +95,132 @@ async def graph() -> FakeGraphAPI:
         yield fake  # type: ignore[misc]
 
 
+def sealed_config(text: str, env: dict[str, str], key: str) -> str:
+    """`text` with every secret it holds replaced by its enc:v1 value under `key`."""
+    keys = sealed.keyring(key, None)
+    assert keys is not None
+    found = {value for value in secret_values(loads(text, env)) if len(value) >= 6}
+    for secret in sorted(found, key=len, reverse=True):
+        text = text.replace(secret, keys.seal(secret))
+    return text
+
+
 async def test_a_whole_runs_json_log_holds_no_secret(
     tmp_path: Path, redis: Redis, redis_url: str, graph: FakeGraphAPI
 ) -> None:
-    """Two workers, JSON at DEBUG, access log on; webhooks of every kind, good and bad, the
-    verify handshake, sends that halt a number and sends to an unreachable Bot API. Then
-    every configured secret is looked for in the whole log."""
+    """Two workers, JSON at DEBUG, access log on, every secret sealed in the config; webhooks
+    of every kind, good and bad, the verify handshake, sends that halt a number and sends to
+    an unreachable Bot API, a reload (SIGHUP) that opens a rotated token. Then every secret,
+    and the key, is looked for in the whole log, /metrics, the dead letters, `gateway inspect
+    --json` and the output of failed `check-config`s."""
     port = free_port()
     config = tmp_path / "config.yaml"
-    text = TEST_CONFIG.replace(
+    plain = TEST_CONFIG.replace(
         "server: {host: 127.0.0.1, port: 0}",
         f"server: {{host: 127.0.0.1, port: {port}, access_log: true, drain_seconds: 0.2}}",
     )
-    config.write_text(text)
     env = gateway_env(redis_url, GRAPH_URL=graph.base_url, TMPDIR=str(tmp_path))
+    key = sealed.new_key()
+    text = sealed_config(plain, env, key)
+    config.write_text(text)
+    env[sealed.KEY_ENV] = key
     secrets = [s for s in secret_values(loads(text, env)) if len(s) >= 6]
     assert len(secrets) >= 12  # every app secret, verify token, access and bot token...
+    assert not any(secret in text for secret in secrets)  # all of them sealed
+    rotated = "token-a-rotated-0123"
+    secrets += [rotated, key, key.replace("+", "-").replace("/", "_").rstrip("=")]
     log_path = tmp_path / "gateway.log"
     proc = _start(config, env, log_path)
+    shown: dict[str, str] = {}
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while "with 2 workers" not in log_path.read_text(errors="replace"):
-            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            await asyncio.sleep(0.05)
+        await _wait_for(proc, log_path, "with 2 workers")
         graph.fail(190)  # the WhatsApp send halts its number
         async with aiohttp.ClientSession() as session:
             await _traffic(session, base, redis)
-        assert len(await deliveries(redis, 2, 20)) >= 2
+            assert len(await deliveries(redis, 2, 20)) >= 2
+            config.write_text(_rotate(text, "token-a", rotated, key))
+            proc.send_signal(signal.SIGHUP)  # each worker opens the new value itself
+            await _wait_for(proc, log_path, f"token changed whatsapp:{NUMBER_A}", count=2)
+            async with session.get(f"{base}/metrics") as r:
+                assert r.status == 200
+                shown["/metrics"] = await r.text()
+        shown["dead letters"] = repr(await redis.xrange(DEADLETTER))
+        assert "malformed_body" in shown["dead letters"]
+        shown["inspect --json"] = await _cli(env, "inspect", "--config", str(config), "--json")
         await asyncio.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+    shown["config errors"] = await _config_errors(tmp_path, text, env)
     lines = log_path.read_text().splitlines()
     docs = [json.loads(line) for line in lines]  # every line is one JSON object
     assert all({"time", "level", "logger", "process", "message"} <= set(d) for d in docs)
-    whole = log_path.read_text()
-    leaked = [f"{secret[:3]}…" for secret in secrets if secret in whole]
-    assert leaked == [], "configured secrets in the log"
+    shown["log"] = log_path.read_text()
+    assert "gateway_deadletters_total" in shown["/metrics"] and NUMBER_A in shown["inspect --json"]
+    leaked = [f"{secret[:3]}… in {where}" for where, out in shown.items()
+              for secret in secrets if secret in out]  # fmt: skip
+    assert leaked == [], "secrets shown"
     halted = [d for d in docs if "halted by provider error 190" in d["message"]]
     assert halted and halted[0]["channel"] == "whatsapp" and halted[0]["account"] == NUMBER_A
     assert any('"GET /webhooks/whatsapp?hub.mode=REDACTED&' in d["message"] for d in docs)
     assert any(d.get("reason") == "malformed_body" for d in docs)
+
+
+async def _wait_for(
+    proc: subprocess.Popen[bytes], log_path: Path, text: str, count: int = 1
+) -> None:
+    deadline = time.monotonic() + 30
+    while _read(log_path).count(text) < count:
+        assert proc.poll() is None and time.monotonic() < deadline, _read(log_path)
+        await asyncio.sleep(0.05)
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace")
+
+
+def _rotate(text: str, old: str, new: str, key: str) -> str:
+    """`text` (sealed) with the sealed value of `old` replaced by `new`, sealed."""
+    keys = sealed.keyring(key, None)
+    assert keys is not None
+    found = [m.group(0) for m in sealed.SEALED.finditer(text) if keys.open(m.group(0)) == old]
+    assert len(found) == 1
+    return text.replace(found[0], keys.seal(new))
+
+
+async def _cli(env: dict[str, str], *argv: str) -> str:
+    """`gateway *argv`: its stdout and stderr together (exit status not checked)."""
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "gateway", *argv],
+        cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return done.stdout + done.stderr
+
+
+async def _config_errors(tmp_path: Path, text: str, env: dict[str, str]) -> str:
+    """What `check-config` says of a config with a value altered, under a wrong key, with a
+    value that opens to a placeholder, and with one that opens into a typed field."""
+    keys = sealed.keyring(env[sealed.KEY_ENV], None)
+    assert keys is not None
+    first = next(sealed.SEALED.finditer(text)).group(0)
+    cases = {
+        "altered": (text.replace(first, first[:-4] + "AAAA"), env),
+        "wrong key": (text, {**env, sealed.KEY_ENV: sealed.new_key()}),
+        "placeholder": (_rotate(text, "token-a", "changeme", env[sealed.KEY_ENV]), env),
+        "typed field": (
+            text.replace("access_log: true", f"access_log: true, log_format: {first}"),
+            env,
+        ),
+    }
+    said = []
+    for name, (config_text, case_env) in cases.items():
+        path = tmp_path / f"bad-{name.replace(' ', '-')}.yaml"
+        path.write_text(config_text)
+        out = await _cli(case_env, "check-config", "--config", str(path))
+        assert out.startswith("gateway: config error: ") and "Traceback" not in out, out
+        said.append(out)
+    return "".join(said)
 
 
 def _start(config: Path, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:

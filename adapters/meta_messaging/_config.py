@@ -10,6 +10,7 @@ from typing import Annotated, Final
 import msgspec
 
 from adapters.account import SECTION_STRUCT, Account, Secret, check_assistant
+from adapters.meta_apps import MetaApp, app_named, check_apps, section_apps, token_proof
 
 _DIGITS: Final = re.compile(r"[0-9]{1,32}")
 MESSENGER_MPS: Final = 40
@@ -37,6 +38,9 @@ class MessengerPage(msgspec.Struct, **SECTION_STRUCT):
     """The Page uses Meta's handover protocol (Conversation Routing): `handoff` passes the
     thread to `handover_app_id` (the Page Inbox) and `handback` takes it back (CONTRACT §6.3)."""
     handover_app_id: str = PAGE_INBOX_APP_ID
+    app: str | None = None
+    """The Meta app this Page's webhooks come from and its token belongs to (`apps`); None:
+    the default app (`app_secret`), or the only one."""
 
 
 class InstagramAccount(msgspec.Struct, **SECTION_STRUCT):
@@ -48,6 +52,8 @@ class InstagramAccount(msgspec.Struct, **SECTION_STRUCT):
     handover: bool = False
     """As for a Page (Instagram accounts linked to a Page can use Conversation Routing)."""
     handover_app_id: str = PAGE_INBOX_APP_ID
+    app: str | None = None
+    """As for a Page."""
 
 
 _Entry = MessengerPage | InstagramAccount
@@ -61,8 +67,7 @@ def _check(section: str, key: str, settings: MessengerSettings | InstagramSettin
            entries: list[_Entry], id_key: str, id_is: str) -> None:  # fmt: skip
     """The checks both sections make, naming the key of the first problem: the app's
     secrets, then each Page or account (`id_key` must be `id_is`)."""
-    if not settings.app_secret:
-        raise ValueError(f"{section}.app_secret: required (signatures are never switched off)")
+    check_apps(section, settings.app_secret, settings.apps)
     if not settings.verify_token:
         raise ValueError(f"{section}.verify_token: required")
     if settings.app_id is not None and not _DIGITS.fullmatch(settings.app_id):
@@ -75,6 +80,7 @@ def _check(section: str, key: str, settings: MessengerSettings | InstagramSettin
         check_assistant(entry.assistant, f"{where}.assistant")
         if not _DIGITS.fullmatch(entry.handover_app_id):
             raise ValueError(f"{where}.handover_app_id: must be a numeric app id")
+        app_named(settings.meta_apps(), entry.app, f"{where}.app")
         if entry_id in seen:
             raise ValueError(f"{where}.{id_key}: {entry_id} is listed twice")
         seen.add(entry_id)
@@ -82,33 +88,73 @@ def _check(section: str, key: str, settings: MessengerSettings | InstagramSettin
 
 def _secrets(section: str, key: str, settings: MessengerSettings | InstagramSettings,
              entries: list[_Entry]) -> list[Secret]:  # fmt: skip
-    found = [
-        Secret(f"{section}.app_secret", settings.app_secret, True),
-        Secret(f"{section}.verify_token", settings.verify_token, True),
-    ]
+    found = [Secret(f"{section}.app_secret", settings.app_secret, True)]
+    found = found if settings.app_secret else []
+    found.append(Secret(f"{section}.verify_token", settings.verify_token, True))
+    for i, app in enumerate(settings.apps):
+        found.append(Secret(f"{section}.apps[{i}].app_secret", app.app_secret, True))
     for i, entry in enumerate(entries):
         found.append(Secret(f"{section}.{key}[{i}].access_token", entry.access_token, False))
     return found
 
 
-def _accounts(channel: str, entries: list[_Entry]) -> list[Account]:
+def _accounts(channel: str, settings: MessengerSettings | InstagramSettings,
+              entries: list[_Entry]) -> list[Account]:  # fmt: skip
     """`Account.mode` holds the app a `handoff` passes threads to (None: no handover)."""
+    apps = settings.meta_apps()
     return [
         Account(
             channel, _entry_id(e), e.assistant, e.access_token, e.enabled, float(e.mps),
             mode=e.handover_app_id if e.handover else None,
+            token_proof=token_proof(app_named(apps, e.app, "app"), e.access_token),
         )
         for e in entries
     ]  # fmt: skip
 
 
-class MessengerSettings(msgspec.Struct, **SECTION_STRUCT):
+class _Apps:
+    """What both sections answer about their Meta apps (adapters/meta_apps.py)."""
+
     app_secret: str
+    app_id: str | None
+    appsecret_proof: bool
+    apps: list[MetaApp]
+
+    def _entries(self) -> list[_Entry]:
+        raise NotImplementedError
+
+    @property
+    def listed_apps(self) -> bool:
+        return bool(self.apps)
+
+    def meta_apps(self) -> tuple[MetaApp, ...]:
+        """The default app (`app_secret`) first, then `apps`."""
+        return section_apps(self.app_secret, self.app_id, self.appsecret_proof, self.apps)
+
+    def app_of(self, account_id: str) -> MetaApp:
+        """The app a configured Page or account belongs to (the checks made sure it has one)."""
+        entry = next(e for e in self._entries() if _entry_id(e) == account_id)
+        return app_named(self.meta_apps(), entry.app, "app")
+
+    def owners(self) -> dict[str, frozenset[str]]:
+        """Each Page's or account's id → the app it belongs to."""
+        apps = self.meta_apps()
+        return {_entry_id(e): frozenset({app_named(apps, e.app, "app").name})
+                for e in self._entries()}  # fmt: skip
+
+
+class MessengerSettings(_Apps, msgspec.Struct, **SECTION_STRUCT):
     verify_token: str
+    app_secret: str = ""
+    """The default app's secret; optional when `apps` lists the apps."""
     api_base: str = "https://graph.facebook.com/v21.0"
     app_id: str | None = None
     """The Meta app's id: `gateway webhooks show` then checks that this app, not just any, is
     subscribed to each Page."""
+    appsecret_proof: bool = False
+    """The default app's Graph calls carry `appsecret_proof`."""
+    apps: list[MetaApp] = msgspec.field(default_factory=list)
+    """More Meta apps (adapters/meta_apps.py); each Page names its own (`app`)."""
     pages: list[MessengerPage] = msgspec.field(default_factory=list)
 
     def check(self) -> None:
@@ -119,22 +165,30 @@ class MessengerSettings(msgspec.Struct, **SECTION_STRUCT):
         return _secrets("messenger", "pages", self, list(self.pages))
 
     def accounts(self) -> list[Account]:
-        return _accounts("messenger", list(self.pages))
+        return _accounts("messenger", self, list(self.pages))
+
+    def _entries(self) -> list[_Entry]:
+        return list(self.pages)
 
     def groups(self) -> dict[str, tuple[str, ...]]:
         """Pages belong to no group."""
         return {}
 
 
-class InstagramSettings(msgspec.Struct, **SECTION_STRUCT):
-    app_secret: str
+class InstagramSettings(_Apps, msgspec.Struct, **SECTION_STRUCT):
     verify_token: str
+    app_secret: str = ""
+    """The default app's secret; optional when `apps` lists the apps."""
     api_base: str = "https://graph.instagram.com/v21.0"
     app_id: str | None = None
     """The app's id as Instagram's `subscribed_apps` lists it: `gateway webhooks show` then
     checks that this app, not just any, is subscribed to each account. (An Instagram Login
     app has an Instagram app ID beside its Meta app ID; which one the edge lists is not
     documented: compare with `gateway webhooks show`.)"""
+    appsecret_proof: bool = False
+    """The default app's Graph calls carry `appsecret_proof`."""
+    apps: list[MetaApp] = msgspec.field(default_factory=list)
+    """More Meta apps (adapters/meta_apps.py); each account names its own (`app`)."""
     accounts_: list[InstagramAccount] = msgspec.field(default_factory=list, name="accounts")
 
     def check(self) -> None:
@@ -146,7 +200,10 @@ class InstagramSettings(msgspec.Struct, **SECTION_STRUCT):
         return _secrets("instagram", "accounts", self, list(self.accounts_))
 
     def accounts(self) -> list[Account]:
-        return _accounts("instagram", list(self.accounts_))
+        return _accounts("instagram", self, list(self.accounts_))
+
+    def _entries(self) -> list[_Entry]:
+        return list(self.accounts_)
 
     def groups(self) -> dict[str, tuple[str, ...]]:
         """Instagram accounts belong to no group."""

@@ -37,6 +37,7 @@ import msgspec
 
 from adapters.account import Account
 from adapters.channel import Action, ProviderCall, Subscription
+from adapters.meta_apps import DEFAULT_APP
 from adapters.meta_messaging._config import InstagramSettings, MessengerSettings
 from adapters.whatsapp._webhooks import SubscribedApp, answer, done, edge_call, judge
 
@@ -111,7 +112,7 @@ def subscription_call(
         return None
     url = f"{settings.api_base.rstrip('/')}/{account.account_id}/subscribed_apps"
     params = {"subscribed_fields": ",".join(SUBSCRIBED_FIELDS[channel])} if action == "set" else {}
-    return edge_call(action, url, account.token, params)
+    return edge_call(action, url, account, params)
 
 
 def subscription(
@@ -134,5 +135,15 @@ def subscription(
     apps = [
         SubscribedApp(a.id, a.name or "", tuple(a.subscribed_fields or ())) for a in result.data
     ]
-    app_id = settings.app_id if settings is not None else None
-    return judge(apps, app_id, fields, where, f"{channel}.app_id")
+    app_id, setting = _app_id(channel, settings, account)
+    return judge(apps, app_id, fields, where, setting)
+
+
+def _app_id(channel: str, settings: Settings, account: Account) -> tuple[str | None, str]:
+    """The id of the app the Page or account belongs to, and the config key that sets it."""
+    if settings is None or account.account_id not in settings.owners():
+        return None, f"{channel}.app_id"
+    app = settings.app_of(account.account_id)
+    if app.name == DEFAULT_APP:
+        return app.app_id, f"{channel}.app_id"
+    return app.app_id, f"{channel}.apps[{settings.apps.index(app)}].app_id"

@@ -10,6 +10,7 @@ from adapters import countries, meta
 from adapters.account import Account, interval_us
 from adapters.channel import Action, ChannelDefaults, HttpRequest, Pace, ProviderCall, Subscription
 from adapters.meta import MetaReceiver
+from adapters.meta_apps import with_proof
 from adapters.schema import Command, Parsed, SendResult
 from adapters.whatsapp import _webhooks
 from adapters.whatsapp._config import WhatsAppSettings
@@ -89,10 +90,12 @@ class WhatsApp(WhatsAppRules):
         last_inbound: str | None,
         route: str | None,
     ) -> HttpRequest:
-        """`POST {api_base}/{phone_number_id}/messages` with the number's bearer token."""
+        """`POST {api_base}/{phone_number_id}/messages` with the number's bearer token (and
+        its app's `appsecret_proof`, when the app asks for it)."""
         call = build_request(command, account.account_id, address, last_inbound)
         headers = {"Authorization": f"Bearer {account.token}"}
-        return HttpRequest(f"{api_base}{call.path}", headers, call.body)
+        url = with_proof(f"{api_base}{call.path}", account.token_proof)
+        return HttpRequest(url, headers, call.body)
 
     def subscription_call(
         self, settings: WhatsAppSettings | None, account: Account, action: Action,

@@ -9,6 +9,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from adapters.account import SECTION_STRUCT, Account, Secret, check_assistant
+from adapters.meta_apps import MetaApp, app_named, check_apps, section_apps, token_proof
 
 _DIGITS: Final = re.compile(r"[0-9]{1,32}")
 _E164: Final = re.compile(r"\+?[1-9][0-9]{6,14}")
@@ -25,6 +26,9 @@ class WhatsAppNumber(msgspec.Struct, **SECTION_STRUCT):
     mode: Literal["coexistence", "cloud_api"] = "cloud_api"
     mps: Annotated[int, msgspec.Meta(ge=1, le=10000)] | None = None
     enabled: bool = True
+    app: str | None = None
+    """The Meta app this number's webhooks come from and its token belongs to (`apps`);
+    None: the default app (`app_secret`), or the only one."""
 
     @property
     def effective_mps(self) -> int:
@@ -52,18 +56,22 @@ class WhatsAppNumber(msgspec.Struct, **SECTION_STRUCT):
 
 
 class WhatsAppSettings(msgspec.Struct, **SECTION_STRUCT):
-    app_secret: str
     verify_token: str
+    app_secret: str = ""
+    """The default app's secret; optional when `apps` lists the apps."""
     api_base: str = "https://graph.facebook.com/v21.0"
     app_id: str | None = None
     """The Meta app's id: `gateway webhooks show` then checks that this app, not just any, is
     subscribed to each number's WABA."""
+    appsecret_proof: bool = False
+    """The default app's Graph calls carry `appsecret_proof`."""
+    apps: list[MetaApp] = msgspec.field(default_factory=list)
+    """More Meta apps (adapters/meta_apps.py); each number names its own (`app`)."""
     numbers: list[WhatsAppNumber] = msgspec.field(default_factory=list)
 
     def check(self) -> None:
         """ValueError naming the key of the first problem."""
-        if not self.app_secret:
-            raise ValueError("whatsapp.app_secret: required (signatures are never switched off)")
+        check_apps("whatsapp", self.app_secret, self.apps)
         if not self.verify_token:
             raise ValueError("whatsapp.verify_token: required")
         if self.app_id is not None and not _DIGITS.fullmatch(self.app_id):
@@ -72,6 +80,7 @@ class WhatsAppSettings(msgspec.Struct, **SECTION_STRUCT):
         for i, number in enumerate(self.numbers):
             where = f"whatsapp.numbers[{i}]"
             number.check(where)
+            app_named(self.meta_apps(), number.app, f"{where}.app")
             if number.phone_number_id in seen:
                 raise ValueError(
                     f"{where}.phone_number_id: {number.phone_number_id} is listed twice"
@@ -79,22 +88,48 @@ class WhatsAppSettings(msgspec.Struct, **SECTION_STRUCT):
             seen.add(number.phone_number_id)
 
     def secrets(self) -> list[Secret]:
-        found = [
-            Secret("whatsapp.app_secret", self.app_secret, True),
-            Secret("whatsapp.verify_token", self.verify_token, True),
-        ]
+        found = [Secret("whatsapp.app_secret", self.app_secret, True)] if self.app_secret else []
+        found.append(Secret("whatsapp.verify_token", self.verify_token, True))
+        for i, app in enumerate(self.apps):
+            found.append(Secret(f"whatsapp.apps[{i}].app_secret", app.app_secret, True))
         for i, number in enumerate(self.numbers):
             found.append(Secret(f"whatsapp.numbers[{i}].access_token", number.access_token, False))
         return found
 
     def accounts(self) -> list[Account]:
+        apps = self.meta_apps()
         return [
             Account(
                 "whatsapp", n.phone_number_id, n.assistant, n.access_token, n.enabled,
                 float(n.effective_mps), n.display_phone_number, n.mode,
+                token_proof=token_proof(app_named(apps, n.app, "app"), n.access_token),
             )
             for n in self.numbers
         ]  # fmt: skip
+
+    @property
+    def listed_apps(self) -> bool:
+        return bool(self.apps)
+
+    def meta_apps(self) -> tuple[MetaApp, ...]:
+        """The default app (`app_secret`) first, then `apps`."""
+        return section_apps(self.app_secret, self.app_id, self.appsecret_proof, self.apps)
+
+    def app_of(self, phone_number_id: str) -> MetaApp:
+        """The app a configured number belongs to (the checks made sure it has one)."""
+        number = next(n for n in self.numbers if n.phone_number_id == phone_number_id)
+        return app_named(self.meta_apps(), number.app, "whatsapp.numbers[].app")
+
+    def owners(self) -> dict[str, frozenset[str]]:
+        """Each number's id, and each WABA's, → the apps it belongs to (a WABA: its numbers')."""
+        owners: dict[str, frozenset[str]] = {}
+        apps = self.meta_apps()
+        for n in self.numbers:
+            app = frozenset({app_named(apps, n.app, "app").name})
+            owners[n.phone_number_id] = app
+            if n.waba_id:
+                owners[n.waba_id] = owners.get(n.waba_id, frozenset()) | app
+        return owners
 
     def groups(self) -> dict[str, tuple[str, ...]]:
         """WABA id → its numbers, in config order (routes `account_update` events)."""

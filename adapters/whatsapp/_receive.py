@@ -13,7 +13,6 @@ WEBHOOK: Final = Webhook("/webhooks/whatsapp", handshake=True, headers=(SIGNATUR
 
 
 def receiver(settings: WhatsAppSettings | None) -> MetaReceiver:
-    """One Meta app's webhooks: every number shares the app secret, so the path names none."""
-    if settings is None:
-        return MetaReceiver("whatsapp", None, "")
-    return MetaReceiver("whatsapp", settings.app_secret, settings.verify_token)
+    """The section's Meta apps' webhooks: a body says which accounts it is about and its
+    signature which app sent it, so the path names none."""
+    return MetaReceiver("whatsapp", settings)

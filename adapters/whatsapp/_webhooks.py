@@ -36,6 +36,7 @@ import msgspec
 
 from adapters.account import Account
 from adapters.channel import Action, ProviderCall, Subscription
+from adapters.meta_apps import DEFAULT_APP
 from adapters.whatsapp._config import WhatsAppSettings
 from adapters.whatsapp._receive import WEBHOOK
 
@@ -211,11 +212,15 @@ def _names(apps: Sequence[SubscribedApp]) -> str:
 
 
 def edge_call(
-    action: Action, url: str, token: str, params: dict[str, str] | None = None
+    action: Action, url: str, account: Account, params: dict[str, str] | None = None
 ) -> ProviderCall:
-    """`action` on a `subscribed_apps` edge, with the account's token as a bearer token."""
-    headers = {"Authorization": f"Bearer {token}"}
-    return ProviderCall(METHODS[action], url, headers, params or {})
+    """`action` on a `subscribed_apps` edge, with the account's token as a bearer token (and
+    its app's `appsecret_proof`, when the app asks for it)."""
+    headers = {"Authorization": f"Bearer {account.token}"}
+    params = dict(params or {})
+    if account.token_proof is not None:
+        params["appsecret_proof"] = account.token_proof
+    return ProviderCall(METHODS[action], url, headers, params)
 
 
 def handshake(verify_token: str, challenge: str) -> dict[str, str]:
@@ -251,9 +256,7 @@ def subscription_call(
             f"whatsapp.numbers[{index}].waba_id is not set: the number's WhatsApp Business "
             "Account is what Meta subscribes the app to"
         )
-    return edge_call(
-        action, f"{settings.api_base.rstrip('/')}/{waba}/subscribed_apps", account.token
-    )
+    return edge_call(action, f"{settings.api_base.rstrip('/')}/{waba}/subscribed_apps", account)
 
 
 def subscription(
@@ -275,8 +278,20 @@ def subscription(
     result = answer(status, body, _WABA_APPS, account.token)
     if isinstance(result, Subscription):
         return result
-    app_id = settings.app_id if settings is not None else None
-    return judge(_waba_apps(result), app_id, (), where, "whatsapp.app_id")
+    app_id, setting = _app_id(settings, account)
+    return judge(_waba_apps(result), app_id, (), where, setting)
+
+
+def _app_id(settings: WhatsAppSettings | None, account: Account) -> tuple[str | None, str]:
+    """The id of the app the number belongs to, and the config key that sets it."""
+    if settings is None or not any(n.phone_number_id == account.account_id
+                                   for n in settings.numbers):  # fmt: skip
+        return None, "whatsapp.app_id"
+    app = settings.app_of(account.account_id)
+    if app.name == DEFAULT_APP:
+        return app.app_id, "whatsapp.app_id"
+    index = settings.apps.index(app)
+    return app.app_id, f"whatsapp.apps[{index}].app_id"
 
 
 def _waba_apps(listed: _WabaApps) -> list[SubscribedApp]:

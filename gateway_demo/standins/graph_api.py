@@ -23,7 +23,12 @@ after about an hour of failed deliveries; `subscribe` adds any app without a cal
 What it checks, in the order Graph does:
 1. raw scripted answers (`fail_status`), before anything else: a proxy's 502 page;
 2. the token (`Authorization: Bearer`, or `?access_token=`): unknown or missing → 401, code
-   190 "Invalid OAuth access token - Cannot parse access token";
+   190 "Invalid OAuth access token - Cannot parse access token"; then, for a number whose
+   app requires the proof (`require_proof`), `appsecret_proof` (query or body), the hex
+   HMAC-SHA256 of the token keyed by the app secret: missing → 400, code 100,
+   GraphMethodException "API calls from the server require an appsecret_proof argument";
+   wrong → the same with "Invalid appsecret_proof provided in the API argument" (Meta's
+   texts, as its SDKs' users quote them);
 3. the object: a phone number ID this token does not own (unknown, or another number's) →
    400, code 100, subcode 33, type GraphMethodException, "Unsupported post request. Object
    with ID '…' does not exist, cannot be loaded due to missing permissions, …";
@@ -89,6 +94,8 @@ class GraphRequest:
     """The path's last segment: `messages`, or `subscribed_apps` (then `phone_number_id` holds
     the WABA id of the path)."""
     method: str = "POST"
+    proof: str | None = None
+    """The `appsecret_proof` the request carried (query or body), if any."""
 
     @property
     def kind(self) -> Kind:
@@ -139,6 +146,7 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
         self._apps: dict[str, dict[str, str]] = {}  # WABA id -> app id -> app name
         self._failures: deque[_Failure] = deque()
         self._throughput: dict[str, SlidingWindow] = {}
+        self._proofs: dict[str, str] = {}  # token -> the secret of its app, which needs a proof
         self._ids = itertools.count(1)
 
     @property
@@ -185,6 +193,12 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
         else:
             self._throughput[phone_number_id] = SlidingWindow(mps, 1.0)
 
+    def require_proof(self, app_secret: str, *phone_number_ids: str) -> None:
+        """The numbers' tokens belong to an app with "Require app secret" on: every call with
+        them must carry its `appsecret_proof`."""
+        for number in phone_number_ids:
+            self._proofs[self.tokens[number]] = app_secret
+
     def reset(self) -> None:
         """Also forget queued failures and throughput enforcement."""
         super().reset()
@@ -225,8 +239,11 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
         phone_number_id = request.match_info["phone_number_id"]
         token = _token(request)
         body = _decode(await request.read())
-        answer = self.take_raw() or self._answer(phone_number_id, token, body, arrived)
-        record = GraphRequest(arrived, phone_number_id, token, body, answer.status, answer.payload)
+        proof = _proof(request, body)
+        answer = self.take_raw() or self._answer(phone_number_id, token, proof, body, arrived)
+        record = GraphRequest(
+            arrived, phone_number_id, token, body, answer.status, answer.payload, proof=proof
+        )
         await self.record(record)
         await self.hold()
         return answer.response()
@@ -236,19 +253,26 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
         waba_id = request.match_info["waba_id"]
         token = _token(request)
         body = _decode(await request.read())
-        answer = self.take_raw() or self._subscription(request.method, waba_id, token)
+        proof = _proof(request, body)
+        answer = self.take_raw() or self._subscription(request.method, waba_id, token, proof)
         record = GraphRequest(
             arrived, waba_id, token, body, answer.status, answer.payload,
-            "subscribed_apps", request.method,
+            "subscribed_apps", request.method, proof,
         )  # fmt: skip
         await self.record(record)
         await self.hold()
         return answer.response()
 
-    def _subscription(self, method: str, waba_id: str, token: str | None) -> Answer:
-        """As Graph answers: the token must be known and belong to a number of the WABA."""
+    def _subscription(
+        self, method: str, waba_id: str, token: str | None, proof: str | None
+    ) -> Answer:
+        """As Graph answers: the token must be known (with its proof, if its app requires
+        one) and belong to a number of the WABA."""
         if not token or token not in self.tokens.values():
             return _error_answer(errors.INVALID_TOKEN)
+        refused = self._check_proof(token, proof)
+        if refused:
+            return refused
         if not any(self.tokens.get(n) == token for n in self.wabas.get(waba_id, ())):
             return _error_answer(errors.unknown_object(waba_id, method), subcode=33)
         if method == "GET":
@@ -265,8 +289,10 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
         payload = errors.envelope(error, message=f"{error.title}: {request.path}")
         return Answer.json(error.http_status, payload, errors.error_headers(payload)).response()
 
-    def _answer(self, phone_number_id: str, token: str | None, body: Any, now: float) -> Answer:
-        refused = self._check_access(phone_number_id, token)
+    def _answer(
+        self, phone_number_id: str, token: str | None, proof: str | None, body: Any, now: float
+    ) -> Answer:
+        refused = self._check_access(phone_number_id, token, proof)
         if refused:
             return refused
         problem = validate(body)
@@ -276,12 +302,24 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
             return Answer.json(200, {"success": True})
         return self._send(phone_number_id, body, now)
 
-    def _check_access(self, phone_number_id: str, token: str | None) -> Answer | None:
+    def _check_access(
+        self, phone_number_id: str, token: str | None, proof: str | None
+    ) -> Answer | None:
         if not token or token not in self.tokens.values():
             return _error_answer(errors.INVALID_TOKEN)
+        refused = self._check_proof(token, proof)
+        if refused:
+            return refused
         if self.tokens.get(phone_number_id) != token:
             return _error_answer(errors.unknown_object(phone_number_id), subcode=33)
         return None
+
+    def _check_proof(self, token: str, proof: str | None) -> Answer | None:
+        secret = self._proofs.get(token)
+        if secret is None:
+            return None
+        error = errors.proof_error(proof, token, secret)
+        return _error_answer(error) if error is not None else None
 
     def _send(self, phone_number_id: str, body: dict[str, Any], now: float) -> Answer:
         scripted = self._take_failure(phone_number_id, recipient_of(body))
@@ -330,6 +368,14 @@ def _token(request: web.Request) -> str | None:
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return request.query.get("access_token")
+
+
+def _proof(request: web.Request, body: Any) -> str | None:
+    """`appsecret_proof` as sent: in the query, or a key of the JSON body."""
+    if "appsecret_proof" in request.query:
+        return request.query["appsecret_proof"]
+    value = body.get("appsecret_proof") if isinstance(body, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _decode(raw: bytes) -> Any:

@@ -21,6 +21,8 @@ real responses were found: 130429, 131056, 131047); `is_transient` is set only o
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -250,6 +252,25 @@ def unknown_object(object_id: str, method: str = "post") -> GraphError:
         "Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api"
     )
     return GraphError(100, 400, title, error_type=GRAPH_METHOD, prefixed=False)
+
+
+PROOF_MISSING = GraphError(
+    100, 400, "API calls from the server require an appsecret_proof argument",
+    error_type=GRAPH_METHOD, prefixed=False,
+)  # fmt: skip
+PROOF_INVALID = GraphError(
+    100, 400, "Invalid appsecret_proof provided in the API argument", error_type=GRAPH_METHOD,
+    prefixed=False,
+)  # fmt: skip
+
+
+def proof_error(proof: str | None, token: str, app_secret: str) -> GraphError | None:
+    """What Graph answers a call whose app requires `appsecret_proof` (the hex HMAC-SHA256
+    of the access token keyed by the app secret): None when `proof` is right."""
+    if not proof:
+        return PROOF_MISSING
+    expected = hmac.new(app_secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+    return None if hmac.compare_digest(proof.encode(), expected.encode()) else PROOF_INVALID
 
 
 def fbtrace_id() -> str:

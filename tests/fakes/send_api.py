@@ -17,7 +17,11 @@ What it checks, in the order Graph does:
 1. raw scripted answers (`fail_status`), before anything else: a proxy's 502 page;
 2. the token (`Authorization: Bearer`, or `?access_token=`), good on its own host only:
    missing, unknown or the other host's → 190 "Invalid OAuth access token - Cannot parse
-   access token";
+   access token"; then, for an account whose app requires the proof (`require_proof`),
+   `appsecret_proof` (query or body), the hex HMAC-SHA256 of the token keyed by the app
+   secret: missing → 400, code 100, GraphMethodException "API calls from the server require
+   an appsecret_proof argument", wrong → "Invalid appsecret_proof provided in the API
+   argument" (`graph_errors.proof_error`);
 3. the object: a Page or account this token does not own → 100, subcode 33,
    GraphMethodException "Unsupported post request. Object with ID '…' does not exist, …";
 4. the body, by the Send API's rules for that host (`_check`): (#100) answers; a recipient
@@ -270,6 +274,8 @@ class SendRequest:
     """The path's last segment: `messages`, `pass_thread_control`, `take_thread_control`,
     `subscribed_apps`."""
     method: str = "POST"
+    proof: str | None = None
+    """The `appsecret_proof` the request carried (query or body), if any."""
 
     @property
     def kind(self) -> Kind:
@@ -326,6 +332,8 @@ class _Route:
     tokens: dict[str, str] = field(default_factory=dict)  # account id -> token
     apps: dict[str, dict[str, _App]] = field(default_factory=dict)
     """Account id -> app id -> the app subscribed to it."""
+    proofs: dict[str, str] = field(default_factory=dict)
+    """Token -> the secret of its app, which requires `appsecret_proof`."""
 
     def owner(self, token: str) -> str | None:
         return next((a for a, t in self.tokens.items() if t == token), None)
@@ -422,6 +430,13 @@ class FakeSendAPI(FakeServer[SendRequest]):
         else:
             self._rates[account_id] = SlidingWindow(per_second, 1.0)
 
+    def require_proof(self, app_secret: str, *account_ids: str) -> None:
+        """The Pages' or accounts' tokens belong to an app with "Require app secret" on: every
+        call with them must carry its `appsecret_proof`."""
+        for account_id in account_ids:
+            route = self._route_of(account_id)
+            route.proofs[route.tokens[account_id]] = app_secret
+
     def reset(self) -> None:
         """Also forget queued failures and rate enforcement."""
         super().reset()
@@ -478,10 +493,18 @@ class FakeSendAPI(FakeServer[SendRequest]):
         if account_id == "me" and token is not None:
             account_id = route.owner(token) or account_id
         await self.hold()
-        answer = self.take_raw() or self._answer(route, account_id, token, body, arrived)
+        proof = _proof(request, body)
+        answer = self.take_raw() or self._answer(route, account_id, (token, proof), body, arrived)
         await self.record(
             SendRequest(
-                arrived, route.platform, account_id, token, body, answer.status, answer.payload
+                arrived,
+                route.platform,
+                account_id,
+                token,
+                body,
+                answer.status,
+                answer.payload,
+                proof=proof,
             )
         )
         return answer.response()
@@ -495,19 +518,30 @@ class FakeSendAPI(FakeServer[SendRequest]):
         token = _token(request)
         body = _decode(await request.read())
         account_id = request.match_info["account_id"]
-        answer = self.take_raw() or self._handover_answer(route, edge, account_id, token, body)
+        proof = _proof(request, body)
+        answer = self.take_raw() or self._handover_answer(
+            route, edge, account_id, (token, proof), body
+        )
         sent = SendRequest(
-            arrived, route.platform, account_id, token, body, answer.status, answer.payload, edge
+            arrived,
+            route.platform,
+            account_id,
+            token,
+            body,
+            answer.status,
+            answer.payload,
+            edge,
+            proof=proof,
         )
         await self.record(sent)
         return answer.response()
 
     def _handover_answer(
-        self, route: _Route, edge: str, account_id: str, token: str | None, body: Any
+        self, route: _Route, edge: str, account_id: str, credentials: _Credentials, body: Any
     ) -> Answer:
         """As Meta answers: the token must be the Page's; `recipient.id` a PSID; passing
         needs `target_app_id` (digits); a queued failure for the recipient answers first."""
-        refused = _check_access(route, account_id, token)
+        refused = _check_access(route, account_id, credentials)
         if refused:
             return refused
         recipient = recipient_of(body)
@@ -531,25 +565,31 @@ class FakeSendAPI(FakeServer[SendRequest]):
         me = account_id == "me"
         if me and token is not None:
             account_id = route.owner(token) or account_id
+        proof = _proof(request, _decode(raw))
         answer = self.take_raw()
         if answer is None:
             if me and route.platform == "instagram" and method != "GET":
                 answer = _ig_unsupported(method)
             else:
                 fields = _fields_param(request, raw)
-                answer = self._subscription(route, method, account_id, token, fields)
+                answer = self._subscription(route, method, account_id, (token, proof), fields)
         sent = SendRequest(
             arrived, route.platform, account_id, token, _decode(raw), answer.status,
-            answer.payload, "subscribed_apps", method,
+            answer.payload, "subscribed_apps", method, proof,
         )  # fmt: skip
         await self.record(sent)
         await self.hold()
         return answer.response()
 
     def _subscription(
-        self, route: _Route, method: str, account_id: str, token: str | None, fields: str | None
+        self,
+        route: _Route,
+        method: str,
+        account_id: str,
+        credentials: _Credentials,
+        fields: str | None,
     ) -> Answer:
-        refused = _check_access(route, account_id, token, method)
+        refused = _check_access(route, account_id, credentials, method)
         if refused:
             return refused
         apps = route.apps.setdefault(account_id, {})
@@ -573,9 +613,9 @@ class FakeSendAPI(FakeServer[SendRequest]):
         return Answer.json(error.http_status, payload, graph.error_headers(payload)).response()
 
     def _answer(
-        self, route: _Route, account_id: str, token: str | None, body: Any, now: float
+        self, route: _Route, account_id: str, credentials: _Credentials, body: Any, now: float
     ) -> Answer:
-        refused = _check_access(route, account_id, token)
+        refused = _check_access(route, account_id, credentials)
         if refused:
             return refused
         problem = _check(route.platform, body)
@@ -616,11 +656,22 @@ class FakeSendAPI(FakeServer[SendRequest]):
         return "aWdfZ" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_Credentials = tuple[str | None, str | None]
+"""A request's token and `appsecret_proof`, as sent."""
+
+
 def _check_access(
-    route: _Route, account_id: str, token: str | None, method: str = "post"
+    route: _Route, account_id: str, credentials: _Credentials, method: str = "post"
 ) -> Answer | None:
+    token, proof = credentials
     if not token or route.owner(token) is None:
         return _error_answer(INVALID_TOKEN)
+    secret = route.proofs.get(token)
+    wrong = graph.proof_error(proof, token, secret) if secret is not None else None
+    if wrong is not None:
+        error = SendError(wrong.code, wrong.http_status, wrong.title, None, wrong.error_type,
+                          prefixed=False)  # fmt: skip
+        return _error_answer(error)
     if route.tokens.get(account_id) != token:
         unknown = graph.unknown_object(account_id, method)
         error = SendError(100, 400, unknown.title, 33, graph.GRAPH_METHOD, prefixed=False)
@@ -847,6 +898,14 @@ def _token(request: web.Request) -> str | None:
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return request.query.get("access_token")
+
+
+def _proof(request: web.Request, body: Any) -> str | None:
+    """`appsecret_proof` as sent: in the query, or a key of the JSON body."""
+    if "appsecret_proof" in request.query:
+        return request.query["appsecret_proof"]
+    value = body.get("appsecret_proof") if isinstance(body, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _decode(raw: bytes) -> Any:
