@@ -565,6 +565,41 @@ JOURNAL = Row(
     ),
 )
 
+NOTICES = Row(
+    "Escalation notices (gw:notifications)",
+    (
+        Panel(
+            "Notices written, by reason",
+            "Handoffs, echo takeovers, escalate commands and reminders written to "
+            "gw:notifications (published), or not (lost: Redis failed when the notice was "
+            "written, or too many echo takeovers were waiting; the webhook or command itself "
+            "was not affected).",
+            (
+                q(
+                    per_s("gateway_notifications_total", "reason, outcome", ""),
+                    "{{reason}} {{outcome}}",
+                ),
+            ),
+            unit="ops",
+            width=12,
+        ),
+        Panel(
+            "Notices delivered, by target",
+            "Per target kind (webhook, the staff chat): delivered, or failed (retried "
+            "notifications.max_attempts times or refused for good, then dead-lettered as "
+            "notification_failed: GatewayDeadLetters).",
+            (
+                q(
+                    per_s("gateway_notification_deliveries_total", "target, outcome", ""),
+                    "{{target}} {{outcome}}",
+                ),
+            ),
+            unit="ops",
+            width=12,
+        ),
+    ),
+)
+
 ROWS: Final = (
     INSTANCES,
     INGRESS,
@@ -578,6 +613,7 @@ ROWS: Final = (
     HISTORY,
     REDIS,
     JOURNAL,
+    NOTICES,
 )
 
 

@@ -6,7 +6,10 @@ while Redis is down; closed last, once nothing appends to it), the Redis client 
 one node, or a cluster client) and the inbound router on it, the journal's replay (a named
 background task, replaying at start and whenever Redis answers again, stopped before Redis
 closes), the HTTP client session for the provider APIs, and the reply workers (a named
-background task, stopped and awaited on shutdown so in-flight sends finish). Handlers reach
+background task, stopped and awaited on shutdown so in-flight sends finish), and with a
+`notifications:` section the escalation notices (router/notifications.py: the writer of echo
+takeovers, a named task) and the notifier (router/notifier.py: its own HTTP session and a
+named task where reply workers run), stopped after the reply workers. Handlers reach
 them through typed `AppKey`s (gateway.state). The application never starts Redis: `gateway
 serve` does that (embedded Redis) before building the app, so tests can hand in any URL.
 """
@@ -28,6 +31,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
 from adapters import CHANNELS
+from adapters.notice import targets
 from gateway import handlers
 from gateway.config import Settings, channel_sections
 from gateway.journal import Journal
@@ -39,6 +43,8 @@ from gateway.subscriptions import SubscriptionCheck
 from router.accounts import Account, Directory
 from router.client import RedisClient, scripts_of
 from router.inbound import InboundRouter
+from router.notifications import Notices
+from router.notifier import Notifier
 from router.offload import Offload
 from router.outbound import Outbox
 from router.scriptpipe import ScriptHost, ScriptPipe, supports
@@ -47,6 +53,9 @@ log = logging.getLogger("gateway")
 
 JOURNAL = web.AppKey[Journal | None]("journal")
 """The process's journal; None when no configured channel needs one and none is on disk."""
+NOTICES = web.AppKey[Notices | None]("notices")
+"""Escalation notices; None without a `notifications:` section."""
+NOTIFIER = web.AppKey[Notifier | None]("notifier")
 _WORKER_NAME = re.compile(r"worker-(\d+)")
 
 
@@ -78,6 +87,7 @@ def create_app(
     app.cleanup_ctx.append(_journal_ctx)
     app.cleanup_ctx.append(_redis_ctx(redis_url))
     app.cleanup_ctx.append(_replay_ctx)
+    app.cleanup_ctx.append(_notices_ctx)
     app.cleanup_ctx.append(_outbox_ctx)
     app.cleanup_ctx.append(_subscriptions_ctx)
     handlers.add_routes(app)
@@ -122,7 +132,10 @@ async def offload_router(settings: Settings, url: str) -> InboundRouter:
     """The inbound router of the large-webhook child process (router/offload.py)."""
     redis = _redis_client(settings, url)
     host = _script_host(settings, url, redis)
-    return InboundRouter(redis, directory_from(settings), settings.router, settings.policy, host)
+    excerpts = settings.notifications is not None
+    return InboundRouter(
+        redis, directory_from(settings), settings.router, settings.policy, host, excerpts=excerpts
+    )
 
 
 def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
@@ -132,8 +145,23 @@ def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
         redis = _redis_client(settings, url)
         app[REDIS] = redis
         app[SCRIPTS] = host = _script_host(settings, url, redis)
-        router = InboundRouter(redis, state.directory, settings.router, settings.policy, host)
+        section = settings.notifications
+        router = InboundRouter(
+            redis,
+            state.directory,
+            settings.router,
+            settings.policy,
+            host,
+            excerpts=section is not None,
+        )
         offload = Offload(functools.partial(offload_router, settings, url))
+        app[NOTICES] = notices = None
+        if section is not None:
+            notices = Notices(
+                redis, state.directory, section, settings.policy, state.metrics.outbound
+            )
+            router.takeovers = offload.takeovers = notices.takeovers
+            app[NOTICES] = notices
         app[INBOUND] = Inbound(
             state.metrics,
             state.receivers,
@@ -212,6 +240,43 @@ async def _subscriptions_ctx(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
+async def _notices_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Escalation notices: the writer of echo takeovers, and the notifier (where reply
+    workers run: `outbound.enabled`). Stopped after the reply workers, whose last handoffs
+    still write notices, and before Redis closes."""
+    notices = app[NOTICES]
+    section = app[STATE].settings.notifications
+    app[NOTIFIER] = None
+    if notices is None or section is None:
+        yield
+        return
+    settings = app[STATE].settings
+    writer = asyncio.create_task(notices.run(), name="notices-writer")
+    async with aiohttp.ClientSession(raise_for_status=False) as session:
+        notifier = Notifier(
+            app[REDIS],
+            session,
+            notices,
+            targets(section),
+            section,
+            app[STATE].metrics.outbound,
+            deadletter_maxlen=settings.router.deadletter_maxlen,
+        )
+        app[NOTIFIER] = notifier
+        task = None
+        if settings.outbound.enabled:
+            task = asyncio.create_task(notifier.run(), name="notifier")
+        yield
+        timeout_s = settings.server.shutdown_timeout_seconds
+        await notices.flush(timeout_s)
+        await notifier.stop(timeout_s)
+        if task is not None:
+            await task
+    writer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+
+
 def api_bases(settings: Settings) -> dict[str, str]:
     """Channel name → its provider's base URL ("" for a channel not configured)."""
     return {
@@ -241,6 +306,7 @@ async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
             state.metrics,
             app[SCRIPTS],
             forget_halts=not state.restarted,
+            notices=app[NOTICES],
         )
         app[OUTBOX] = outbox
         task: asyncio.Task[None] | None = None

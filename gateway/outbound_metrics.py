@@ -1,12 +1,15 @@
 """The outbound path's metrics: sends and their outcomes, provider errors, rate-limit waits,
 late dispatches, and the outbox queue (gw:outbox). What router.outbound reports through its
 `OutboundObserver`, labelled here from closed sets (channel, command type, outcome, reason,
-provider error code)."""
+provider error code). And the escalation notices (router/notifications.py, its
+`NoticeObserver`): written to gw:notifications or lost, delivered or failed per target kind;
+every label value exists from the start, so a dashboard shows 0, not "no data"."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from adapters.notice import REASONS, TARGET_KINDS
 from gateway.scrape import OUTBOX_MODE
 
 
@@ -42,6 +45,34 @@ class OutboundMetrics:
             ["channel"],
             registry=r,
         )
+        self._notices(r)
+
+    def _notices(self, r: CollectorRegistry) -> None:
+        self.notices = Counter(
+            "gateway_notifications",
+            "Escalation notices by reason: published to gw:notifications, or lost (Redis "
+            "failed, or too many echo takeovers waiting)",
+            ["reason", "outcome"],
+            registry=r,
+        )
+        self.notice_deliveries = Counter(
+            "gateway_notification_deliveries",
+            "Notices by target kind: delivered, or failed (given up and dead-lettered)",
+            ["target", "outcome"],
+            registry=r,
+        )
+        for reason in REASONS:
+            for outcome in ("published", "lost"):
+                self.notices.labels(reason, outcome)
+        for kind in TARGET_KINDS:
+            for outcome in ("delivered", "failed"):
+                self.notice_deliveries.labels(kind, outcome)
+
+    def notice_published(self, reason: str, ok: bool) -> None:
+        self.notices.labels(reason, "published" if ok else "lost").inc()
+
+    def notice_delivered(self, target: str, ok: bool) -> None:
+        self.notice_deliveries.labels(target, "delivered" if ok else "failed").inc()
 
     def _queue(self, r: CollectorRegistry) -> None:
         self.outbox_length = Gauge(

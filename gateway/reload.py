@@ -49,7 +49,7 @@ from router.accounts import Account
 log = logging.getLogger("gateway.reload")
 audit = logging.getLogger("gateway.audit")
 
-RESTART_ONLY = ("server", "redis", "router", "policy", "outbound")
+RESTART_ONLY = ("server", "redis", "router", "policy", "outbound", "notifications")
 """Config sections the running objects were built with: changed, they wait for a restart."""
 
 

@@ -36,7 +36,7 @@ from router.accounts import Directory
 from router.client import RedisClient, scripts_of
 from router.contacts import Contacts
 from router.deadletters import letter
-from router.outcome import RouterUnavailable, Tally
+from router.outcome import RouterUnavailable, Takeovers, Tally
 from router.publish_call import CallBuilder
 from router.routing import Known, Routing
 from router.runner import Publishing, Runner
@@ -58,12 +58,19 @@ class InboundRouter:
         settings: RouterSettings,
         policy: PolicySettings,
         scripts: ScriptHost | None = None,
+        *,
+        excerpts: bool = False,
     ) -> None:
         """`scripts` runs publish.lua (default: `redis` itself); everything else uses `redis`.
-        `settings` and `policy` are config.yaml's `router` and `policy` sections."""
+        `settings` and `policy` are config.yaml's `router` and `policy` sections. `excerpts`:
+        keep the latest message's text excerpt on each conversation, for escalation notices,
+        which are told of each echo that pauses the assistant through `takeovers`."""
         self._routing = Routing(directory)
         self._contacts = Contacts(redis)
-        self._calls = CallBuilder(directory, settings, policy)
+        self._calls = CallBuilder(directory, settings, policy, excerpts=excerpts)
+        self.takeovers: Takeovers | None = None
+        """Told of the echoes each webhook published (they paused the assistant), once its
+        calls succeeded; None: nobody listens."""
         script = (scripts or scripts_of(redis)).register_script(_SCRIPT)
         self._runner = Runner(script)
         self._lean = script if isinstance(script, PipeScript) else None
@@ -106,7 +113,8 @@ class InboundRouter:
             return Publishing.running(
                 self._publish_after_lookups(
                     channel, known, unknown, pending, parsed, body, received_at, source, key
-                )
+                ),
+                self.takeovers,
             )
         slices = self._calls.slices(
             channel, known, {}, parsed, unknown, body, received_at, source, key
@@ -117,8 +125,8 @@ class InboundRouter:
                     continue
                 future = lean.now(batch.keys, batch.args)
                 if future is not None:
-                    return Publishing(future, batch, slices[0].letters)
-        return Publishing.running(self._runner.slices(slices))
+                    return Publishing(future, batch, slices[0].letters, self.takeovers)
+        return Publishing.running(self._runner.slices(slices), self.takeovers)
 
     async def _publish_after_lookups(
         self,

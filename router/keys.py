@@ -8,6 +8,9 @@ Streams (names fixed by CONTRACT.md §2), trimmed with XADD MAXLEN ~ (router.*_m
     gw:outbox:<assistant>    one assistant's commands (group `gateway`): only its own
                              conversations are sent, others answered rejected/invalid_command
     gw:deadletter            what could not be understood or routed
+    gw:notifications         escalation notices (handoff, echo takeover, escalate, reminder),
+                             read by each gateway process's notifier (consumer group
+                             `notifier`) and by anyone else; notifications.maxlen
 
 State keys belong to one assistant's Redis Cluster slot: their hash tag is the name of a
 stream (`{gw:inbox:support}`), so every script touches one slot: publishing an event with
@@ -23,7 +26,10 @@ its dedup mark, or deciding a command's policy and rate-limit slots.
     gw:cv:{<inbox>}:<conversation_id>
         hash, one per conversation: t = provider time of the contact's latest live message,
         m = its message id, p = AI paused until (unix s, set by echoes), h = "1" while a
-        handoff holds the conversation, oo = opt-out code (131050, or Telegram 403).
+        handoff holds the conversation, oo = opt-out code (131050, or Telegram 403);
+        with `notifications:` configured also x = up to 200 characters of the latest
+        message's text (what a notice quotes; never logged) and q = the end of the echo
+        pause a takeover notice was sent for (a later echo inside it notifies nothing).
         TTL router.conversation_ttl_seconds, renewed by every write.
     gw:uid:{<inbox>}:<account>:<bsuid>
         the wa_id a business-scoped user id was last seen with.
@@ -44,6 +50,14 @@ its dedup mark, or deciding a command's policy and rate-limit slots.
         hash, a command's exactly-once record: s = waiting | sending | done, e = first outbox
         entry id, o = owner (worker), l = lease end (µs), r = the delivery result (JSON).
         TTL router.dedup_ttl_seconds.
+    gw:paused:{<inbox>}
+        sorted set of the assistant's paused conversations (member: conversation id, score:
+        unix s of the last human activity: the handoff, an echo, a human's command), kept
+        only with notifications.reminder_after_seconds set. The notifier takes a member out
+        when it sends its reminder, or finds it no longer paused; handback takes it out.
+        One per assistant, in the inbox's slot: a cluster spreads it with the assistant's
+        other state, and the scripts that read it also read the conversation. No TTL: its
+        size is the number of paused conversations.
 """
 
 from __future__ import annotations
@@ -54,6 +68,8 @@ OUTBOX = "gw:outbox"
 OUTBOXES = "gw:outbox:"
 OUTBOX_GROUP = "gateway"
 DEADLETTER = "gw:deadletter"
+NOTIFICATIONS = "gw:notifications"
+NOTIFIER_GROUP = "notifier"
 
 WINDOW_SECONDS = 24 * 3600
 
@@ -107,3 +123,8 @@ def account_state(inbox_stream: str, channel: str, account: str) -> str:
 
 def command(inbox_stream: str, command_id: str) -> str:
     return f"gw:cmd:{{{inbox_stream}}}:{command_id}"
+
+
+def paused(inbox_stream: str) -> str:
+    """The assistant's paused conversations, by last human activity (reminders)."""
+    return f"gw:paused:{{{inbox_stream}}}"

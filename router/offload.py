@@ -37,7 +37,7 @@ import msgspec
 from adapters import CHANNELS
 from adapters.schema import ForeignBody, Parsed, ParseError
 from router.inbound import InboundRouter
-from router.outcome import RouterUnavailable, Tally
+from router.outcome import RouterUnavailable, Takeovers, Tally
 
 log = logging.getLogger("gateway.offload")
 
@@ -122,6 +122,8 @@ class Offload:
         self._factory = factory
         self._niceness = niceness
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self.takeovers: Takeovers | None = None
+        """Told of the echoes a large body published (as `InboundRouter.takeovers`)."""
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
@@ -140,7 +142,7 @@ class Offload:
         `RouterUnavailable` when Redis (or the child) failed: answer 503."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
+            outcome = await loop.run_in_executor(
                 self._executor(), _publish_in_child, channel, body, received_at, bot_id
             )
         except RouterUnavailable:
@@ -153,6 +155,9 @@ class Offload:
             # A defect, not bad input (that is Malformed): keep the body for a retry.
             log.exception("publishing a large %s webhook failed", channel)
             raise RouterUnavailable(f"large-webhook publish failed: {exc!r}") from exc
+        if not isinstance(outcome, Malformed) and outcome[1].takeovers and self.takeovers:
+            self.takeovers(outcome[1].takeovers)
+        return outcome
 
     def renew(self, factory: ClientsFactory) -> None:
         """Large bodies from now on go to a new child made by `factory` (a reload: the child

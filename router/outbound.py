@@ -36,6 +36,7 @@ from router.client import REDIS_ERRORS, RedisClient, scripts_of
 from router.consumer import Consumer
 from router.entry import Job
 from router.ledger import UNSENT, Claim, Ledger, Result
+from router.notifications import Notices
 from router.observer import OutboundObserver
 from router.pacing import Pacing
 from router.scriptpipe import ScriptHost
@@ -62,16 +63,19 @@ class Outbox:
         *,
         forget_halts: bool = True,
         consumer: str | None = None,
+        notices: Notices | None = None,
     ) -> None:
         """`settings`: the config's `outbound`, `policy` and `router` sections; `scripts`
         runs the Lua scripts (default: `redis` itself); `forget_halts`: clear credential
         halts at start (true when the gateway (re)starts, which is how an operator says
         "fixed"; false for a worker process restarted after a crash, which fixes nothing);
-        `consumer`: this process's name in the group (default: host, pid and a nonce)."""
+        `consumer`: this process's name in the group (default: host, pid and a nonce);
+        `notices`: told of every command that ended `sent` (escalation notices)."""
         outbound, policy, router = settings
         host = scripts or scripts_of(redis)
         name = consumer or f"{os.uname().nodename}-{os.getpid()}-{os.urandom(3).hex()}"
         self.observer = observer
+        self.notices = notices
         self._redis = redis
         self._directory = directory
         self._forget_halts = forget_halts
@@ -245,6 +249,8 @@ class Outbox:
                        **target.log_fields},
             )  # fmt: skip
         await self.ledger.finish(claimed.claim, result)
+        if result.outcome == "sent" and usable.command is not None and self.notices:
+            await self.notices.after_command(usable.target, usable.command)
 
     async def _execute(self, claim: Claim, command: Command | None, wait_until: float) -> Result:
         if command is None:
@@ -266,10 +272,13 @@ class Outbox:
 
     async def _control(self, claim: Claim, command: Command) -> None:
         """handoff pauses the AI for the conversation, handback resumes it (after the
-        channel's own call, if it makes one: `Sender.control`)."""
+        channel's own call, if it makes one: `Sender.control`); escalate changes nothing
+        here (its notice is written once it is finished)."""
+        if command.type == "escalate":
+            return
         conv = claim.target.key("conv")
         if command.type == "handoff":
             await self._redis.hset(conv, "h", "1")  # type: ignore[misc]
         else:
-            await self._redis.hdel(conv, "h", "p")  # type: ignore[misc]
+            await self._redis.hdel(conv, "h", "p", "q")  # type: ignore[misc]
         await self._redis.expire(conv, self._conversation_ttl_s)

@@ -8,10 +8,11 @@ README "Metrics") is the gateway's decision (gateway/webhook_metrics.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.schema import AccountEvent, AnyEvent
+from adapters.schema import AccountEvent, AnyEvent, EchoEvent
 
 
 class RouterUnavailable(Exception):
@@ -34,6 +35,13 @@ class Tally:
     """Account events published (they move per-number gauges)."""
     deadletters: list[str] = field(default_factory=list)
     """Reason of each dead letter written."""
+    takeovers: list[EchoEvent] = field(default_factory=list)
+    """Echoes published in a conversation (a person answered: the assistant steps back),
+    for escalation notices."""
+
+
+Takeovers = Callable[[list[EchoEvent]], None]
+"""Told of a webhook's published echoes once its calls succeeded (must not block)."""
 
 
 def tally(
@@ -42,13 +50,16 @@ def tally(
     """The counts of one publish's events."""
     published: dict[tuple[str, str | None], int] = {}
     accounts: list[AccountEvent] = []
+    takeovers: list[EchoEvent] = []
     for event in published_events:
         key = (KINDS[type(event)], getattr(event, "type", None))
         published[key] = published.get(key, 0) + 1
         if type(event) is AccountEvent:
             accounts.append(event)
+        elif type(event) is EchoEvent and event.conversation_id is not None:
+            takeovers.append(event)
     duplicates: dict[str, int] = {}
     for event in duplicate_events:
         kind = KINDS[type(event)]
         duplicates[kind] = duplicates.get(kind, 0) + 1
-    return Tally(published, duplicates, accounts, deadletters)
+    return Tally(published, duplicates, accounts, deadletters, takeovers)

@@ -17,6 +17,7 @@ import msgspec
 
 from adapters import CHANNELS
 from adapters.channel import adapter_of
+from adapters.notice import excerpt
 from adapters.schema import (
     ENCODER,
     AccountEvent,
@@ -57,9 +58,17 @@ class CallBuilder:
     """Builds the publish.lua calls of webhooks; keeps the names and numbers they reuse."""
 
     def __init__(
-        self, directory: Directory, router: RouterSettings, policy: PolicySettings
+        self,
+        directory: Directory,
+        router: RouterSettings,
+        policy: PolicySettings,
+        *,
+        excerpts: bool = False,
     ) -> None:
+        """`excerpts`: keep each live message's text excerpt on its conversation (`x`, for
+        escalation notices; only when notifications are configured)."""
         self._directory = directory
+        self._excerpts = excerpts
         self._chunk = router.publish_chunk_events
         self._takeover_s = policy.human_takeover_seconds
         self._guard_ms = policy.limiter_guard_ms
@@ -236,6 +245,7 @@ class CallBuilder:
             ENCODER.encode(event.contact_id),
             ENCODER.encode(event.conversation_id),
             event.business_connection_id or b"",
+            excerpt(event.text, event.type).encode() if self._excerpts else b"",
         )
         batch.events.append(event)
 

@@ -14,7 +14,7 @@ from typing import Any
 from adapters.schema import AnyEvent
 from router.batch import Batch, Calls
 from router.client import REDIS_ERRORS
-from router.outcome import RouterUnavailable, Tally, tally
+from router.outcome import RouterUnavailable, Takeovers, Tally, tally
 
 Script = Callable[..., Awaitable[Any]]
 """publish.lua, registered on a script host: awaited with `keys=` and `args=`."""
@@ -76,24 +76,29 @@ class Publishing:
 
     The usual webhook (one call, nothing to look up) is its one publish.lua call, already
     sent on the lean client: `future` is that call's reply, and no task or coroutine is made
-    for it. Any other is a task running `Runner.slices`."""
+    for it. Any other is a task running `Runner.slices`. `takeovers` is told of the echoes
+    it published, by `tally()`."""
 
-    __slots__ = ("_batch", "_letters", "future")
+    __slots__ = ("_batch", "_letters", "_takeovers", "future")
 
     def __init__(
         self,
         future: asyncio.Future[Any],
         batch: Batch | None = None,
         letters: list[str] | None = None,
+        takeovers: Takeovers | None = None,
     ) -> None:
         self.future = future
         self._batch = batch
         self._letters = letters
+        self._takeovers = takeovers
 
     @classmethod
-    def running(cls, publishing: Coroutine[Any, Any, Tally]) -> Publishing:
+    def running(
+        cls, publishing: Coroutine[Any, Any, Tally], takeovers: Takeovers | None = None
+    ) -> Publishing:
         """A publish that needs more than one call, or a lookup first, as a task."""
-        return cls(asyncio.get_running_loop().create_task(publishing))
+        return cls(asyncio.get_running_loop().create_task(publishing), takeovers=takeovers)
 
     async def wait(self) -> Tally:
         """`tally()`, once `future` is done."""
@@ -102,6 +107,12 @@ class Publishing:
         return self.tally()
 
     def tally(self) -> Tally:
+        done = self._tally()
+        if done.takeovers and self._takeovers is not None:
+            self._takeovers(done.takeovers)
+        return done
+
+    def _tally(self) -> Tally:
         batch = self._batch
         if batch is None:
             done: Tally = self.future.result()  # the task raises RouterUnavailable itself

@@ -31,6 +31,9 @@ from router.target import Target
 
 log = logging.getLogger("gateway.outbound")
 
+DETAIL_CHARS = 300
+"""How much of an invalid command's reason its delivery carries."""
+
 _STAND_IN = "stand-in.message-id"
 """A message id for the one question asked of an invalid request when the conversation has
 no last inbound message: would it be valid with one (then the policy decides first)."""
@@ -99,7 +102,8 @@ class Sender:
                 exc,
                 extra={"command_id": claim.command_id, **claim.target.log_fields},
             )
-            return Result("rejected", "invalid_command")
+            # The reason goes to the writer too (`detail`): it names the rule, never a token.
+            return Result("rejected", "invalid_command", detail=str(exc)[:DETAIL_CHARS])
 
     def _valid_with_last_inbound(self, claim: Claim, command: Command) -> bool:
         try:

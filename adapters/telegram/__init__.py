@@ -10,6 +10,8 @@
     classify(status, body)          a Bot API answer -> SendResult; never raises
 
     TelegramSettings, TelegramBot   the `telegram:` config section; bot_id_from_token
+    StaffChatSettings, send_message, staff_answer
+                                    a staff chat for escalation notices (adapters/notice.py)
     CHANNEL                         this package as the `Channel` "telegram" (registered)
 
 Telegram payload structs are private to this package; nothing here touches the network,
@@ -22,11 +24,13 @@ from adapters.telegram._config import TelegramBot, TelegramSettings, bot_id_from
 from adapters.telegram._inbound import parse_update
 from adapters.telegram._outbound import build_request, classify
 from adapters.telegram._receive import SECRET_HEADER
+from adapters.telegram._staff import StaffChatSettings, send_message, staff_answer
 from adapters.telegram._verify import verify_secret
 
 __all__ = [
     "CHANNEL",
     "SECRET_HEADER",
+    "StaffChatSettings",
     "Telegram",
     "TelegramBot",
     "TelegramSettings",
@@ -34,6 +38,8 @@ __all__ = [
     "build_request",
     "classify",
     "parse_update",
+    "send_message",
+    "staff_answer",
     "verify_secret",
 ]
 

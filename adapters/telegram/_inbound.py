@@ -41,6 +41,7 @@ from adapters.schema import (
     Routed,
     SharedContact,
 )
+from adapters.telegram import _entities
 
 # Telegram ids have up to 52 significant bits; int64 bounds also stop absurd integers early.
 _Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
@@ -150,6 +151,10 @@ class _Message(msgspec.Struct):
     edit_date: _Int64 | None = None
     text: str | None = None
     caption: str | None = None
+    # Raw (decoded in adapters.telegram._entities, one entity at a time); empty when absent.
+    entities: msgspec.Raw = msgspec.Raw()
+    caption_entities: msgspec.Raw = msgspec.Raw()
+    media_group_id: str | None = None
     photo: Annotated[list[_File], msgspec.Meta(min_length=1)] | None = None
     animation: _File | None = None
     document: _File | None = None
@@ -309,6 +314,7 @@ def _on_message(raw: msgspec.Raw, ctx: _Ctx) -> _Out:
     msg = _MESSAGE.decode(raw)
     edited = ctx.key.startswith("edited_")
     content = _content(msg, raw)
+    found = _read_entities(msg)
     event = MessageEvent(
         channel="telegram",
         account_id=ctx.bot_id,
@@ -328,8 +334,19 @@ def _on_message(raw: msgspec.Raw, ctx: _Ctx) -> _Out:
         chat_type=msg.chat.type,
         thread_id=_opt_str(msg.message_thread_id),
         business_connection_id=msg.business_connection_id,
+        command=found.command.name if found.command else None,
+        args=found.command.args if found.command else None,
+        media_group_id=msg.media_group_id,
+        links=found.links,
     )
     return _Out(event, authored=not _business_side(msg))
+
+
+def _read_entities(msg: _Message) -> _entities.Found:
+    """The command and links of the text, or of the caption of a media message."""
+    if msg.text is not None:
+        return _entities.read(msg.text, msg.entities)
+    return _entities.read(msg.caption, msg.caption_entities)
 
 
 def _business_side(msg: _Message) -> bool:

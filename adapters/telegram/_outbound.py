@@ -7,20 +7,35 @@ Two pure functions, no I/O (the caller builds `{api_base}/bot{token}{path}` and 
     classify(status, body) -> SendResult
         never raises; the one place where Bot API errors (PLATFORM §7.3) become verdicts
 
-Ids the Bot API types as Integer (chat_id, message_id) are sent as ints, so the body stays
-valid JSON for Telegram's parser; a `reply_to` that is not a decimal message id is not quoted.
-Fields a type does not use are ignored.
+Ids the Bot API types as Integer (chat_id, message_id, message_thread_id) are sent as ints, so
+the body stays valid JSON for Telegram's parser; a `reply_to` that is not a decimal message id
+is not quoted. Fields a type does not use are ignored, except `keyboard`: a keyboard that no
+message could carry is refused, never dropped.
+
+Markup (`reply_markup`): `interactive` sends an inline keyboard, one button a row: a button
+with `id` is a callback button (`callback_data`), one with `url` a link button. Any message
+(text, media, location) may carry `keyboard`: a reply keyboard (`buttons`, rows of texts) or
+its removal (`remove: true`). `thread_id` posts into that forum topic (`message_thread_id`).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, Final
 
 from adapters import answers
-from adapters.schema import Command, InvalidCommand, ProviderRequest, SendResult, Verdict
+from adapters.schema import (
+    ButtonSpec,
+    Command,
+    InvalidCommand,
+    Keyboard,
+    ProviderRequest,
+    SendResult,
+    Verdict,
+)
 from adapters.telegram._inbound import CUSTOM_EMOJI_PREFIX
 
 TEXT_MAX: Final = 4096
@@ -51,8 +66,14 @@ _QUOTING: Final = frozenset(
 )
 # Methods that take `business_connection_id`: sent through it, a message reaches the
 # customer's chat with the business account (setMessageReaction and answerCallbackQuery
-# take none).
+# take none). The same ones take `message_thread_id`.
 _BUSINESS: Final = _QUOTING | {"sendChatAction"}
+_THREADED: Final = _BUSINESS
+# Link buttons: what Telegram opens (InlineKeyboardButton.url: "HTTP or tg:// URL").
+_LINK_SCHEMES: Final = frozenset({"http", "https", "tg"})
+# message_thread_id is a 32-bit topic id on the Bot API server.
+_THREAD_ID: Final = re.compile(r"[1-9][0-9]{0,9}")
+_THREAD_MAX: Final = 2**31 - 1
 # Up to 18 digits always fits Telegram's 64-bit ids (chat ids reach 13 digits after "-100").
 _CHAT_ID: Final = re.compile(r"-?[0-9]{1,18}")
 _MESSAGE_ID: Final = re.compile(r"[0-9]{1,18}")
@@ -72,6 +93,8 @@ def build_request(
     to the bot; replies must go through it (without it they would go to the contact's own
     chat with the bot, which it may never have started)."""
     if command.type == "read":
+        if command.keyboard is not None:
+            raise InvalidCommand("read: keyboard needs a message (text, media, location)")
         return ProviderRequest("/answerCallbackQuery", _answer_callback(command))
     build = _BUILDERS.get(command.type)
     if build is None:
@@ -86,7 +109,22 @@ def build_request(
     quoted = _integer(command.reply_to)
     if quoted is not None and method in _QUOTING:
         body["reply_parameters"] = {"message_id": quoted}
+    thread = _thread(command.thread_id)
+    if thread is not None and method in _THREADED:
+        body["message_thread_id"] = thread
+    if command.keyboard is not None:
+        body["reply_markup"] = _reply_keyboard(command.keyboard, command.type, method, body)
     return ProviderRequest(f"/{method}", body)
+
+
+def _thread(thread_id: str | None) -> int | None:
+    if thread_id is None:
+        return None
+    if not _THREAD_ID.fullmatch(thread_id) or int(thread_id) > _THREAD_MAX:
+        raise InvalidCommand(
+            f"thread_id {thread_id!r} is not a forum topic id (the decimal `thread_id` of an event)"
+        )
+    return int(thread_id)
 
 
 def _integer(value: str | None, pattern: re.Pattern[str] = _MESSAGE_ID) -> int | None:
@@ -164,15 +202,75 @@ def _interactive(command: Command) -> _Call:
     buttons = command.buttons or []
     if not 1 <= len(buttons) <= BUTTONS_MAX:
         raise InvalidCommand(f"interactive: needs 1 to {BUTTONS_MAX} buttons, got {len(buttons)}")
-    for b in buttons:
-        if not b.title.strip():
-            raise InvalidCommand("interactive: button title must not be blank")
-        if not 1 <= _utf8_len(b.id) <= CALLBACK_DATA_MAX_BYTES:
-            raise InvalidCommand(
-                f"interactive: button id must be 1-{CALLBACK_DATA_MAX_BYTES} bytes of UTF-8"
-            )
-    rows = [[{"text": b.title, "callback_data": b.id}] for b in buttons]
+    rows = [[_inline_button(b)] for b in buttons]
     return "sendMessage", {"text": text, "reply_markup": {"inline_keyboard": rows}}
+
+
+def _inline_button(button: ButtonSpec) -> dict[str, str]:
+    """A callback button (`id` → callback_data) or a link button (`url`)."""
+    if not button.title.strip():
+        raise InvalidCommand("interactive: button title must not be blank")
+    if button.url is not None:
+        if button.id:
+            raise InvalidCommand("interactive: a button has either an id or a url, not both")
+        return {"text": button.title, "url": _link(button.url)}
+    if not 1 <= _utf8_len(button.id) <= CALLBACK_DATA_MAX_BYTES:
+        raise InvalidCommand(
+            f"interactive: button id must be 1-{CALLBACK_DATA_MAX_BYTES} bytes of UTF-8"
+            " (or give a url for a link button)"
+        )
+    return {"text": button.title, "callback_data": button.id}
+
+
+def _link(url: str) -> str:
+    """A link button's URL as Telegram opens it: http(s) with a host, or tg://."""
+    refused = InvalidCommand(f"interactive: button url must be an http, https or tg URL: {url!r}")
+    if not url.isprintable() or any(c.isspace() for c in url):
+        raise refused
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise refused from None
+    scheme = parts.scheme.lower()
+    if scheme not in _LINK_SCHEMES or not (parts.hostname if scheme != "tg" else parts.netloc):
+        raise refused
+    return url
+
+
+def _reply_keyboard(
+    keyboard: Keyboard, kind: str, method: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """`keyboard` as ReplyKeyboardMarkup or ReplyKeyboardRemove, on a message that can carry
+    it (one markup a message: not on `interactive`, whose inline buttons are its markup)."""
+    if "reply_markup" in body:
+        raise InvalidCommand(
+            f"{kind}: keyboard cannot go with inline buttons (one markup a message);"
+            " send it on a text command"
+        )
+    if method not in _QUOTING:
+        raise InvalidCommand(f"{kind}: keyboard needs a message (text, media, location)")
+    if keyboard.remove:
+        if keyboard.buttons:
+            raise InvalidCommand("keyboard: remove and buttons exclude each other")
+        return {"remove_keyboard": True}
+    return _keyboard_markup(keyboard)
+
+
+def _keyboard_markup(keyboard: Keyboard) -> dict[str, Any]:
+    rows = keyboard.buttons
+    if not rows:
+        raise InvalidCommand("keyboard: give buttons (rows of button texts) or remove: true")
+    if not all(rows):
+        raise InvalidCommand("keyboard: a row of buttons is empty")
+    if any(not text.strip() for row in rows for text in row):
+        raise InvalidCommand("keyboard: button text must not be blank")
+    markup: dict[str, Any] = {"keyboard": [[{"text": t} for t in row] for row in rows]}
+    if keyboard.one_time:
+        markup["one_time_keyboard"] = True
+    if keyboard.resize:
+        markup["resize_keyboard"] = True
+    return markup
 
 
 def _utf8_len(text: str) -> int:

@@ -87,7 +87,7 @@ import msgspec
 from adapters import answers
 from adapters.account import Account
 from adapters.channel import HttpRequest
-from adapters.schema import Command, InvalidCommand, SendResult, Verdict
+from adapters.schema import Command, InvalidCommand, SendResult, Verdict, telegram_only
 
 BODY_MAX: Final = 1600
 """Characters of a message's `Body` (the Message resource's cap, errors 21617 and 21658)."""
@@ -123,6 +123,8 @@ def build_request(
     number in digits). `status_callback`: where Twilio posts the message's statuses ("" for
     none). `last_inbound`: the contact's last message (its SID, as Twilio posted it), which a
     typing indicator answers when the command's `reply_to` names none."""
+    if refused := telegram_only(command):
+        raise InvalidCommand(refused)
     account_sid, headers = _auth(account)
     to = _recipient(address)
     if command.type == "typing":

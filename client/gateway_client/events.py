@@ -66,6 +66,18 @@ class _MessageFields(_Event, kw_only=True):
     contact_name: str | None = None
     edited: bool = False
     errors: list[ProviderError] = msgspec.field(default_factory=list)
+    # Telegram extensions (null on other channels).
+    thread_id: str | None = None
+    """The forum topic (`message_thread_id`): give it back as a command's `thread_id` to
+    answer in that topic."""
+    command: str | None = None
+    """The bot command the text starts with, without `/` and `@botname` ("start")."""
+    args: str | None = None
+    """With `command`: the rest of the text, stripped; for `/start` the deep-link payload."""
+    media_group_id: str | None = None
+    """The album a photo or video belongs to."""
+    links: list[str] | None = None
+    """The URLs in the text (url and text_link entities), without repeats."""
 
 
 class Message(_MessageFields, kw_only=True, tag="message"):

@@ -11,9 +11,26 @@ fake does not know). Results are `Message` objects with `message_id` counting up
 "-100…" ids, supergroup), `date` and the content sent; the three action methods return `true`.
 
 Simplified: lengths are counted in code points, not after entity parsing in UTF-16 units;
-`parse_mode`, `reply_markup` and `reply_parameters` are accepted unchecked; file IDs in results
-are made up; the wording of the location/venue/reaction/callback checks is the Bot API server's
-general style, not copied from real answers.
+`parse_mode` and `reply_parameters` are accepted unchecked; file IDs in results are made up;
+the wording of the location/venue/reaction/callback checks is the Bot API server's general
+style, not copied from real answers.
+
+`reply_markup` of the send* methods (`check_markup`), confirmed in tdlib/telegram-bot-api at
+01a3679c (Client.cpp `get_reply_markup`, `get_inline_keyboard_button(_type)`,
+`get_keyboard_button`, `fail_query_with_error`): an object, or a string holding one (form
+posts); "Bad Request: can't parse reply keyboard markup JSON object", "Bad Request: object
+expected as reply markup", "Bad Request: field \"keyboard\" must be an Array of Arrays" (and
+the inline_keyboard one), "Bad Request: can't parse keyboard button: KeyboardButton must be a
+String or an Object", "Bad Request: can't parse inline keyboard button: InlineKeyboardButton
+must be an Object", "... Can't find field \"text\"", "... Text buttons are unallowed in the
+inline keyboard" (neither a non-empty `url` nor `callback_data`: as on the real server, a
+non-empty `url` wins over `callback_data`, an empty one counts as absent). Telegram's own
+checks behind the Bot API: "Bad Request: BUTTON_DATA_INVALID" (callback_data over 64 bytes),
+"Bad Request: BUTTON_URL_INVALID" (a URL that is not http(s) with a host or tg://); "Bad
+Request: BUTTON_TEXT_INVALID" for a blank button text is approximate. Only the button kinds
+the gateway sends (callback, url; text reply buttons) are modelled; `remove_keyboard: true`
+is ReplyKeyboardRemove. `message_thread_id` is checked by the fake against the forum chats it
+was told of (`FakeBotAPI.forum`).
 
 Webhooks (`WebhookState`, `set_webhook`), confirmed in tdlib/telegram-bot-api at 01a3679c (May 2026)
 (telegram-bot-api/Client.cpp `process_set_webhook_query`, `do_set_webhook`, `JsonWebhookInfo`,
@@ -44,7 +61,7 @@ from __future__ import annotations
 import json
 import math
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -105,6 +122,27 @@ WEBHOOK_URL_INVALID = "Bad Request: invalid webhook URL specified"
 SECRET_TOO_LONG = "Bad Request: secret token is too long"
 SECRET_UNALLOWED = "Bad Request: secret token contains unallowed characters"
 HTTPS_REQUIRED = "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
+MARKUP_UNPARSABLE = "Bad Request: can't parse reply keyboard markup JSON object"
+MARKUP_NOT_OBJECT = "Bad Request: object expected as reply markup"
+KEYBOARD_ROWS = 'Bad Request: field "keyboard" must be an Array of Arrays'
+INLINE_ROWS = (
+    'Bad Request: field "inline_keyboard" of the InlineKeyboardMarkup must be an Array of Arrays'
+)
+KEYBOARD_BUTTON = (
+    "Bad Request: can't parse keyboard button: KeyboardButton must be a String or an Object"
+)
+INLINE_BUTTON = "Bad Request: can't parse inline keyboard button: "
+INLINE_NOT_OBJECT = INLINE_BUTTON + "InlineKeyboardButton must be an Object"
+INLINE_NO_TEXT = INLINE_BUTTON + 'Can\'t find field "text"'
+INLINE_TEXT_ONLY = INLINE_BUTTON + "Text buttons are unallowed in the inline keyboard"
+BUTTON_DATA_INVALID = "Bad Request: BUTTON_DATA_INVALID"
+BUTTON_URL_INVALID = "Bad Request: BUTTON_URL_INVALID"
+BUTTON_TEXT_INVALID = "Bad Request: BUTTON_TEXT_INVALID"
+THREAD_NOT_FOUND = "Bad Request: message thread not found"
+GENERAL_TOPIC = 1
+"""A forum's General topic: never a `message_thread_id` to send to."""
+CALLBACK_DATA_MAX_BYTES = 64
+LINK_SCHEMES = frozenset({"http", "https", "tg"})
 WEBHOOK_PORT = "Bad Request: bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443"
 
 
@@ -123,7 +161,97 @@ def parse_chat_id(raw: Any) -> ChatId | None:
 def check(method: str, params: dict[str, Any]) -> str | None:
     """None if the parameters (other than chat_id) are acceptable, else Telegram's description."""
     checker = _CHECKS.get(method)
-    return checker(params) if checker else None
+    problem = checker(params) if checker else None
+    if problem is None and method in SENDING_METHODS:
+        return check_markup(params.get("reply_markup"))
+    return problem
+
+
+def reply_markup(raw: Any) -> dict[str, Any] | None:
+    """The `reply_markup` parameter as an object (a form post sends it as a JSON string)."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw else None
+        except ValueError:
+            return None
+    return raw if isinstance(raw, dict) else None
+
+
+def check_markup(raw: Any) -> str | None:
+    """None if `reply_markup` is absent or acceptable, else Telegram's description."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return MARKUP_UNPARSABLE
+    if not isinstance(raw, dict):
+        return MARKUP_NOT_OBJECT
+    return _check_rows(raw.get("keyboard"), KEYBOARD_ROWS, _keyboard_button) or _check_rows(
+        raw.get("inline_keyboard"), INLINE_ROWS, _inline_button
+    )
+
+
+def _check_rows(rows: Any, not_rows: str, button: Callable[[Any], str | None]) -> str | None:
+    if rows is None:
+        return None
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        return not_rows
+    return next((p for row in rows for b in row if (p := button(b)) is not None), None)
+
+
+def _keyboard_button(button: Any) -> str | None:
+    text = button.get("text") if isinstance(button, dict) else button
+    if not isinstance(text, str):
+        return KEYBOARD_BUTTON
+    return None if text.strip() else BUTTON_TEXT_INVALID
+
+
+def _inline_button(button: Any) -> str | None:
+    if not isinstance(button, dict):
+        return INLINE_NOT_OBJECT
+    text = button.get("text")
+    if not isinstance(text, str):
+        return INLINE_NO_TEXT
+    url, data = button.get("url") or "", button.get("callback_data") or ""
+    if url:  # the server looks at `url` first, then at `callback_data`
+        problem = None if _link_ok(str(url)) else BUTTON_URL_INVALID
+    elif data:
+        size = len(str(data).encode("utf-8", "surrogatepass"))
+        problem = None if size <= CALLBACK_DATA_MAX_BYTES else BUTTON_DATA_INVALID
+    else:
+        problem = INLINE_TEXT_ONLY
+    return problem or (None if text.strip() else BUTTON_TEXT_INVALID)
+
+
+def _link_ok(url: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return False
+    scheme = parts.scheme.lower()
+    if scheme == "tg":
+        return bool(parts.netloc)
+    return scheme in LINK_SCHEMES and bool(parts.hostname) and not any(c.isspace() for c in url)
+
+
+def thread_id(raw: Any) -> int:
+    """`message_thread_id` as the server reads it (a 32-bit integer; unreadable or negative
+    is 0, none)."""
+    text = "" if raw is None or isinstance(raw, bool) else str(raw).strip()
+    if not text.lstrip("-").isdigit():
+        return 0
+    value = int(text)
+    return value if 0 < value < 2**31 else 0
+
+
+def check_thread(topic: int, topics: Sequence[int] | None) -> str | None:
+    """A `message_thread_id` in a chat: `topics` are its forum's topics (None: not a forum,
+    where the server ignores the parameter)."""
+    if topic == 0 or topics is None:
+        return None
+    return None if topic != GENERAL_TOPIC and topic in topics else THREAD_NOT_FOUND
 
 
 def _check_text(params: dict[str, Any]) -> str | None:

@@ -5,6 +5,7 @@
         fake.block(4242)                             # 403 "Forbidden: bot was blocked by the user"
         fake.fail(429, times=1, retry_after=3)       # the next call gets 429, retry_after 3
         fake.webhook(token).pending_update_count = 3 # what getWebhookInfo reports
+        fake.forum(-1001234567890, topics=[5102])    # a forum supergroup and its topics
         ...
 
 Route: `/bot<token>/<method>` (POST or GET), parameters as JSON, form (urlencoded or
@@ -31,6 +32,13 @@ What it answers, in order:
    descriptions, or their 400 refusals), `{"ok": true, "result": <WebhookInfo>}`; with
    `enforce_limits()`, a second setWebhook with a URL within 1 s of the last is 429 "Too Many
    Requests: retry after 1", as Client.cpp `process_set_webhook_query` answers.
+
+Forums (`forum`): a `message_thread_id` (a 32-bit integer; unreadable or negative counts as
+none) sent to a forum chat must name one of its topics, and never the General topic (1): else
+400 "Bad Request: message thread not found", as Client.cpp `check_message_topic` answers; in
+any other chat the server ignores it. A message sent into a topic comes back with
+`message_thread_id` and `is_topic_message: true`, and a message with an inline keyboard with
+its `reply_markup`, as in real results.
 
 Business connections (`connect_business`): a call carrying a connected
 `business_connection_id` goes to the customer's chat with the business account, so the
@@ -151,6 +159,7 @@ class FakeBotAPI(FakeServer[BotRequest]):
         )
         self._file_ids = itertools.count(1)
         self._business: set[str] = set()
+        self._forums: dict[ChatId, tuple[int, ...]] = {}
         self._webhooks: dict[str, methods.WebhookState] = {}
         self._webhook_set_at: dict[str, float] = {}
 
@@ -182,6 +191,10 @@ class FakeBotAPI(FakeServer[BotRequest]):
         """A business account connected the bot: calls through `connection_id` reach its
         customers' chats with that account."""
         self._business.add(connection_id)
+
+    def forum(self, chat_id: ChatId, topics: Iterable[int]) -> None:
+        """The chat is a forum with these topics (their `message_thread_id`s)."""
+        self._forums[_chat_key(chat_id)] = tuple(topics)
 
     def unblock(self, chat_id: ChatId) -> None:
         """The user (re)started the bot."""
@@ -235,6 +248,7 @@ class FakeBotAPI(FakeServer[BotRequest]):
         self._failures.clear()
         self._chat_states.clear()
         self._business.clear()
+        self._forums.clear()
         self._limits = None
         self._windows.clear()
         self._webhooks.clear()
@@ -303,7 +317,7 @@ class FakeBotAPI(FakeServer[BotRequest]):
                 return _error(400, methods.CHAT_ID_EMPTY)
             if not isinstance(call.chat_id, int):
                 return _error(400, methods.CHAT_NOT_FOUND)
-        problem = methods.check(call.method, call.params)
+        problem = methods.check(call.method, call.params) or self._thread_problem(call)
         if problem:
             return _error(400, problem)
         connection = _business_connection(call)
@@ -313,6 +327,12 @@ class FakeBotAPI(FakeServer[BotRequest]):
             return None if connection in self._business else _error(400, BUSINESS_INVALID)
         state = self._chat_states.get(call.chat_id) if call.chat_id is not None else None
         return _error(*state) if state else None
+
+    def _thread_problem(self, call: _Call) -> str | None:
+        if call.method not in methods.BUSINESS_METHODS or call.chat_id is None:
+            return None  # the same methods take message_thread_id
+        topic = methods.thread_id(call.params.get("message_thread_id"))
+        return methods.check_thread(topic, self._forums.get(call.chat_id))
 
     def _scripted(self, call: _Call) -> Answer | None:
         for failure in self._failures:
@@ -385,7 +405,15 @@ class FakeBotAPI(FakeServer[BotRequest]):
             "date": int(time.time()),
             **methods.content(call.method, call.params, self._file_id()),
             **_business_field(call),
+            **self._topic_fields(call),
+            **_inline_markup(call),
         }
+
+    def _topic_fields(self, call: _Call) -> dict[str, Any]:
+        topic = methods.thread_id(call.params.get("message_thread_id"))
+        if topic == 0 or call.chat_id not in self._forums:
+            return {}
+        return {"message_thread_id": topic, "is_topic_message": True}
 
     def _file_id(self) -> str:
         raw = f"fake-file-{next(self._file_ids):08d}".encode()
@@ -403,6 +431,14 @@ def _business_connection(call: _Call) -> str | None:
 def _business_field(call: _Call) -> dict[str, str]:
     connection = _business_connection(call)
     return {} if connection is None else {"business_connection_id": connection}
+
+
+def _inline_markup(call: _Call) -> dict[str, Any]:
+    """A sent message shows its inline keyboard (reply keyboards are not part of it)."""
+    markup = methods.reply_markup(call.params.get("reply_markup"))
+    if markup is None or not markup.get("inline_keyboard"):
+        return {}
+    return {"reply_markup": {"inline_keyboard": markup["inline_keyboard"]}}
 
 
 def _route(path: str) -> tuple[str, str]:

@@ -10,7 +10,7 @@
 --                             the message (finish.lua kept `sent`: its command_id), the
 --                             payload's `"command_id":null` becomes that command_id
 --   P maxlen payload          KEYS: stream          publish (no identity: dead letters)
---   M maxlen payload time message_id conv_ttl contact_json conversation_json route
+--   M maxlen payload time message_id conv_ttl contact_json conversation_json route excerpt
 --                             KEYS: stream, dedup, conversation
 --                             a live message: publish unless marked; the payload's trailing
 --                             `"ai_paused":false}` becomes true while the AI is paused; if
@@ -18,7 +18,8 @@
 --                             conversation_id become the conversation's original ones (the
 --                             `alias` field); the conversation remembers the latest message
 --                             (the 24-hour window), the business route of the latest one
---                             (`bc`: a Telegram business_connection_id, '' for none) and
+--                             (`bc`: a Telegram business_connection_id, '' for none), its
+--                             text excerpt (`x`, for escalation notices; '' keeps none) and
 --                             forgets an opt-out (the contact wrote)
 --   W (arguments as M)        a live event the contact did not write (a Telegram chat boost,
 --                             the business owner's own message): published and flagged as M
@@ -146,6 +147,7 @@ while a <= #ARGV do
           redis.call('HSET', conv, 't', t, 'm', ARGV[a + 4])
           if state[6] then redis.call('HDEL', conv, 'bc') end
         end
+        if ARGV[a + 9] ~= '' then redis.call('HSET', conv, 'x', ARGV[a + 9]) end
       end
       if op == 'M' then
         if state[5] then redis.call('HDEL', conv, 'oo') end
@@ -154,12 +156,12 @@ while a <= #ARGV do
       last = 1
     end
     out[#out + 1] = last
-    k, a = k + 3, a + 9
+    k, a = k + 3, a + 10
   elseif op == 'N' then
     local original, old, new = KEYS[k], KEYS[k + 1], KEYS[k + 2]
     if last == 1 then
       redis.call('HSET', new, 'alias', ARGV[a + 1])
-      for _, field in ipairs({'t', 'm', 'p', 'h', 'oo'}) do
+      for _, field in ipairs({'t', 'm', 'p', 'h', 'oo', 'x'}) do
         local value = redis.call('HGET', old, field)
         if value and redis.call('HEXISTS', new, field) == 0 then
           redis.call('HSET', new, field, value)

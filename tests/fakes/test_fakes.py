@@ -1224,3 +1224,105 @@ async def test_bot_webhook_scripted_failures_and_reset(http: Any, bot: FakeBotAP
     assert (await webhook_info(http, bot))["url"] == ""
     with pytest.raises(KeyError):
         bot.webhook("7000000001:AAHwrongtoken")
+
+
+# -- Bot API: reply markup and forum topics (what the real server refuses) ----------------------
+
+_INLINE = "can't parse inline keyboard button: "
+
+
+def _inline(*buttons: Any) -> dict[str, Any]:
+    return {"chat_id": PRIVATE, "text": "Pick", "reply_markup": {"inline_keyboard": [buttons]}}
+
+
+@pytest.mark.parametrize(
+    ("params", "description"),
+    [
+        ({"chat_id": PRIVATE, "text": "x", "reply_markup": "{nope"},
+         "can't parse reply keyboard markup JSON object"),
+        ({"chat_id": PRIVATE, "text": "x", "reply_markup": [1]}, "object expected as reply markup"),
+        ({"chat_id": PRIVATE, "text": "x", "reply_markup": {"keyboard": ["Yes"]}},
+         'field "keyboard" must be an Array of Arrays'),
+        ({"chat_id": PRIVATE, "text": "x", "reply_markup": {"keyboard": [[7]]}},
+         "can't parse keyboard button: KeyboardButton must be a String or an Object"),
+        ({"chat_id": PRIVATE, "text": "x", "reply_markup": {"keyboard": [[" "]]}},
+         "BUTTON_TEXT_INVALID"),
+        ({"chat_id": PRIVATE, "text": "x", "reply_markup": {"inline_keyboard": [{}]}},
+         'field "inline_keyboard" of the InlineKeyboardMarkup must be an Array of Arrays'),
+        (_inline("Yes"), _INLINE + "InlineKeyboardButton must be an Object"),
+        (_inline({"callback_data": "y"}), _INLINE + 'Can\'t find field "text"'),
+        (_inline({"text": "Yes"}), _INLINE + "Text buttons are unallowed in the inline keyboard"),
+        (_inline({"text": "Yes", "callback_data": ""}),
+         _INLINE + "Text buttons are unallowed in the inline keyboard"),
+        (_inline({"text": "Yes", "callback_data": "é" * 33}), "BUTTON_DATA_INVALID"),
+        (_inline({"text": "Go", "url": "ftp://files.example/a"}), "BUTTON_URL_INVALID"),
+        (_inline({"text": "Go", "url": "https://"}), "BUTTON_URL_INVALID"),
+        (_inline({"text": "", "url": "https://a.example"}), "BUTTON_TEXT_INVALID"),
+    ],
+)  # fmt: skip
+async def test_bot_reply_markup_is_checked_like_telegram(
+    http: Any, bot: FakeBotAPI, params: dict[str, Any], description: str
+) -> None:
+    status, payload = await call(http, bot, "sendMessage", **params)
+    assert (status, payload) == tg_error(400, f"Bad Request: {description}")
+    assert bot.sent_to(PRIVATE) == []
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        {"inline_keyboard": [[{"text": "Track", "url": "https://t.example/1"}],
+                             [{"text": "Help", "callback_data": "é" * 32}]]},
+        {"inline_keyboard": [[{"text": "App", "url": "tg://resolve?domain=AcmeBot"}]]},
+        # Both given: the server takes the url, as Client.cpp does.
+        {"inline_keyboard": [[{"text": "Go", "url": "https://a.example", "callback_data": "x"}]]},
+        {"keyboard": [["Yes", {"text": "No"}]], "one_time_keyboard": True},
+        {"remove_keyboard": True},
+    ],
+)  # fmt: skip
+async def test_bot_accepts_the_markups_telegram_accepts(
+    http: Any, bot: FakeBotAPI, markup: dict[str, Any]
+) -> None:
+    status, payload = await call(http, bot, "sendMessage", chat_id=PRIVATE, text="x",
+                                 reply_markup=markup)  # fmt: skip
+    assert status == 200
+    shown = payload["result"].get("reply_markup")
+    assert shown == ({"inline_keyboard": markup["inline_keyboard"]} if "inline_keyboard" in
+                     markup else None)  # fmt: skip
+
+
+async def test_bot_reply_markup_in_a_form_post_is_a_json_string(http: Any, bot: FakeBotAPI) -> None:
+    markup = '{"inline_keyboard": [[{"text": "Yes"}]]}'
+    form = {"chat_id": str(PRIVATE), "text": "x", "reply_markup": markup}
+    async with http.post(f"{bot.base_url}/bot{BOT}/sendMessage", data=form) as resp:
+        assert (resp.status, await resp.json()) == tg_error(
+            400, "Bad Request: " + _INLINE + "Text buttons are unallowed in the inline keyboard"
+        )
+
+
+async def test_bot_forum_topics(http: Any, bot: FakeBotAPI) -> None:
+    bot.forum(SUPERGROUP, topics=[5102])
+    sent = await call(http, bot, "sendMessage", chat_id=SUPERGROUP, text="x",
+                      message_thread_id=5102)  # fmt: skip
+    assert sent[0] == 200
+    assert (sent[1]["result"]["message_thread_id"], sent[1]["result"]["is_topic_message"]) == (
+        5102,
+        True,
+    )
+    not_found = tg_error(400, "Bad Request: message thread not found")
+    for topic in (77, 1):  # unknown, and the General topic
+        reply = await call(http, bot, "sendMessage", chat_id=SUPERGROUP, text="x",
+                           message_thread_id=topic)  # fmt: skip
+        assert reply == not_found
+    action = await call(http, bot, "sendChatAction", chat_id=SUPERGROUP, action="typing",
+                        message_thread_id=77)  # fmt: skip
+    assert action == not_found
+    # Outside a forum the server ignores the parameter; unreadable ones count as none.
+    plain = await call(http, bot, "sendMessage", chat_id=GROUP, text="x", message_thread_id=77)
+    assert plain[0] == 200 and "message_thread_id" not in plain[1]["result"]
+    odd = await call(http, bot, "sendMessage", chat_id=SUPERGROUP, text="x",
+                     message_thread_id="general")  # fmt: skip
+    assert odd[0] == 200 and "is_topic_message" not in odd[1]["result"]
+    bot.reset()
+    assert (await call(http, bot, "sendMessage", chat_id=SUPERGROUP, text="x",
+                       message_thread_id=77))[0] == 200  # fmt: skip
