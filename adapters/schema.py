@@ -133,6 +133,19 @@ class _MessageFields(Event, kw_only=True):
     """Telegram: the business connection a `business_message` came through. Commands to the
     conversation are then sent through it, on behalf of the business account, until the
     contact next writes to the bot directly."""
+    command: str | None = None
+    """Telegram: the bot command the text (or caption) starts with, without the slash and
+    without `@botname` (`/start@AcmeBot abc` → "start"); null when it starts with none."""
+    args: str | None = None
+    """Telegram: with `command`, the rest of the text after it, stripped ("" when nothing
+    follows); for `/start <payload>` the deep-link payload. Null without `command`."""
+    media_group_id: str | None = None
+    """Telegram: the album this photo or video belongs to (every item of an album arrives
+    as its own event with the same id)."""
+    links: list[str] | None = None
+    """Telegram: the URLs of the text's (or caption's) `url` entities (as written) and
+    `text_link` entities (their target), first appearance order, without repeats; null when
+    there are none."""
 
 
 class MessageEvent(_MessageFields, kw_only=True, tag="message"):
@@ -293,10 +306,13 @@ CommandType = Literal[
     "read",
     "handoff",
     "handback",
+    "escalate",
 ]
 COMMAND_TYPES: frozenset[str] = frozenset(CommandType.__args__)  # type: ignore[attr-defined]
-CONTROL_TYPES: frozenset[str] = frozenset({"handoff", "handback"})
-"""Commands that change gateway state and send nothing."""
+CONTROL_TYPES: frozenset[str] = frozenset({"handoff", "handback", "escalate"})
+"""Commands that change gateway state and send nothing to the contact. `escalate` (an
+extension: the assistant gives up and asks for a person, `text` saying why) pauses nothing:
+it notifies the staff (`notifications:`, router/notifications.py)."""
 FREE_FORM_EXEMPT: frozenset[str] = frozenset({"template"})
 """WhatsApp: the only type allowed outside the 24-hour window."""
 
@@ -322,8 +338,25 @@ class MediaRef(msgspec.Struct, frozen=True):
 
 
 class ButtonSpec(msgspec.Struct, frozen=True):
-    id: str
-    title: str
+    """An `interactive` button: a reply/callback button (`id`), or, Telegram only, a link
+    button (`url` instead of `id`: http, https or tg)."""
+
+    id: str = ""
+    title: str = ""
+    url: str | None = None
+
+
+class Keyboard(msgspec.Struct, frozen=True, kw_only=True):
+    """Extension, Telegram only: a reply keyboard shown instead of the contact's keyboard
+    (`buttons`: rows of button texts; a tap sends that text), or `remove: true` to take it
+    away again. It rides on a message (text, media, location)."""
+
+    buttons: list[list[str]] | None = None
+    one_time: bool = False
+    """Hide it once a button was tapped."""
+    resize: bool = False
+    """Fit its height to the buttons."""
+    remove: bool = False
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True):
@@ -343,6 +376,10 @@ class Command(msgspec.Struct, frozen=True, kw_only=True):
     tag: str | None = None
     """CONTRACT §6.3: `HUMAN_AGENT` lets a human agent's message (`author: human`) go to a
     Messenger or Instagram contact up to 7 days after their last message."""
+    keyboard: Keyboard | None = None
+    """Extension, Telegram only: a reply keyboard, or its removal (`Keyboard`)."""
+    thread_id: str | None = None
+    """Extension, Telegram only: the forum topic to post in (an event's `thread_id`)."""
 
 
 COMMAND_DECODER: msgspec.json.Decoder[Command] = msgspec.json.Decoder(Command)
@@ -350,6 +387,18 @@ COMMAND_DECODER: msgspec.json.Decoder[Command] = msgspec.json.Decoder(Command)
 
 class InvalidCommand(Exception):
     """The command cannot become a provider request (missing text, too many buttons, ...)."""
+
+
+def telegram_only(command: Command) -> str | None:
+    """Why a channel without Telegram's keyboards and topics must refuse `command` (its
+    `keyboard`, `thread_id` or a link button), or None: such fields are never dropped."""
+    if command.keyboard is not None:
+        return "keyboard (a reply keyboard) is Telegram only"
+    if command.thread_id is not None:
+        return "thread_id (a forum topic) is Telegram only"
+    if any(b.url is not None for b in command.buttons or ()):
+        return "link buttons (url) are Telegram only"
+    return None
 
 
 class ProviderRequest(msgspec.Struct, frozen=True):

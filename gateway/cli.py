@@ -2,8 +2,10 @@
 config again: SIGHUP, see gateway/reload.py), and the operator's tools on the same config
 and Redis: `gateway inspect` (streams, dead letters, accounts, one conversation), `gateway
 deadletters list | show | replay | drop`, `gateway accounts clear-halt` and `gateway webhooks
-set | show | delete | verify` (provider calls only, no Redis). `gateway demo` runs the whole
-loop on this machine (gateway_demo/run.py).
+set | show | delete | verify` (provider calls only, no Redis), `gateway acl` (the Redis ACL
+users, printed or applied: gateway/acl_tool.py). `gateway secrets keygen |
+encrypt | decrypt-check | reencrypt` seals config values (gateway/sealed_tool.py). `gateway
+demo` runs the whole loop on this machine (gateway_demo/run.py).
 
 A bad config, or a port that cannot be listened on, exits with status 2 and one line naming
 the key; it never prints a traceback. `serve` exits 0 after a drain, 1 if worker processes
@@ -26,7 +28,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from gateway import accounts_tool, logs, webhooks_tool
+from gateway import accounts_tool, acl_tool, logs, sealed_tool, webhooks_tool
 from gateway import deadletter_tool as dl
 from gateway.config import ConfigError, Settings
 from gateway.embedded import EmbeddedRedisError
@@ -175,6 +177,8 @@ def _parser() -> argparse.ArgumentParser:
                 help="worker processes sharing the port (SO_REUSEPORT); overrides server.workers",
             )
     _tools(sub)
+    acl_tool.add_parser(sub)
+    sealed_tool.add_parser(sub)
     sub.add_parser(
         "demo",
         help="the whole loop on this machine: the gateway, an embedded Redis, stand-in "
@@ -204,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway_demo.run import main as demo
 
         return demo()
+    if args.command == "secrets":  # keygen and encrypt need no config
+        return sealed_tool.run(args)
     try:
         settings = _source(args).load()
         logs.configure(args.log_level.upper(), settings.server.log_format)
@@ -213,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "webhooks":
             return _webhooks(args, settings)
+        if args.command == "acl":
+            return acl_tool.run(args, settings)
         if args.command in ("inspect", "deadletters", "accounts"):
             return asyncio.run(_tool(args, settings))
         if args.command == "reload":

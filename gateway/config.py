@@ -3,12 +3,18 @@
 Loading is three steps, each failing with a `ConfigError` that names the key:
 1. YAML is read and every `${VAR}` inside a string is replaced from the environment (and,
    below it, an optional env file); an unset variable is an error naming it and the key.
+   Sealed values (`enc:v1:...`, gateway/sealed.py), written in the file or held by a
+   variable, are decrypted here with the keys of `GATEWAY_SECRET_KEY` and
+   `server.secret_key_file`; one that does not open is an error naming the key.
 2. The tree is converted into `Settings` with msgspec: unknown keys are errors, numbers and
    booleans written as strings (as `${PORT}` gives) are parsed, ranges are checked.
 3. Cross-field checks: each channel's section checks itself (`ChannelSettings.check`: its
    secrets, duplicate ids, E.164 numbers, assistant names safe for stream keys...), then
    the rules across sections (at least one channel, demo or short secrets on a public
-   listener, a cluster's URL).
+   listener, a cluster's URL); credentials that are empty or placeholders
+   (adapters/credentials.py) are refused first.
+
+A message never quotes a decrypted value: any that would appear is replaced.
 
 The channels' sections are their packages' structs (`adapters/<name>/_config.py`), composed
 here under the channel's name: the one place gateway/ lists the channels.
@@ -21,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -29,12 +35,14 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
-from adapters import CHANNELS, ChannelSettings
+from adapters import CHANNELS, ChannelSettings, credentials
 from adapters.account import Secret
 from adapters.meta_messaging import InstagramSettings, MessengerSettings
+from adapters.notice import NotificationSettings
 from adapters.telegram import TelegramSettings
 from adapters.twilio import TwilioSettings
 from adapters.whatsapp import WhatsAppSettings
+from gateway import sealed
 from router.settings import (
     OutboundSettings,
     PolicySettings,
@@ -112,6 +120,9 @@ class ServerSettings(msgspec.Struct, **_STRUCT):
     journal_retry_max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     """While Redis does not answer, the journal's replay is tried again after 0.25 s, doubling
     up to this: the longest a recovered Redis waits for the journaled webhooks."""
+    secret_key_file: str | None = None
+    """Keys for the config's `enc:v1:` values, one a line (gateway/sealed.py), beside or
+    instead of `GATEWAY_SECRET_KEY`; refused unless only its owner can read it (mode 600)."""
 
 
 class RedisSettings(msgspec.Struct, **_STRUCT):
@@ -133,6 +144,20 @@ class RedisSettings(msgspec.Struct, **_STRUCT):
     memory_warn_ratio: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
     """/readyz reports `redis_memory: high` once used memory passes this share of maxmemory
     (it stays ready: only a report)."""
+    embedded_acl: bool = False
+    """The embedded server starts with the ACL users of gateway/acl.py (one per assistant,
+    one for the gateway, which connects as it); the password default user stays, for the
+    operator's tools."""
+    acl_dir: str | None = None
+    """Where `gateway acl` and `embedded_acl` keep the ACL users' passwords (one file each,
+    mode 600); default `acl` in `embedded_dir`."""
+
+    def __post_init__(self) -> None:
+        if self.embedded_acl and self.url is not None:
+            raise ValueError(
+                "embedded_acl: only for the embedded Redis, and redis.url is set; "
+                "run `gateway acl --apply` on that Redis instead"
+            )
 
 
 class Settings(msgspec.Struct, **_STRUCT):
@@ -148,6 +173,8 @@ class Settings(msgspec.Struct, **_STRUCT):
     messenger: MessengerSettings | None = None
     instagram: InstagramSettings | None = None
     twilio: TwilioSettings | None = None
+    notifications: NotificationSettings | None = None
+    """Escalation notices (router/notifications.py); absent: none are written."""
 
 
 def channel_sections(settings: Settings) -> dict[str, ChannelSettings | None]:
@@ -207,21 +234,103 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
 
 
 def loads(text: str, env: Mapping[str, str]) -> Settings:
+    tree = _tree(text)
+    opened: list[str] = []
+    tree = _substitute(tree, env, "", _unsealer(secret_keys(env, tree), opened))
+    try:
+        try:
+            settings = msgspec.convert(tree, Settings, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(_explain(exc)) from None
+        try:
+            credentials.check(settings, secrets_of(settings), tree)
+        except ValueError as exc:  # names the key, never the value
+            raise ConfigError(str(exc)) from None
+        check(settings)
+    except ConfigError as exc:
+        raise ConfigError(_scrub(str(exc), opened)) from None
+    return settings
+
+
+def _tree(text: str) -> dict[str, Any]:
     try:
         tree = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:  # its snippet of the file could quote a secret
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        why = exc.problem or exc.context or "syntax error"
+        raise ConfigError(f"config is not valid YAML{at}: {why}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config is not valid YAML: {exc}") from None
     if tree is None:
         tree = {}
     if not isinstance(tree, dict):
         raise ConfigError("config must be a mapping at the top level")
-    tree = _substitute(tree, env, "")
+    return tree
+
+
+def secret_keys(
+    env: Mapping[str, str], tree: Mapping[str, Any] | None = None
+) -> sealed.Keyring | None:
+    """The keys of `GATEWAY_SECRET_KEY` and the config's `server.secret_key_file` (read now,
+    so a bad key or key file stops startup even if no value needs it); None when neither is
+    set. `tree` is the config as parsed, before substitution."""
+    server = (tree or {}).get("server")
+    path = server.get("secret_key_file") if isinstance(server, dict) else None
+    if isinstance(path, str):
+        path = _VAR.sub(lambda m: _lookup(m.group(1), env, sealed.KEY_FILE_KEY), path)
     try:
-        settings = msgspec.convert(tree, Settings, strict=False)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(_explain(exc)) from exc
-    check(settings)
-    return settings
+        return sealed.keyring(env.get(sealed.KEY_ENV), path if isinstance(path, str) else None)
+    except sealed.SealError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def secret_keys_of_config(text: str, env: Mapping[str, str]) -> sealed.Keyring | None:
+    """`secret_keys` for a config file's text (the `gateway secrets` commands)."""
+    return secret_keys(env, _tree(text))
+
+
+def sealed_values(text: str, env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Every sealed value a config holds after substitution, with the key it sits at (and
+    the variable that held it): `(where, value)`, none opened."""
+    found: list[tuple[str, str]] = []
+
+    def record(value: str, where: str) -> str:
+        found.append((where, value))
+        return ""
+
+    _substitute(_tree(text), env, "", record)
+    return found
+
+
+Unseal = Callable[[str, str], str]
+"""Opens one sealed value found at a key (value, where) → plaintext."""
+
+
+def _unsealer(keyring: sealed.Keyring | None, opened: list[str]) -> Unseal:
+    """Opens sealed values with `keyring`, keeping each plaintext in `opened` (so that no
+    later message quotes it); ConfigError naming the key of one that does not open."""
+
+    def unseal(value: str, where: str) -> str:
+        if keyring is None:
+            raise ConfigError(
+                f"{where}: is an enc:v1 value, and no key is configured: {sealed.HOW_TO_SET}"
+            )
+        try:
+            plain = keyring.open(value)
+        except sealed.SealError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        opened.append(plain)
+        return plain
+
+    return unseal
+
+
+def _scrub(message: str, opened: list[str]) -> str:
+    for plain in sorted(opened, key=len, reverse=True):
+        if len(plain) >= 3:
+            message = message.replace(plain, "[REDACTED]")
+    return message
 
 
 def read_env_file(path: str | Path) -> dict[str, str]:
@@ -242,20 +351,25 @@ def read_env_file(path: str | Path) -> dict[str, str]:
     return out
 
 
-def _substitute(node: Any, env: Mapping[str, str], where: str) -> Any:
+def _substitute(node: Any, env: Mapping[str, str], where: str, unseal: Unseal) -> Any:
     if isinstance(node, str):
-        return _VAR.sub(lambda m: _lookup(m.group(1), env, where), node)
+        if sealed.is_sealed(node):  # written in the file (its alphabet has no `${`)
+            return unseal(node, where)
+        return _VAR.sub(lambda m: _lookup(m.group(1), env, where, unseal), node)
     if isinstance(node, dict):
-        return {k: _substitute(v, env, _join(where, str(k))) for k, v in node.items()}
+        return {k: _substitute(v, env, _join(where, str(k)), unseal) for k, v in node.items()}
     if isinstance(node, list):
-        return [_substitute(v, env, f"{where}[{i}]") for i, v in enumerate(node)]
+        return [_substitute(v, env, f"{where}[{i}]", unseal) for i, v in enumerate(node)]
     return node
 
 
-def _lookup(name: str, env: Mapping[str, str], where: str) -> str:
+def _lookup(name: str, env: Mapping[str, str], where: str, unseal: Unseal | None = None) -> str:
     if name not in env:
         raise ConfigError(f"{where}: environment variable {name} is not set")
-    return env[name]
+    value = env[name]
+    if unseal is not None and sealed.is_sealed(value):
+        return unseal(value, f"{where} (${{{name}}})")
+    return value
 
 
 def _join(where: str, key: str) -> str:
@@ -308,6 +422,11 @@ def check(settings: Settings) -> None:
     _check_embedded(settings.redis)
     _check_admin(settings.server)
     _check_public_url(settings.server)
+    if settings.notifications is not None:
+        try:
+            settings.notifications.check()
+        except ValueError as exc:  # names the key, never the value
+            raise ConfigError(str(exc)) from None
     _check_exposed_secrets(settings)
 
 
@@ -345,6 +464,23 @@ def _check_channels(settings: Settings) -> None:
         except ValueError as exc:  # the section's own message, which names the key
             raise ConfigError(str(exc)) from None
     _check_one_provider(sections)
+    _check_meta_apps(settings)
+
+
+def _check_meta_apps(settings: Settings) -> None:
+    """Meta sections list `apps` all together or not at all: a section with only
+    `app_secret` vouches for the other Meta channels' bodies posted to its path (as before
+    `apps`), which would let its app speak for an account of another app."""
+    meta = {"whatsapp": settings.whatsapp, "messenger": settings.messenger,
+            "instagram": settings.instagram}  # fmt: skip
+    listing = [name for name, section in meta.items() if section is not None and section.apps]
+    for name, section in meta.items():
+        if listing and section is not None and not section.apps:
+            raise ConfigError(
+                f"{name}.apps: required once {listing[0]}.apps is set: list this section's "
+                f"app(s) too (one entry will do), so that a body is checked against the apps "
+                "of the channel it names"
+            )
 
 
 def _check_one_provider(sections: Mapping[str, ChannelSettings | None]) -> None:
@@ -433,10 +569,10 @@ def _check_exposed_secrets(settings: Settings) -> None:
 
 
 def secrets_of(settings: Settings) -> list[Secret]:
-    """Every credential in the config, channel by channel."""
+    """Every credential in the config, channel by channel, then the notifications'."""
     return [
         secret
         for section in channel_sections(settings).values()
         if section is not None
         for secret in section.secrets()
-    ]
+    ] + (settings.notifications.secrets() if settings.notifications is not None else [])

@@ -12,6 +12,7 @@ from adapters import meta
 from adapters.account import Account, interval_us
 from adapters.channel import Action, HttpRequest, Pace, ProviderCall, Subscription, Webhook
 from adapters.meta import SIGNATURE_HEADER, MetaReceiver
+from adapters.meta_apps import with_proof
 from adapters.meta_messaging import _webhooks
 from adapters.meta_messaging._inbound import parse
 from adapters.meta_messaging._outbound import build_request, classify
@@ -47,9 +48,7 @@ class MetaMessaging:
 
     def receiver(self, settings: Any) -> MetaReceiver:
         """The webhook checks of the channel's section (None: not configured)."""
-        if settings is None:
-            return MetaReceiver(self.name, None, "")
-        return MetaReceiver(self.name, settings.app_secret, settings.verify_token)
+        return MetaReceiver(self.name, settings)
 
     def parse(self, body: bytes, path_key: str | None, received_at: int) -> Parsed:
         """A Messenger Platform webhook body (the URL path names no account)."""
@@ -69,10 +68,12 @@ class MetaMessaging:
         last_inbound: str | None,
         route: str | None,
     ) -> HttpRequest:
-        """`POST {api_base}/{page or account id}/messages` with the account's bearer token."""
+        """`POST {api_base}/{page or account id}/messages` with the account's bearer token (and
+        its app's `appsecret_proof`, when the app asks for it)."""
         call = build_request(self.name, command, account.account_id, address, last_inbound)
         headers = {"Authorization": f"Bearer {account.token}"}
-        return HttpRequest(f"{api_base}{call.path}", headers, call.body)
+        url = with_proof(f"{api_base}{call.path}", account.token_proof)
+        return HttpRequest(url, headers, call.body)
 
     def control(
         self, account: Account, api_base: str, command: Command, address: str
@@ -80,8 +81,9 @@ class MetaMessaging:
         """With the handover protocol (`handover: true`, `Account.mode` = the Page Inbox's app
         id): `handoff` passes the thread to that app, `handback` takes it back
         (`POST /{id}/pass_thread_control`, `/take_thread_control`, answered `{"success":
-        true}`); the assistant is paused and resumed as on every channel."""
-        if account.mode is None:
+        true}`); the assistant is paused and resumed as on every channel. `escalate` calls
+        nothing: it only notifies the staff."""
+        if account.mode is None or command.type not in ("handoff", "handback"):
             return None
         body: dict[str, Any] = {
             "recipient": {"id": address},
@@ -93,7 +95,8 @@ class MetaMessaging:
         else:
             edge = "take_thread_control"
         headers = {"Authorization": f"Bearer {account.token}"}
-        return HttpRequest(f"{api_base}/{account.account_id}/{edge}", headers, body)
+        url = with_proof(f"{api_base}/{account.account_id}/{edge}", account.token_proof)
+        return HttpRequest(url, headers, body)
 
     def classify(
         self, status: int, body: bytes, headers: Mapping[str, str] | None = None

@@ -45,7 +45,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple
 
 from adapters import answers
-from adapters.schema import Command, InvalidCommand, ProviderRequest, SendResult, Verdict
+from adapters.schema import (
+    Command,
+    InvalidCommand,
+    ProviderRequest,
+    SendResult,
+    Verdict,
+    telegram_only,
+)
 
 MESSENGER_TEXT_MAX: Final = 2000
 """Characters of a Messenger message's text."""
@@ -109,6 +116,8 @@ def build_request(
     """The request for one command to the contact `address` (PSID or IGSID) of the Page or
     Instagram account `account_id`."""
     rules = _RULES[channel]
+    if refused := telegram_only(command):
+        raise InvalidCommand(refused)
     if not (address.isascii() and address.isdigit()):
         raise InvalidCommand(f"contact_id {address!r} is not a {rules.name} user id (digits)")
     typed = _messaging(rules, command)  # a bad tag is refused whatever the type

@@ -18,7 +18,14 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from adapters import answers
-from adapters.schema import Command, InvalidCommand, ProviderRequest, SendResult, Verdict
+from adapters.schema import (
+    Command,
+    InvalidCommand,
+    ProviderRequest,
+    SendResult,
+    Verdict,
+    telegram_only,
+)
 
 TEXT_MAX: Final = 4096
 CAPTION_MAX: Final = 1024
@@ -41,6 +48,8 @@ def build_request(
     command: Command, phone_number_id: str, contact_id: str, last_inbound_id: str | None
 ) -> ProviderRequest:
     """The request for one command. `last_inbound_id` stands in for `reply_to` on typing/read."""
+    if refused := telegram_only(command):
+        raise InvalidCommand(refused)
     path = f"/{phone_number_id}/messages"
     if command.type in _MARK_READ:
         return ProviderRequest(path, _mark_read(command, last_inbound_id))

@@ -28,6 +28,11 @@ class Command(msgspec.Struct, kw_only=True, omit_defaults=True):
     tag: str | None = None
     """`HUMAN_AGENT` (Messenger, Instagram): a human's message up to 7 days after the
     contact's last one."""
+    keyboard: dict[str, Any] | None = None
+    """Telegram: a reply keyboard (`{"buttons": [[...]], "one_time", "resize"}`) or its
+    removal (`{"remove": true}`); other channels refuse it."""
+    thread_id: str | None = None
+    """Telegram: the forum topic to post in (the answered event's `thread_id`)."""
 
     def encode(self) -> bytes:
         return msgspec.json.encode(self)
@@ -50,10 +55,12 @@ def text(
     reply_to: str | None = None,
     author: str | None = None,
     tag: str | None = None,
+    thread_id: str | None = None,
     command_id: str | None = None,
 ) -> Command:
+    """`thread_id` (Telegram): the forum topic to answer in, the event's `thread_id`."""
     return _new(conversation_id, "text", command_id, text=body, reply_to=reply_to,
-                author=author, tag=tag)  # fmt: skip
+                author=author, tag=tag, thread_id=thread_id)  # fmt: skip
 
 
 def template(
@@ -96,9 +103,11 @@ def media(
     caption: str | None = None,
     filename: str | None = None,
     reply_to: str | None = None,
+    thread_id: str | None = None,
     command_id: str | None = None,
 ) -> Command:
-    """`kind`: image, audio, video or document; by `url` or by the provider's `media_id`."""
+    """`kind`: image, audio, video or document; by `url` or by the provider's `media_id`;
+    `thread_id` (Telegram): the forum topic."""
     if kind not in ("image", "audio", "video", "document"):
         raise ValueError(f"not a media type: {kind!r}")
     if (url is None) == (media_id is None):
@@ -106,7 +115,8 @@ def media(
     body: dict[str, Any] = {"url": url} if url is not None else {"id": media_id}
     if filename is not None:
         body["filename"] = filename
-    return _new(conversation_id, kind, command_id, media=body, text=caption, reply_to=reply_to)
+    return _new(conversation_id, kind, command_id, media=body, text=caption, reply_to=reply_to,
+                thread_id=thread_id)  # fmt: skip
 
 
 def location(
@@ -127,11 +137,49 @@ def buttons(
     body: str,
     choices: list[tuple[str, str]],
     *,
+    links: list[tuple[str, str]] | None = None,
+    thread_id: str | None = None,
     command_id: str | None = None,
 ) -> Command:
-    """`interactive` with reply buttons: (id, title) each."""
+    """`interactive` with reply buttons: (id, title) each; then, Telegram only, link buttons
+    that open a URL: (title, url) each (http, https or tg)."""
     listed = [{"id": i, "title": t} for i, t in choices]
-    return _new(conversation_id, "interactive", command_id, text=body, buttons=listed)
+    listed += [{"title": t, "url": u} for t, u in links or []]
+    return _new(conversation_id, "interactive", command_id, text=body, buttons=listed,
+                thread_id=thread_id)  # fmt: skip
+
+
+def keyboard(
+    conversation_id: str,
+    body: str,
+    rows: list[list[str]],
+    *,
+    one_time: bool = False,
+    resize: bool = False,
+    thread_id: str | None = None,
+    command_id: str | None = None,
+) -> Command:
+    """Telegram: a text that shows a reply keyboard, rows of button texts (a tap sends the
+    text as the contact's message); `one_time` hides it after a tap, `resize` fits it."""
+    board: dict[str, Any] = {"buttons": rows}
+    if one_time:
+        board["one_time"] = True
+    if resize:
+        board["resize"] = True
+    return _new(conversation_id, "text", command_id, text=body, keyboard=board,
+                thread_id=thread_id)  # fmt: skip
+
+
+def remove_keyboard(
+    conversation_id: str,
+    body: str,
+    *,
+    thread_id: str | None = None,
+    command_id: str | None = None,
+) -> Command:
+    """Telegram: a text that takes the reply keyboard away again."""
+    return _new(conversation_id, "text", command_id, text=body, keyboard={"remove": True},
+                thread_id=thread_id)  # fmt: skip
 
 
 def reaction(
@@ -159,3 +207,12 @@ def handoff(conversation_id: str, *, command_id: str | None = None) -> Command:
 def handback(conversation_id: str, *, command_id: str | None = None) -> Command:
     """The assistant resumes."""
     return _new(conversation_id, "handback", command_id)
+
+
+def escalate(
+    conversation_id: str, *, note: str | None = None, command_id: str | None = None
+) -> Command:
+    """The assistant gives up and asks for a person: the gateway notifies the staff (its
+    `notifications:` targets and `gw:notifications`) with the conversation, the customer's
+    last message and `note` (why). It pauses nothing: send `handoff` as well to step back."""
+    return _new(conversation_id, "escalate", command_id, text=note)
