@@ -23,6 +23,15 @@ DEFAULT_MPS = 30.0
 """Sends per second of an account whose config gives none (a Telegram bot's limit)."""
 
 
+class AppIdle(NamedTuple):
+    """How long the owner's app may stay silent on an account (`Account.app_idle`)."""
+
+    warn_s: int
+    """Silent this long: an `account` event warns, once per stretch of silence."""
+    cutoff_s: int
+    """Silent this long: the provider cuts the account off."""
+
+
 @dataclass(frozen=True)
 class Account:
     """A number or bot: where its traffic goes (`assistant`) and how it may send."""
@@ -46,6 +55,10 @@ class Account:
     """Sent beside the token on every provider call when its app requires it (Meta's
     `appsecret_proof`, computed from the token and the app secret at config time); None:
     nothing is sent."""
+    app_idle: AppIdle | None = None
+    """The owner's own app on the account's phone must show signs of life (WhatsApp
+    coexistence: the Business app opened within about 14 days, or the number is cut off);
+    the router watches how long it has been silent. None: no such rule."""
 
     @property
     def adapter_name(self) -> str:

@@ -29,6 +29,12 @@
                             and what its answer says (Subscription); never raises
       .handshake_query      the query of the provider's GET verification handshake, for
                             `gateway webhooks verify` (or None)
+      .sync_call            the operator's `gateway accounts sync`: the provider call that
+      .sync_answer          asks for the account owner's own app data (WhatsApp coexistence:
+                            contacts, chat history), or None; what its answer says
+      .media                a backend's media download (gateway/media.py): the first GET
+      .media_found          (MediaCall), what a lookup's answer says to GET next, and
+      .media_refused        what a failed download's answer means (MediaError)
     ChannelSettings         what its config section gives the gateway: checks, secrets,
                             accounts, account groups, api_base
     CHANNELS                name -> Channel; each package registers itself (`register`) when
@@ -43,9 +49,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Final, Literal, NamedTuple, Protocol, runtime_checkable
 
 from adapters.account import Account, Secret
+from adapters.media import MediaCall, MediaError, MediaRef, MediaSettings, download_refused
 from adapters.schema import Command, Parsed, SendResult
 
 
@@ -100,6 +107,29 @@ class Subscription(NamedTuple):
     """When it happened, unix seconds (Telegram `last_error_date`)."""
     max_connections: int | None = None
     """Telegram `max_connections`."""
+
+
+SyncKind = Literal["contacts", "history"]
+"""What `gateway accounts sync` asks a provider for: the contacts of the owner's own app, or
+its chat history."""
+SYNC_KINDS: tuple[SyncKind, ...] = ("contacts", "history")
+"""In the order they are asked: contacts first, so the history's chats arrive named."""
+SyncOutcome = Literal["requested", "already_done", "window_passed", "failed"]
+
+
+class SyncAnswer(NamedTuple):
+    """What the provider said to one `sync_call` (`Channel.sync_answer`)."""
+
+    outcome: SyncOutcome
+    """`requested`: the sync will come as webhooks; `already_done`: asked before since the
+    account was onboarded (the provider allows it once); `window_passed`: too long after the
+    onboarding; `failed`: anything else (`detail` says what)."""
+    detail: str
+    """One line for the operator (the provider's error text, never a token)."""
+    request_id: str | None = None
+    """The provider's id of the accepted request."""
+    code: int | None = None
+    """The provider's error code, when it gave one."""
 
 
 class Pace(NamedTuple):
@@ -318,13 +348,49 @@ class Channel(Protocol):
         public URL); None: the channel has no handshake."""
         ...
 
+    def sync_call(self, settings: Any, account: Account, kind: SyncKind) -> ProviderCall | None:
+        """The provider call asking for the data of the account owner's own app (`kind`), sent
+        by the provider as webhooks (WhatsApp coexistence: `smb_app_data`, each kind once per
+        onboarding, within 24 h of it). None: the channel has no such data. ValueError,
+        naming the config key, when this account has none (a number not in coexistence)."""
+        ...
+
+    def sync_answer(
+        self, settings: Any, account: Account, kind: SyncKind, status: int, body: bytes
+    ) -> SyncAnswer:
+        """The provider's answer (status, raw body) to `sync_call`; never raises."""
+        ...
+
+    def media(
+        self, account: Account, api_base: str, ref: MediaRef, settings: MediaSettings
+    ) -> MediaCall:
+        """The first GET of downloading `ref` with the account's credentials: a lookup
+        (WhatsApp's media id, Telegram's getFile) or the file itself (a URL the event
+        carried, checked to be one this account's credentials may go to). Raises only
+        `MediaError` (`invalid`: not a reference this channel fetches)."""
+        ...
+
+    def media_found(self, account: Account, api_base: str, status: int, body: bytes) -> MediaCall:
+        """The lookup's answer (status, raw body) → the download's GET; raises only
+        `MediaError` (`not_found` for media the provider says is gone)."""
+        ...
+
+    def media_refused(self, status: int, body: bytes) -> MediaError:
+        """What a download answered with a status other than 2xx means; never raises."""
+        ...
+
+
+NO_SYNC: Final = SyncAnswer("failed", "the provider has no app data to sync for this account")
+"""`sync_answer` of a channel without `sync_call`."""
+
 
 class ChannelDefaults:
     """The answer most channels give to the members only some need: a base class a channel
     may take, and override what it does differently. No other channel's bodies on its path
     (`foreign`), no provider call for handoff/handback (`control`), no echoes of its own sends
     (`echo_identity`), nothing outside the 24-hour window but templates (`human_window`), no
-    webhook subscription API (`subscription_call`) and no GET handshake (`handshake_query`)."""
+    webhook subscription API (`subscription_call`), no GET handshake (`handshake_query`), no
+    app data to sync (`sync_call`) and no media downloads (`media`)."""
 
     def foreign(self, body: bytes) -> str | None:
         return None
@@ -353,6 +419,25 @@ class ChannelDefaults:
 
     def handshake_query(self, settings: Any, challenge: str) -> dict[str, str] | None:
         return None
+
+    def sync_call(self, settings: Any, account: Account, kind: SyncKind) -> ProviderCall | None:
+        return None
+
+    def sync_answer(
+        self, settings: Any, account: Account, kind: SyncKind, status: int, body: bytes
+    ) -> SyncAnswer:
+        return NO_SYNC
+
+    def media(
+        self, account: Account, api_base: str, ref: MediaRef, settings: MediaSettings
+    ) -> MediaCall:
+        raise MediaError("invalid", "this channel has no media downloads")
+
+    def media_found(self, account: Account, api_base: str, status: int, body: bytes) -> MediaCall:
+        raise MediaError("provider", "this channel has no media lookups")
+
+    def media_refused(self, status: int, body: bytes) -> MediaError:
+        return download_refused(status, "the media")
 
 
 _REGISTRY: dict[str, Channel] = {}

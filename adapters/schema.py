@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from adapters.rich import ContactCard, ListMenu
+
 SCHEMA_VERSION = 1
 
 Channel = Literal["whatsapp", "telegram", "messenger", "instagram"]
@@ -178,6 +180,17 @@ class StatusEvent(Event, kw_only=True, tag="status"):
     watermark: int | None = None
     """Messenger `read` (CONTRACT §6.2): every message sent before this time (unix ms) was
     read; null on other statuses."""
+    # Extensions (issue #17): what the provider said about a failure, for people and for
+    # the provider's support; null where unknown (every status but a failed one).
+    provider_title: str | None = None
+    """The first error's title (WhatsApp `errors[].title`, else its `message`; Twilio's
+    `ChannelStatusMessage`)."""
+    provider_detail: str | None = None
+    """The first error's longer explanation (WhatsApp `errors[].error_data.details`)."""
+    fbtrace_id: str | None = None
+    """Meta's trace id of the failure, for Meta support (statuses carry none today)."""
+    description: str | None = None
+    """Telegram's `description` (Telegram has no statuses: always null here)."""
 
 
 class ContactsEvent(Event, kw_only=True, tag="contacts"):
@@ -206,6 +219,16 @@ class DeliveryEvent(Event, kw_only=True, tag="delivery"):
     detail: str | None = None
     """Extension: why a `failed` command failed, in words (the provider's error text, a
     network error or a timeout; never a token)."""
+    # Extensions (issue #17): the provider's own words about a failed send, kept apart so a
+    # person can quote them to the provider's support; null where the provider gave none.
+    provider_title: str | None = None
+    """WhatsApp and Meta: Graph's `error.message`; Twilio: its error `message`."""
+    provider_detail: str | None = None
+    """WhatsApp: Graph's `error.error_data.details`."""
+    fbtrace_id: str | None = None
+    """WhatsApp and Meta: Graph's `error.fbtrace_id`, what Meta support asks for."""
+    description: str | None = None
+    """Telegram: the Bot API's `description`."""
 
 
 AnyEvent = (
@@ -273,6 +296,17 @@ class Routed(msgspec.Struct):
     window, no latest message, no business route) and does not clear an opt-out, which
     only the contact's own action may end (CONTRACT §3). On a `member` event, `live` with
     `authored` marks the contact unblocking the bot: that clears a Telegram opt-out."""
+    alive: bool = False
+    """A sign of life of the business owner's own app on the account (a WhatsApp coexistence
+    echo or contact sync, or the onboarding itself): the router records its time in the
+    account's state (`seen`), from which it warns before the provider cuts an idle app off
+    (`Account.app_idle`)."""
+    verdict: Verdict | None = None
+    """On a failed `status` event: its error classified by the adapter's own table, the way
+    `classify` classifies the same code in a provider's answer (issue #17). The router
+    leaves the same mark a synchronous answer would (an opt-out, a hold, a closed window, a
+    country block, a halted account; `EFFECT_VERDICTS`), atomically with publishing the
+    status; None: nothing to record."""
 
 
 class BadItem(msgspec.Struct):
@@ -307,6 +341,11 @@ CommandType = Literal[
     "handoff",
     "handback",
     "escalate",
+    # Extensions (issue #17, adapters/rich.py): sent where the platform has them.
+    "list",
+    "location_request",
+    "contacts",
+    "sticker",
 ]
 COMMAND_TYPES: frozenset[str] = frozenset(CommandType.__args__)  # type: ignore[attr-defined]
 CONTROL_TYPES: frozenset[str] = frozenset({"handoff", "handback", "escalate"})
@@ -380,6 +419,10 @@ class Command(msgspec.Struct, frozen=True, kw_only=True):
     """Extension, Telegram only: a reply keyboard, or its removal (`Keyboard`)."""
     thread_id: str | None = None
     """Extension, Telegram only: the forum topic to post in (an event's `thread_id`)."""
+    menu: ListMenu | None = None
+    """Extension: a `list` command's button and sections of rows (`adapters.rich`)."""
+    contacts: list[ContactCard] | None = None
+    """Extension: a `contacts` command's cards, Graph's contact objects (`adapters.rich`)."""
 
 
 COMMAND_DECODER: msgspec.json.Decoder[Command] = msgspec.json.Decoder(Command)
@@ -391,13 +434,19 @@ class InvalidCommand(Exception):
 
 def telegram_only(command: Command) -> str | None:
     """Why a channel without Telegram's keyboards and topics must refuse `command` (its
-    `keyboard`, `thread_id` or a link button), or None: such fields are never dropped."""
+    `keyboard`, `thread_id`, or link buttons mixed with reply buttons), or None: such fields
+    are never dropped. Link buttons alone are a call-to-action message, which each channel
+    sends or refuses itself (`adapters.rich`)."""
     if command.keyboard is not None:
         return "keyboard (a reply keyboard) is Telegram only"
     if command.thread_id is not None:
         return "thread_id (a forum topic) is Telegram only"
-    if any(b.url is not None for b in command.buttons or ()):
-        return "link buttons (url) are Telegram only"
+    links = [b.url is not None for b in command.buttons or ()]
+    if any(links) and not all(links):
+        return (
+            "link buttons (url) beside reply buttons are Telegram only; elsewhere send the "
+            "link buttons alone, as an interactive command of their own"
+        )
     return None
 
 
@@ -417,7 +466,16 @@ Verdict = Literal[
     "opted_out",  # the contact refuses (131050 marketing opt-out, Telegram 403)
     "country_blocked",  # WhatsApp 130497: this (number, country) pair is blocked
     "halt",  # credentials or account (0, 190, 368, 131031, Telegram 401)
+    # Permanent for this message, and they leave a mark on the contact (issue #17):
+    "held",  # marketing held back for a while (WhatsApp 131049, Twilio 63049)
+    "undeliverable",  # the contact cannot be reached for now (WhatsApp 131026)
+    "window_closed",  # the provider says the 24-hour window is closed (WhatsApp 131047)
 ]
+EFFECT_VERDICTS: frozenset[str] = frozenset(
+    {"opted_out", "country_blocked", "halt", "held", "undeliverable", "window_closed"}
+)
+"""Verdicts that leave state behind (an opt-out, a block, a hold, a closed window, a halted
+account), whether they come in a provider's answer or in a failed status webhook."""
 
 
 class SendResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -433,3 +491,11 @@ class SendResult(msgspec.Struct, frozen=True, kw_only=True):
     """The provider's error text, for logs; never contains tokens."""
     migrate_to_chat_id: str | None = None
     """Telegram: the group became a supergroup with this id."""
+    provider_title: str | None = None
+    """The provider's error title or message (Graph `error.message`, Twilio `message`)."""
+    provider_detail: str | None = None
+    """The provider's longer explanation (Graph `error.error_data.details`)."""
+    fbtrace_id: str | None = None
+    """Graph's `error.fbtrace_id`."""
+    description: str | None = None
+    """Telegram's `description`."""

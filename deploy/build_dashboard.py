@@ -471,7 +471,7 @@ ACCOUNTS = Row(
 )
 
 HISTORY = Row(
-    "History sync (WhatsApp coexistence)",
+    "History sync and Business app silence (WhatsApp coexistence)",
     (
         Panel(
             "History sync progress",
@@ -491,6 +491,18 @@ HISTORY = Row(
             ),
             unit="ops",
             width=12,
+        ),
+        Panel(
+            "Business app silence per number",
+            "Time since the WhatsApp Business app on each coexistence number's phone last showed "
+            "a sign of life (an echo, a contact sync, the onboarding). Meta cuts the number off "
+            "after about 14 days (whatsapp.app_idle_cutoff_days); the gateway publishes a "
+            "BUSINESS_APP_INACTIVE account event at whatsapp.app_idle_warn_days (red line: "
+            "10 days, GatewayBusinessAppIdle).",
+            (q("max by (account) (gateway_business_app_idle_seconds)", "{{account}}"),),
+            unit="s",
+            width=24,
+            red_from=864000,
         ),
     ),
 )
@@ -600,6 +612,54 @@ NOTICES = Row(
     ),
 )
 
+MEDIA_CH = 'channel=~"$channel|"'
+"""A media request that named no configured conversation has no channel: shown under every
+choice of channel."""
+
+MEDIA = Row(
+    "Media endpoint: downloads for backends",
+    (
+        Panel(
+            "Media requests by outcome",
+            "GET /v1/media answers per channel: ok (streamed whole), refusals (unauthorized, "
+            "forbidden, unknown_conversation, invalid, not_found: expired at the provider, "
+            "too_large: over media.max_bytes) and failures (provider_error, timeout, "
+            "interrupted: cut off while streaming). The channel is empty for a request that "
+            "named no configured conversation.",
+            (
+                q(
+                    per_s("gateway_media_requests_total", "channel, outcome", MEDIA_CH),
+                    "{{channel}} {{outcome}}",
+                ),
+            ),
+            unit="reqps",
+        ),
+        Panel(
+            "Media not served",
+            "Every answer but ok, per second: many unauthorized or forbidden means a backend "
+            "with a wrong or another assistant's key; provider_error and timeout, the provider "
+            "failing; not_found, backends asking for media after the provider dropped it.",
+            (
+                q(
+                    per_s(
+                        "gateway_media_requests_total",
+                        "channel, outcome",
+                        f'{MEDIA_CH}, outcome!="ok"',
+                    ),
+                    "{{channel}} {{outcome}}",
+                ),
+            ),
+            unit="reqps",
+        ),
+        Panel(
+            "Media bytes streamed",
+            "Bytes per second streamed from the providers to backends, per channel.",
+            (q(per_s("gateway_media_bytes_total", "channel"), "{{channel}}"),),
+            unit="Bps",
+        ),
+    ),
+)
+
 ROWS: Final = (
     INSTANCES,
     INGRESS,
@@ -614,6 +674,7 @@ ROWS: Final = (
     REDIS,
     JOURNAL,
     NOTICES,
+    MEDIA,
 )
 
 

@@ -18,9 +18,16 @@ from aiohttp.web import BaseRequest, StreamResponse
 REDACTED = "REDACTED"
 
 
+MEDIA = "/v1/media/"
+"""The media endpoint's path names a conversation, so a contact: not for the access log."""
+
+
 def redact_target(target: str) -> str:
-    """A request target with every query value replaced by REDACTED (names kept)."""
+    """A request target with every query value replaced by REDACTED (names kept), and what
+    follows `/v1/media/` in the path (a conversation id and a media id) too."""
     path, sep, query = target.partition("?")
+    if path.startswith(MEDIA):
+        path = MEDIA + REDACTED
     if not query:
         return path + sep
     names = (part.partition("=")[0] for part in query.split("&"))

@@ -1,15 +1,23 @@
-"""Per-number gauges: connected, halted, history sync progress. Both paths move them: the
-inbound one from account events, the outbound one from send results and Redis state.
+"""Per-number gauges: connected, halted, history sync progress, the silence of the owner's
+own app. Both paths move them: the inbound one from account events, the outbound one from
+send results and Redis state (router/upkeep.py for the app's silence).
 
 `account` label values are configured numbers and bots (config.yaml), never contacts.
 """
 
 from __future__ import annotations
 
+import contextlib
+from typing import Final
+
 from prometheus_client import CollectorRegistry, Gauge
 
 from adapters.schema import AccountEvent
 from gateway.scrape import CONNECTED_MODE, HALTED_MODE, PROGRESS_MODE, SUBSCRIBED_MODE
+
+APP_IDLE_MODE: Final = "mostrecent"
+"""Across worker processes: every worker measures the same Redis state; the newest reading
+is the truth (gateway/scrape.py)."""
 
 
 class AccountGauges:
@@ -39,6 +47,15 @@ class AccountGauges:
             registry=r,
             multiprocess_mode=SUBSCRIBED_MODE,
         )
+        self.business_app_idle = Gauge(
+            "gateway_business_app_idle_seconds",
+            "Seconds since the owner's Business app on a coexistence number last showed a "
+            "sign of life (an echo, a contact sync, the onboarding); the number is cut off "
+            "after about 14 days of it (app_idle_cutoff_days)",
+            ["account"],
+            registry=r,
+            multiprocess_mode=APP_IDLE_MODE,
+        )
         self.account_halted = Gauge(
             "gateway_account_halted",
             "1 while a number or bot is stopped by a credential or account error",
@@ -46,6 +63,15 @@ class AccountGauges:
             registry=r,
             multiprocess_mode=HALTED_MODE,
         )
+
+    def app_idle(self, channel: str, account_id: str, idle_s: float | None) -> None:
+        """Seconds since the last sign of life of the owner's app; None: not watched (any
+        more), the series goes."""
+        if idle_s is not None:
+            self.business_app_idle.labels(account_id).set(idle_s)
+            return
+        with contextlib.suppress(KeyError):  # never set in this process
+            self.business_app_idle.remove(account_id)
 
     def subscribed(self, channel: str, account_id: str, subscribed: bool) -> None:
         self.webhook_subscribed.labels(channel, account_id).set(1 if subscribed else 0)

@@ -9,7 +9,8 @@ closes), the HTTP client session for the provider APIs, and the reply workers (a
 background task, stopped and awaited on shutdown so in-flight sends finish), and with a
 `notifications:` section the escalation notices (router/notifications.py: the writer of echo
 takeovers, a named task) and the notifier (router/notifier.py: its own HTTP session and a
-named task where reply workers run), stopped after the reply workers. Handlers reach
+named task where reply workers run), stopped after the reply workers, and the media
+endpoint's HTTP client for provider downloads (gateway/media.py). Handlers reach
 them through typed `AppKey`s (gateway.state). The application never starts Redis: `gateway
 serve` does that (embedded Redis) before building the app, so tests can hand in any URL.
 """
@@ -32,7 +33,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from adapters import CHANNELS
 from adapters.notice import targets
-from gateway import handlers
+from gateway import handlers, media
 from gateway.config import Settings, channel_sections
 from gateway.journal import Journal
 from gateway.metrics import Metrics
@@ -90,7 +91,9 @@ def create_app(
     app.cleanup_ctx.append(_notices_ctx)
     app.cleanup_ctx.append(_outbox_ctx)
     app.cleanup_ctx.append(_subscriptions_ctx)
+    app.cleanup_ctx.append(media.session_ctx)
     handlers.add_routes(app)
+    media.add_routes(app)
     return app
 
 

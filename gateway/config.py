@@ -37,6 +37,7 @@ import yaml
 
 from adapters import CHANNELS, ChannelSettings, credentials
 from adapters.account import Secret
+from adapters.media import MediaSettings
 from adapters.meta_messaging import InstagramSettings, MessengerSettings
 from adapters.notice import NotificationSettings
 from adapters.telegram import TelegramSettings
@@ -134,6 +135,11 @@ class RedisSettings(msgspec.Struct, **_STRUCT):
     embedded_tcp: bool = False
     """The embedded server also listens on 127.0.0.1:embedded_port (password required); by
     default only on its Unix socket (see gateway.embedded)."""
+    embedded_appendfsync: Literal["everysec", "always"] = "everysec"
+    """How often the embedded server fsyncs its append-only file: `everysec` (a power cut or
+    kernel crash may lose the last second of acknowledged webhooks; a killed process loses
+    nothing) or `always` (nothing acknowledged is lost; costs webhooks/s: benchmarks/README.md,
+    "Faults")."""
     embedded_maxmemory: int | str = "50%"
     """Its `maxmemory` (noeviction): bytes, `512mb`/`2gb`, or a share of this machine's memory.
     Half leaves the rest to the AOF rewrite's fork and the gateway."""
@@ -175,6 +181,8 @@ class Settings(msgspec.Struct, **_STRUCT):
     twilio: TwilioSettings | None = None
     notifications: NotificationSettings | None = None
     """Escalation notices (router/notifications.py); absent: none are written."""
+    media: MediaSettings | None = None
+    """The media endpoint for backends (gateway/media.py); absent: it answers 404."""
 
 
 def channel_sections(settings: Settings) -> dict[str, ChannelSettings | None]:
@@ -427,7 +435,29 @@ def check(settings: Settings) -> None:
             settings.notifications.check()
         except ValueError as exc:  # names the key, never the value
             raise ConfigError(str(exc)) from None
+    if settings.media is not None:
+        _check_media(settings, settings.media)
     _check_exposed_secrets(settings)
+
+
+def _check_media(settings: Settings, media: MediaSettings) -> None:
+    """The section's own rules, then: each key names an assistant some account is bound to
+    (a misspelt name would make a key that opens nothing)."""
+    try:
+        media.check()
+    except ValueError as exc:  # names the key, never the value
+        raise ConfigError(str(exc)) from None
+    assistants = {
+        account.assistant
+        for section in channel_sections(settings).values()
+        if section is not None
+        for account in section.accounts()
+    }
+    for i, entry in enumerate(media.api_keys):
+        if entry.assistant not in assistants:
+            raise ConfigError(
+                f"media.api_keys[{i}].assistant: no account is bound to {entry.assistant!r}"
+            )
 
 
 def _check_public_url(server: ServerSettings) -> None:
@@ -569,10 +599,15 @@ def _check_exposed_secrets(settings: Settings) -> None:
 
 
 def secrets_of(settings: Settings) -> list[Secret]:
-    """Every credential in the config, channel by channel, then the notifications'."""
-    return [
-        secret
-        for section in channel_sections(settings).values()
-        if section is not None
-        for secret in section.secrets()
-    ] + (settings.notifications.secrets() if settings.notifications is not None else [])
+    """Every credential in the config, channel by channel, then the notifications' and the
+    media endpoint's API keys."""
+    return (
+        [
+            secret
+            for section in channel_sections(settings).values()
+            if section is not None
+            for secret in section.secrets()
+        ]
+        + (settings.notifications.secrets() if settings.notifications is not None else [])
+        + (settings.media.secrets() if settings.media is not None else [])
+    )

@@ -1,5 +1,6 @@
 """`gateway inspect`: what is waiting in the streams, the dead letters by reason, the state of
-every configured account, and optionally one conversation, read from the gateway's Redis.
+every configured account (and of coexistence numbers' own apps: silence, syncs), and
+optionally one conversation, read from the gateway's Redis.
 
 Read-only: it writes nothing to Redis. Times are Redis's clock (stream ids, the limiter).
 """
@@ -15,7 +16,7 @@ import msgspec
 from redis.exceptions import ResponseError
 
 from adapters import countries
-from adapters.channel import adapter_of
+from adapters.channel import SYNC_KINDS, adapter_of
 from gateway.app import directory_from
 from gateway.config import Settings
 from gateway.ops import ToolError, duration, redis_now_ms, table
@@ -121,6 +122,48 @@ async def accounts_info(
             }
         )
     return out
+
+
+async def business_apps(
+    redis: RedisClient, directory: Directory, now_s: float
+) -> list[dict[str, Any]]:
+    """The owner's own app of each account that has one (coexistence numbers) and any state
+    for it: its last sign of life and silence against the account's rule (router/upkeep.py),
+    the stretch warned of, and the last sync request of each kind (`gateway accounts sync`)."""
+    accounts = list(directory.accounts.values())
+    fields = [keys.SEEN, keys.WARNED, *(keys.SYNC + kind for kind in SYNC_KINDS)]
+    pipe = redis.pipeline(transaction=False)
+    for a in accounts:
+        pipe.hmget(keys.account_state(keys.inbox(a.assistant), a.channel, a.account_id), fields)
+    out = []
+    for a, (seen, warned, *syncs) in zip(accounts, await pipe.execute(), strict=True):
+        if seen is None and not any(syncs):
+            continue  # never watched, never synced
+        rule = a.app_idle
+        seen_s = _int(_text(seen)) if seen is not None else None
+        out.append(
+            {
+                "channel": a.channel,
+                "account": a.account_id,
+                "assistant": a.assistant,
+                "last_seen": seen_s,
+                "idle_seconds": None if seen_s is None else max(0.0, now_s - seen_s),
+                "warn_days": rule.warn_s / 86400 if rule else None,
+                "cutoff_days": rule.cutoff_s / 86400 if rule else None,
+                "warned": warned is not None and warned == seen,
+                "sync": {k: _record(v) for k, v in zip(SYNC_KINDS, syncs, strict=True)},
+            }
+        )
+    return out
+
+
+def _record(value: Any) -> dict[str, Any] | None:
+    """A `sync:<kind>` record as `gateway accounts sync` wrote it; None if none (or unreadable)."""
+    try:
+        found = json.loads(value) if value is not None else None
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
 
 
 async def conversation_info(
@@ -231,6 +274,9 @@ async def inspect(
         "deadletters_by_reason": await deadletter_reasons(redis),
         "accounts": await accounts_info(redis, directory, now_ms),
     }
+    apps = await business_apps(redis, directory, now_ms / 1000)
+    if apps:  # only once the gateway has watched one, or a sync was asked
+        report["business_apps"] = apps
     if conversation is not None:
         report["conversation"] = await conversation_info(redis, directory, conversation, now_ms)
     return report
@@ -243,6 +289,8 @@ def render(report: dict[str, Any], as_json: bool) -> str:
     reasons = report["deadletters_by_reason"]
     parts.append(table(["reason", "count"], sorted(reasons.items())) if reasons else "(none)")
     parts += ["", "ACCOUNTS", _accounts_table(report["accounts"])]
+    if "business_apps" in report:
+        parts += ["", "BUSINESS APPS (own app on the phone)", _apps_table(report["business_apps"])]
     if "conversation" in report:
         parts += ["", "CONVERSATION", _conversation_text(report["conversation"], report)]
     return "\n".join(parts)
@@ -277,6 +325,31 @@ def _accounts_table(accounts: list[dict[str, Any]]) -> str:
     ]
     headers = ["channel", "account", "assistant", "enabled", "halted", "disconnected", "sent/s"]
     return table(headers, rows)
+
+
+def _apps_table(apps: list[dict[str, Any]]) -> str:
+    rows = []
+    for a in apps:
+        idle, warn, cutoff = a["idle_seconds"], a["warn_days"], a["cutoff_days"]
+        silent = None if idle is None else duration(idle)
+        if silent is not None and cutoff is not None:
+            silent += f" (warn {warn:g}d, cut off {cutoff:g}d{', WARNED' if a['warned'] else ''})"
+        rows.append(
+            [a["channel"], a["account"], silent, *(_sync_cell(a["sync"][k]) for k in SYNC_KINDS)]
+        )
+    return table(["channel", "account", "silent for", *(f"{k} sync" for k in SYNC_KINDS)], rows)
+
+
+def _sync_cell(record: dict[str, Any] | None) -> str | None:
+    if record is None:
+        return None
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(record.get("at") or 0))
+    said = str(record.get("outcome"))
+    if record.get("request_id"):
+        said += f" {record['request_id']}"
+    elif record.get("code"):
+        said += f" (code {record['code']})"
+    return f"{said} at {stamp}"
 
 
 def _when(epoch: float | None, now: float) -> str | None:

@@ -11,6 +11,7 @@ path reports to (`OutboundObserver`). Its parts, one module each:
                                        scrapes in one process)
     outbound_metrics  OutboundMetrics  sends, provider errors, waits, the outbox queue
     account_metrics   AccountGauges    connected / halted / history progress per number
+    media_metrics     MediaMetrics     the media endpoint: requests by outcome, bytes
     scrape            exposition, and how each gauge combines across worker processes
 
 and here the process's own: Redis errors and memory, draining, the journal (webhooks of
@@ -26,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gateway import scrape
 from gateway.account_metrics import AccountGauges
+from gateway.media_metrics import MediaMetrics
 from gateway.outbound_metrics import OutboundMetrics
 from gateway.scrape import DRAINING_MODE, JOURNAL_MODE, REDIS_MEMORY_MODE
 from gateway.webhook_metrics import LATENCY_BUCKETS, WebhookMetrics
@@ -48,6 +50,7 @@ class Metrics:
         self.accounts = AccountGauges(r)
         self.webhooks = WebhookMetrics(r, self.accounts, defer)
         self.outbound = OutboundMetrics(r, self.webhooks.deadletters)
+        self.media = MediaMetrics(r)
         self._process(r)
         self._bind()
 
@@ -112,6 +115,7 @@ class Metrics:
         self.halted = accounts.halted
         self.connected = accounts.connected
         self.subscribed = accounts.subscribed
+        self.app_idle = accounts.app_idle
 
     def redis_memory(self, used: int, maximum: int) -> None:
         self.redis_memory_used.set(used)

@@ -42,6 +42,7 @@ from router.pacing import Pacing
 from router.scriptpipe import ScriptHost
 from router.sender import Sender
 from router.settings import OutboundSettings, PolicySettings, RouterSettings
+from router.upkeep import AppUpkeep
 
 log = logging.getLogger("gateway.outbound")
 
@@ -90,6 +91,7 @@ class Outbox:
         self.consumer = Consumer(
             redis, host, directory, self.ledger, settings, observer, name, self._run
         )
+        self.upkeep = AppUpkeep(redis, host, directory, observer, router.inbox_maxlen)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -113,10 +115,12 @@ class Outbox:
         """Each configured account's halt and disconnect as Redis holds them, to the gauges
         (every `outbound.claim_idle_seconds` / 4 while running): what another process (a
         worker, another instance, `gateway accounts clear-halt`) changed shows here too, not
-        only what this process saw happen."""
+        only what this process saw happen. Then the silence of owners' own apps, with its
+        warning (router/upkeep.py)."""
         for (channel, account_id), (halt, disc) in (await self._states()).items():
             self.observer.halted(channel, account_id, halt)
             self.observer.connected(channel, account_id, disc is None)
+        await self.upkeep.check()  # the silence of owners' own apps (coexistence)
 
     async def start(self) -> bool:
         """Create the consumer group and forget credential halts (`forget_halts`): a restart

@@ -40,7 +40,7 @@ class Routing:
                 continue
             for number in self._directory.wabas.get(item.waba, ()):
                 event = msgspec.structs.replace(item.event, account_id=number)
-                yield Routed(event, item.dedup, item.rank, item.live)
+                yield Routed(event, item.dedup, item.rank, item.live, alive=item.alive)
             if item.waba not in self._directory.wabas:
                 yield item  # dead-lettered as an unknown account
 

@@ -19,10 +19,10 @@ import random
 
 import aiohttp
 
-from adapters import HttpRequest, countries
-from adapters.schema import Command, InvalidCommand, SendResult
-from router import keys
-from router.client import RedisClient
+from adapters import HttpRequest
+from adapters.schema import EFFECT_VERDICTS, Command, InvalidCommand, SendResult
+from router import effects, scripts
+from router.client import RedisClient, scripts_of
 from router.ledger import Claim, Ledger, Result
 from router.observer import OutboundObserver
 from router.pacing import Pacing
@@ -60,8 +60,9 @@ class Sender:
         self._ledger = ledger
         self._retry = outbound.retry
         self._timeout = aiohttp.ClientTimeout(total=outbound.request_timeout_seconds)
-        self._country_block_s = max(policy.country_block_seconds, 1)
+        self._policy = policy
         self._observer = observer
+        self._verdict = scripts.load(scripts_of(redis), "verdict")
 
     async def send(self, claim: Claim, command: Command, wait_until: float) -> Result:
         """Send the command, retrying as its answers allow; its end as a Result."""
@@ -179,23 +180,38 @@ class Sender:
                 await self._hold_recipient(target, result, attempt)
                 return None
             case "opted_out":
-                await self._redis.hset(target.key("conv"), "oo", str(code or 0))  # type: ignore[misc]
+                await self._mark(target, result)
                 return _failed(target, "opted_out", result)
             case "country_blocked":
-                await self._block_country(target, code)
+                await self._mark(target, result)
                 return _failed(target, "cross_country", result)
             case "halt":
                 await self._halt(target, result)
+            case "held" | "undeliverable" | "window_closed":
+                # Permanent for this message (`provider_error` with the code, as before); the
+                # mark refuses the next commands the answer says cannot go either.
+                await self._mark(target, result)
         return _failed(target, "provider_error", result)
 
-    async def _block_country(self, target: Target, code: int | None) -> None:
-        country = countries.of_contact(target.address) or "??"
-        block = keys.country_block(target.inbox, target.account.account_id, country)
-        await self._redis.set(block, str(code), ex=self._country_block_s)
+    async def _mark(self, target: Target, result: SendResult) -> None:
+        """What the answer means beyond this send (router/effects.py, effect.lua): the same
+        mark a failed status webhook with this code leaves."""
+        if result.verdict not in EFFECT_VERDICTS:
+            return
+        account = target.account
+        found = effects.mark(
+            self._policy, result.verdict, target.inbox, account.channel, account.account_id,
+            target.address,
+        )  # fmt: skip
+        if found is None:
+            return
+        ttl = self._ledger.conversation_ttl_s if found.conversation else 0
+        code = result.provider_code or 0
+        await self._verdict(keys=[found.key], args=[result.verdict, code, found.hold_s, ttl])
 
     async def _halt(self, target: Target, result: SendResult) -> None:
         code, account_id = result.provider_code, target.account.account_id
-        await self._redis.hset(target.key("acct"), "halt", str(code or 0))  # type: ignore[misc]
+        await self._mark(target, result)
         self._observer.halted(target.channel, account_id, str(code))
         log.error(
             "%s account %s halted by provider error %s: %s",
@@ -240,8 +256,21 @@ def _failed(target: Target, reason: str, last: SendResult | None) -> Result:
     which a provider URL in an error text may hold, taken out)."""
     if last is None:
         return Result("failed", reason, detail="not sent")
-    detail = last.detail or None
-    if detail is not None:
-        token = target.account.token
-        detail = (detail.replace(token, "<redacted>") if token else detail)[:DETAIL_MAX]
-    return Result("failed", reason, last.provider_code, None, detail)
+    token = target.account.token
+
+    def said(text: str | None) -> str | None:
+        if not text:
+            return None
+        return (text.replace(token, "<redacted>") if token else text)[:DETAIL_MAX]
+
+    return Result(
+        "failed",
+        reason,
+        last.provider_code,
+        None,
+        said(last.detail),
+        provider_title=said(last.provider_title),
+        provider_detail=said(last.provider_detail),
+        fbtrace_id=said(last.fbtrace_id),
+        description=said(last.description),
+    )

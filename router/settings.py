@@ -19,6 +19,10 @@ _STRUCT = {"frozen": True, "forbid_unknown_fields": True, "kw_only": True}
 
 class RouterSettings(msgspec.Struct, **_STRUCT):
     dedup_ttl_seconds: Annotated[int, msgspec.Meta(ge=48 * 3600)] = 48 * 3600
+    dedup_shards: Annotated[int, msgspec.Meta(ge=1, le=65536)] = 1024
+    """Dedup marks are fields of hashes, one per (stream, time bucket, shard): this many
+    shards per stream and bucket, so no hash grows past a few thousand fields at the rates
+    the gateway takes (router/keys.py `marks`)."""
     """How long a delivered wamid / status / update_id is remembered (at least 48 h)."""
     inbox_maxlen: Annotated[int, msgspec.Meta(ge=1000)] = 1_000_000
     """Approximate cap of each inbox stream (XADD MAXLEN ~)."""
@@ -38,6 +42,15 @@ class PolicySettings(msgspec.Struct, **_STRUCT):
     send_wait_max_seconds: Seconds = 60.0
     human_takeover_seconds: Annotated[int, msgspec.Meta(ge=0)] = 900
     country_block_seconds: Annotated[int, msgspec.Meta(ge=0)] = 604800
+    marketing_hold_seconds: Annotated[int, msgspec.Meta(ge=0)] = 86400
+    """After Meta's per-user marketing cap (WhatsApp 131049, Twilio 63049), in an answer or
+    a failed status: marketing templates to that contact are `rejected/held` this long
+    (Meta: wait at least 24 h). 0: no hold."""
+    undeliverable_hold_seconds: Annotated[int, msgspec.Meta(ge=0)] = 3600
+    """After "message undeliverable" (WhatsApp 131026; Twilio 63003, 63024): every command
+    to that contact is `rejected/undeliverable` this long, or until the contact writes
+    (which shows it can be reached), so nothing loops on a number that cannot receive.
+    0: no hold."""
     limiter_guard_ms: Annotated[float, msgspec.Meta(ge=0, le=500)] = 50.0
     """Sends are spaced (1 s + guard) / mps apart, so network jitter between the gateway and
     the provider cannot put mps + 1 sends into one 1-second window at the provider."""

@@ -159,6 +159,11 @@ def pytest_configure(config: pytest.Config) -> None:
         _first_on_path(_REDIS_SERVER, config)
     config.addinivalue_line("markers", "cluster: also runs against a Redis Cluster")
     config.addinivalue_line("markers", "uvloop_too: runs on asyncio's loop and on uvloop")
+    config.addinivalue_line(
+        "markers",
+        "once: a harness that starts its own servers (fault injection, fuzzing, building the "
+        "client's wheel): scripts/test runs it in the first pass only (-m 'not once' after)",
+    )
 
 
 def _first_on_path(binary: Path, config: pytest.Config) -> None:
@@ -242,6 +247,11 @@ async def all_keys(redis: Redis, pattern: str = "*") -> list[bytes]:
         found: list[bytes] = await redis.keys(pattern, target_nodes=RedisCluster.PRIMARIES)
         return found
     return await redis.keys(pattern)
+
+
+async def dedup_marks(redis: Redis) -> int:
+    """How many dedup marks Redis holds (fields of the `gw:mk:*` hashes, router/keys.py)."""
+    return sum([await redis.hlen(key) for key in await all_keys(redis, "gw:mk:*")])  # type: ignore[misc]
 
 
 async def config_set(redis: Redis, name: str, value: str) -> None:

@@ -168,6 +168,9 @@ def test_query_values_never_reach_the_access_log(
             "/w?hub.verify_token=REDACTED&hub.challenge=REDACTED",
         ),
         ("/w?flag&x=a=b", "/w?flag=REDACTED&x=REDACTED"),
+        # the media endpoint's path names a contact (its conversation id)
+        ("/v1/media/whatsapp:1065:5511987650000/9988", "/v1/media/REDACTED"),
+        ("/v1/media/telegram:7:42/AgAC?url=https://x", "/v1/media/REDACTED?url=REDACTED"),
     ],
 )
 def test_targets_keep_query_names_and_lose_values(target: str, logged: str) -> None:

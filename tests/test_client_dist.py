@@ -16,6 +16,8 @@ from redis import Redis
 
 ROOT = Path(__file__).parent.parent
 
+pytestmark = pytest.mark.once  # builds and installs a wheel: the first pass only
+
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -10,10 +10,21 @@ from typing import Any, Final
 
 from adapters import meta
 from adapters.account import Account, interval_us
-from adapters.channel import Action, HttpRequest, Pace, ProviderCall, Subscription, Webhook
+from adapters.channel import (
+    NO_SYNC,
+    Action,
+    HttpRequest,
+    Pace,
+    ProviderCall,
+    Subscription,
+    SyncAnswer,
+    SyncKind,
+    Webhook,
+)
+from adapters.media import MediaCall, MediaError, MediaRef, MediaSettings
 from adapters.meta import SIGNATURE_HEADER, MetaReceiver
 from adapters.meta_apps import with_proof
-from adapters.meta_messaging import _webhooks
+from adapters.meta_messaging import _media, _webhooks
 from adapters.meta_messaging._inbound import parse
 from adapters.meta_messaging._outbound import build_request, classify
 from adapters.schema import Command, Parsed, SendResult
@@ -154,3 +165,26 @@ class MetaMessaging:
     ) -> dict[str, str] | None:
         """Meta's `hub.*` verification query with the section's verify token."""
         return None if settings is None else handshake(settings.verify_token, challenge)
+
+    def media(
+        self, account: Account, api_base: str, ref: MediaRef, settings: MediaSettings
+    ) -> MediaCall:
+        """The event's CDN URL, fetched without credentials, on an allowed host only."""
+        return _media.download(ref, settings)
+
+    def media_found(self, account: Account, api_base: str, status: int, body: bytes) -> MediaCall:
+        """Never asked: the URL is the file itself, no lookup."""
+        raise MediaError("provider", "this channel has no media lookups")
+
+    def media_refused(self, status: int, body: bytes) -> MediaError:
+        """The CDN's refusal (403: the URL's signature expired)."""
+        return _media.refused(status, body)
+
+    def sync_call(self, settings: Any, account: Account, kind: SyncKind) -> ProviderCall | None:
+        """Pages and Instagram accounts have no owner's app data to sync."""
+        return None
+
+    def sync_answer(
+        self, settings: Any, account: Account, kind: SyncKind, status: int, body: bytes
+    ) -> SyncAnswer:
+        return NO_SYNC

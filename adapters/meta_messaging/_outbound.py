@@ -28,6 +28,13 @@ Meta's own pages decide:
   integrations in the field send a top-level `"reply_to": {"mid": ...}` beside `message`, and
   so does Messenger here. Instagram's guide documents nothing like it, so there the quote is
   left out: the message still goes, unquoted, rather than risk Meta refusing it.
+- link buttons (an `interactive` whose buttons all have `url`, issue #17): the button
+  template, `attachment {type: template, payload: {template_type: button, text, buttons:
+  [{type: web_url, url, title}]}}`: 1-3 buttons, titles at most 20 characters, text at most
+  640 characters (Messenger's button template page; Instagram's, for Instagram Login, shows
+  the same template and names no other limit, so the same are applied there). `list`,
+  `location_request`, `contacts` and `sticker` have no Send API form (Messenger's location
+  quick reply and list template are retired) and are refused.
 - sender actions (`typing_on`, `mark_seen`, `react`/`unreact`) go alone: no message, no
   `messaging_type`, no tag, no metadata. Instagram's guide takes any emoji as a reaction;
   Messenger's pages list none, so the emoji is passed on as given.
@@ -43,8 +50,9 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple
+from urllib.parse import urlsplit
 
-from adapters import answers
+from adapters import answers, rich
 from adapters.schema import (
     Command,
     InvalidCommand,
@@ -61,6 +69,10 @@ INSTAGRAM_TEXT_MAX_BYTES: Final = 1000
 QUICK_REPLIES_MAX: Final = 13
 QUICK_REPLY_TITLE_MAX: Final = 20
 QUICK_REPLY_PAYLOAD_MAX: Final = 1000
+BUTTON_TEMPLATE_TEXT_MAX: Final = 640
+"""Characters of a button template's text."""
+LINK_BUTTONS_MAX: Final = 3
+LINK_TITLE_MAX: Final = 20
 METADATA_MAX: Final = 1000
 METADATA_PREFIX: Final = "gw:"
 """`message.metadata` of every Messenger send; the parser drops echoes that carry it."""
@@ -130,7 +142,7 @@ def build_request(
         return ProviderRequest(path, {"recipient": recipient, **action(command)})
     build = _MESSAGES.get(command.type)
     if build is None:
-        raise InvalidCommand(_unsendable(command.type))
+        raise InvalidCommand(_unsendable(command.type, rules.name))
     message = _message(rules, command, build)
     body: dict[str, Any] = {"recipient": recipient, **typed, "message": message}
     if rules.quotes and command.reply_to:
@@ -168,7 +180,7 @@ def _message(
     return message
 
 
-def _unsendable(kind: str) -> str:
+def _unsendable(kind: str, platform: str) -> str:
     match kind:
         case "template":
             return (
@@ -180,7 +192,7 @@ def _unsendable(kind: str) -> str:
             return "location: the Send API cannot send one; send the address or a map link as text"
         case "handoff" | "handback":
             return f"{kind} is a control command: it sends nothing to Meta"
-    return f"unknown command type {kind!r}"
+    return rich.refusal(kind, platform) or f"unknown command type {kind!r}"
 
 
 def _required_text(rules: _Rules, command: Command) -> str:
@@ -213,8 +225,10 @@ def _media(rules: _Rules, command: Command) -> dict[str, Any]:
 
 
 def _interactive(rules: _Rules, command: Command) -> dict[str, Any]:
-    text = _required_text(rules, command)
     buttons = command.buttons or []
+    if buttons and all(b.url is not None for b in buttons):
+        return _button_template(rules, command)
+    text = _required_text(rules, command)
     if not 1 <= len(buttons) <= QUICK_REPLIES_MAX:
         raise InvalidCommand(
             f"interactive: needs 1 to {QUICK_REPLIES_MAX} buttons (quick replies), "
@@ -233,6 +247,48 @@ def _interactive(rules: _Rules, command: Command) -> dict[str, Any]:
             )
     replies = [{"content_type": "text", "title": b.title, "payload": b.id} for b in buttons]
     return {"text": text, "quick_replies": replies}
+
+
+def _button_template(rules: _Rules, command: Command) -> dict[str, Any]:
+    """Link buttons alone: the button template with `web_url` buttons."""
+    text = command.text
+    if text is None or not text.strip():
+        raise InvalidCommand("interactive: text is required and must not be blank")
+    if len(text) > BUTTON_TEMPLATE_TEXT_MAX:
+        raise InvalidCommand(
+            f"interactive: text is {len(text)} characters; {rules.name}'s button template "
+            f"takes at most {BUTTON_TEMPLATE_TEXT_MAX}"
+        )
+    buttons = command.buttons or []
+    if len(buttons) > LINK_BUTTONS_MAX:
+        raise InvalidCommand(
+            f"interactive: {rules.name} takes 1 to {LINK_BUTTONS_MAX} link buttons, "
+            f"got {len(buttons)}"
+        )
+    links = [_link_button(b.id, b.title, b.url or "") for b in buttons]
+    payload = {"template_type": "button", "text": text, "buttons": links}
+    return {"attachment": {"type": "template", "payload": payload}}
+
+
+def _link_button(button_id: str, title: str, url: str) -> dict[str, str]:
+    if button_id:
+        raise InvalidCommand("interactive: a link button has a url and no id")
+    if not title.strip() or len(title) > LINK_TITLE_MAX:
+        raise InvalidCommand(
+            f"interactive: link button title {title!r} must be 1-{LINK_TITLE_MAX} characters"
+        )
+    if not _is_web_url(url):
+        raise InvalidCommand(f"interactive: link {url!r} is not an http or https URL with a host")
+    return {"type": "web_url", "url": url, "title": title}
+
+
+def _is_web_url(text: str) -> bool:
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 (a port out of range raises here)
+    except ValueError:
+        return False
+    return url.scheme in ("https", "http") and bool(url.hostname) and text.strip() == text
 
 
 _MESSAGES: Final[dict[str, Callable[[_Rules, Command], dict[str, Any]]]] = {
@@ -286,6 +342,10 @@ Instagram user or thread gone: recipient-permanent until the contact writes agai
 before the code, since Meta sends 1545041 under 200 too, which would otherwise halt the Page."""
 _WINDOW_SUBCODES: Final = frozenset({2018278, 2534022, 2018065})
 """Outside the allowed window: permanent for this message only."""
+_FAILED: Final = frozenset({2534025, 2534013, 9010})
+"""Instagram: a private reply already used, the private-reply limit (field observations,
+UNCERTAIN); "No matching Instagram user" (Meta's App Review bot): permanent for this
+message, the recipient stays reachable."""
 _REGAIN_HEADER: Final = "x-business-use-case-usage"
 _TOKENS: Final = re.compile(
     r"(?:\b(?:EAA|IGAA|IGQV)[A-Za-z0-9_-]{16,})|(?<=access_token=)[^&\s\"']+"
@@ -324,12 +384,22 @@ def _error(
     subcode = raw_subcode if answers.is_int(raw_subcode) else None
     verdict = _verdict_for(code, subcode) or _by_status(status)
     wait = _regain_s(error, headers) if code in _RATE_LIMITS else None
+    message, trace = error.get("message"), error.get("fbtrace_id")
     return SendResult(
         verdict=verdict,
         provider_code=code,
         retry_after_s=wait,
         detail=_detail(code, subcode, error),
+        provider_title=_said(
+            _TOKENS.sub("[redacted]", message) if isinstance(message, str) else ""
+        ),
+        fbtrace_id=_said(trace if isinstance(trace, str) else "", 100),
     )
+
+
+def _said(text: str, limit: int = DETAIL_MAX) -> str | None:
+    """What the delivery quotes of Meta's answer (`provider_title`, `fbtrace_id`)."""
+    return text[:limit] or None
 
 
 def _verdict_for(code: int, subcode: int | None) -> Verdict | None:
@@ -349,7 +419,7 @@ def _verdict_for(code: int, subcode: int | None) -> Verdict | None:
         # Without a subcode: the app lacks the permission (stop the account). A subcode names
         # a problem of this message; one not known here fails it without stopping the Page.
         return "halt" if subcode is None else "failed"
-    if code == 100:
+    if code == 100 or code in _FAILED:
         return "failed"  # invalid parameter (a retired tag, an attachment too large, ...)
     return None
 

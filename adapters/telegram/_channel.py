@@ -8,7 +8,9 @@ from typing import Final
 
 from adapters.account import Account, interval_us
 from adapters.channel import Action, ChannelDefaults, HttpRequest, Pace, ProviderCall, Subscription
+from adapters.media import MediaCall, MediaError, MediaRef, MediaSettings
 from adapters.schema import Command, Parsed, SendResult
+from adapters.telegram import _media
 from adapters.telegram._config import TelegramSettings
 from adapters.telegram._inbound import parse_update
 from adapters.telegram._outbound import build_request, classify
@@ -106,3 +108,17 @@ class Telegram(ChannelDefaults):
     def handshake_query(self, settings: TelegramSettings, challenge: str) -> dict[str, str] | None:
         """None: Telegram has no GET handshake; the secret token proves each update."""
         return None
+
+    def media(
+        self, account: Account, api_base: str, ref: MediaRef, settings: MediaSettings
+    ) -> MediaCall:
+        """`getFile?file_id=…` with the bot's token in the path."""
+        return _media.lookup(account, api_base, ref)
+
+    def media_found(self, account: Account, api_base: str, status: int, body: bytes) -> MediaCall:
+        """getFile's `file_path` → `{api_base}/file/bot<token>/<file_path>`."""
+        return _media.found(account, api_base, status, body)
+
+    def media_refused(self, status: int, body: bytes) -> MediaError:
+        """The file URL's refusal (404: expired)."""
+        return _media.refused(status, body)

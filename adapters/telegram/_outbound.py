@@ -14,8 +14,14 @@ message could carry is refused, never dropped.
 
 Markup (`reply_markup`): `interactive` sends an inline keyboard, one button a row: a button
 with `id` is a callback button (`callback_data`), one with `url` a link button. Any message
-(text, media, location) may carry `keyboard`: a reply keyboard (`buttons`, rows of texts) or
-its removal (`remove: true`). `thread_id` posts into that forum topic (`message_thread_id`).
+(text, media, location, sticker, contact) may carry `keyboard`: a reply keyboard (`buttons`,
+rows of texts) or its removal (`remove: true`). `thread_id` posts into that forum topic
+(`message_thread_id`).
+
+The rich types of issue #17 (`adapters.rich`) are built in `_rich`: `sticker` → sendSticker,
+`contacts` (one card) → sendContact, `location_request` → sendMessage with a location
+button (private chats only: refused for a group before the call), `list` → sendMessage with
+a callback button a row.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from adapters.schema import (
     SendResult,
     Verdict,
 )
+from adapters.telegram import _rich
 from adapters.telegram._inbound import CUSTOM_EMOJI_PREFIX
 
 TEXT_MAX: Final = 4096
@@ -62,6 +69,8 @@ _QUOTING: Final = frozenset(
         "sendVideo",
         "sendLocation",
         "sendVenue",
+        "sendSticker",
+        "sendContact",
     }
 )
 # Methods that take `business_connection_id`: sent through it, a message reaches the
@@ -69,6 +78,9 @@ _QUOTING: Final = frozenset(
 # take none). The same ones take `message_thread_id`.
 _BUSINESS: Final = _QUOTING | {"sendChatAction"}
 _THREADED: Final = _BUSINESS
+_NEEDS_A_MESSAGE: Final = "keyboard needs a message (text, media, location, sticker, contacts)"
+_OWN_KEYBOARD: Final = frozenset({"location_request"})
+"""Types whose builder reads `keyboard` itself (the location button's text)."""
 # Link buttons: what Telegram opens (InlineKeyboardButton.url: "HTTP or tg:// URL").
 _LINK_SCHEMES: Final = frozenset({"http", "https", "tg"})
 # message_thread_id is a 32-bit topic id on the Bot API server.
@@ -94,7 +106,7 @@ def build_request(
     chat with the bot, which it may never have started)."""
     if command.type == "read":
         if command.keyboard is not None:
-            raise InvalidCommand("read: keyboard needs a message (text, media, location)")
+            raise InvalidCommand(f"read: {_NEEDS_A_MESSAGE}")
         return ProviderRequest("/answerCallbackQuery", _answer_callback(command))
     build = _BUILDERS.get(command.type)
     if build is None:
@@ -102,6 +114,11 @@ def build_request(
     chat = _integer(chat_id, _CHAT_ID)
     if chat is None:
         raise InvalidCommand(f"chat id {chat_id!r} is not a decimal integer")
+    if command.type == "location_request" and chat < 0:
+        raise InvalidCommand(
+            "location_request: Telegram shows the location button in private chats only;"
+            " in a group ask for the location in a `text`"
+        )
     method, params = build(command)
     body: dict[str, Any] = {"chat_id": chat, **params}
     if business_connection_id and method in _BUSINESS:
@@ -112,7 +129,7 @@ def build_request(
     thread = _thread(command.thread_id)
     if thread is not None and method in _THREADED:
         body["message_thread_id"] = thread
-    if command.keyboard is not None:
+    if command.keyboard is not None and command.type not in _OWN_KEYBOARD:
         body["reply_markup"] = _reply_keyboard(command.keyboard, command.type, method, body)
     return ProviderRequest(f"/{method}", body)
 
@@ -214,7 +231,7 @@ def _inline_button(button: ButtonSpec) -> dict[str, str]:
         if button.id:
             raise InvalidCommand("interactive: a button has either an id or a url, not both")
         return {"text": button.title, "url": _link(button.url)}
-    if not 1 <= _utf8_len(button.id) <= CALLBACK_DATA_MAX_BYTES:
+    if not 1 <= _rich.utf8_len(button.id) <= CALLBACK_DATA_MAX_BYTES:
         raise InvalidCommand(
             f"interactive: button id must be 1-{CALLBACK_DATA_MAX_BYTES} bytes of UTF-8"
             " (or give a url for a link button)"
@@ -249,7 +266,7 @@ def _reply_keyboard(
             " send it on a text command"
         )
     if method not in _QUOTING:
-        raise InvalidCommand(f"{kind}: keyboard needs a message (text, media, location)")
+        raise InvalidCommand(f"{kind}: {_NEEDS_A_MESSAGE}")
     if keyboard.remove:
         if keyboard.buttons:
             raise InvalidCommand("keyboard: remove and buttons exclude each other")
@@ -271,13 +288,6 @@ def _keyboard_markup(keyboard: Keyboard) -> dict[str, Any]:
     if keyboard.resize:
         markup["resize_keyboard"] = True
     return markup
-
-
-def _utf8_len(text: str) -> int:
-    try:
-        return len(text.encode())
-    except UnicodeEncodeError:  # a lone surrogate: not text Telegram can take
-        return 0
 
 
 def _typing(command: Command) -> _Call:
@@ -311,6 +321,10 @@ _BUILDERS: Final[dict[str, Callable[[Command], _Call]]] = {
     "interactive": _interactive,
     "typing": _typing,
     "reaction": _reaction,
+    "sticker": _rich.sticker,
+    "contacts": _rich.contact,
+    "location_request": _rich.location_request,
+    "list": _rich.list_menu,
 }
 
 # --- classify --------------------------------------------------------------------------------
@@ -332,24 +346,38 @@ def _error(code: int, doc: dict[str, Any]) -> SendResult:
     params = doc.get("parameters")
     params = params if isinstance(params, dict) else {}
     description = doc.get("description")
+    text = description if isinstance(description, str) and description else None
     return SendResult(
         verdict=_verdict_for_code(code),
         provider_code=code,
-        detail=description[:DETAIL_MAX] if isinstance(description, str) else None,
+        detail=text[:DETAIL_MAX] if text else None,
         retry_after_s=_seconds(params.get("retry_after")),
         migrate_to_chat_id=_chat(params.get("migrate_to_chat_id")),
+        description=text[:DESCRIPTION_MAX] if text else None,
     )
 
 
+# Every `error_code` PLATFORM §7.3 lists has its class (a row each in
+# tests/adapters/test_telegram_send.py); any other code is classed by its HTTP meaning.
+_CODES: Final[dict[int, Verdict]] = {
+    400: "failed",  # Bad Request: chat not found, text empty, thread not found, ...
+    401: "halt",  # Unauthorized: the token was revoked
+    403: "opted_out",  # Forbidden: blocked, never started, kicked, deactivated
+    404: "halt",  # Not Found: a wrong token path (the bot is gone)
+    409: "failed",  # Conflict (getUpdates while a webhook is set): nothing a resend fixes
+    413: "failed",  # Request Entity Too Large
+    429: "retry",  # Too Many Requests: `retry_after` holds that chat
+}
+DESCRIPTION_MAX: Final = 500
+
+
 def _verdict_for_code(code: int) -> Verdict:
-    if code == 403:
-        return "opted_out"  # blocked, never started, kicked, deactivated
-    return _by_status(code)
+    return _CODES.get(code) or _by_status(code)
 
 
 def _by_status(status: int) -> Verdict:
     if status == 429 or 500 <= status < 600:
-        return "retry"
+        return "retry"  # 5xx: Telegram's trouble ("restart"): back off and try again
     if status in (401, 404):
         return "halt"  # revoked token; a wrong token path answers 404 Not Found
     return "failed"

@@ -9,7 +9,9 @@ from collections.abc import Mapping
 
 from adapters.account import Account
 from adapters.channel import HttpRequest
+from adapters.media import MediaCall, MediaError, MediaRef, MediaSettings
 from adapters.schema import Command, Parsed, SendResult
+from adapters.twilio import _media
 from adapters.twilio._config import TwilioSettings
 from adapters.twilio._inbound import parse
 from adapters.twilio._outbound import build_request, classify
@@ -59,3 +61,13 @@ class Twilio(WhatsAppRules):
     ) -> SendResult:
         """The Messages API's answer."""
         return classify(status, body, headers)
+
+    def media(
+        self, account: Account, api_base: str, ref: MediaRef, settings: MediaSettings
+    ) -> MediaCall:
+        """The event's `MediaUrl`, with Basic auth, once it is this account's media URL."""
+        return _media.download(account, api_base, ref)
+
+    def media_refused(self, status: int, body: bytes) -> MediaError:
+        """Twilio's refusal (20404: the media is gone)."""
+        return _media.refused(status, body)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from adapters.schema import (
+    EFFECT_VERDICTS,
     STATUS_RANK,
     BadItem,
     Location,
@@ -35,12 +36,16 @@ from adapters.schema import (
     Reply,
     Routed,
     StatusEvent,
+    Verdict,
 )
 from adapters.twilio._form import decode
+from adapters.twilio._outbound import verdict_for
 
 CHANNEL: Final = "whatsapp"
 PROVIDER: Final = "twilio"
 _PREFIX: Final = "whatsapp:"
+_TEXT_MAX: Final = 500
+"""Characters of Twilio's error text kept on a status."""
 _SID_MAX: Final = 64
 """`MessageSid`: `SM`/`MM` + 32 hex digits today; any alphanumeric id up to this long is
 taken."""
@@ -335,6 +340,7 @@ def _status(form: _Form, body: bytes, sid: str, status: str, received_at: int) -
         return _not_whatsapp(body, "From", form)
     if recipient is None:
         return _not_whatsapp(body, "To", form)
+    errors = _errors(form)
     event = StatusEvent(
         channel=CHANNEL,
         provider=PROVIDER,
@@ -343,9 +349,11 @@ def _status(form: _Form, body: bytes, sid: str, status: str, received_at: int) -
         timestamp=received_at,
         message_id=sid,
         status=mapped,
-        errors=_errors(form),
+        errors=errors,
+        provider_title=_error_text(form) if errors else None,
     )
-    return Parsed([Routed(event, f"s:{sid}", rank=STATUS_RANK[mapped])])
+    verdict = _failure_verdict(mapped, errors)
+    return Parsed([Routed(event, f"s:{sid}", rank=STATUS_RANK[mapped], verdict=verdict)])
 
 
 def _errors(form: _Form) -> list[ProviderError]:
@@ -354,10 +362,23 @@ def _errors(form: _Form) -> list[ProviderError]:
         return []
     if not _digits(code, 9):
         raise ParseError(f"ErrorCode {code[:40]!r} is not a number")
-    # `ChannelStatusMessage` is the channel's (Meta's) text; `ErrorMessage` appears in some
-    # integrations only (UNCERTAIN), so it is read second.
-    title = form.text("ChannelStatusMessage") or form.text("ErrorMessage")
-    return [ProviderError(int(code), title or f"Twilio error {code}")]
+    return [ProviderError(int(code), _error_text(form) or f"Twilio error {code}")]
+
+
+def _error_text(form: _Form) -> str | None:
+    """`ChannelStatusMessage` is the channel's (Meta's) text; `ErrorMessage` appears in some
+    integrations only (UNCERTAIN), so it is read second."""
+    text = form.text("ChannelStatusMessage") or form.text("ErrorMessage")
+    return text[:_TEXT_MAX] if text else None
+
+
+def _failure_verdict(status: str, errors: list[ProviderError]) -> Verdict | None:
+    """A failed (or undelivered) callback's error code, classified as the same code in an
+    answer of the Messages API would be (`verdict_for`); only verdicts that leave a mark."""
+    if status != "failed" or not errors:
+        return None
+    verdict = verdict_for(errors[0].code)
+    return verdict if verdict in EFFECT_VERDICTS else None
 
 
 __all__ = ["parse"]

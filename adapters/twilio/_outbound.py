@@ -41,6 +41,12 @@ What each command type becomes, from Twilio's own pages where they say it:
   resource's `PersistentAction` sends WhatsApp locations, but the page it points to documents
   no format for it any more, so it is not used.)
 - `reaction`: refused; Twilio documents no way to send a WhatsApp reaction.
+- the rich types of issue #17 (`adapters.rich`), refused with the Content API type that does
+  the job where there is one: `list` → `twilio/list-picker`, link buttons (`interactive`
+  with `url` buttons) → `twilio/call-to-action`; `location_request` and `contacts` have no
+  Twilio form (the Message resource has no such parameter and the Content API no such type);
+  `sticker`: Twilio documents no sticker send (WebP is listed among WhatsApp image types,
+  but what the contact then sees is not documented), so it is refused rather than guessed.
 - `typing`: `POST https://messaging.twilio.com/v2/Indicators/Typing.json` with
   `channel=whatsapp` and `messageId` = the contact's message (`reply_to`, else the last
   inbound), an `SM`/`MM` SID. Twilio marks that message read as it shows the indicator. The
@@ -62,13 +68,19 @@ to an address Twilio may take for something else. Fields a type does not use are
 Twilio's answers, by verdict (the codes are PLATFORM-MORE §6.3's; the sets below say why):
 
     sent            201 with the message's `sid`; 2xx `{"success": true}` (typing)
-    retry           20429, 30001, 63012; else HTTP 429 and 5xx, JSON or not (`Retry-After`
-                    is obeyed when Twilio sends one)
+    retry           20429, 30001, 30003, 30008, 63012; else HTTP 429 and 5xx, JSON or not
+                    (`Retry-After` is obeyed when Twilio sends one)
     retry_account   63018: the sender's WhatsApp rate or tier limit holds the whole sender
     opted_out       21610, 63014: the contact refuses
+    held            63049: Meta chose not to deliver a marketing message (WhatsApp 131049)
+    undeliverable   63003, 63024, 30005, 30006: the contact cannot be reached (131026)
+    window_closed   63016: outside the 24-hour window (WhatsApp 131047)
     halt            20003, 20005, 63001, 63007, 63038; else HTTP 401
     failed          the rest: a known permanent code, another 4xx, and a 2xx that names no
                     message (it may have been queued, so it is never sent again)
+
+Most WhatsApp errors come later, in a status callback; the same table classifies them there
+(`verdict_for`), so the opt-out, hold or closed window they mean is recorded either way.
 """
 
 from __future__ import annotations
@@ -84,7 +96,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from adapters import answers
+from adapters import answers, rich
 from adapters.account import Account
 from adapters.channel import HttpRequest
 from adapters.schema import Command, InvalidCommand, SendResult, Verdict, telegram_only
@@ -131,7 +143,7 @@ def build_request(
         return _typing(api_base, headers, command, last_inbound)
     build = _MESSAGES.get(command.type)
     if build is None:
-        raise InvalidCommand(_unsendable(command.type))
+        raise InvalidCommand(_unsendable(command.type, command))
     if not account.display_phone_number:
         raise InvalidCommand("the sender has no number to send from")
     form = {"To": to, "From": "whatsapp:" + account.display_phone_number, **build(command)}
@@ -197,8 +209,13 @@ def _typing(
     return HttpRequest(typing_url(api_base), headers, form, form=True)
 
 
-def _unsendable(kind: str) -> str:
+def _unsendable(kind: str, command: Command) -> str:
     match kind:
+        case "interactive" if any(b.url is not None for b in command.buttons or ()):
+            return (
+                "interactive: Twilio sends link buttons only in a template; "
+                + _CONTENT_API.format(kind="twilio/call-to-action")
+            )
         case "interactive":
             return "interactive: Twilio sends buttons only in a template; " + _CONTENT_API.format(
                 kind="twilio/quick-reply or twilio/list-picker"
@@ -209,6 +226,10 @@ def _unsendable(kind: str) -> str:
             )
         case "reaction":
             return "reaction: Twilio has no way to send a WhatsApp reaction"
+        case "list":
+            return "list: Twilio sends a list only in a template; " + _CONTENT_API.format(
+                kind="twilio/list-picker"
+            )
         case "read":
             return (
                 "read: Twilio has no read receipt of its own; send `typing`, which marks the "
@@ -216,7 +237,7 @@ def _unsendable(kind: str) -> str:
             )
         case "handoff" | "handback":
             return f"{kind} is a control command: it sends nothing to Twilio"
-    return f"unknown command type {kind!r}"
+    return rich.refusal(kind, "WhatsApp through Twilio") or f"unknown command type {kind!r}"
 
 
 def _text(command: Command) -> dict[str, str]:
@@ -307,9 +328,10 @@ _MESSAGES: Final[dict[str, Callable[[Command], dict[str, str]]]] = {
 
 # --- classify --------------------------------------------------------------------------------
 
-_RETRY: Final = frozenset({20429, 30001, 63012})
+_RETRY: Final = frozenset({20429, 30001, 30003, 30008, 63012})
 """Too many concurrent REST requests (never processed, safe to repeat); the sender's queue
-overflowed; the channel's internal error (the sender's `max_attempts` limits the retries)."""
+overflowed; a carrier's unreachable or unknown error (one more try, PLATFORM-MORE §6.3); the
+channel's internal error (the sender's `max_attempts` limits the retries)."""
 _RETRY_ACCOUNT: Final = frozenset({63018})
 """The sender's WhatsApp rate or tier limit: the whole sender holds back, not one message."""
 _HALT: Final = frozenset({20003, 20005, 63001, 63007, 63038})
@@ -319,20 +341,27 @@ authenticate; no channel for this `From`; the account's daily message limit (PLA
 stops until an operator has fixed it (and restarted the gateway)."""
 _OPTED_OUT: Final = frozenset({21610, 63014})
 """The contact refuses: unsubscribed with STOP; blocked the sender or withdrew consent."""
+_MARKS: Final[dict[int, Verdict]] = {
+    63049: "held",  # Meta chose not to deliver a marketing message: wait a day (131049)
+    63016: "window_closed",  # outside the 24-hour window: templates only (131047)
+    63003: "undeliverable",  # the channel could not find the To address (1006, 1013, 1021)
+    63024: "undeliverable",  # invalid message recipient (1002, 1026: 131026's kin)
+    30005: "undeliverable",  # unknown destination handset
+    30006: "undeliverable",  # landline or unreachable carrier
+}
+"""Permanent for this message, and a mark on the contact (the same as WhatsApp's codes that
+Twilio maps them from): nobody refused anything, so none of them is an opt-out."""
 _FAILED: Final = frozenset(
     {
         21211, 21408, 21614, 21654, 21655, 21656, 21617, 21658, 21620, 21623, 35127,
-        63003, 63005, 63013, 63015, 63016, 63019, 63021, 63024, 63025, 63027, 63028,
-        63029, 63030, 63032, 63049,
+        30004, 30007, 63005, 63013, 63015, 63019, 63021, 63025, 63027, 63028, 63029,
+        63030, 63032, 63040,
     }
 )  # fmt: skip
-"""Permanent for this message, whatever the HTTP status said. Among them the recipients that
-cannot be reached (21211 invalid `To`, 21614 not a mobile number, 63003 not found, 63024
-invalid recipient): `failed` with the code, not `opted_out`, since nobody refused anything
-(an `opted_out` tells the assistant the contact said no, and on WhatsApp holds back their
-marketing templates until they write). 63016 is outside the 24-hour window; 63049 is Meta
-choosing not to deliver a marketing message (like 131049: try again after a day, not now);
-63019 (media download) is the assistant's URL to fix."""
+"""Permanent for this message only, whatever the HTTP status said: an invalid `To` (21211)
+or not a mobile number (21614) is the assistant's address to fix, content and template
+errors its payload; 63019 (media download) is its URL to fix; 63032 is a WhatsApp limitation
+on this user (an experiment, 130472); 63040 is undocumented (UNCERTAIN): no retry."""
 _RETRY_AFTER: Final = "retry-after"
 _SECRETS: Final = re.compile(
     r"(?i:basic\s+)[A-Za-z0-9+/=]{8,}|(?<![A-Za-z0-9])[0-9a-fA-F]{32}(?![0-9A-Za-z])"
@@ -367,14 +396,20 @@ def classify(status: int, body: bytes, headers: Mapping[str, str] | None = None)
 def _error(
     status: int, code: int, error: dict[str, Any], headers: Mapping[str, str] | None
 ) -> SendResult:
-    verdict = _verdict_for(code) or _by_status(status)
+    verdict = verdict_for(code) or _by_status(status)
     wait = _retry_after(headers) if verdict in ("retry", "retry_account") else None
+    message = error.get("message")
+    title = _SECRETS.sub("[redacted]", message)[:DETAIL_MAX] if isinstance(message, str) else None
     return SendResult(
-        verdict=verdict, provider_code=code, retry_after_s=wait, detail=_detail(code, error)
+        verdict=verdict,
+        provider_code=code,
+        retry_after_s=wait,
+        detail=_detail(code, error),
+        provider_title=title or None,
     )
 
 
-def _verdict_for(code: int) -> Verdict | None:
+def verdict_for(code: int) -> Verdict | None:
     """The verdict of a Twilio error code (PLATFORM-MORE §6.3); None: unknown here, decided
     by the HTTP status."""
     if code in _RETRY:
@@ -387,7 +422,7 @@ def _verdict_for(code: int) -> Verdict | None:
         return "opted_out"
     if code in _FAILED:
         return "failed"
-    return None
+    return _MARKS.get(code)
 
 
 def _by_status(status: int) -> Verdict:

@@ -8,11 +8,21 @@ from typing import Final
 
 from adapters import countries, meta
 from adapters.account import Account, interval_us
-from adapters.channel import Action, ChannelDefaults, HttpRequest, Pace, ProviderCall, Subscription
+from adapters.channel import (
+    Action,
+    ChannelDefaults,
+    HttpRequest,
+    Pace,
+    ProviderCall,
+    Subscription,
+    SyncAnswer,
+    SyncKind,
+)
+from adapters.media import MediaCall, MediaError, MediaRef, MediaSettings
 from adapters.meta import MetaReceiver
 from adapters.meta_apps import with_proof
 from adapters.schema import Command, Parsed, SendResult
-from adapters.whatsapp import _webhooks
+from adapters.whatsapp import _media, _sync, _webhooks
 from adapters.whatsapp._config import WhatsAppSettings
 from adapters.whatsapp._inbound import parse
 from adapters.whatsapp._outbound import build_request, classify
@@ -117,3 +127,31 @@ class WhatsApp(WhatsAppRules):
     ) -> dict[str, str] | None:
         """Meta's `hub.*` verification query with the section's verify token."""
         return None if settings is None else _webhooks.handshake(settings.verify_token, challenge)
+
+    def media(
+        self, account: Account, api_base: str, ref: MediaRef, settings: MediaSettings
+    ) -> MediaCall:
+        """`GET {api_base}/{media_id}?phone_number_id=…` with the number's token."""
+        return _media.lookup(account, api_base, ref)
+
+    def media_found(self, account: Account, api_base: str, status: int, body: bytes) -> MediaCall:
+        """Graph's `{url, mime_type, file_size}` → GET the URL with the same token."""
+        return _media.found(account, status, body)
+
+    def media_refused(self, status: int, body: bytes) -> MediaError:
+        """The media URL's refusal (expired: 404)."""
+        return _media.refused(status, body)
+
+    def sync_call(
+        self, settings: WhatsAppSettings | None, account: Account, kind: SyncKind
+    ) -> ProviderCall | None:
+        """A coexistence number's Business app contacts or chat history (`smb_app_data`)."""
+        return _sync.sync_call(settings, account, kind)
+
+    def sync_answer(
+        self, settings: WhatsAppSettings | None, account: Account, kind: SyncKind, status: int,
+        body: bytes,
+    ) -> SyncAnswer:  # fmt: skip
+        """Graph's answer: requested (its request id), already done (2593107), too late
+        (2593108), or its error."""
+        return _sync.sync_answer(account, kind, status, body)

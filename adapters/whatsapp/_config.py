@@ -8,13 +8,15 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from adapters.account import SECTION_STRUCT, Account, Secret, check_assistant
+from adapters.account import SECTION_STRUCT, Account, AppIdle, Secret, check_assistant
 from adapters.meta_apps import MetaApp, app_named, check_apps, section_apps, token_proof
 
 _DIGITS: Final = re.compile(r"[0-9]{1,32}")
 _E164: Final = re.compile(r"\+?[1-9][0-9]{6,14}")
 """E.164; the `+` may be left out, as Meta's own webhooks write it."""
 COEXISTENCE_BLOCKED_CODES: Final = {"234": "Nigeria", "27": "South Africa"}
+_DAY_S: Final = 86400
+_Days = Annotated[float, msgspec.Meta(gt=0, le=365)]
 
 
 class WhatsAppNumber(msgspec.Struct, **SECTION_STRUCT):
@@ -68,10 +70,22 @@ class WhatsAppSettings(msgspec.Struct, **SECTION_STRUCT):
     apps: list[MetaApp] = msgspec.field(default_factory=list)
     """More Meta apps (adapters/meta_apps.py); each number names its own (`app`)."""
     numbers: list[WhatsAppNumber] = msgspec.field(default_factory=list)
+    app_idle_warn_days: _Days = 10
+    """A coexistence number whose Business app has shown no sign of life (an echo, a contact
+    sync) for this long gets one `BUSINESS_APP_INACTIVE` account event per stretch."""
+    app_idle_cutoff_days: _Days = 14
+    """When Meta cuts such a number off (`PRIMARY_INACTIVITY`): about 14 days by Meta's
+    wording, 13 by one partner's (PLATFORM §4.1), so a setting."""
 
     def check(self) -> None:
         """ValueError naming the key of the first problem."""
         check_apps("whatsapp", self.app_secret, self.apps)
+        if self.app_idle_warn_days >= self.app_idle_cutoff_days:
+            raise ValueError(
+                f"whatsapp.app_idle_warn_days: {self.app_idle_warn_days:g} is not before "
+                f"app_idle_cutoff_days ({self.app_idle_cutoff_days:g}): the warning must come "
+                "before the cut-off"
+            )
         if not self.verify_token:
             raise ValueError("whatsapp.verify_token: required")
         if self.app_id is not None and not _DIGITS.fullmatch(self.app_id):
@@ -103,9 +117,17 @@ class WhatsAppSettings(msgspec.Struct, **SECTION_STRUCT):
                 "whatsapp", n.phone_number_id, n.assistant, n.access_token, n.enabled,
                 float(n.effective_mps), n.display_phone_number, n.mode,
                 token_proof=token_proof(app_named(apps, n.app, "app"), n.access_token),
+                app_idle=self._app_idle if n.mode == "coexistence" else None,
             )
             for n in self.numbers
         ]  # fmt: skip
+
+    @property
+    def _app_idle(self) -> AppIdle:
+        """A coexistence number's Business app must be opened regularly (PLATFORM §4.1)."""
+        return AppIdle(
+            round(self.app_idle_warn_days * _DAY_S), round(self.app_idle_cutoff_days * _DAY_S)
+        )
 
     @property
     def listed_apps(self) -> bool:

@@ -25,6 +25,7 @@ import msgspec
 
 from adapters.meta import check_object
 from adapters.schema import (
+    EFFECT_VERDICTS,
     STATUS_RANK,
     AccountEvent,
     AnyEvent,
@@ -42,10 +43,12 @@ from adapters.schema import (
     Routed,
     SharedContact,
     StatusEvent,
+    Verdict,
 )
 
 from . import _payload as p
 from ._depth import cut_outside, decode_cut
+from ._outbound import TITLE_MAX, verdict_for_code
 
 CHANNEL: Final = "whatsapp"
 HISTORY_DECLINED_CODE = 2593109
@@ -53,7 +56,8 @@ _OBJECT: Final = "whatsapp_business_account"
 _DISCONNECTING = frozenset(
     {"PARTNER_REMOVED", "DISABLED_UPDATE", "ACCOUNT_DELETED", "ACCOUNT_OFFBOARDED"}
 )
-_RECONNECTING = frozenset({"PARTNER_ADDED", "ACCOUNT_RECONNECTED"})
+_ONBOARDED: Final = "PARTNER_ADDED"
+_RECONNECTING = frozenset({_ONBOARDED, "ACCOUNT_RECONNECTED"})
 _BAN_STATES: dict[str, bool | None] = {
     "DISABLE": False,
     "SCHEDULE_FOR_DISABLE": None,
@@ -361,7 +365,7 @@ def _echo_event(ctx: _Ctx, m: p.Message) -> Routed:
         user_id=user_id,
         **_content(m),
     )
-    return Routed(event, f"e:{m.id}")
+    return Routed(event, f"e:{m.id}", alive=True)  # the owner wrote from the Business app
 
 
 def _content(m: p.Message) -> dict[str, Any]:
@@ -502,7 +506,28 @@ def _status_event(ctx: _Ctx, s: p.Status) -> Routed:
         recipient_type=s.recipient_type,
         command_id=s.biz_opaque_callback_data,
     )
-    return Routed(event, f"s:{s.id}", rank=rank)
+    if s.errors:
+        event.provider_title, event.provider_detail = _failure_words(s.errors[0])
+    return Routed(event, f"s:{s.id}", rank=rank, verdict=_failure_verdict(s))
+
+
+def _failure_words(error: p.ErrorItem) -> tuple[str | None, str | None]:
+    """An error's title (else its message) and its `error_data.details`."""
+    details = error.error_data.get("details") if isinstance(error.error_data, dict) else None
+    title = error.title or error.message
+    return (
+        title[:TITLE_MAX] if title else None,
+        details[:TITLE_MAX] if isinstance(details, str) and details else None,
+    )
+
+
+def _failure_verdict(s: p.Status) -> Verdict | None:
+    """A failed status's first error, classified as the same code in an answer would be; only
+    verdicts that leave a mark matter (`EFFECT_VERDICTS`)."""
+    if s.status != "failed" or not s.errors:
+        return None
+    verdict = verdict_for_code(s.errors[0].code)
+    return verdict if verdict in EFFECT_VERDICTS else None
 
 
 _STATUSES: Final = ", ".join(STATUS_RANK)
@@ -526,7 +551,7 @@ def _state_sync_event(ctx: _Ctx, item: p.StateSync) -> Routed:
         action=item.action,
         contact_name=item.contact.full_name or item.contact.first_name,
     )
-    return Routed(event, f"c:{phone}:{item.action}:{stamp}")
+    return Routed(event, f"c:{phone}:{item.action}:{stamp}", alive=True)  # the app synced
 
 
 def _history(out: Parsed, value: p.MessagesValue, ctx: _Ctx, where: str, raw: msgspec.Raw) -> None:
@@ -623,7 +648,9 @@ def _account_update(entry: p.Entry, fields: dict[str, Any], received_at: int) ->
         detail=fields,
         connected=connected,
     )
-    return Routed(event, f"a:{name}:{entry.time}:{_digest(fields)}", waba=entry.id)
+    # Onboarding (PARTNER_ADDED) starts the clock of the Business app's silence.
+    alive = name == _ONBOARDED
+    return Routed(event, f"a:{name}:{entry.time}:{_digest(fields)}", waba=entry.id, alive=alive)
 
 
 def _connected(name: str, fields: dict[str, Any]) -> bool | None:

@@ -26,6 +26,7 @@ from adapters.schema import (
     Verdict,
     telegram_only,
 )
+from adapters.whatsapp import _rich
 
 TEXT_MAX: Final = 4096
 CAPTION_MAX: Final = 1024
@@ -74,8 +75,9 @@ def _message(command: Command, contact_id: str) -> dict[str, Any]:
         raise InvalidCommand(f"command_id is longer than {CALLBACK_DATA_MAX} characters")
     body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual"}
     body.update(_recipient(contact_id))
-    body.update(type=command.type)
-    body[command.type] = build(command)
+    kind = _rich.GRAPH_TYPES.get(command.type, command.type)
+    body.update(type=kind)
+    body[kind] = build(command)
     if command.reply_to and command.type not in _NO_CONTEXT:
         body["context"] = {"message_id": command.reply_to}
     body["biz_opaque_callback_data"] = command.command_id
@@ -158,8 +160,10 @@ def _check_coordinates(latitude: float, longitude: float) -> None:
 
 
 def _interactive(command: Command) -> dict[str, Any]:
-    body = _required_text(command, INTERACTIVE_BODY_MAX)
     buttons = command.buttons or []
+    if buttons and all(b.url is not None for b in buttons):
+        return _rich.cta_url(command, buttons)  # link buttons alone: a CTA URL message
+    body = _required_text(command, INTERACTIVE_BODY_MAX)
     if not 1 <= len(buttons) <= BUTTONS_MAX:
         raise InvalidCommand(f"interactive: needs 1 to {BUTTONS_MAX} buttons, got {len(buttons)}")
     for b in buttons:
@@ -179,7 +183,7 @@ def _reaction(command: Command) -> dict[str, Any]:
     return {"message_id": command.reply_to, "emoji": command.text or ""}
 
 
-_BUILDERS: Final[dict[str, Callable[[Command], dict[str, Any]]]] = {
+_BUILDERS: Final[dict[str, Callable[[Command], Any]]] = {
     "text": _text,
     "template": _template,
     "image": _media,
@@ -189,17 +193,45 @@ _BUILDERS: Final[dict[str, Callable[[Command], dict[str, Any]]]] = {
     "location": _location,
     "interactive": _interactive,
     "reaction": _reaction,
+    "list": _rich.list_message,
+    "location_request": _rich.location_request,
+    "contacts": _rich.contacts,
+    "sticker": _rich.sticker,
 }
 
 # --- classify --------------------------------------------------------------------------------
 
-_RETRY: Final = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131048, 131057, 133004})
-_HALT: Final = frozenset({0, 3, 10, 190, 368, 131031, 131042, 131045, *range(200, 300)})
+# Every code PLATFORM §5.3 lists has a class here (tests/adapters/test_whatsapp_send.py has a
+# row for each); a code listed nowhere is `failed`. The same table classifies the errors of
+# failed status webhooks (`verdict_for_code`), so a code means the same whether Meta says it
+# in its answer or later in a status.
+_RETRY: Final = frozenset(
+    {1, 2, 4, 80007, 130429, 131000, 131016, 131048, 131057, 133004, 2494100, 134101}
+)
+"""Temporary: server trouble, throughput, maintenance (131057 and 2494100 "account in
+maintenance mode"), a template still syncing (134101: up to 10 minutes, Meta says to try
+again in a few)."""
+_HALT: Final = frozenset({0, 3, 10, 190, 368, 131005, 131031, 131042, 131045, *range(200, 300)})
+"""The token, a permission (131005 "access denied"), the account (locked, payment,
+certificate): nothing the number sends can succeed until an operator fixes it."""
+_FAILED: Final = frozenset(
+    {
+        100, 130403, 130472, 131008, 131009, 131021, 131037, 131051, 131052, 131053,
+        131062, 131063, 131064, 133010, 135000, *range(132000, 132017),
+    }
+)  # fmt: skip
+"""Permanent for this message only: the payload, the template, the media, a marketing
+experiment (130472: that message only), a code nobody could confirm (130403)."""
 _SPECIAL: Final[dict[int, Verdict]] = {
     131056: "retry_recipient",  # pair rate: only this recipient backs off
-    131050: "opted_out",
-    130497: "country_blocked",
+    131050: "opted_out",  # stopped marketing messages: marketing templates refused
+    130497: "country_blocked",  # this (number, country) pair is restricted
+    131049: "held",  # per-user marketing cap: no marketing template for a while (24 h)
+    131026: "undeliverable",  # not on WhatsApp, old app, terms, blocked: hold, do not loop
+    131047: "window_closed",  # re-engagement: only templates until the contact writes
 }
+TITLE_MAX: Final = 500
+TRACE_MAX: Final = 100
 
 
 def classify(status: int, body: bytes) -> SendResult:
@@ -207,25 +239,49 @@ def classify(status: int, body: bytes) -> SendResult:
     doc = answers.decode(body)
     match doc:
         case {"error": {"code": int(code)} as error} if answers.is_int(code):
-            return SendResult(
-                verdict=_verdict_for_code(code), provider_code=code, detail=_detail(error)
-            )
+            return _failure(verdict_for_code(code), code, error)
         case {"messages": [{"id": str(message_id)}, *_]} if answers.ok(status) and message_id:
             return SendResult(verdict="sent", message_id=message_id)
         case {"success": True} if answers.ok(status):
             return SendResult(verdict="sent")
         case {"error": dict(error)}:
-            return SendResult(verdict=_by_status(status), detail=_detail(error))
+            return _failure(_by_status(status), None, error)
     return SendResult(verdict=_by_status(status), detail=f"HTTP {status}: not a Graph API answer")
 
 
-def _verdict_for_code(code: int) -> Verdict:
-    """The verdict for one Graph `error.code` (also used for failed status webhooks)."""
+def verdict_for_code(code: int) -> Verdict:
+    """The verdict for one Graph `error.code`, in an answer or in a failed status webhook."""
     if code in _RETRY:
         return "retry"
     if code in _HALT:
         return "halt"
+    if code in _FAILED:
+        return "failed"
     return _SPECIAL.get(code, "failed")
+
+
+def _failure(verdict: Verdict, code: int | None, error: dict[str, Any]) -> SendResult:
+    """A Graph error answer, with what the delivery quotes for Meta support: `message`,
+    `error_data.details`, `fbtrace_id` (each a string or null, cut to size)."""
+    return SendResult(
+        verdict=verdict,
+        provider_code=code,
+        detail=_detail(error),
+        provider_title=_clip(error.get("message"), TITLE_MAX),
+        provider_detail=_details(error.get("error_data")),
+        fbtrace_id=_clip(error.get("fbtrace_id"), TRACE_MAX),
+    )
+
+
+def _details(error_data: object) -> str | None:
+    match error_data:
+        case {"details": str(details)}:
+            return _clip(details, TITLE_MAX)
+    return None
+
+
+def _clip(value: object, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
 
 
 def _by_status(status: int) -> Verdict:

@@ -52,6 +52,8 @@ class ErrorItem(Struct):
     code: int
     title: str | None = None
     message: str | None = None
+    error_data: Any = None
+    """`{"details": ...}` as Meta sends it; anything else is ignored (never a decode error)."""
 
 
 class MessagesValue(Struct):

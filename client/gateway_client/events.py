@@ -103,6 +103,14 @@ class Status(_Event, kw_only=True, tag="status"):
     status: str
     errors: list[ProviderError] = msgspec.field(default_factory=list)
     command_id: str | None = None
+    provider_title: str | None = None
+    """A failed status: the first error's title, for people (a gateway extension)."""
+    provider_detail: str | None = None
+    """A failed status: the first error's longer explanation (WhatsApp `error_data`)."""
+    fbtrace_id: str | None = None
+    """Meta's trace id, for Meta support (null on statuses today)."""
+    description: str | None = None
+    """Telegram's description (Telegram has no statuses: null)."""
 
 
 class Delivery(_Event, kw_only=True, tag="delivery"):
@@ -118,6 +126,14 @@ class Delivery(_Event, kw_only=True, tag="delivery"):
     duplicate: bool = False
     detail: str | None = None
     """Why a `failed` command failed, in words (a gateway extension)."""
+    provider_title: str | None = None
+    """The provider's own error text: Graph's `error.message`, Twilio's `message`."""
+    provider_detail: str | None = None
+    """Graph's `error.error_data.details`."""
+    fbtrace_id: str | None = None
+    """Graph's `error.fbtrace_id`: what Meta support asks for."""
+    description: str | None = None
+    """Telegram's `description`."""
 
 
 class Contacts(_Event, kw_only=True, tag="contacts"):

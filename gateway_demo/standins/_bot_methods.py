@@ -32,6 +32,21 @@ the gateway sends (callback, url; text reply buttons) are modelled; `remove_keyb
 is ReplyKeyboardRemove. `message_thread_id` is checked by the fake against the forum chats it
 was told of (`FakeBotAPI.forum`).
 
+Rich sends (issue #17), confirmed in tdlib/telegram-bot-api at 01a3679c (Client.cpp
+`process_send_sticker_query`, `process_send_contact_query`, `get_required_string_arg`,
+`get_keyboard_button_type`, `fail_query_with_error`) and tdlib/td (ReplyMarkup.cpp
+`get_keyboard_button`): sendSticker without `sticker` → "Bad Request: there is no sticker in
+the request"; sendContact without `phone_number` or `first_name` → 'Bad Request: parameter
+"phone_number" is required' (then "first_name"); a reply keyboard button with
+`request_location` (or `request_contact` / `request_phone_number`) sent to a chat that is not
+private (`check_private_buttons`) → "Bad Request: location can be requested in private chats
+only" ("phone number can be requested ..."). Results carry `sticker` (`type` regular, 512×512,
+`is_animated` and `is_video` false, made-up file ids) and `contact` (`phone_number`,
+`first_name`, then `last_name` and `vcard` when not empty), as Client.cpp's JsonSticker and
+JsonContact. Simplified: the fake fetches no sticker URL (Telegram answers a bad one with "wrong
+file identifier/HTTP URL specified") and does not measure the vCard (documented as 0-2048
+bytes; Telegram's answer to a longer one is not known here).
+
 Webhooks (`WebhookState`, `set_webhook`), confirmed in tdlib/telegram-bot-api at 01a3679c (May 2026)
 (telegram-bot-api/Client.cpp `process_set_webhook_query`, `do_set_webhook`, `JsonWebhookInfo`,
 `get_allowed_update_types`; WebhookActor.cpp; Client.h `UpdateType`,
@@ -77,6 +92,8 @@ SENDING_METHODS = (
     "sendVideo",
     "sendLocation",
     "sendVenue",
+    "sendSticker",
+    "sendContact",
 )
 TRUE_METHODS = ("sendChatAction", "answerCallbackQuery", "setMessageReaction")
 WEBHOOK_METHODS = ("setWebhook", "getWebhookInfo", "deleteWebhook")
@@ -139,6 +156,13 @@ BUTTON_DATA_INVALID = "Bad Request: BUTTON_DATA_INVALID"
 BUTTON_URL_INVALID = "Bad Request: BUTTON_URL_INVALID"
 BUTTON_TEXT_INVALID = "Bad Request: BUTTON_TEXT_INVALID"
 THREAD_NOT_FOUND = "Bad Request: message thread not found"
+NO_STICKER = "Bad Request: there is no sticker in the request"
+PRIVATE_ONLY = {
+    "request_contact": "Bad Request: phone number can be requested in private chats only",
+    "request_phone_number": "Bad Request: phone number can be requested in private chats only",
+    "request_location": "Bad Request: location can be requested in private chats only",
+}
+"""Reply keyboard buttons a private chat alone may show, in the order the server reads them."""
 GENERAL_TOPIC = 1
 """A forum's General topic: never a `message_thread_id` to send to."""
 CALLBACK_DATA_MAX_BYTES = 64
@@ -236,6 +260,22 @@ def _link_ok(url: str) -> bool:
     return scheme in LINK_SCHEMES and bool(parts.hostname) and not any(c.isspace() for c in url)
 
 
+def check_private_buttons(params: dict[str, Any], chat_id: ChatId | None) -> str | None:
+    """A reply keyboard asking for the user's phone number or location, sent to a group or
+    channel (a negative id): Telegram's refusal; None otherwise."""
+    if not isinstance(chat_id, int) or chat_id > 0:
+        return None
+    rows = (reply_markup(params.get("reply_markup")) or {}).get("keyboard")
+    if not isinstance(rows, list):
+        return None
+    for button in (b for row in rows if isinstance(row, list) for b in row):
+        if isinstance(button, dict):
+            for key, refusal in PRIVATE_ONLY.items():
+                if button.get(key) is True:
+                    return refusal
+    return None
+
+
 def thread_id(raw: Any) -> int:
     """`message_thread_id` as the server reads it (a 32-bit integer; unreadable or negative
     is 0, none)."""
@@ -267,6 +307,19 @@ def _check_media(field: str, params: dict[str, Any]) -> str | None:
         return f"Bad Request: there is no {field} in the request"
     caption = params.get("caption")
     return CAPTION_TOO_LONG if isinstance(caption, str) and len(caption) > CAPTION_MAX else None
+
+
+def _check_sticker(params: dict[str, Any]) -> str | None:
+    sticker = params.get("sticker")
+    return None if isinstance(sticker, str) and sticker else NO_STICKER
+
+
+def _check_contact(params: dict[str, Any]) -> str | None:
+    for key in ("phone_number", "first_name"):
+        value = params.get(key)
+        if value is None or value == "":
+            return f'Bad Request: parameter "{key}" is required'
+    return None
 
 
 def _check_location(params: dict[str, Any]) -> str | None:
@@ -329,6 +382,8 @@ _CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {
     "sendMessage": _check_text,
     "sendLocation": _check_location,
     "sendVenue": _check_venue,
+    "sendSticker": _check_sticker,
+    "sendContact": _check_contact,
     "sendChatAction": _check_action,
     "answerCallbackQuery": _check_callback,
     "setMessageReaction": _check_reaction,
@@ -356,6 +411,10 @@ def content(method: str, params: dict[str, Any], file_id: str) -> dict[str, Any]
         return {"text": params["text"].strip()}
     if method in ("sendLocation", "sendVenue"):
         return _place(method, params)
+    if method == "sendSticker":
+        return {"sticker": _sticker(file_id)}
+    if method == "sendContact":
+        return {"contact": _contact(params)}
     field = MEDIA_FIELDS[method]
     media: dict[str, Any] = {field: _media(field, file_id)}
     if params.get("caption"):
@@ -369,6 +428,27 @@ def _place(method: str, params: dict[str, Any]) -> dict[str, Any]:
         return {"location": location}
     venue = {"location": location, "title": params["title"], "address": params["address"]}
     return {"venue": venue, "location": location}
+
+
+def _sticker(file_id: str) -> dict[str, Any]:
+    return {
+        "width": 512,
+        "height": 512,
+        "is_animated": False,
+        "is_video": False,
+        "type": "regular",
+        "file_id": file_id,
+        "file_unique_id": file_id[-12:],
+        "file_size": 18210,
+    }
+
+
+def _contact(params: dict[str, Any]) -> dict[str, Any]:
+    contact = {"phone_number": str(params["phone_number"]), "first_name": str(params["first_name"])}
+    for key in ("last_name", "vcard"):
+        if params.get(key):
+            contact[key] = str(params[key])
+    return contact
 
 
 def _media(field: str, file_id: str) -> Any:

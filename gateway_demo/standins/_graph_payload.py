@@ -6,8 +6,9 @@ copies of real answers exist: "(#100) The parameter messaging_product is require
 got \"x\".", "(#100) Param text must be a JSON object.". Those come without `error_data`, as
 in the real answers. `type` defaults to "text" when absent, as on the real endpoint.
 
-Simplified: only the structure is checked (required keys, types, text ≤ 4096 characters, 1–3
-reply buttons with titles ≤ 20 characters); media links are not fetched, template names and
+Simplified: only the structure is checked (required keys, types, text ≤ 4096 characters; the
+`interactive` limits of reply buttons, lists, CTA URL buttons and location requests and the
+`contacts` checks are `_graph_interactive`'s); media links are not fetched, template names and
 media IDs are not looked up, and the wording of the less common checks (media without `id` or
 `link`, button limits, `to` without digits) is a paraphrase.
 """
@@ -15,8 +16,9 @@ media IDs are not looked up, and the wording of the less common checks (media wi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal, TypeGuard
+
+from gateway_demo.standins._graph_interactive import Problem, check_contacts, check_interactive
 
 MESSAGE_TYPES = frozenset(
     {
@@ -35,19 +37,8 @@ MESSAGE_TYPES = frozenset(
 )
 MEDIA_TYPES = frozenset({"audio", "document", "image", "sticker", "video"})
 TEXT_MAX = 4096
-BUTTONS_MAX = 3
-BUTTON_TITLE_MAX = 20
 
 Kind = Literal["message", "status", "invalid"]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Why a body is refused: the Graph code, message and optional `error_data.details`."""
-
-    message: str
-    details: str | None = None
-    code: int = 100
 
 
 def kind_of(body: Any) -> Kind:
@@ -117,8 +108,7 @@ def _check_recipient(body: dict[str, Any]) -> Problem | None:
 
 def _check_content(msg_type: str, content: Any) -> Problem | None:
     if msg_type == "contacts":
-        ok = isinstance(content, list) and bool(content)
-        return None if ok else Problem("(#100) The parameter contacts is required.")
+        return check_contacts(content)
     if content is None:
         name = "text['body']" if msg_type == "text" else msg_type
         return Problem(f"(#100) The parameter {name} is required.")
@@ -165,29 +155,6 @@ def _check_reaction(reaction: dict[str, Any]) -> Problem | None:
     return None
 
 
-def _check_interactive(interactive: dict[str, Any]) -> Problem | None:
-    for key in ("type", "action"):
-        if key not in interactive:
-            return Problem(f"(#100) The parameter interactive['{key}'] is required.")
-    if interactive["type"] == "button":
-        return _check_buttons(interactive["action"])
-    return None
-
-
-def _check_buttons(action: Any) -> Problem | None:
-    buttons = action.get("buttons") if isinstance(action, dict) else None
-    if not isinstance(buttons, list) or not 1 <= len(buttons) <= BUTTONS_MAX:
-        count = len(buttons) if isinstance(buttons, list) else 0
-        details = f"Invalid buttons count. Min allowed buttons: 1, Max allowed buttons: 3 ({count})"
-        return Problem("(#131009) Parameter value is not valid", details, code=131009)
-    for button in buttons:
-        title = (button.get("reply") or {}).get("title") if isinstance(button, dict) else None
-        if not _text(title) or len(title) > BUTTON_TITLE_MAX:
-            details = f"Button title length invalid. Min length: 1, Max length: {BUTTON_TITLE_MAX}"
-            return Problem("(#131009) Parameter value is not valid", details, code=131009)
-    return None
-
-
 def _text(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value)
 
@@ -198,5 +165,5 @@ _CHECKS: dict[str, Callable[[dict[str, Any]], Problem | None]] = {
     "template": _check_template,
     "location": _check_location,
     "reaction": _check_reaction,
-    "interactive": _check_interactive,
+    "interactive": check_interactive,
 }

@@ -10,9 +10,14 @@
 
 Route: `/bot<token>/<method>` (POST or GET), parameters as JSON, form (urlencoded or
 multipart) or query string, like the real API. Methods: sendMessage, sendPhoto, sendDocument,
-sendAudio, sendVoice, sendVideo, sendLocation, sendVenue, sendChatAction, answerCallbackQuery,
-setMessageReaction, and setWebhook, getWebhookInfo, deleteWebhook on each bot's webhook state
-(`webhook(token)`; see `_bot_methods`). Every request is recorded in `fake.requests`.
+sendAudio, sendVoice, sendVideo, sendLocation, sendVenue, sendSticker, sendContact,
+sendChatAction, answerCallbackQuery, setMessageReaction, and setWebhook, getWebhookInfo,
+deleteWebhook on each bot's webhook state (`webhook(token)`; see `_bot_methods`). Every
+request is recorded in `fake.requests`.
+
+Files (the gateway's media endpoint): `getFile` and `GET /file/bot<token>/<file_path>` on
+the files of `fake.files` (`_bot_files.BotFiles`: `add`, `forget`; its docstring lists the
+answers).
 
 What it answers, in order:
 1. raw scripted answers (`fail_status`), before anything else (a 502 page from a proxy);
@@ -20,7 +25,8 @@ What it answers, in order:
    "description":"Not Found"}`; a well-formed but unknown token → 401 "Unauthorized"; an
    unknown method → 404 "Not Found";
 3. unparsable JSON → 400 "Bad Request: can't parse JSON object"; missing `chat_id` → 400
-   "Bad Request: chat_id is empty"; then the method's own checks (400 "Bad Request: …");
+   "Bad Request: chat_id is empty"; then the method's own checks (400 "Bad Request: …"),
+   including a location or phone-number button sent to a group (`check_private_buttons`);
 4. the chat's state: `block` → 403 "Forbidden: bot was blocked by the user", `never_started`
    → 403 "Forbidden: bot can't initiate conversation with a user", `chat_not_found` → 400
    "Bad Request: chat not found";
@@ -54,7 +60,7 @@ listed above, the result shapes.
 Simplified: every chat exists and has started the bot unless scripted otherwise; limits
 (when enforced) are strict sliding windows, where Telegram lets short bursts through: a private
 chat more than 1 message in any 1 s, a group (negative id) more than 20 in any 60 s, the bot
-more than 30 in any 1 s. Only the eight send* methods other than sendChatAction count, and
+more than 30 in any 1 s. Only the ten send* methods other than sendChatAction count, and
 only accepted ones. The JSON-parse description is approximate. The fake never connects to a
 webhook URL, so it never delivers updates nor fails to (set `last_error_*` on the state).
 """
@@ -75,6 +81,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway_demo.standins import _bot_methods as methods
+from gateway_demo.standins._bot_files import BotFiles
 from gateway_demo.standins._bot_methods import ChatId, parse_chat_id
 from gateway_demo.standins._server import Answer, FakeServer, SlidingWindow, peak_in_window
 
@@ -162,6 +169,8 @@ class FakeBotAPI(FakeServer[BotRequest]):
         self._forums: dict[ChatId, tuple[int, ...]] = {}
         self._webhooks: dict[str, methods.WebhookState] = {}
         self._webhook_set_at: dict[str, float] = {}
+        self.files = BotFiles()
+        """Files the bots received, for the gateway's media endpoint."""
 
     @property
     def base_url(self) -> str:
@@ -170,6 +179,7 @@ class FakeBotAPI(FakeServer[BotRequest]):
 
     def build_app(self) -> web.Application:
         app = web.Application()
+        app.router.add_get("/file/bot{token}/{file_path:.+}", self._download)
         app.router.add_route("*", "/{path:.*}", self._handle)
         return app
 
@@ -272,6 +282,14 @@ class FakeBotAPI(FakeServer[BotRequest]):
 
     # -- handler -----------------------------------------------------------------------------
 
+    async def _download(self, request: web.Request) -> web.Response:
+        """A file's bytes, by the path getFile gave (the token in the path, as Telegram's)."""
+        answer = self.take_raw() or self.files.download(
+            request.match_info["token"], request.match_info["file_path"]
+        )
+        await self.hold()
+        return answer.response()
+
     async def _handle(self, request: web.Request) -> web.Response:
         arrived = time.monotonic()
         token, method = _route(request.path)
@@ -294,6 +312,11 @@ class FakeBotAPI(FakeServer[BotRequest]):
         chat_id: ChatId | None,
         now: float,
     ) -> Answer:
+        if method.lower() == "getfile" and token in self.tokens and params is not None:
+            status, result = self.files.get_file(token, params)
+            if status != 200:
+                return _error(status, result)
+            return Answer.json(200, {"ok": True, "result": result})
         refused = self._check_route(token, method)
         if refused:
             return refused
@@ -317,7 +340,11 @@ class FakeBotAPI(FakeServer[BotRequest]):
                 return _error(400, methods.CHAT_ID_EMPTY)
             if not isinstance(call.chat_id, int):
                 return _error(400, methods.CHAT_NOT_FOUND)
-        problem = methods.check(call.method, call.params) or self._thread_problem(call)
+        problem = (
+            methods.check(call.method, call.params)
+            or methods.check_private_buttons(call.params, call.chat_id)
+            or self._thread_problem(call)
+        )
         if problem:
             return _error(400, problem)
         connection = _business_connection(call)

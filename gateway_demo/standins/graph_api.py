@@ -9,6 +9,15 @@
 Route: `POST /v21.0/{phone_number_id}/messages`. Every request is recorded in `fake.requests`
 (arrival time, phone number ID, token, decoded body, status answered, decoded answer).
 
+Business app data (`gateway accounts sync`): `POST /v21.0/{phone_number_id}/smb_app_data`,
+after the same token and proof checks as sends, answered by `_graph_sync.AppData` (`app_data`;
+`onboard(number, at)` sets when a number was onboarded): a `request_id`, or 2593107 for a
+second request of one kind, 2593108 past 24 h of the onboarding.
+
+Received media (the gateway's media endpoint): `GET /v21.0/{media_id}` and the URL it gives,
+held by `fake.media` (`_graph_media.GraphMedia`: `add`, `expire`; its docstring lists the
+answers), after the same token and proof checks.
+
 Webhook subscriptions (`gateway webhooks`): `GET`, `POST` and `DELETE
 /v21.0/{waba_id}/subscribed_apps` for the WABAs in `wabas` (WABA id → its phone number ids),
 with the token of any of its numbers. POST subscribes the fake's own app (`app_id`,
@@ -32,7 +41,8 @@ What it checks, in the order Graph does:
 3. the object: a phone number ID this token does not own (unknown, or another number's) →
    400, code 100, subcode 33, type GraphMethodException, "Unsupported post request. Object
    with ID '…' does not exist, cannot be loaded due to missing permissions, …";
-4. the body (see `_graph_payload`): 400, code 100 (or 131009 for button limits);
+4. the body (see `_graph_payload`, `_graph_interactive`): 400, code 100 (or 131009 for
+   the limits of buttons, lists, CTA URL buttons and contacts);
 5. scripted failures (`fail`), then throughput (`enforce_throughput`) → 429, code 130429;
 6. success: `{"messaging_product": "whatsapp", "contacts": [{"input": <to as sent>,
    "wa_id": <its digits>}], "messages": [{"id": "wamid.…"}]}` (templates add
@@ -54,6 +64,13 @@ Simplified:
 - `subscribed_apps`: no `override_callback_uri` (the POST's other parameters are ignored),
   no permission checks beyond the token, and no `paging` in the GET answer;
 - any path other than these routes answers 400, code 2500 "Unknown path components".
+
+Status webhooks (`status_item`): the `statuses[]` item Meta posts later about a message the
+fake accepted (`id`, `status`, `timestamp`, `recipient_id` or `recipient_user_id`, the send's
+`biz_opaque_callback_data`), a `failed` one with `errors` as Meta posts them
+(`graph_errors.status_error`: the same code, title and details as the synchronous answer). The
+test wraps it in an envelope, signs it with the app secret and posts it to the gateway, as Meta
+would. Simplified: no `pricing` or `conversation` on the other statuses.
 """
 
 from __future__ import annotations
@@ -71,7 +88,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway_demo.standins import graph_errors as errors
-from gateway_demo.standins._graph_payload import Kind, Problem, kind_of, recipient_of, validate
+from gateway_demo.standins._graph_interactive import Problem
+from gateway_demo.standins._graph_media import ATTACHMENTS_PATH, GraphMedia
+from gateway_demo.standins._graph_payload import Kind, kind_of, recipient_of, validate
+from gateway_demo.standins._graph_sync import AppData
 from gateway_demo.standins._server import Answer, FakeServer, SlidingWindow, peak_in_window
 
 DEFAULT_VERSION = "v21.0"
@@ -91,8 +111,8 @@ class GraphRequest:
     status: int
     response: Any  # decoded JSON answered, or None for a raw scripted answer
     edge: str = "messages"
-    """The path's last segment: `messages`, or `subscribed_apps` (then `phone_number_id` holds
-    the WABA id of the path)."""
+    """The path's last segment: `messages`, `smb_app_data`, or `subscribed_apps` (then
+    `phone_number_id` holds the WABA id of the path)."""
     method: str = "POST"
     proof: str | None = None
     """The `appsecret_proof` the request carried (query or body), if any."""
@@ -148,6 +168,10 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
         self._throughput: dict[str, SlidingWindow] = {}
         self._proofs: dict[str, str] = {}  # token -> the secret of its app, which needs a proof
         self._ids = itertools.count(1)
+        self.media = GraphMedia()
+        """Received media, for the gateway's media endpoint."""
+        self.app_data = AppData()
+        """The numbers' Business app syncs (`smb_app_data`)."""
 
     @property
     def base_url(self) -> str:
@@ -157,9 +181,12 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
     def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post(f"/{self.version}/{{phone_number_id}}/messages", self._messages)
+        app.router.add_post(f"/{self.version}/{{phone_number_id}}/smb_app_data", self._app_data)
         for method in ("GET", "POST", "DELETE"):
             path = f"/{self.version}/{{waba_id}}/subscribed_apps"
             app.router.add_route(method, path, self._subscribed_apps)
+        app.router.add_get(f"/{self.version}/{{media_id:[0-9]+}}", self._media_lookup)
+        app.router.add_get(ATTACHMENTS_PATH, self._media_download)
         app.router.add_route("*", "/{path:.*}", self._unknown_path)
         return app
 
@@ -224,6 +251,33 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
         """Accepted message sends to `recipient` (a leading `+` is ignored), oldest first."""
         return [r for r in self.requests if r.accepted and _same_recipient(recipient, r.recipient)]
 
+    def status_item(
+        self,
+        message_id: str,
+        status: str = "failed",
+        *,
+        error_code: int | None = None,
+        timestamp: int | None = None,
+    ) -> dict[str, Any]:
+        """The `statuses[]` item Meta posts when a message this fake accepted becomes
+        `status`; `error_code` (with `failed`) gives it that error, as Meta words it."""
+        sent = next(r for r in self.requests if r.accepted and _message_id(r) == message_id)
+        item: dict[str, Any] = {
+            "id": message_id,
+            "status": status,
+            "timestamp": str(timestamp if timestamp is not None else int(time.time())),
+        }
+        recipient = sent.recipient or ""
+        if "to" in sent.body:
+            item["recipient_id"] = "".join(c for c in recipient if c.isdigit())
+        else:
+            item["recipient_user_id"] = recipient
+        if "biz_opaque_callback_data" in sent.body:
+            item["biz_opaque_callback_data"] = sent.body["biz_opaque_callback_data"]
+        if error_code is not None:
+            item["errors"] = [errors.status_error(error_code)]
+        return item
+
     def peak_per_second(self, phone_number_id: str | None = None) -> int:
         """Most accepted message sends (of one number, or all) in any 1 s window of arrival."""
         return peak_in_window(
@@ -244,6 +298,25 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
         record = GraphRequest(
             arrived, phone_number_id, token, body, answer.status, answer.payload, proof=proof
         )
+        await self.record(record)
+        await self.hold()
+        return answer.response()
+
+    async def _app_data(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
+        number = request.match_info["phone_number_id"]
+        token = _token(request)
+        body = _decode(await request.read())
+        proof = _proof(request, body)
+        answer = (
+            self.take_raw()
+            or self._check_access(number, token, proof)
+            or self.app_data.answer(number, body)
+        )
+        record = GraphRequest(
+            arrived, number, token, body, answer.status, answer.payload, "smb_app_data",
+            proof=proof,
+        )  # fmt: skip
         await self.record(record)
         await self.hold()
         return answer.response()
@@ -283,6 +356,39 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
         else:
             self.unsubscribe(waba_id)
         return Answer.json(200, {"success": True})
+
+    async def _media_lookup(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
+        media_id = request.match_info["media_id"]
+        token = _token(request)
+        proof = _proof(request, None)
+        answer = self.take_raw() or self._media_access(token, proof)
+        if answer is None:
+            numbers = self._numbers_of(token)
+            wanted = request.query.get("phone_number_id")
+            answer = self.media.lookup(media_id, numbers, wanted, self.root_url)
+        record = GraphRequest(
+            arrived, media_id, token, None, answer.status, answer.payload, "media", "GET", proof
+        )
+        await self.record(record)
+        await self.hold()
+        return answer.response()
+
+    async def _media_download(self, request: web.Request) -> web.Response:
+        token = _token(request)
+        answer = self.take_raw() or self.media.download(
+            request.query.get("hash", ""), token, self._numbers_of(token)
+        )
+        await self.hold()
+        return answer.response()
+
+    def _media_access(self, token: str | None, proof: str | None) -> Answer | None:
+        if not token or token not in self.tokens.values():
+            return _error_answer(errors.INVALID_TOKEN)
+        return self._check_proof(token, proof)
+
+    def _numbers_of(self, token: str | None) -> set[str]:
+        return {number for number, owned in self.tokens.items() if token and owned == token}
 
     async def _unknown_path(self, request: web.Request) -> web.Response:
         error = errors.UNKNOWN_PATH
@@ -354,6 +460,13 @@ class FakeGraphAPI(FakeServer[GraphRequest]):
     def _wamid(self, recipient: str) -> str:
         raw = f"{recipient}|{next(self._ids):016X}".encode()
         return "wamid.HBg" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _message_id(request: GraphRequest) -> str | None:
+    match request.response:
+        case {"messages": [{"id": str(message_id)}, *_]}:
+            return message_id
+    return None
 
 
 def _waba_app(app_id: str, name: str) -> dict[str, Any]:

@@ -15,8 +15,14 @@ Faithful:
 - a `WWW-Authenticate: OAuth "Facebook Platform" "<invalid_token|invalid_request>" "<message>"`
   header and an `x-fb-trace-id` header equal to `fbtrace_id`, as Graph sends on errors.
 
+Failed status webhooks (`status_error`): an `errors[]` item as Meta posts it in a `failed`
+status, `{"code", "title", "message", "error_data": {"details"}, "href"}`, where `title` and
+`message` are both the bare title (no "(#code)" prefix) and `href` Meta's error-codes page,
+as in the copies of real failed statuses found (131049, 131047).
+
 Simplified: the `details` strings are paraphrases of Meta's descriptions (exact where copies of
-real responses were found: 130429, 131056, 131047); `is_transient` is set only on 1, 2 and 4.
+real responses were found: 130429, 131056, 131047, 131049, 134101); `is_transient` is set only
+on 1, 2 and 4. 2494100's title is as three public transcriptions of Meta's table give it.
 """
 
 from __future__ import annotations
@@ -217,6 +223,20 @@ _CATALOG = [
     _e(132016, 400, "Template is Disabled", "The template has been paused too many times."),
     _e(133004, 503, "Server Temporarily Unavailable", "Server is temporarily unavailable."),
     _e(
+        134101,
+        400,
+        "Your template is still syncing",
+        "When you send a message from a template, the template syncing process can take up "
+        "to 10 minutes to complete. Wait a few minutes, and then try sending your message "
+        "again.",
+    ),
+    _e(
+        2494100,
+        503,
+        "Account in maintenance mode",
+        "The business phone number is in maintenance mode. Try again in a few minutes.",
+    ),
+    _e(
         133010,
         400,
         "Phone number Not Registered",
@@ -271,6 +291,19 @@ def proof_error(proof: str | None, token: str, app_secret: str) -> GraphError | 
         return PROOF_MISSING
     expected = hmac.new(app_secret.encode(), token.encode(), hashlib.sha256).hexdigest()
     return None if hmac.compare_digest(proof.encode(), expected.encode()) else PROOF_INVALID
+
+
+STATUS_HREF = "/documentation/business-messaging/whatsapp/support/error-codes"
+
+
+def status_error(code: int) -> dict[str, Any]:
+    """One `errors[]` item of a failed status webhook for `code`, as Meta posts it."""
+    error = error_for(code)
+    item: dict[str, Any] = {"code": code, "title": error.title, "message": error.title}
+    if error.details is not None:
+        item["error_data"] = {"details": error.details}
+    item["href"] = STATUS_HREF
+    return item
 
 
 def fbtrace_id() -> str:

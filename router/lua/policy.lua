@@ -10,6 +10,11 @@
 --       window_s, max_wait_us, interval1_us, tolerance1_us, interval2_us, tolerance2_us,
 --       use_limiter2 (1/0), owner, lease_us, human_window_s (a human agent's tagged message
 --       may still go this long after the contact's last message; 0: not this command)
+-- Holds a provider's answer or failed status left on the conversation (effect.lua): uh (an
+-- undeliverable contact) refuses every command until then; mh (the per-user marketing cap)
+-- refuses what an opt-out would refuse among templates (marketing templates, where the
+-- opt-out is only marketing's); wc (the provider said the window is closed) closes the
+-- window until the contact writes after it (or in the same second).
 -- Returns {'ok', wait_us, slot_us} with both slots reserved, or
 --         {'later', wait_us} (only the contact's limiter is full: ask again then), or
 --         {'reject', reason}, or {'halt', provider_code}.
@@ -32,8 +37,17 @@ local opted_out = redis.call('HGET', conv, 'oo')
 if opted_out and ARGV[4] == '1' then
   return {'reject', 'opted_out'}
 end
+local marks = redis.call('HMGET', conv, 'uh', 'mh', 'wc')
+if marks[1] and tonumber(string.match(marks[1], '^%d+') or '0') > now_s then
+  return {'reject', 'undeliverable'}
+end
+if marks[2] and ctype == 'template' and ARGV[4] == '1'
+    and tonumber(string.match(marks[2], '^%d+') or '0') > now_s then
+  return {'reject', 'held'}
+end
 local last_time = tonumber(redis.call('HGET', conv, 't') or '0')
 local window_open = now_s - last_time < tonumber(ARGV[6])
+    and tonumber(marks[3] or '0') <= last_time
 if window_rule and ctype ~= 'template' and not window_open then
   local human_window = tonumber(ARGV[15])
   if human_window == 0 or now_s - last_time >= human_window then

@@ -449,6 +449,9 @@ ERRORS = [
     (400, 10, 2018999, "(#10) A window problem Meta added later", "failed"),
     (500, 1, None, "An unknown error occurred", "retry"),
     (400, 368, None, "(#368) The action attempted has been deemed abusive", "failed"),
+    (400, 2534025, None, "(#2534025) The private reply was already sent", "failed"),
+    (400, 2534013, None, "(#2534013) Private reply limit reached", "failed"),
+    (400, 9010, None, "No matching Instagram user", "failed"),
     (503, 9999, None, "(#9999) Something new", "retry"),
 ]
 
@@ -462,6 +465,8 @@ def test_send_api_error_codes(
     where = f"{code}/{subcode}" if subcode is not None else f"{code}"
     assert result.detail == f"{where}: {message}"[:300]
     assert result.message_id is None and result.retry_after_s is None
+    # Meta's own words and trace id, as the delivery quotes them for Meta support
+    assert (result.provider_title, result.fbtrace_id) == (message, "AmQ3TGKhhhDTjvlZY8HUaZk")
 
 
 def usage(minutes: Any) -> dict[str, str]:
@@ -567,9 +572,10 @@ def test_an_answer_that_is_not_json_is_retried(status: int, body: bytes) -> None
 def test_a_token_in_the_error_never_reaches_the_detail(leak: str) -> None:
     message = f"Malformed access token {leak} (see the docs)"
     result = classify(400, error(190, message))
-    assert result.detail is not None and "[redacted]" in result.detail
-    for secret in (PAGE_TOKEN, IG_TOKEN, "whatever-it-is", "IGQVJWZA2xhb"):
-        assert secret not in result.detail
+    for said in (result.detail, result.provider_title):
+        assert said is not None and "[redacted]" in said
+        for secret in (PAGE_TOKEN, IG_TOKEN, "whatever-it-is", "IGQVJWZA2xhb"):
+            assert secret not in said
     assert result.verdict == "halt"
 
 

@@ -259,7 +259,8 @@ INVALID: dict[str, tuple[Command, str, str]] = {
     ),
     "handoff": (cmd("handoff"), CHAT, "handoff is a control command"),
     "handback": (cmd("handback"), CHAT, "handback is a control command"),
-    "unknown type": (cmd("sticker"), CHAT, "unknown command type 'sticker'"),
+    "unknown type": (cmd("carousel"), CHAT, "unknown command type 'carousel'"),
+    "sticker": (cmd("sticker"), CHAT, "sticker: Telegram"),
     "chat id not decimal": (cmd("text", text="x"), "@acme", "chat id '@acme' is not a decimal"),
     "chat id empty": (cmd("typing"), "", "is not a decimal integer"),
     "photo without media": (cmd("image"), CHAT, "image: media needs exactly one of url or id"),
@@ -330,7 +331,8 @@ SENT_MESSAGE = {
 }
 TOO_LONG = "Bad Request: message is too long " + "x" * 400
 
-# (HTTP status, body, expected result)
+# (HTTP status, body, expected result): a row for every `error_code` PLATFORM §7.3 lists;
+# `description` is Telegram's text as it came (up to 500 characters), `detail` its first 300.
 ANSWERS: dict[str, tuple[int, bytes, SendResult]] = {
     "message sent": (
         200,
@@ -346,38 +348,56 @@ ANSWERS: dict[str, tuple[int, bytes, SendResult]] = {
             provider_code=429,
             retry_after_s=17.0,
             detail="Too Many Requests: retry after 17",
+            description="Too Many Requests: retry after 17",
         ),
     ),
     "flood wait without parameters": (
         429,
         bot_error(429, "Too Many Requests"),
-        SendResult(verdict="retry", provider_code=429, detail="Too Many Requests"),
+        SendResult(
+            verdict="retry",
+            provider_code=429,
+            detail="Too Many Requests",
+            description="Too Many Requests",
+        ),
     ),
     "server restarting": (
         500,
         bot_error(500, "Internal Server Error: restart"),
-        SendResult(verdict="retry", provider_code=500, detail="Internal Server Error: restart"),
+        SendResult(
+            verdict="retry",
+            provider_code=500,
+            detail="Internal Server Error: restart",
+            description="Internal Server Error: restart",
+        ),
     ),
     "bad gateway": (
         502,
         bot_error(502, "Bad Gateway"),
-        SendResult(verdict="retry", provider_code=502, detail="Bad Gateway"),
+        SendResult(
+            verdict="retry", provider_code=502, detail="Bad Gateway", description="Bad Gateway"
+        ),
     ),
     "token revoked": (
         401,
         bot_error(401, "Unauthorized"),
-        SendResult(verdict="halt", provider_code=401, detail="Unauthorized"),
+        SendResult(
+            verdict="halt", provider_code=401, detail="Unauthorized", description="Unauthorized"
+        ),
     ),
     "wrong token path": (
         404,
         bot_error(404, "Not Found"),
-        SendResult(verdict="halt", provider_code=404, detail="Not Found"),
+        SendResult(verdict="halt", provider_code=404, detail="Not Found", description="Not Found"),
     ),
     "blocked by the user": (
         403,
         bot_error(403, "Forbidden: bot was blocked by the user"),
         SendResult(
-            verdict="opted_out", provider_code=403, detail="Forbidden: bot was blocked by the user"
+            verdict="opted_out",
+            provider_code=403,
+            detail="Forbidden: bot was blocked by the user",
+            description="Forbidden: bot was blocked by the user",
         ),
     ),
     "never started": (
@@ -387,6 +407,7 @@ ANSWERS: dict[str, tuple[int, bytes, SendResult]] = {
             verdict="opted_out",
             provider_code=403,
             detail="Forbidden: bot can't initiate conversation with a user",
+            description="Forbidden: bot can't initiate conversation with a user",
         ),
     ),
     "kicked from the group": (
@@ -396,6 +417,7 @@ ANSWERS: dict[str, tuple[int, bytes, SendResult]] = {
             verdict="opted_out",
             provider_code=403,
             detail="Forbidden: bot was kicked from the group chat",
+            description="Forbidden: bot was kicked from the group chat",
         ),
     ),
     "group migrated": (
@@ -409,13 +431,19 @@ ANSWERS: dict[str, tuple[int, bytes, SendResult]] = {
             verdict="failed",
             provider_code=400,
             detail="Bad Request: group chat was upgraded to a supergroup chat",
+            description="Bad Request: group chat was upgraded to a supergroup chat",
             migrate_to_chat_id="-1001234567890",
         ),
     ),
     "chat not found": (
         400,
         bot_error(400, "Bad Request: chat not found"),
-        SendResult(verdict="failed", provider_code=400, detail="Bad Request: chat not found"),
+        SendResult(
+            verdict="failed",
+            provider_code=400,
+            detail="Bad Request: chat not found",
+            description="Bad Request: chat not found",
+        ),
     ),
     "conflict": (
         409,
@@ -424,28 +452,45 @@ ANSWERS: dict[str, tuple[int, bytes, SendResult]] = {
             verdict="failed",
             provider_code=409,
             detail="Conflict: can't use getUpdates method while webhook is active",
+            description="Conflict: can't use getUpdates method while webhook is active",
         ),
     ),
     "entity too large": (
         413,
         bot_error(413, "Request Entity Too Large"),
-        SendResult(verdict="failed", provider_code=413, detail="Request Entity Too Large"),
+        SendResult(
+            verdict="failed",
+            provider_code=413,
+            detail="Request Entity Too Large",
+            description="Request Entity Too Large",
+        ),
     ),
     "description cut to 300": (
         400,
         bot_error(400, TOO_LONG),
-        SendResult(verdict="failed", provider_code=400, detail=TOO_LONG[:300]),
+        SendResult(
+            verdict="failed", provider_code=400, detail=TOO_LONG[:300], description=TOO_LONG
+        ),
     ),
     "unusable parameters are dropped": (
         429,
         bot_error(429, "Too Many Requests", retry_after=-3, migrate_to_chat_id="x"),
-        SendResult(verdict="retry", provider_code=429, detail="Too Many Requests"),
+        SendResult(
+            verdict="retry",
+            provider_code=429,
+            detail="Too Many Requests",
+            description="Too Many Requests",
+        ),
     ),
     "fractional retry_after": (
         429,
         bot_error(429, "Too Many Requests", retry_after=1.5),
         SendResult(
-            verdict="retry", provider_code=429, retry_after_s=1.5, detail="Too Many Requests"
+            verdict="retry",
+            provider_code=429,
+            retry_after_s=1.5,
+            detail="Too Many Requests",
+            description="Too Many Requests",
         ),
     ),
 }

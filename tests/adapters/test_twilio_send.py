@@ -301,9 +301,12 @@ def error(code: int, status: int = 400, message: str = "It went wrong") -> bytes
     ).encode()
 
 
+# A row for every code PLATFORM-MORE §6.3 lists (and the few more the adapter knows).
 CODES: dict[int, Verdict] = {
     20429: "retry",
     30001: "retry",
+    30003: "retry",
+    30008: "retry",
     63012: "retry",
     63018: "retry_account",
     20003: "halt",
@@ -313,10 +316,16 @@ CODES: dict[int, Verdict] = {
     63038: "halt",
     21610: "opted_out",
     63014: "opted_out",
+    63049: "held",
+    63016: "window_closed",
+    63003: "undeliverable",
+    63024: "undeliverable",
+    30005: "undeliverable",
+    30006: "undeliverable",
     **dict.fromkeys(
         [
-            63016, 63005, 63013, 63021, 63027, 63028, 63029, 63030, 63032, 21408, 21654,
-            63049, 21211, 21614, 63003, 63024, 21656, 21617, 35127,
+            63005, 63013, 63015, 63019, 63021, 63025, 63027, 63028, 63029, 63030, 63032,
+            63040, 21408, 21654, 21211, 21614, 21656, 21617, 35127, 30004, 30007,
         ],
         "failed",
     ),
@@ -330,6 +339,7 @@ def test_twilio_error_codes(code: int, verdict: Verdict) -> None:
         result = classify(status, error(code, status, "Some text"))
         assert (result.verdict, result.provider_code) == (verdict, code)
         assert result.detail == f"{code}: Some text"
+        assert result.provider_title == "Some text"  # Twilio's own words, for its support
         assert result.message_id is None
 
 
@@ -439,9 +449,10 @@ def test_retry_after_is_not_read_for_permanent_answers() -> None:
 )
 def test_credentials_in_the_error_never_reach_the_detail(leak: str) -> None:
     secret = leak.removeprefix("Basic ")
-    detail = classify(401, error(20003, 401, f"Authenticate with {leak} for {SID}")).detail
-    assert detail is not None and secret not in detail and "[redacted]" in detail
-    assert SID in detail  # an account SID is no secret, and says which account it was
+    result = classify(401, error(20003, 401, f"Authenticate with {leak} for {SID}"))
+    for said in (result.detail, result.provider_title):
+        assert said is not None and secret not in said and "[redacted]" in said
+        assert SID in said  # an account SID is no secret, and says which account it was
 
 
 def test_the_detail_is_cut_to_300_characters() -> None:
@@ -621,8 +632,9 @@ async def test_an_api_key_is_accepted_and_a_wrong_secret_halts(
 
 @pytest.mark.parametrize(
     ("code", "verdict"),
-    [(63016, "failed"), (63018, "retry_account"), (20429, "retry"), (63014, "opted_out"),
-     (21211, "failed"), (63007, "halt"), (63049, "failed"), (63012, "retry")],
+    [(63016, "window_closed"), (63018, "retry_account"), (20429, "retry"), (63014, "opted_out"),
+     (21211, "failed"), (63007, "halt"), (63049, "held"), (63012, "retry"),
+     (63024, "undeliverable")],
 )  # fmt: skip
 async def test_each_error_class_of_twilio(
     http: aiohttp.ClientSession, fake: FakeTwilioAPI, code: int, verdict: Verdict

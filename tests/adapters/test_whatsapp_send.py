@@ -320,7 +320,7 @@ INVALID = {
     "read with nothing to read": (cmd("read"), WA_ID, None, "read: no message to mark read"),
     "handoff": (cmd("handoff"), WA_ID, None, "handoff is a control command"),
     "handback": (cmd("handback"), WA_ID, None, "handback is a control command"),
-    "unknown type": (cmd("sticker"), WA_ID, None, "unknown command type 'sticker'"),
+    "unknown type": (cmd("carousel"), WA_ID, None, "unknown command type 'carousel'"),
     "contact with +": (cmd("text", text="x"), "+" + WA_ID, None, "neither a wa_id nor a BSUID"),
     "contact empty": (cmd("text", text="x"), "", None, "neither a wa_id nor a BSUID"),
     "contact not an id": (cmd("text", text="x"), "ana", None, "neither a wa_id nor a BSUID"),
@@ -347,7 +347,7 @@ def graph_error(code: Any, message: str, details: str | None = None, **extra: An
     if details is not None:
         error["error_data"] = {"messaging_product": "whatsapp", "details": details}
     error.update(extra)
-    error["fbtrace_id"] = "AazFu3L2QmXjRzg5cPQbJ1x"
+    error["fbtrace_id"] = TRACE
     return json.dumps({"error": error}).encode()
 
 
@@ -363,8 +363,14 @@ STOPPED_MARKETING = (
     "marketing messages on WhatsApp from your business."
 )
 PAIR_RATE = "(#131056) (Business Account, Consumer Account) pair rate limit hit"
+PERMISSION = "Permission is either not granted or has been removed."
+SYNCING = (
+    "When you send a message from a template, the template syncing process can take up to 10 "
+    "minutes to complete. Wait a few minutes, and then try sending your message again."
+)
 
-# (HTTP status, error.code, error.message, error_data.details, expected verdict)
+# (HTTP status, error.code, error.message, error_data.details, expected verdict): a row for
+# every code PLATFORM §5.3 lists (and 2494100, 134101), one per range's ends.
 ERRORS: list[tuple[int, int, str, str | None, str]] = [
     (401, 0, "(#0) Authentication Error", None, "halt"),
     (400, 1, "(#1) An unknown error occurred", None, "retry"),
@@ -382,30 +388,41 @@ ERRORS: list[tuple[int, int, str, str | None, str]] = [
     (400, 130472, "(#130472) User's number is part of an experiment", None, "failed"),
     (403, 130497, COUNTRY, None, "country_blocked"),
     (500, 131000, "(#131000) Something went wrong", None, "retry"),
+    (403, 131005, "(#131005) Access denied", PERMISSION, "halt"),
     (400, 131008, "(#131008) Required parameter is missing", "text['body'] is missing", "failed"),
     (400, 131009, "(#131009) Parameter value is not valid", None, "failed"),
     (500, 131016, "(#131016) Service unavailable", None, "retry"),
-    (400, 131026, "(#131026) Message Undeliverable.", None, "failed"),
+    (400, 131021, "(#131021) Recipient cannot be sender", None, "failed"),
+    (400, 131026, "(#131026) Message Undeliverable.", None, "undeliverable"),
     (403, 131031, "(#131031) Business Account locked", None, "halt"),
+    (400, 131037, "(#131037) WhatsApp provided number needs display name approval", None, "failed"),
     (400, 131042, "(#131042) Business eligibility payment issue", None, "halt"),
     (400, 131045, "(#131045) Incorrect certificate", None, "halt"),
-    (400, 131047, "(#131047) Re-engagement message", RE_ENGAGEMENT, "failed"),
+    (400, 131047, "(#131047) Re-engagement message", RE_ENGAGEMENT, "window_closed"),
     (429, 131048, "(#131048) Spam rate limit hit", None, "retry"),
-    (400, 131049, ECOSYSTEM, None, "failed"),
+    (400, 131049, ECOSYSTEM, None, "held"),
     (400, 131050, STOPPED_MARKETING, None, "opted_out"),
     (400, 131051, "(#131051) Unsupported message type", None, "failed"),
+    (400, 131052, "(#131052) Media download error", None, "failed"),
+    (400, 131053, "(#131053) Media upload error", None, "failed"),
     (429, 131056, PAIR_RATE, None, "retry_recipient"),
     (400, 131057, "(#131057) Account in maintenance mode", None, "retry"),
+    (400, 131062, "(#131062) Business-scoped user id is not allowed", None, "failed"),
+    (400, 131063, "(#131063) Marketing templates disabled for Cloud API", None, "failed"),
+    (400, 131064, "(#131064) Messaging limit for template violations", None, "failed"),
     (400, 132000, "(#132000) Number of parameters does not match", None, "failed"),
     (400, 132001, "(#132001) Template name does not exist in the translation", None, "failed"),
     (400, 132015, "(#132015) Template is paused", None, "failed"),
     (400, 132016, "(#132016) Template is disabled", None, "failed"),
     (503, 133004, "(#133004) Server temporarily unavailable", None, "retry"),
     (400, 133010, "(#133010) Account not registered", None, "failed"),
+    (400, 134101, "(#134101) Your template is still syncing", SYNCING, "retry"),
     (400, 135000, "(#135000) Generic user error", None, "failed"),
     (400, 130403, "(#130403) Unknown", None, "failed"),
+    (503, 2494100, "(#2494100) Account in maintenance mode", None, "retry"),
     (500, 987654, "(#987654) A code nobody documented", None, "failed"),
 ]
+TRACE = "AazFu3L2QmXjRzg5cPQbJ1x"
 
 
 @pytest.mark.parametrize(("status", "code", "message", "details", "verdict"), ERRORS)
@@ -414,7 +431,17 @@ def test_graph_error_codes(
 ) -> None:
     result = classify(status, graph_error(code, message, details, error_subcode=2494010))
     expected = f"{message}: {details}" if details else message
-    assert result == SendResult(verdict=verdict, provider_code=code, detail=expected[:300])  # type: ignore[arg-type]
+    assert (
+        result
+        == SendResult(
+            verdict=verdict,  # type: ignore[arg-type]
+            provider_code=code,
+            detail=expected[:300],
+            provider_title=message,
+            provider_detail=details,
+            fbtrace_id=TRACE,
+        )
+    )
 
 
 SENT_TEXT = {
@@ -445,26 +472,45 @@ ANSWERS: dict[str, tuple[int, bytes, SendResult]] = {
     "error_data is a string": (
         400,
         json.dumps(STRING_ERROR_DATA).encode(),
-        SendResult(verdict="failed", provider_code=100, detail="(#100) Invalid parameter"),
-    ),
-    "detail is cut to 300": (
-        400,
-        graph_error(131047, "(#131047) Re-engagement message", "x" * 500),
         SendResult(
             verdict="failed",
+            provider_code=100,
+            detail="(#100) Invalid parameter",
+            provider_title="(#100) Invalid parameter",
+            fbtrace_id="A1b2C3",
+        ),
+    ),
+    "detail is cut to 300, the quoted words to 500": (
+        400,
+        graph_error(131047, "(#131047) Re-engagement message", "x" * 600),
+        SendResult(
+            verdict="window_closed",
             provider_code=131047,
-            detail=("(#131047) Re-engagement message: " + "x" * 500)[:300],
+            detail=("(#131047) Re-engagement message: " + "x" * 600)[:300],
+            provider_title="(#131047) Re-engagement message",
+            provider_detail="x" * 500,
+            fbtrace_id=TRACE,
         ),
     ),
     "code as a string is no code": (
         429,
         graph_error("130429", "Rate limit hit"),
-        SendResult(verdict="retry", detail="Rate limit hit"),
+        SendResult(
+            verdict="retry",
+            detail="Rate limit hit",
+            provider_title="Rate limit hit",
+            fbtrace_id=TRACE,
+        ),
     ),
     "code as a bool is no code": (
         401,
         graph_error(True, "odd"),
-        SendResult(verdict="halt", detail="odd"),
+        SendResult(verdict="halt", detail="odd", provider_title="odd", fbtrace_id=TRACE),
+    ),
+    "no fbtrace_id, a message that is no string": (
+        400,
+        json.dumps({"error": {"code": 131050, "message": 7, "fbtrace_id": None}}).encode(),
+        SendResult(verdict="opted_out", provider_code=131050),
     ),
 }
 NO_ERROR: list[tuple[int, bytes, str]] = [

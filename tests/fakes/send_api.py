@@ -30,6 +30,11 @@ What it checks, in the order Graph does:
 6. success: `{"recipient_id", "message_id"}` for a message (Messenger ids `m_…`, Instagram
    ids base64 like Meta's `aWdfZ…`), `{"recipient_id"}` for a sender action.
 
+Attachments (the gateway's media endpoint): `fake.cdn` (`media_cdn.SignedCDN`) serves the
+files an event's `payload.url` names, `GET /cdn/<asset>?oh=…&oe=…` with no credentials, as
+Meta's CDN does (`fake.root_url + fake.cdn.add(data, mime)`; `expire` → 403 "URL signature
+expired").
+
 Webhook subscriptions (`gateway webhooks`): `GET`, `POST` and `DELETE
 /{host}/v21.0/{id}/subscribed_apps` with the Page's or account's token (checked as for
 messages: 190, then 100/33 naming the method). POST takes `subscribed_fields` (comma-separated
@@ -53,7 +58,10 @@ Meta's texts for the codes of the Messenger Platform error page, the `WWW-Authen
 (80001, 80002, 80006) the `X-Business-Use-Case-Usage` header carrying
 `estimated_time_to_regain_access` in minutes, where Meta puts it. Text limits: Messenger 2000
 characters, Instagram 1000 bytes of UTF-8; at most 13 quick replies, payload at most 1000
-characters; `metadata` at most 1000 characters; the only tag accepted is HUMAN_AGENT.
+characters; `metadata` at most 1000 characters; the only tag accepted is HUMAN_AGENT; a
+button template (both hosts: Meta's "Button template" pages for Messenger and for Instagram
+Login) has text of at most 640 characters and 1-3 buttons (`web_url` with `url`, `postback`
+with `payload`, ...) titled at most 20 characters (the texts of these answers are paraphrases).
 
 Simplified:
 - HTTP statuses follow `graph_errors` for the codes it shares (190 → 401, 10 and 200 → 403,
@@ -88,6 +96,7 @@ from aiohttp import web
 
 from gateway_demo.standins import graph_errors as graph
 from gateway_demo.standins._server import Answer, FakeServer, SlidingWindow
+from tests.fakes.media_cdn import SignedCDN
 
 DEFAULT_VERSION = "v21.0"
 Platform = Literal["messenger", "instagram"]
@@ -100,11 +109,17 @@ INSTAGRAM_TEXT_MAX_BYTES = 1000
 QUICK_REPLIES_MAX = 13
 QUICK_REPLY_PAYLOAD_MAX = 1000
 METADATA_MAX = 1000
+BUTTON_TEMPLATE_TEXT_MAX = 640
+TEMPLATE_BUTTONS_MAX = 3
+BUTTON_TITLE_MAX = 20
+BUTTON_TYPES = frozenset({"web_url", "postback", "phone_number", "account_link"})
 SENDER_ACTIONS = frozenset({"typing_on", "typing_off", "mark_seen", "react", "unreact"})
 MESSAGING_TYPES = frozenset({"RESPONSE", "UPDATE", "MESSAGE_TAG"})
 ATTACHMENT_TYPES: dict[Platform, frozenset[str]] = {
     "messenger": frozenset({"image", "audio", "video", "file", "template"}),
-    "instagram": frozenset({"image", "audio", "video", "file", "like_heart", "MEDIA_SHARE"}),
+    "instagram": frozenset(
+        {"image", "audio", "video", "file", "like_heart", "MEDIA_SHARE", "template"}
+    ),
 }
 DEFAULT_APP_ID = "1234567890123456"
 """The fake's own Meta app: what POST `subscribed_apps` subscribes."""
@@ -364,6 +379,8 @@ class FakeSendAPI(FakeServer[SendRequest]):
         self._failures: deque[_Failure] = deque()
         self._rates: dict[str, SlidingWindow] = {}
         self._ids = itertools.count(1)
+        self.cdn = SignedCDN()
+        """Attachment files, fetched by their signed URL (no token)."""
 
     @property
     def messenger_url(self) -> str:
@@ -389,6 +406,7 @@ class FakeSendAPI(FakeServer[SendRequest]):
             for method in ("GET", "POST", "DELETE"):
                 path = f"/{host}/{self.version}/{{account_id}}/subscribed_apps"
                 app.router.add_route(method, path, subscriptions)
+        self.cdn.add_routes(app)
         app.router.add_route("*", "/{path:.*}", self._unknown_path)
         return app
 
@@ -842,13 +860,65 @@ def _check_attachment(platform: Platform, attachment: Any) -> Answer | None:
     if not isinstance(attachment, dict) or attachment.get("type") not in ATTACHMENT_TYPES[platform]:
         allowed = ", ".join(sorted(ATTACHMENT_TYPES[platform]))
         return _problem(f"Param message[attachment][type] must be one of {{{allowed}}}")
-    if attachment["type"] in ("like_heart", "template", "MEDIA_SHARE"):
+    if attachment["type"] == "template":
+        return _check_template(attachment.get("payload"))
+    if attachment["type"] in ("like_heart", "MEDIA_SHARE"):
         return None
     payload = attachment.get("payload")
     if not isinstance(payload, dict) or not (
         _text(payload.get("url")) or _text(payload.get("attachment_id"))
     ):
         return _problem("Param message[attachment][payload] needs a url or an attachment_id")
+    return None
+
+
+def _check_template(payload: Any) -> Answer | None:
+    """The button template (Messenger's and Instagram's "Button template" pages): text at
+    most 640 characters, 1-3 buttons, titles at most 20; other templates pass unchecked."""
+    if not isinstance(payload, dict) or not _text(payload.get("template_type")):
+        return _problem("The parameter message[attachment][payload][template_type] is required")
+    if payload["template_type"] != "button":
+        return None
+    text = payload.get("text")
+    if not isinstance(text, str) or not text:
+        return _problem("The parameter message[attachment][payload][text] is required")
+    if len(text) > BUTTON_TEMPLATE_TEXT_MAX:
+        return _problem(
+            "Length of param message[attachment][payload][text] must be less than or equal "
+            f"to {BUTTON_TEMPLATE_TEXT_MAX}"
+        )
+    buttons = payload.get("buttons")
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= TEMPLATE_BUTTONS_MAX:
+        return _problem(
+            f"Param message[attachment][payload][buttons] must have 1 to {TEMPLATE_BUTTONS_MAX} "
+            "items"
+        )
+    for button in buttons:
+        problem = _check_button(button)
+        if problem:
+            return problem
+    return None
+
+
+def _check_button(button: Any) -> Answer | None:
+    if not isinstance(button, dict) or button.get("type") not in BUTTON_TYPES:
+        allowed = ", ".join(sorted(BUTTON_TYPES))
+        return _problem(f"Param buttons[type] must be one of {{{allowed}}}")
+    title = button.get("title")
+    if button["type"] != "account_link" and not _text(title):
+        return _problem("The parameter buttons[title] is required")
+    if isinstance(title, str) and len(title) > BUTTON_TITLE_MAX:
+        return _problem(
+            f"Length of param buttons[title] must be less than or equal to {BUTTON_TITLE_MAX}"
+        )
+    needs = {
+        "web_url": "url",
+        "account_link": "url",
+        "postback": "payload",
+        "phone_number": "payload",
+    }
+    if not _text(button.get(needs[button["type"]])):
+        return _problem(f"The parameter buttons[{needs[button['type']]}] is required")
     return None
 
 

@@ -1326,3 +1326,94 @@ async def test_bot_forum_topics(http: Any, bot: FakeBotAPI) -> None:
     bot.reset()
     assert (await call(http, bot, "sendMessage", chat_id=SUPERGROUP, text="x",
                        message_thread_id=77))[0] == 200  # fmt: skip
+
+
+# -- Bot API: stickers, contacts and location buttons (issue #17) --------------------------------
+
+
+async def test_bot_send_sticker_answers_with_the_sticker(http: Any, bot: FakeBotAPI) -> None:
+    by_url = "https://cdn.example.com/stickers/thanks.webp"
+    status, payload = await call(http, bot, "sendSticker", chat_id=PRIVATE, sticker=by_url)
+    assert status == 200
+    sticker = payload["result"]["sticker"]
+    assert (sticker["type"], sticker["width"], sticker["height"]) == ("regular", 512, 512)
+    assert (sticker["is_animated"], sticker["is_video"]) == (False, False)
+    assert sticker["file_id"] and sticker["file_unique_id"]
+    assert "text" not in payload["result"] and bot.requests[0].sent
+
+
+async def test_bot_send_contact_answers_with_the_contact(http: Any, bot: FakeBotAPI) -> None:
+    card = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ana Souza\r\nEND:VCARD"
+    status, payload = await call(http, bot, "sendContact", chat_id=PRIVATE,
+                                 phone_number="+55 11 98765-0000", first_name="Ana",
+                                 last_name="Souza", vcard=card)  # fmt: skip
+    assert status == 200
+    assert payload["result"]["contact"] == {
+        "phone_number": "+55 11 98765-0000", "first_name": "Ana", "last_name": "Souza",
+        "vcard": card}  # fmt: skip
+    # Empty optional fields are left out of the result, as Client.cpp's JsonContact does.
+    _, bare = await call(http, bot, "sendContact", chat_id=PRIVATE, phone_number="+1 555 0100",
+                         first_name="Bo", last_name="")  # fmt: skip
+    assert bare["result"]["contact"] == {"phone_number": "+1 555 0100", "first_name": "Bo"}
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "description"),
+    [
+        ("sendSticker", _PRIVATE, "there is no sticker in the request"),
+        ("sendSticker", {**_PRIVATE, "sticker": ""}, "there is no sticker in the request"),
+        ("sendContact", {**_PRIVATE, "first_name": "Ana"}, 'parameter "phone_number" is required'),
+        ("sendContact", {**_PRIVATE, "phone_number": "+1"}, 'parameter "first_name" is required'),
+        ("sendContact", _PRIVATE, 'parameter "phone_number" is required'),
+    ],
+)
+async def test_bot_sticker_and_contact_refusals(
+    http: Any, bot: FakeBotAPI, method: str, params: dict[str, Any], description: str
+) -> None:
+    assert await call(http, bot, method, **params) == tg_error(400, f"Bad Request: {description}")
+    assert bot.sent_to(PRIVATE) == []
+
+
+def _asking(kind: str, chat: int) -> dict[str, Any]:
+    markup = {"keyboard": [["Cancel", {"text": "Share", kind: True}]], "one_time_keyboard": True}
+    return {"chat_id": chat, "text": "Where are you?", "reply_markup": markup}
+
+
+@pytest.mark.parametrize(
+    ("kind", "description"),
+    [
+        ("request_location", "location can be requested in private chats only"),
+        ("request_contact", "phone number can be requested in private chats only"),
+        ("request_phone_number", "phone number can be requested in private chats only"),
+    ],
+)
+@pytest.mark.parametrize("chat", [GROUP, SUPERGROUP])
+async def test_bot_location_and_phone_buttons_only_in_private_chats(
+    http: Any, bot: FakeBotAPI, kind: str, description: str, chat: int
+) -> None:
+    refused = await call(http, bot, "sendMessage", **_asking(kind, chat))
+    assert refused == tg_error(400, f"Bad Request: {description}")
+    private = await call(http, bot, "sendMessage", **_asking(kind, PRIVATE))
+    assert private[0] == 200
+    # A reply keyboard is not part of the sent message, as in real results.
+    assert "reply_markup" not in private[1]["result"]
+    assert [r.chat_id for r in bot.requests if r.sent] == [PRIVATE]
+
+
+async def test_bot_text_buttons_and_false_requests_are_fine_in_groups(
+    http: Any, bot: FakeBotAPI
+) -> None:
+    markup = {"keyboard": [["Yes", {"text": "No", "request_location": False}]]}
+    status, _ = await call(http, bot, "sendMessage", chat_id=GROUP, text="?", reply_markup=markup)
+    assert status == 200
+
+
+async def test_bot_stickers_and_contacts_count_against_the_flood_limit(
+    http: Any, bot: FakeBotAPI
+) -> None:
+    bot.enforce_limits()
+    first = await call(http, bot, "sendSticker", chat_id=PRIVATE, sticker="CAACAgIAAxkBAAI")
+    second = await call(http, bot, "sendContact", chat_id=PRIVATE, phone_number="+1",
+                        first_name="Bo")  # fmt: skip
+    assert first[0] == 200
+    assert second[0] == 429 and second[1]["parameters"]["retry_after"] == 1

@@ -13,6 +13,11 @@ Routes (one server plays both of Twilio's hosts, as `adapters.twilio` uses `api_
 for the typing indicator when its host is not `api.*`):
 - `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` (api.twilio.com);
 - `POST /v2/Indicators/Typing.json` (messaging.twilio.com);
+- `GET /2010-04-01/Accounts/{AccountSid}/Messages/{MessageSid}/Media/{MediaSid}`, a received
+  media (`add_media`, `delete_media`): with the account's Basic auth (the account enforces
+  media auth; without it 401, 20003), 307 to its file on `fake.cdn` (`media_cdn.SignedCDN`,
+  playing S3 behind media.twiliocdn.com: a request there carrying credentials is refused 400);
+  deleted or unknown → 404, 20404;
 - anything else: 404, code 20404.
 
 Every request is recorded in `fake.requests` (arrival time, route, the path's account SID,
@@ -82,6 +87,7 @@ from aiohttp import web
 
 from gateway_demo.standins._server import Answer, FakeServer, SlidingWindow, peak_in_window
 from tests.conftest import twilio_post
+from tests.fakes.media_cdn import SignedCDN
 
 API_VERSION: Final = "2010-04-01"
 BODY_MAX: Final = 1600
@@ -239,6 +245,8 @@ class FakeTwilioAPI(FakeServer[TwilioRequest]):
         self._failures: deque[_Failure] = deque()
         self._rate: SlidingWindow | None = None
         self._install_sid = "XE" + secrets.token_hex(16)  # the account's WhatsApp channel
+        self.cdn = SignedCDN(no_authorization=True)
+        self._media: dict[str, str | None] = {}  # ME sid -> its CDN path (None: deleted)
 
     @property
     def url(self) -> str:
@@ -250,6 +258,9 @@ class FakeTwilioAPI(FakeServer[TwilioRequest]):
         messages = f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json"
         app.router.add_post(messages, self._messages)
         app.router.add_post("/v2/Indicators/Typing.json", self._typing)
+        media = f"/{API_VERSION}/Accounts/{{account_sid}}/Messages/{{message_sid}}/Media/{{sid}}"
+        app.router.add_get(media, self._media_get)
+        self.cdn.add_routes(app)
         app.router.add_route("*", "/{path:.*}", self._unknown_path)
         return app
 
@@ -401,6 +412,36 @@ class FakeTwilioAPI(FakeServer[TwilioRequest]):
         )
         await self.hold()
         return answer.response()
+
+    def add_media(self, data: bytes, content_type: str = "image/jpeg") -> str:
+        """A media received with an inbound message: its `MediaUrl0`."""
+        message_sid, media_sid = "MM" + secrets.token_hex(16), "ME" + secrets.token_hex(16)
+        self._media[media_sid] = self.cdn.add(data, content_type)
+        account = f"{self.url}/{API_VERSION}/Accounts/{self.account_sid}"
+        return f"{account}/Messages/{message_sid}/Media/{media_sid}"
+
+    def delete_media(self, url: str) -> None:
+        """The media resource is deleted (its URL then answers 404, 20404)."""
+        self._media[url.rsplit("/", 1)[1]] = None
+
+    async def _media_get(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
+        user, _ = _credentials(request)
+        answer = self.take_raw() or self._media_answer(request)
+        await self.record(
+            TwilioRequest(arrived, "media", request.match_info["account_sid"], user, {},
+                          answer.status, answer.payload)
+        )  # fmt: skip
+        return answer.response()
+
+    def _media_answer(self, request: web.Request) -> Answer:
+        if not self._authenticated(request, request.match_info["account_sid"]):
+            return _error(20003)
+        path = self._media.get(request.match_info["sid"])
+        if path is None:
+            return _error(20404, path=request.path)
+        headers = {**_request_id(), "Location": f"{self.url}{path}"}
+        return Answer(307, b"", "application/xml", headers=headers)
 
     async def _unknown_path(self, request: web.Request) -> web.Response:
         arrived = time.monotonic()
