@@ -6,7 +6,7 @@ happens within seconds, measures a quick closed-loop peak, then sends signed 1-i
 webhooks in open loop at half that peak (or `--rate`) for `--warmup` + `--duration` seconds.
 Every `--interval` seconds it prints: gateway RSS (VmRSS of the process and its children),
 Redis `used_memory`, the inbox streams' XLEN, keys with and without a TTL, a sample of
-`gw:dd:*` dedup keys and their TTLs, the interval's latency percentiles and errors. At the
+`gw:mk:*` dedup mark hashes and their TTLs, the interval's latency percentiles and errors. At the
 end: RSS after the warm-up against the end, a full scan of the keys and their TTLs, one verdict
 line per check; exit 1 when a check fails.
 
@@ -77,7 +77,7 @@ class Reading:
     keys: int
     keys_with_ttl: int
     dd_sampled: int
-    dd_without_ttl: int  # sampled gw:dd:* keys whose TTL was not > 0
+    dd_without_ttl: int  # sampled gw:mk:* keys whose TTL was not > 0
 
 
 @dataclass
@@ -165,7 +165,7 @@ def read(client: redis.Redis, target: Target, elapsed_s: float) -> Reading:
         pipe.randomkey()
     memory, keyspace, *rest = pipe.execute()
     lengths, drawn = rest[: len(INBOXES) + 1], rest[len(INBOXES) + 1 :]
-    sampled = sorted({k for k in drawn if k is not None and k.startswith(b"gw:dd:")})
+    sampled = sorted({k for k in drawn if k is not None and k.startswith(b"gw:mk:")})
     pipe = client.pipeline(transaction=False)
     for key in sampled:
         pipe.ttl(key)
@@ -189,7 +189,8 @@ def read(client: redis.Redis, target: Target, elapsed_s: float) -> Reading:
 class Scan:
     """A full SCAN of the keyspace at the end, with the TTL of every key."""
 
-    dedup: int = 0  # gw:dd:* keys
+    dedup: int = 0  # gw:mk:* keys (hashes of dedup marks: router/keys.py)
+    marks: int = 0  # their fields: one per event
     dedup_without_ttl: int = 0  # ... whose TTL is not > 0
     smallest_ttl: int = -1  # smallest TTL of a dedup key, s
     no_ttl: list[str] = field(default_factory=list)  # every other key without a TTL (names)
@@ -203,11 +204,12 @@ def scan(client: redis.Redis) -> Scan:
         for key in batch:
             pipe.ttl(key)
         for key, ttl in zip(batch, pipe.execute(), strict=True):
-            if not key.startswith(b"gw:dd:"):
+            if not key.startswith(b"gw:mk:"):
                 if ttl < 0 and len(out.no_ttl) < MAX_NO_TTL_NAMES:
                     out.no_ttl.append(key.decode(errors="replace"))
                 continue
             out.dedup += 1
+            out.marks += int(client.hlen(key))
             if ttl > 0:
                 out.smallest_ttl = ttl if out.smallest_ttl < 0 else min(out.smallest_ttl, ttl)
             else:
@@ -378,7 +380,8 @@ def verdicts(
     out.append(
         (
             total > 0 and without == 0 and sampled_bad == 0,
-            f"dedup keys carry a TTL: {total:,} gw:dd:* keys at the end, {without} without a TTL "
+            f"dedup keys carry a TTL: {total:,} gw:mk:* keys ({keys.marks:,} marks) at the end, "
+            f"{without} without a TTL "
             f"> 0 (smallest {smallest:,} s); during the run {sampled_bad} of {sampled:,} sampled",
         )
     )

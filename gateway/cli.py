@@ -1,7 +1,8 @@
 """`gateway serve`, `gateway check-config`, `gateway reload` (the running gateway reads its
 config again: SIGHUP, see gateway/reload.py), and the operator's tools on the same config
 and Redis: `gateway inspect` (streams, dead letters, accounts, one conversation), `gateway
-deadletters list | show | replay | drop`, `gateway accounts clear-halt` and `gateway webhooks
+deadletters list | show | replay | drop`, `gateway accounts clear-halt | sync` (sync: a
+coexistence number's app contacts and history, asked of the provider) and `gateway webhooks
 set | show | delete | verify` (provider calls only, no Redis), `gateway acl` (the Redis ACL
 users, printed or applied: gateway/acl_tool.py). `gateway secrets keygen |
 encrypt | decrypt-check | reencrypt` seals config values (gateway/sealed_tool.py). `gateway
@@ -20,13 +21,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
+import logging
 import os
 import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+import aiohttp
 
 from gateway import accounts_tool, acl_tool, logs, sealed_tool, webhooks_tool
 from gateway import deadletter_tool as dl
@@ -38,8 +43,11 @@ from gateway.ops import NOTHING, OK, USAGE, ToolError, connect, id_ranges, parse
 from gateway.reload import ConfigSource
 from gateway.server import run_process, running_redis
 from gateway.supervisor import Supervisor
+from router import marks
 from router.accounts import Account
-from router.client import REDIS_ERRORS, RedisClient
+from router.client import REDIS_ERRORS, RedisClient, scripts_of
+
+audit = logging.getLogger("gateway.audit")
 
 
 def _common(cmd: argparse.ArgumentParser) -> None:
@@ -128,9 +136,26 @@ def _tools(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             )
         if name == "delete":
             act.add_argument("--yes", action="store_true", help="really unsubscribe")
+    text = "move the dedup marks of an older gateway (gw:dd:*) into the bucketed model"
+    dedup = sub.add_parser(
+        "dedup",
+        help=text,
+        description=f"{text} (gw:mk:*; README 'Dedup identity'). Run once after upgrading from "
+        "a gateway that kept one key per mark: until then, an event received before the "
+        "upgrade and delivered again is published again. Safe to repeat and to run while "
+        "gateways serve. Exit 0, or 2 on a usage or config error or when Redis does not "
+        "answer.",
+    )
+    dedup_actions = dedup.add_subparsers(dest="action", required=True)
+    migrate = dedup_actions.add_parser("migrate", help=text)
+    _common(migrate)
+    migrate.add_argument("--json", action="store_true", help="JSON output, for scripts")
     text = "clear a halted number's or bot's halt, so it sends again without a restart"
     accounts = sub.add_parser(
-        "accounts", help=text, description=accounts_tool.__doc__, formatter_class=raw
+        "accounts",
+        help=f"{text}; or ask for a coexistence number's app contacts and history (sync)",
+        description=accounts_tool.__doc__,
+        formatter_class=raw,
     )
     account_actions = accounts.add_subparsers(dest="action", required=True)
     clear = account_actions.add_parser(
@@ -146,6 +171,43 @@ def _tools(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     which.add_argument("--all", action="store_true", help="every configured account")
     clear.add_argument("--json", action="store_true", help="JSON output, for scripts")
+    text = "ask the provider for the contacts and chat history of a number's own app"
+    sync = account_actions.add_parser(
+        "sync",
+        help=text,
+        description=f"{text} (coexistence numbers; each kind once per onboarding, within 24 h "
+        "of it). Records each answer for `gateway inspect`. Exit 0 when every request was "
+        "accepted or had been made before, 1 when one failed, came too late, or no account "
+        "has such data, 2 on a usage or config error or when Redis does not answer.",
+    )
+    _common(sync)
+    _account_option(sync, "only this configured account (repeatable); default: every enabled "
+                          "account that has app data to sync")  # fmt: skip
+    sync.add_argument("--contacts", action="store_true", help="the contacts only")
+    sync.add_argument("--history", action="store_true", help="the chat history only")
+    sync.add_argument("--json", action="store_true", help="JSON output, for scripts")
+
+
+async def _migrate_marks(args: argparse.Namespace, settings: Settings, redis: RedisClient) -> int:
+    """`dedup migrate`: one line (or a JSON document), one audit line."""
+    done = await marks.migrate(redis, scripts_of(redis), settings.router)
+    fields = dataclasses.asdict(done)
+    audit.warning(
+        "dedup migrate: %d marks moved into gw:mk:*, %d gone meanwhile, %d unreadable keys "
+        "left, in %.1f s",
+        done.moved,
+        done.gone,
+        done.unreadable,
+        done.seconds,
+    )
+    if args.json:
+        print(json.dumps(fields))
+    else:
+        print(
+            f"{done.moved} marks moved, {done.gone} gone meanwhile, {done.unreadable} "
+            f"unreadable keys left as they are ({done.seconds:.1f} s)"
+        )
+    return OK
 
 
 def _account_option(
@@ -221,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _webhooks(args, settings)
         if args.command == "acl":
             return acl_tool.run(args, settings)
-        if args.command in ("inspect", "deadletters", "accounts"):
+        if args.command in ("inspect", "deadletters", "accounts", "dedup"):
             return asyncio.run(_tool(args, settings))
         if args.command == "reload":
             return _reload(settings)
@@ -240,6 +302,10 @@ async def _tool(args: argparse.Namespace, settings: Settings) -> int:
     chosen = _accounts(args, settings) if args.command == "accounts" else None
     redis = await connect(settings)
     try:
+        if args.command == "dedup":
+            return await _migrate_marks(args, settings, redis)
+        if chosen is not None and args.action == "sync":
+            return await _sync(args, settings, redis, chosen)
         if chosen is not None:
             cleared = await accounts_tool.clear_halts(redis, chosen)
             print(
@@ -277,6 +343,24 @@ def _webhooks(args: argparse.Namespace, settings: Settings) -> int:
         print(webhooks_tool.render(rows, args.action))
     webhooks_tool.audit(rows, args.action)
     return OK if good else NOTHING
+
+
+async def _sync(
+    args: argparse.Namespace, settings: Settings, redis: RedisClient, named: list[Account]
+) -> int:
+    """`accounts sync`: the named accounts, or every one with app data to sync."""
+    async with aiohttp.ClientSession() as session:
+        tool = accounts_tool.AppSync(settings, redis, session)
+        accounts = named if args.account else tool.syncable(named)
+        if not accounts:
+            print("gateway: accounts sync: no enabled account has app data to sync (a "
+                  "coexistence number)", file=sys.stderr)  # fmt: skip
+            return NOTHING
+        rows = await tool.run(accounts, accounts_tool.sync_kinds(args.contacts, args.history))
+    accounts_tool.sync_audit(rows)
+    print(json.dumps(accounts_tool.sync_document(rows), indent=2) if args.json
+          else accounts_tool.sync_render(rows))  # fmt: skip
+    return OK if all(r.done for r in rows) else NOTHING
 
 
 def _accounts(args: argparse.Namespace, settings: Settings) -> list[Account]:

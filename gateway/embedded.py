@@ -108,6 +108,7 @@ class EmbeddedRedis:
         tcp: bool = True,
         password: str | None = None,
         maxmemory: int | None = None,
+        appendfsync: str = "everysec",
         locked: bool = False,
         users: list[list[str]] | None = None,
         login: tuple[str, str] | None = None,
@@ -123,6 +124,7 @@ class EmbeddedRedis:
         self.port = (port or free_port()) if self.tcp else 0
         self.password = password
         self.maxmemory = maxmemory
+        self.appendfsync = appendfsync
         self.locked = locked
         self.users = users or []
         self.login = login
@@ -139,6 +141,7 @@ class EmbeddedRedis:
         maxmemory: int,
         users: list[list[str]] | None = None,
         login: tuple[str, str] | None = None,
+        appendfsync: str = "everysec",
     ) -> EmbeddedRedis:
         """The gateway's server: its data directory made private (700, files 600), a password
         kept in `PASSWORD_FILE` there, and TCP only when asked for; ACL `users`, if any."""
@@ -153,6 +156,7 @@ class EmbeddedRedis:
             locked=True,
             users=users,
             login=login,
+            appendfsync=appendfsync,
         )
 
     @property
@@ -220,11 +224,14 @@ class EmbeddedRedis:
             ["daemonize", "no"],
             ["save", ""],
             ["loglevel", "warning"],
+            # A bucket of dedup marks that expires is a hash of thousands of fields: freed in
+            # a background thread, not in the command loop (router/keys.py gw:mk:*).
+            ["lazyfree-lazy-expire", "yes"],
         ]
         if self.data_dir is not None:
             self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             found += [["dir", str(self.data_dir)], ["appendonly", "yes"]]
-            found += [["appendfsync", "everysec"]]
+            found += [["appendfsync", self.appendfsync]]
         else:
             found += [["appendonly", "no"]]
         if self.socket is not None:
@@ -293,6 +300,7 @@ def embedded_redis(settings: Settings) -> EmbeddedRedis:
         maxmemory=memory_limit(redis.embedded_maxmemory),
         users=users,
         login=login,
+        appendfsync=redis.embedded_appendfsync,
     )
 
 

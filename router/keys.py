@@ -16,9 +16,19 @@ State keys belong to one assistant's Redis Cluster slot: their hash tag is the n
 stream (`{gw:inbox:support}`), so every script touches one slot: publishing an event with
 its dedup mark, or deciding a command's policy and rate-limit slots.
 
+    gw:mk:{<stream>}:<bucket>:<shard>
+        dedup marks, as fields of hashes: field = 12 bytes of BLAKE2b of
+        "<channel>:<account>:<identity>", value "1" or the highest status rank published for
+        a message. bucket = unix time // router.dedup_ttl_seconds (the TTL, at least 48 h),
+        by Redis's clock; shard = the digest's first 4 bytes mod router.dedup_shards. An
+        event is a duplicate when its field is in its shard's hash of the current bucket or
+        the one before; the hash of bucket b expires at the end of bucket b + 1, so a mark
+        lives between one and two TTLs. The number of keys stays at most
+        2 x dedup_shards per stream, whatever the rate: Redis never re-hashes a keyspace of
+        millions of marks (one key per mark made it stall at each doubling).
     gw:dd:{<stream>}:<channel>:<account>:<identity>
-        dedup mark: "1", or the highest status rank published for a message.
-        TTL router.dedup_ttl_seconds (at least 48 h).
+        a dedup mark as gateways before the bucketed model wrote it (one key per event, TTL
+        router.dedup_ttl_seconds); `gateway dedup migrate` moves them into gw:mk:*.
     gw:sent:{<inbox>}:<channel>:<account>:<message_id>
         the command_id of a message the gateway sent, where the provider's statuses do not
         name it (`Channel.statuses_name_command` false: Twilio, Messenger, Instagram).
@@ -30,6 +40,10 @@ its dedup mark, or deciding a command's policy and rate-limit slots.
         with `notifications:` configured also x = up to 200 characters of the latest
         message's text (what a notice quotes; never logged) and q = the end of the echo
         pause a takeover notice was sent for (a later echo inside it notifies nothing).
+        Marks a provider's answer or failed status leaves (router/effects.py): mh =
+        "<until>:<code>" marketing templates held (131049), uh = "<until>:<code>" every
+        command held (131026; a message from the contact clears it), wc = unix s the
+        provider said the window was closed (131047; a later message reopens it).
         TTL router.conversation_ttl_seconds, renewed by every write.
     gw:uid:{<inbox>}:<account>:<bsuid>
         the wa_id a business-scoped user id was last seen with.
@@ -45,7 +59,13 @@ its dedup mark, or deciding a command's policy and rate-limit slots.
         TTL policy.country_block_seconds.
     gw:acct:{<inbox>}:<channel>:<account>
         hash: halt = provider code that stopped sending (credentials, account), cleared at
-        startup; disc = the account event that disconnected the number. No TTL.
+        startup; disc = the account event that disconnected the number. For an account
+        whose owner's own app must stay alive (`Account.app_idle`: coexistence numbers):
+        seen = unix s of the app's latest sign of life (an echo, a contact sync, the
+        onboarding; publish.lua `L`), or of the first check that found none; warned = the
+        `seen` whose silence was warned of (router/upkeep.py); sync:<kind> = the last
+        `gateway accounts sync` request of that kind (JSON: at, outcome, request_id,
+        code, detail). No TTL.
     gw:cmd:{<inbox>}:<command_id>
         hash, a command's exactly-once record: s = waiting | sending | done, e = first outbox
         entry id, o = owner (worker), l = lease end (µs), r = the delivery result (JSON).
@@ -62,16 +82,27 @@ its dedup mark, or deciding a command's policy and rate-limit slots.
 
 from __future__ import annotations
 
+import hashlib
+from typing import NamedTuple
+
 INBOX = "gw:inbox:"
 HISTORY = "gw:history:"
 OUTBOX = "gw:outbox"
 OUTBOXES = "gw:outbox:"
 OUTBOX_GROUP = "gateway"
 DEADLETTER = "gw:deadletter"
+MARKS = "gw:mk:"
 NOTIFICATIONS = "gw:notifications"
 NOTIFIER_GROUP = "notifier"
 
 WINDOW_SECONDS = 24 * 3600
+
+SEEN = "seen"
+"""gw:acct:* field: unix s of the owner's app's latest sign of life."""
+WARNED = "warned"
+"""gw:acct:* field: the `seen` value whose stretch of silence has been warned of."""
+SYNC = "sync:"
+"""gw:acct:* field prefix: `sync:<kind>`, the last app data sync request of that kind."""
 
 
 def inbox(assistant: str) -> str:
@@ -88,7 +119,41 @@ def history(assistant: str) -> str:
 
 
 def dedup(stream: str, channel: str, account: str, identity: str) -> str:
+    """A mark as gateways before the bucketed model kept it (one key per event); read only
+    by `gateway dedup migrate`."""
     return f"gw:dd:{{{stream}}}:{channel}:{account}:{identity}"
+
+
+MARK_DIGEST_BYTES = 12
+"""96 bits: marks of a stream collide with odds of about n² / 2⁹⁷ (10⁹ marks: 10⁻¹¹)."""
+
+
+class Mark(NamedTuple):
+    """Where one event's dedup mark lives: the hash of its shard in the buckets b-1, b, b+1
+    of the caller's clock (publish.lua picks by Redis's own clock among them), and its field."""
+
+    keys: tuple[str, str, str]
+    field: bytes
+
+
+def mark(
+    stream: str, channel: str, account: str, identity: str, ttl_s: int, shards: int, now_s: float
+) -> Mark:
+    """The mark of `identity` (an event of `account` on `channel`) in `stream`."""
+    digest = hashlib.blake2b(
+        f"{channel}:{account}:{identity}".encode(), digest_size=MARK_DIGEST_BYTES
+    ).digest()
+    shard = int.from_bytes(digest[:4], "big") % shards
+    bucket = int(now_s // ttl_s)
+    prefix = f"{MARKS}{{{stream}}}:"
+    return Mark(
+        (
+            f"{prefix}{bucket - 1}:{shard}",
+            f"{prefix}{bucket}:{shard}",
+            f"{prefix}{bucket + 1}:{shard}",
+        ),
+        digest,
+    )
 
 
 def sent(inbox_stream: str, channel: str, account: str, message_id: str) -> str:

@@ -56,6 +56,11 @@ class Result(msgspec.Struct, frozen=True, omit_defaults=True):
     detail: str | None = None
     """Why it failed, in words: the provider's error text, a network error, a timeout
     (never a token); None otherwise."""
+    provider_title: str | None = None
+    """The provider's own words (issue #17), as the delivery event carries them."""
+    provider_detail: str | None = None
+    fbtrace_id: str | None = None
+    description: str | None = None
 
 
 _RESULT = msgspec.json.Decoder(Result)
@@ -107,6 +112,9 @@ class Ledger:
         self._observer = observer
         self.lease_us = int(outbound.claim_idle_seconds * 1_000_000)
         self._retry_s = outbound.claim_idle_seconds / 2
+        self.conversation_ttl_s = router.conversation_ttl_seconds
+        """How long a conversation's state outlives its last write (a mark a provider's
+        answer leaves renews it)."""
         self._scripts = {n: scripts.load(host, n) for n in ("claim", "renew", "finish", "abandon")}
         self.held: dict[str, Claim] = {}
         """The claims this worker holds, by outbox entry id."""
@@ -177,37 +185,48 @@ class Ledger:
         self._observer.delivered(claim.target.channel, claim.ctype, "failed", "provider_error")
         return True
 
-    @staticmethod
-    def _marks(claim: Claim, result: Result) -> tuple[str, list[str]]:
+    def _marks(self, claim: Claim, result: Result) -> tuple[str, list[str], bytes]:
         """What finish.lua keeps of a sent message beside its result: 'e' the dedup mark of
         the echo the provider will post of it (`Channel.echo_identity`: that echo is then not
         published), 's' its command_id under its message id (`statuses_name_command` false:
         publish.lua's T names the command in its statuses)."""
         if result.outcome != "sent" or not result.message_id:
-            return "", []
+            return "", [], b""
         target = claim.target
         adapter, account = target.adapter, target.account.account_id
-        flags, found = "", []
+        flags, field = "", b""
+        found: list[str] = []
         identity = adapter.echo_identity(result.message_id)
         if identity is not None:
             flags += "e"
-            found.append(keys.dedup(target.inbox, target.channel, account, identity))
+            router = self._router
+            mark = keys.mark(
+                target.inbox,
+                target.channel,
+                account,
+                identity,
+                router.dedup_ttl_seconds,
+                router.dedup_shards,
+                time.time(),
+            )
+            found += mark.keys
+            field = mark.field
         if not adapter.statuses_name_command:
             flags += "s"
             found.append(keys.sent(target.inbox, target.channel, account, result.message_id))
-        return flags, found
+        return flags, found, field
 
     async def _record(
         self,
         claim: Claim,
         result: bytes,
         event: DeliveryEvent,
-        marks: tuple[str, list[str]] = ("", []),
+        marks: tuple[str, list[str], bytes] = ("", [], b""),
     ) -> None:
         """finish.lua, retried through a Redis hiccup: once a message went out, losing its
         result would turn it into a false failure when the entry is taken over."""
         args = [result, ENCODER.encode(event), self._router.inbox_maxlen]
-        args += (self._router.dedup_ttl_seconds, marks[0], claim.command_id)
+        args += (self._router.dedup_ttl_seconds, marks[0], claim.command_id, marks[2], claim.owner)
         record_keys = [claim.key, claim.target.inbox, *marks[1]]
         deadline = time.monotonic() + self._retry_s
         delay = 0.05
@@ -239,6 +258,10 @@ def delivery(target: Target, command_id: str, result: Result, duplicate: bool) -
         detail=result.detail,
         message_id=result.message_id,
         duplicate=duplicate,
+        provider_title=result.provider_title,
+        provider_detail=result.provider_detail,
+        fbtrace_id=result.fbtrace_id,
+        description=result.description,
     )
 
 

@@ -5,12 +5,15 @@ E (or S, ranked: a status) with its dedup mark; one without is a P (no mark). A 
 contact just wrote is an M (W when nobody wrote it), followed by what goes with it in the
 same call: N (its contact changed number), C (a slot of the account's limiter, where the
 provider charges inbound messages). Then, in the inbox's call: H (a person answered from
-the Business app: the AI steps back), A (an account event's state), O (a Telegram contact
-unblocked the bot), U (a BSUID → wa_id mapping). publish.lua's header describes each.
+the Business app: the AI steps back), A (an account event's state), L (a sign of life of
+the owner's own app: `Routed.alive`), V (a failed status's error leaves its mark:
+`Routed.verdict`, router/effects.py), O (a Telegram contact unblocked the bot), U (a BSUID →
+wa_id mapping). publish.lua's header describes each.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 import msgspec
@@ -29,7 +32,7 @@ from adapters.schema import (
     Routed,
     StatusEvent,
 )
-from router import keys
+from router import effects, keys
 from router.accounts import Directory
 from router.batch import Batch, Calls
 from router.deadletters import UNENCODABLE, body_letter, unencodable
@@ -37,9 +40,13 @@ from router.records import DeadLetter, new_event_id
 from router.routing import Known
 from router.settings import PolicySettings, RouterSettings
 
+log = logging.getLogger("gateway.router")
+
 _NOT_PAUSED = b'"ai_paused":false}'
 # publish.lua's operation codes, as bytes: sent as they are, by either script host.
 _E, _S, _P, _M, _N, _C, _H, _U, _A, _W, _O, _T = (c.encode() for c in "ESPMNCHUAWOT")
+_L = b"L"
+_V = b"V"
 
 
 class _Streams:
@@ -71,9 +78,12 @@ class CallBuilder:
         self._excerpts = excerpts
         self._chunk = router.publish_chunk_events
         self._takeover_s = policy.human_takeover_seconds
+        self._policy = policy
         self._guard_ms = policy.limiter_guard_ms
         # Numbers as publish.lua takes them, formatted once.
         self._ttl = b"%d" % router.dedup_ttl_seconds
+        self._ttl_s = router.dedup_ttl_seconds
+        self._shards = router.dedup_shards
         self._inbox_maxlen = b"%d" % router.inbox_maxlen
         self._history_maxlen = b"%d" % router.history_maxlen
         self._letter_maxlen = b"%d" % router.deadletter_maxlen
@@ -174,7 +184,9 @@ class CallBuilder:
             batch.args += (_P, maxlen, payload)
             batch.events.append(event)
             return
-        mark = keys.dedup(stream, channel, event.account_id, item.dedup)
+        mark = keys.mark(
+            stream, channel, event.account_id, item.dedup, self._ttl_s, self._shards, time.time()
+        )
         if item.live and type(event) is MessageEvent and event.conversation_id is not None:
             self._add_live(batch, event, inbox, mark, maxlen, payload, item.authored)
             if item.renamed_to:
@@ -186,15 +198,15 @@ class CallBuilder:
                 # A status that names no command: publish.lua fills in the command_id the
                 # ledger kept for the message, if the gateway sent it (`T`).
                 sent = keys.sent(inbox, channel, event.account_id, event.message_id)
-                batch.keys += (stream, mark, sent)
-                batch.args += (_T, maxlen, b"%d" % item.rank, payload)
+                batch.keys += (stream, *mark.keys, sent)
+                batch.args += (_T, maxlen, b"%d" % item.rank, payload, mark.field)
             else:
-                batch.keys += (stream, mark)
-                batch.args += (_S, maxlen, b"%d" % item.rank, payload)
+                batch.keys += (stream, *mark.keys)
+                batch.args += (_S, maxlen, b"%d" % item.rank, payload, mark.field)
             batch.events.append(event)
         else:
-            batch.keys += (stream, mark)
-            batch.args += (_E, maxlen, payload)
+            batch.keys += (stream, *mark.keys)
+            batch.args += (_E, maxlen, payload, mark.field)
             batch.events.append(event)
         if stream is not inbox:
             # Conversation and BSUID keys are in the inbox's slot; a history event's own
@@ -211,6 +223,11 @@ class CallBuilder:
         if type(event) is AccountEvent and event.connected is not None:
             batch.keys.append(keys.account_state(inbox, channel, event.account_id))
             batch.args += (_A, b"%d" % event.connected, event.event)
+        if item.alive:  # the owner's own app showed a sign of life (router/upkeep.py)
+            batch.keys.append(keys.account_state(inbox, channel, event.account_id))
+            batch.args += (_L, b"%d" % event.timestamp)
+        if item.verdict is not None and type(event) is StatusEvent and event.contact_id:
+            self._add_verdict(batch, channel, inbox, event, item.verdict)
         if type(event) is MemberEvent and item.live and event.conversation_id is not None:
             # The contact unblocked the bot (Telegram): its own act ends a 403 opt-out.
             batch.keys.append(keys.conversation(inbox, event.conversation_id))
@@ -220,12 +237,41 @@ class CallBuilder:
             batch.keys.append(keys.bsuid(inbox, event.account_id, user_id))
             batch.args += (_U, event.contact_id, self._contact_map_ttl)
 
+    def _add_verdict(
+        self, batch: Batch, channel: str, inbox: str, event: StatusEvent, verdict: str
+    ) -> None:
+        """A failed status whose error leaves a mark (an opt-out, a hold, a closed window, a
+        country block, a halt): the same mark an answer with that code leaves (V)."""
+        found = effects.mark(
+            self._policy, verdict, inbox, channel, event.account_id, event.contact_id or ""
+        )
+        if found is None:
+            return
+        code = event.errors[0].code if event.errors else 0
+        batch.keys.append(found.key)
+        batch.args += (
+            _V,
+            verdict,
+            b"%d" % code,
+            b"%d" % event.timestamp,
+            b"%d" % found.hold_s,
+            self._conversation_ttl if found.conversation else b"0",
+        )
+        if verdict == "halt":
+            log.error(
+                "account %s halted by provider error %s in a failed status of message %s",
+                event.account_id,
+                code,
+                event.message_id,
+                extra={"account": event.account_id},
+            )
+
     def _add_live(
         self,
         batch: Batch,
         event: MessageEvent,
         inbox: str,
-        mark: str,
+        mark: keys.Mark,
         maxlen: bytes,
         payload: bytes,
         authored: bool,
@@ -234,7 +280,7 @@ class CallBuilder:
         business route; a live event nobody wrote (`authored` false) gets the flag only."""
         assert payload.endswith(_NOT_PAUSED), "publish.lua flips the trailing ai_paused"
         assert event.conversation_id is not None
-        batch.keys += (inbox, mark, keys.conversation(inbox, event.conversation_id))
+        batch.keys += (inbox, *mark.keys, keys.conversation(inbox, event.conversation_id))
         batch.args += (
             _M if authored else _W,
             maxlen,
@@ -246,6 +292,7 @@ class CallBuilder:
             ENCODER.encode(event.conversation_id),
             event.business_connection_id or b"",
             excerpt(event.text, event.type).encode() if self._excerpts else b"",
+            mark.field,
         )
         batch.events.append(event)
 

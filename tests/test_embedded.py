@@ -211,3 +211,26 @@ def test_a_memory_share_is_of_this_machines_memory() -> None:
     for bad in ("0%", "150%", "lots", "5tb"):
         with pytest.raises(ValueError):
             memory_limit(bad)
+
+
+@pytest.mark.parametrize("fsync", ["everysec", "always"])
+def test_the_append_only_file_is_fsynced_as_configured(
+    tmp_path: Path, binary: str, fsync: str
+) -> None:
+    """`redis.embedded_appendfsync`: `always` for no acknowledged webhook lost even to a power
+    cut (benchmarks/faults.py measures its cost); and expiring dedup-mark buckets are freed
+    in the background."""
+    server = EmbeddedRedis.private(
+        tmp_path / "d", tcp=False, port=0, maxmemory=64 * MB, appendfsync=fsync
+    ).start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        info = client.info("persistence")
+        assert info["aof_enabled"] == 1
+        client.set("k", "v")  # the server took the directive: it runs and writes
+        client.close()
+        conf = (tmp_path / "d" / "redis.conf").read_text()
+        assert f'appendfsync "{fsync}"\n' in conf
+        assert 'lazyfree-lazy-expire "yes"\n' in conf
+    finally:
+        server.stop()

@@ -8,7 +8,7 @@
 --   new       nobody had it: now ours, state waiting
 --   takeover  its owner's lease ran out before any send started: now ours
 --   orphan    its owner's lease ran out while a send was in flight: it may have been sent,
---             so it is never sent again (the caller records a failure)
+--             so it is never sent again (the caller, its owner now, records a failure)
 --   busy      another live worker holds it (a duplicate copy in flight)
 --   done      finished before: result is the recorded delivery, first_entry its outbox entry
 local key = KEYS[1]
@@ -31,6 +31,10 @@ if owner ~= ARGV[2] and tonumber(redis.call('HGET', key, 'l') or '0') > now then
   return {'busy', false, redis.call('HGET', key, 'e'), address}
 end
 if state == 'sending' then
+  -- Ours now, to end it: an owner still alive after its lease ran out (a stall) can no
+  -- longer record its own result (finish.lua checks the owner), so the command is answered
+  -- once.
+  redis.call('HSET', key, 'o', ARGV[2], 'l', lease_end)
   return {'orphan', false, redis.call('HGET', key, 'e'), address}
 end
 redis.call('HSET', key, 'o', ARGV[2], 'l', lease_end)

@@ -1,17 +1,22 @@
 -- Publish the events of one webhook (or one micro-batch) atomically, exactly once each.
 -- uses: gcra
+-- uses: effect
+-- uses: marks
 --
 -- KEYS are consumed in order by the operations that ARGV lists after ARGV[1] (dedup TTL in
--- seconds). Each operation is a code followed by its arguments:
---   E maxlen payload          KEYS: stream, dedup   publish unless the dedup mark exists
---   S maxlen rank payload     KEYS: stream, dedup   publish if rank beats the stored rank
---   T (arguments as S)        KEYS: stream, dedup, sent
+-- seconds). Each operation is a code followed by its arguments. `mark` stands for three
+-- KEYS, the hashes of the event's dedup mark in the caller's buckets b-1, b, b+1 (marks.lua),
+-- and `field` for its field there:
+--   E maxlen payload field    KEYS: stream, mark    publish unless the dedup mark exists
+--   S maxlen rank payload field
+--                             KEYS: stream, mark    publish if rank beats the stored rank
+--   T (arguments as S)        KEYS: stream, mark, sent
 --                             a status that names no command: as S, and if the gateway sent
 --                             the message (finish.lua kept `sent`: its command_id), the
 --                             payload's `"command_id":null` becomes that command_id
 --   P maxlen payload          KEYS: stream          publish (no identity: dead letters)
 --   M maxlen payload time message_id conv_ttl contact_json conversation_json route excerpt
---                             KEYS: stream, dedup, conversation
+--     field                   KEYS: stream, mark, conversation
 --                             a live message: publish unless marked; the payload's trailing
 --                             `"ai_paused":false}` becomes true while the AI is paused; if
 --                             the contact changed its number, the payload's contact_id and
@@ -40,15 +45,24 @@
 --   A connected event         KEYS: account state   after the account event just published:
 --                                                   connected 0 marks the number disconnected
 --                                                   (commands are refused), 1 clears that
+--   L time                    KEYS: account state   after the event just published (a sign
+--                                                   of life of the owner's own app): `seen`
+--                                                   becomes `time` (at most now) if later
+--   V verdict code time hold_s conv_ttl
+--                             KEYS: conversation, country block or account state
+--                             after the failed status just published: what its error means
+--                             for the contact or the account, as the same code in an answer
+--                             to a send would (effect.lua: opt-out, hold, closed window,
+--                             country block, halt); the adapter chose the verdict
 -- Returns one integer per E/S/P/M/W operation: 1 published, 0 duplicate (or outranked).
 --
--- C, N, A and O follow their own event's E/S/M and act only on an event just published
+-- C, N, A, L, V and O follow their own event's E/S/M and act only on an event just published
 -- (`last`), so a platform retry repeats nothing but P, which has no mark.
 --
 -- Marks are written after the XADD: if the XADD fails, the script stops before the mark,
 -- so a platform retry is published normally. (M sets its mark first, in the same call that
 -- checks it, and deletes it again if its XADD fails: the same outcome.)
-local ttl = ARGV[1]
+local ttl = tonumber(ARGV[1])
 local clock = redis.call('TIME')
 local now_s = tonumber(clock[1])
 local now_us = now_s * 1000000 + tonumber(clock[2])
@@ -69,56 +83,57 @@ end
 while a <= #ARGV do
   local op = ARGV[a]
   if op == 'E' then
-    local stream, mark = KEYS[k], KEYS[k + 1]
+    local stream, field = KEYS[k], ARGV[a + 3]
     last = 0
-    if redis.call('EXISTS', mark) == 0 then
+    if not mark_get(k + 1, field, ttl, now_s) then
       xadd(stream, ARGV[a + 1], ARGV[a + 2])
-      redis.call('SET', mark, '1', 'EX', ttl)
+      mark_set(k + 1, field, '1', ttl, now_s)
       last = 1
     end
     out[#out + 1] = last
-    k, a = k + 2, a + 3
+    k, a = k + 4, a + 4
   elseif op == 'S' then
-    local stream, mark = KEYS[k], KEYS[k + 1]
+    local stream, field = KEYS[k], ARGV[a + 4]
     local rank = tonumber(ARGV[a + 2])
     last = 0
-    if rank > tonumber(redis.call('GET', mark) or '0') then
+    if rank > tonumber(mark_get(k + 1, field, ttl, now_s) or '0') then
       xadd(stream, ARGV[a + 1], ARGV[a + 3])
-      redis.call('SET', mark, rank, 'EX', ttl)
+      mark_set(k + 1, field, rank, ttl, now_s)
       last = 1
     end
     out[#out + 1] = last
-    k, a = k + 2, a + 4
+    k, a = k + 4, a + 5
   elseif op == 'T' then
-    local stream, mark = KEYS[k], KEYS[k + 1]
+    local stream, field = KEYS[k], ARGV[a + 4]
     local rank = tonumber(ARGV[a + 2])
     last = 0
-    if rank > tonumber(redis.call('GET', mark) or '0') then
+    if rank > tonumber(mark_get(k + 1, field, ttl, now_s) or '0') then
       local payload = ARGV[a + 3]
-      local command = redis.call('GET', KEYS[k + 2])
+      local command = redis.call('GET', KEYS[k + 4])
       if command then
         payload = replace_once(payload, '"command_id":null', '"command_id":' .. cjson.encode(command))
       end
       xadd(stream, ARGV[a + 1], payload)
-      redis.call('SET', mark, rank, 'EX', ttl)
+      mark_set(k + 1, field, rank, ttl, now_s)
       last = 1
     end
     out[#out + 1] = last
-    k, a = k + 3, a + 4
+    k, a = k + 5, a + 5
   elseif op == 'P' then
     xadd(KEYS[k], ARGV[a + 1], ARGV[a + 2])
     last = 1
     out[#out + 1] = last
     k, a = k + 1, a + 3
   elseif op == 'M' or op == 'W' then
-    local stream, mark, conv = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+    local stream, conv, field = KEYS[k], KEYS[k + 4], ARGV[a + 10]
     last = 0
-    -- The mark is set first (one call where EXISTS + SET were two) and taken back if the
-    -- XADD fails, so a failed publish still leaves no mark behind.
-    if redis.call('SET', mark, '1', 'NX', 'EX', ttl) then
+    -- The mark is set right after the check and taken back if the XADD fails, so a failed
+    -- publish still leaves no mark behind.
+    if not mark_get(k + 1, field, ttl, now_s) then
+      mark_set(k + 1, field, '1', ttl, now_s)
       local payload = ARGV[a + 2]
       -- one lookup of the conversation for the fields read here
-      local state = redis.call('HMGET', conv, 'p', 'h', 'alias', 't', 'oo', 'bc')
+      local state = redis.call('HMGET', conv, 'p', 'h', 'alias', 't', 'oo', 'bc', 'uh')
       local paused_until, alias, latest = tonumber(state[1] or '0'), state[3], tonumber(state[4] or '0')
       if state[2] == '1' or paused_until > now_s then
         payload = string.sub(payload, 1, -7) .. 'true}'
@@ -134,7 +149,7 @@ while a <= #ARGV do
       end
       local added = redis.pcall('XADD', stream, 'MAXLEN', '~', ARGV[a + 1], '*', 'event', payload)
       if type(added) == 'table' and added.err then
-        redis.call('DEL', mark)
+        mark_del(k + 1, field, ttl, now_s)
         return added
       end
       -- A provider time ahead of Redis's clock opens the window at most until now + 24 h.
@@ -150,18 +165,19 @@ while a <= #ARGV do
         if ARGV[a + 9] ~= '' then redis.call('HSET', conv, 'x', ARGV[a + 9]) end
       end
       if op == 'M' then
-        if state[5] then redis.call('HDEL', conv, 'oo') end
+        -- the contact wrote: an opt-out ends, and so does an undeliverable hold
+        if state[5] or state[7] then redis.call('HDEL', conv, 'oo', 'uh') end
         redis.call('EXPIRE', conv, ARGV[a + 5])
       end
       last = 1
     end
     out[#out + 1] = last
-    k, a = k + 3, a + 10
+    k, a = k + 5, a + 11
   elseif op == 'N' then
     local original, old, new = KEYS[k], KEYS[k + 1], KEYS[k + 2]
     if last == 1 then
       redis.call('HSET', new, 'alias', ARGV[a + 1])
-      for _, field in ipairs({'t', 'm', 'p', 'h', 'oo', 'x'}) do
+      for _, field in ipairs({'t', 'm', 'p', 'h', 'oo', 'x', 'mh', 'uh', 'wc'}) do
         local value = redis.call('HGET', old, field)
         if value and redis.call('HEXISTS', new, field) == 0 then
           redis.call('HSET', new, field, value)
@@ -193,6 +209,18 @@ while a <= #ARGV do
       redis.call('HDEL', KEYS[k], 'disc')
     end
     k, a = k + 1, a + 3
+  elseif op == 'L' then
+    local t = math.min(tonumber(ARGV[a + 1]), now_s)
+    if last == 1 and t > tonumber(redis.call('HGET', KEYS[k], 'seen') or '0') then
+      redis.call('HSET', KEYS[k], 'seen', t)
+    end
+    k, a = k + 1, a + 2
+  elseif op == 'V' then
+    if last == 1 then
+      effect_apply(ARGV[a + 1], KEYS[k], ARGV[a + 2], tonumber(ARGV[a + 3]),
+                   tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), now_s)
+    end
+    k, a = k + 1, a + 6
   elseif op == 'O' then
     if last == 1 then redis.call('HDEL', KEYS[k], 'oo') end
     k, a = k + 1, a + 1
