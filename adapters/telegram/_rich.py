@@ -33,12 +33,12 @@ the Bot API says (core.telegram.org/bots/api, confirmed in tdlib/telegram-bot-ap
 
 from __future__ import annotations
 
-import datetime
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from adapters.cards import check_card
 from adapters.rich import ContactCard, ContactName, ListMenu, ListRow
 from adapters.schema import Command, InvalidCommand
 
@@ -141,40 +141,12 @@ def contact(command: Command) -> _Call:
 
 
 def _checked_card(card: ContactCard) -> ContactName:
-    where = "contacts[0]"
-    name = card.name
-    if name is None or not name.formatted_name.strip():
-        raise InvalidCommand(f"contacts: {where}.name.formatted_name is required")
+    name = check_card(card, "contacts[0]")
     if not card.phones:
         raise InvalidCommand(
-            f"contacts: Telegram's contact needs a phone number; {where}.phones is empty"
-        )
-    parts: list[tuple[str, Sequence[str]]] = [
-        ("phones", [p.phone for p in card.phones]),
-        ("emails", [e.email for e in card.emails]),
-        ("urls", [u.url for u in card.urls]),
-    ]
-    for key, values in parts:
-        for i, value in enumerate(values):
-            if not value.strip():
-                field = key.removesuffix("s")
-                raise InvalidCommand(f"contacts: {where}.{key}[{i}].{field} must not be blank")
-    if card.birthday is not None and not _is_date(card.birthday):
-        raise InvalidCommand(
-            f"contacts: {where}.birthday {card.birthday!r} is not a date (YYYY-MM-DD)"
+            "contacts: Telegram's contact needs a phone number; contacts[0].phones is empty"
         )
     return name
-
-
-def _is_date(text: str) -> bool:
-    """YYYY-MM-DD and a real day (`fromisoformat` alone also takes 2024-W01-1 and 20240131)."""
-    if not _DATE.fullmatch(text):
-        return False
-    try:
-        datetime.date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _beyond_the_fields(card: ContactCard, params: dict[str, Any]) -> bool:

@@ -23,14 +23,14 @@ The limits are Meta's, from its pages (Nov 2025 - May 2026 revisions):
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import msgspec
 
-from adapters.rich import ContactCard, ListMenu, ListSection
+from adapters.cards import check_card
+from adapters.rich import ListMenu, ListSection
 from adapters.schema import ButtonSpec, Command, InvalidCommand
 
 LIST_BODY_MAX: Final = 4096
@@ -206,38 +206,9 @@ def contacts(command: Command) -> list[dict[str, Any]]:
             f"contacts: needs 1 to {CONTACTS_MAX} contact cards in contacts, got {len(cards)}"
         )
     for index, card in enumerate(cards):
-        _check_card(card, f"contacts[{index}]")
+        check_card(card, f"contacts[{index}]")
     built: list[dict[str, Any]] = msgspec.to_builtins(cards)
     return built
-
-
-def _check_card(card: ContactCard, where: str) -> None:
-    if card.name is None or not card.name.formatted_name.strip():
-        raise InvalidCommand(f"contacts: {where}.name.formatted_name is required")
-    parts: list[tuple[str, Sequence[str]]] = [
-        ("phones", [p.phone for p in card.phones]),
-        ("emails", [e.email for e in card.emails]),
-        ("urls", [u.url for u in card.urls]),
-    ]
-    for key, values in parts:
-        for i, value in enumerate(values):
-            if not value.strip():
-                field = key.removesuffix("s")
-                raise InvalidCommand(f"contacts: {where}.{key}[{i}].{field} must not be blank")
-    if card.birthday is not None and not _is_date(card.birthday):
-        raise InvalidCommand(
-            f"contacts: {where}.birthday {card.birthday!r} is not a date (YYYY-MM-DD)"
-        )
-
-
-def _is_date(text: str) -> bool:
-    if len(text) != 10:
-        return False
-    try:
-        datetime.date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
 
 
 def sticker(command: Command) -> dict[str, Any]:

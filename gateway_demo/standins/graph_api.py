@@ -77,7 +77,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -91,6 +90,9 @@ from gateway_demo.standins import graph_errors as errors
 from gateway_demo.standins._graph_interactive import Problem
 from gateway_demo.standins._graph_media import ATTACHMENTS_PATH, GraphMedia
 from gateway_demo.standins._graph_payload import Kind, kind_of, recipient_of, validate
+from gateway_demo.standins._graph_request import decode as _decode
+from gateway_demo.standins._graph_request import proof as _proof
+from gateway_demo.standins._graph_request import token as _token
 from gateway_demo.standins._graph_sync import AppData
 from gateway_demo.standins._server import Answer, FakeServer, SlidingWindow, peak_in_window
 
@@ -473,29 +475,6 @@ def _waba_app(app_id: str, name: str) -> dict[str, Any]:
     """One row of a WABA's `subscribed_apps`, keys in the order of Meta's sample."""
     link = f"https://www.facebook.com/games/?app_id={app_id}"
     return {"whatsapp_business_api_data": {"id": app_id, "link": link, "name": name}}
-
-
-def _token(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.query.get("access_token")
-
-
-def _proof(request: web.Request, body: Any) -> str | None:
-    """`appsecret_proof` as sent: in the query, or a key of the JSON body."""
-    if "appsecret_proof" in request.query:
-        return request.query["appsecret_proof"]
-    value = body.get("appsecret_proof") if isinstance(body, dict) else None
-    return value if isinstance(value, str) else None
-
-
-def _decode(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
 
 
 def _same_recipient(a: str, b: str | None) -> bool:

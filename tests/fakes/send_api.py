@@ -95,6 +95,9 @@ from urllib.parse import parse_qs
 from aiohttp import web
 
 from gateway_demo.standins import graph_errors as graph
+from gateway_demo.standins._graph_request import decode as _decode
+from gateway_demo.standins._graph_request import proof as _proof
+from gateway_demo.standins._graph_request import token as _token
 from gateway_demo.standins._server import Answer, FakeServer, SlidingWindow
 from tests.fakes.media_cdn import SignedCDN
 
@@ -960,29 +963,6 @@ def _check_metadata(message: dict[str, Any]) -> Answer | None:
 
 def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
-
-
-def _token(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.query.get("access_token")
-
-
-def _proof(request: web.Request, body: Any) -> str | None:
-    """`appsecret_proof` as sent: in the query, or a key of the JSON body."""
-    if "appsecret_proof" in request.query:
-        return request.query["appsecret_proof"]
-    value = body.get("appsecret_proof") if isinstance(body, dict) else None
-    return value if isinstance(value, str) else None
-
-
-def _decode(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
 
 
 def _error_answer(
