@@ -21,6 +21,7 @@ from gateway.state import INBOUND, MEMORY, OUTBOX, REDIS, STATE
 from router.client import REDIS_ERRORS
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
+INCOMPLETE = (400, "incomplete body")
 
 
 def add_routes(app: web.Application) -> None:
@@ -81,6 +82,11 @@ async def webhook_post(request: web.Request, channel: str, wanted: tuple[str, ..
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:  # never buffered whole
         return _plain(*inbound.too_large(channel))
+    except ConnectionResetError:
+        # The client left before its body was whole: nothing to publish and nobody to
+        # answer (aiohttp drops this answer). Raised on, aiohttp would log a traceback at
+        # ERROR for each such client.
+        return _plain(*INCOMPLETE)
     return _plain(*await settle(inbound.receive(Webhook(channel, key, headers, body))))
 
 

@@ -10,13 +10,18 @@ import logging
 import resource
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+import msgspec
 import pytest
+from aiohttp import web
 from redis.asyncio import Redis
 
 from gateway import fasthttp
 from gateway import server as gateway_server
+from gateway.app import create_app
 from gateway.config import Settings
+from gateway.fasthttp import GatewayRunner
 from tests.conftest import BOT_1, BOT_SECRETS, GatewayTestServer
 from tests.test_fasthttp import (
     _head,
@@ -316,6 +321,45 @@ async def test_a_malformed_request_logs_one_line_without_traceback_or_its_bytes(
     assert len(lines) == 1, [r.getMessage() for r in lines]
     assert lines[0].exc_info is None
     assert all("hunter2" not in r.getMessage() and r.exc_info is None for r in caplog.records)
+
+
+class _AsServed(GatewayTestServer):
+    """The gateway as `gateway serve` runs it: aiohttp's handler cancellation off (aiohttp's
+    TestServer turns it on, and a cancelled handler hides what a live one does)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        return GatewayRunner(self.app, **{**kwargs, "handler_cancellation": False})
+
+
+async def test_a_client_that_leaves_mid_body_logs_no_error_or_traceback(
+    settings: Settings, redis: Redis, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by benchmarks/fuzz.py: a signed webhook whose client closed the connection
+    while aiohttp read its body (chunked, without the last chunk) made aiohttp log "Error
+    handling request" with a ConnectionResetError traceback, one per such client. Now
+    nothing is logged at ERROR, nothing is published, and the port serves the next webhook;
+    on both server paths, chunked and with a Content-Length."""
+    for fast in (True, False):
+        changed = msgspec.structs.replace(settings.server, fast_path=fast)
+        server = _AsServed(create_app(msgspec.structs.replace(settings, server=changed), redis_url))
+        await server.start_server()
+        try:
+            for cut in (chunked(wa_post()).removesuffix(b"0\r\n\r\n"), wa_post()[:-10]):
+                with caplog.at_level(logging.DEBUG):
+                    _, writer = await asyncio.open_connection("127.0.0.1", _port(server))
+                    writer.write(cut)
+                    await writer.drain()
+                    await asyncio.sleep(0.2)
+                    writer.close()
+                    await asyncio.sleep(0.3)
+                errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+                assert not errors, [(fast, r.name, r.getMessage()) for r in errors]
+                assert await redis.xlen("gw:inbox:support") == 0
+                answers, _ = await exchange(_port(server), wa_post(), 1)
+                assert answers[0].status == 200
+                await redis.delete("gw:inbox:support")
+        finally:
+            await server.close()
 
 
 def test_the_open_files_limit_is_raised_for_max_connections(
