@@ -90,6 +90,7 @@ class Interval:
     p50_ms: float
     p99_ms: float
     p999_ms: float
+    max_ms: float
     errors: dict[str, int]
     gateway_cpu_pct: float | None
 
@@ -246,6 +247,7 @@ def interval_of(tick: TickResult, reading: Reading, last: Reading, span_s: float
         p50_ms=percentile(lat, 0.50) * 1e3,
         p99_ms=percentile(lat, 0.99) * 1e3,
         p999_ms=percentile(lat, 0.999) * 1e3,
+        max_ms=max(lat, default=math.nan) * 1e3,
         errors=dict(tick.errors),
         gateway_cpu_pct=cpu,
     )
@@ -302,6 +304,7 @@ def header_cells() -> list[str]:
         "p50 ms",
         "p99 ms",
         "p99.9 ms",
+        "max ms",
         "errors",
         "gw CPU %",
     ]
@@ -321,7 +324,7 @@ def cells(reading: Reading, interval: Interval | None) -> list[str]:
         f"{r.dd_sampled} / {r.dd_without_ttl}",
     ]
     if interval is None:
-        return [*out, "(warm-up done)", "", "", "", "", ""]
+        return [*out, "(warm-up done)", "", "", "", "", "", ""]
     i = interval
     return [
         *out,
@@ -329,6 +332,7 @@ def cells(reading: Reading, interval: Interval | None) -> list[str]:
         fmt(i.p50_ms, ".2f"),
         fmt(i.p99_ms, ".2f"),
         fmt(i.p999_ms, ".2f"),
+        fmt(i.max_ms, ".1f"),
         str(sum(i.errors.values())),
         fmt(i.gateway_cpu_pct, ".0f"),
     ]
@@ -412,8 +416,6 @@ def summary(
     accepted = merged.answered_total - sum(
         n for label, n in merged.errors_total.items() if label.startswith("HTTP")
     )
-    dd_growth = end.keys_with_ttl - first.keys_with_ttl
-    per_key = (end.used_memory - first.used_memory) / dd_growth if dd_growth > 0 else math.nan
     peak_text = f"half the closed-loop peak of {peak_rps:,.0f}" if peak_rps else "--rate"
     return [
         f"load: {rate:,.0f} webhooks/s open loop ({peak_text}), {args.connections} connections, "
@@ -423,9 +425,9 @@ def summary(
         f"{percentile(lat, 0.99) * 1e3:.2f} ms, p99.9 {percentile(lat, 0.999) * 1e3:.2f} ms, "
         f"max {lat[-1] * 1e3 if lat else math.nan:.2f} ms; requests left the client "
         f"{merged.lag_mean_s * 1e3:.2f} ms late on average (max {merged.lag_max_s * 1e3:.2f} ms)",
-        f"Redis used_memory {first.used_memory / MB:.1f} -> {end.used_memory / MB:.1f} MB, keys "
-        f"with a TTL +{dd_growth:,}: {per_key:,.0f} B per key kept for router.dedup_ttl_seconds "
-        "(the dedup marks; bounded by rate x TTL, not by the stream bounds)",
+        f"Redis used_memory {first.used_memory / MB:.1f} -> {end.used_memory / MB:.1f} MB; keys "
+        f"{first.keys:,} -> {end.keys:,} (the dedup marks are fields of at most 2 x "
+        "router.dedup_shards hashes per stream: the key count stays put)",
         f"dead letters: {end.deadletter}",
     ]
 
@@ -467,7 +469,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     checks = verdicts(args, first, intervals, keys, node_entries)
-    lines = ["", *summary(args, rate, peak_rps, first, intervals, merged), ""]
+    lines = ["", *summary(args, rate, peak_rps, first, intervals, merged)]
+    end = intervals[-1].reading
+    per_mark = (end.used_memory - first.used_memory) / keys.marks if keys.marks else math.nan
+    lines += [
+        f"dedup marks at the end: {keys.marks:,} in {keys.dedup:,} hashes; Redis memory per "
+        f"mark {per_mark:,.0f} B (used_memory growth over the measured window / marks)",
+        "",
+    ]
     lines += [f"{'PASS' if ok else 'FAIL'}  {text}" for ok, text in checks]
     if problems:
         lines += ["", f"gateway log lines at WARNING or above: {len(problems)}"]

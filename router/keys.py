@@ -82,8 +82,8 @@ its dedup mark, or deciding a command's policy and rate-limit slots.
 
 from __future__ import annotations
 
-import hashlib
-from typing import NamedTuple
+from hashlib import blake2b
+from typing import Final
 
 INBOX = "gw:inbox:"
 HISTORY = "gw:history:"
@@ -128,32 +128,33 @@ MARK_DIGEST_BYTES = 12
 """96 bits: marks of a stream collide with odds of about n² / 2⁹⁷ (10⁹ marks: 10⁻¹¹)."""
 
 
-class Mark(NamedTuple):
-    """Where one event's dedup mark lives: the hash of its shard in the buckets b-1, b, b+1
-    of the caller's clock (publish.lua picks by Redis's own clock among them), and its field."""
-
-    keys: tuple[str, str, str]
-    field: bytes
+Mark = tuple[str, str, str, bytes]
+"""Where one event's dedup mark lives: the hash of its shard in the buckets b-1, b, b+1 of
+the caller's clock (publish.lua picks by Redis's own clock among them), and its field. A
+plain tuple: built once per event on the hot path."""
 
 
 def mark(
     stream: str, channel: str, account: str, identity: str, ttl_s: int, shards: int, now_s: float
 ) -> Mark:
     """The mark of `identity` (an event of `account` on `channel`) in `stream`."""
-    digest = hashlib.blake2b(
-        f"{channel}:{account}:{identity}".encode(), digest_size=MARK_DIGEST_BYTES
-    ).digest()
-    shard = int.from_bytes(digest[:4], "big") % shards
+    digest = blake2b(f"{channel}:{account}:{identity}".encode(), digest_size=MARK_DIGEST_BYTES)
+    field = digest.digest()
+    shard = _SHARDS[int.from_bytes(field[:4], "big") % shards]
     bucket = int(now_s // ttl_s)
-    prefix = f"{MARKS}{{{stream}}}:"
-    return Mark(
-        (
-            f"{prefix}{bucket - 1}:{shard}",
-            f"{prefix}{bucket}:{shard}",
-            f"{prefix}{bucket + 1}:{shard}",
-        ),
-        digest,
-    )
+    prefixes = _bucket_prefixes.get(stream)
+    if prefixes is None or prefixes[0] != bucket:
+        # On the hot path: the three prefixes of a stream change once a bucket (48 h).
+        base = f"{MARKS}{{{stream}}}:"
+        prefixes = (bucket, f"{base}{bucket - 1}:", f"{base}{bucket}:", f"{base}{bucket + 1}:")
+        _bucket_prefixes[stream] = prefixes
+    return (prefixes[1] + shard, prefixes[2] + shard, prefixes[3] + shard, field)
+
+
+_SHARDS: Final = [str(n) for n in range(65536)]
+"""A shard's key suffix (router.dedup_shards is at most 65536)."""
+_bucket_prefixes: dict[str, tuple[int, str, str, str]] = {}
+"""stream → (bucket, its three buckets' key prefixes), for the bucket last asked for."""
 
 
 def sent(inbox_stream: str, channel: str, account: str, message_id: str) -> str:

@@ -209,8 +209,8 @@ class Ledger:
                 router.dedup_shards,
                 time.time(),
             )
-            found += mark.keys
-            field = mark.field
+            found += mark[:3]
+            field = mark[3]
         if not adapter.statuses_name_command:
             flags += "s"
             found.append(keys.sent(target.inbox, target.channel, account, result.message_id))

@@ -80,9 +80,7 @@ async def migrate(redis: RedisClient, host: ScriptHost, router: RouterSettings) 
             router.dedup_shards,
             time.time(),
         )
-        moved = await move(
-            keys=[raw.decode(), *mark.keys], args=[router.dedup_ttl_seconds, mark.field]
-        )
+        moved = await move(keys=[raw.decode(), *mark[:3]], args=[router.dedup_ttl_seconds, mark[3]])
         if int(moved):
             done.moved += 1
         else:

@@ -198,15 +198,15 @@ class CallBuilder:
                 # A status that names no command: publish.lua fills in the command_id the
                 # ledger kept for the message, if the gateway sent it (`T`).
                 sent = keys.sent(inbox, channel, event.account_id, event.message_id)
-                batch.keys += (stream, *mark.keys, sent)
-                batch.args += (_T, maxlen, b"%d" % item.rank, payload, mark.field)
+                batch.keys += (stream, *mark[:3], sent)
+                batch.args += (_T, maxlen, b"%d" % item.rank, payload, mark[3])
             else:
-                batch.keys += (stream, *mark.keys)
-                batch.args += (_S, maxlen, b"%d" % item.rank, payload, mark.field)
+                batch.keys += (stream, *mark[:3])
+                batch.args += (_S, maxlen, b"%d" % item.rank, payload, mark[3])
             batch.events.append(event)
         else:
-            batch.keys += (stream, *mark.keys)
-            batch.args += (_E, maxlen, payload, mark.field)
+            batch.keys += (stream, *mark[:3])
+            batch.args += (_E, maxlen, payload, mark[3])
             batch.events.append(event)
         if stream is not inbox:
             # Conversation and BSUID keys are in the inbox's slot; a history event's own
@@ -280,7 +280,7 @@ class CallBuilder:
         business route; a live event nobody wrote (`authored` false) gets the flag only."""
         assert payload.endswith(_NOT_PAUSED), "publish.lua flips the trailing ai_paused"
         assert event.conversation_id is not None
-        batch.keys += (inbox, *mark.keys, keys.conversation(inbox, event.conversation_id))
+        batch.keys += (inbox, *mark[:3], keys.conversation(inbox, event.conversation_id))
         batch.args += (
             _M if authored else _W,
             maxlen,
@@ -292,7 +292,7 @@ class CallBuilder:
             ENCODER.encode(event.conversation_id),
             event.business_connection_id or b"",
             excerpt(event.text, event.type).encode() if self._excerpts else b"",
-            mark.field,
+            mark[3],
         )
         batch.events.append(event)
 

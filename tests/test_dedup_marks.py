@@ -89,12 +89,12 @@ async def test_a_mark_in_the_bucket_before_still_drops_the_redelivery(
 ) -> None:
     now = time.time()
     earlier = keys.mark(INBOX, "whatsapp", NUMBER_A, "m:wamid.PREV", TTL, 1024, now - TTL)
-    await redis.hset(earlier.keys[1], earlier.field, "1")  # type: ignore[misc]
+    await redis.hset(earlier[1], earlier[3], "1")  # type: ignore[misc]
     assert await post_wa(client, message("wamid.PREV")) == 200
     assert await stream(redis, INBOX) == []  # a duplicate
     # two buckets back is past the TTL: published
     older = keys.mark(INBOX, "whatsapp", NUMBER_A, "m:wamid.OLDER", TTL, 1024, now - 2 * TTL)
-    await redis.hset(older.keys[1], older.field, "1")  # type: ignore[misc]
+    await redis.hset(older[1], older[3], "1")  # type: ignore[misc]
     assert await post_wa(client, message("wamid.OLDER")) == 200
     assert [e["message_id"] for e in await stream(redis, INBOX)] == ["wamid.OLDER"]
 
@@ -143,9 +143,9 @@ def test_a_marks_keys_share_the_streams_slot_and_name_three_buckets(
     identity: str, shards: int, now: float
 ) -> None:
     mark = keys.mark(INBOX, "telegram", "7000000001", identity, TTL, shards, now)
-    assert len(mark.field) == keys.MARK_DIGEST_BYTES
+    assert len(mark[3]) == keys.MARK_DIGEST_BYTES
     buckets = []
-    for key in mark.keys:
+    for key in mark[:3]:
         assert key.startswith("gw:mk:{gw:inbox:support}:")  # one hash tag: one slot
         bucket, shard = key.rsplit(":", 2)[1:]
         assert 0 <= int(shard) < shards
