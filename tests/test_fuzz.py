@@ -32,10 +32,12 @@ from _fuzz_bodies import load_seeds, signed_case  # noqa: E402
 from _fuzz_check import Ledger  # noqa: E402
 from _fuzz_http import _one_answer, raw_case  # noqa: E402
 
-RUNS = ((1, 6000, 1, 500), (2, 4000, 2, 1000))
-"""(workers, cases, seed, warm-up) of the CI runs: 10,000 cases in all. The warm-up (large
-bodies only, before RSS is first measured) brings each process's allocator to its high-water
-mark; two workers and their two decoding children need about twice as many."""
+RUNS = ((1, 10000, 1, 500),)
+"""(workers, cases, seed, warm-up) of the CI run: 10,000 cases, one gateway process (two
+workers take a warm-up twice as long to reach their allocators' high-water mark, so they are
+fuzzed by the harness, `benchmarks/fuzz.py --workers 2`, not in CI's 15 minutes). The warm-up
+(large bodies only, before RSS is first measured) brings each process's allocator to its
+high-water mark."""
 
 
 def _fuzz(tmp_path: Path, workers: int, cases: int, seed: int, warmup: int) -> dict[str, Any]:
@@ -53,7 +55,7 @@ def _fuzz(tmp_path: Path, workers: int, cases: int, seed: int, warmup: int) -> d
 
 
 @pytest.mark.once  # starts its own gateway and Redis for a minute: the first pass only
-@pytest.mark.parametrize(("workers", "cases", "seed", "warmup"), RUNS, ids=["1", "2-workers"])
+@pytest.mark.parametrize(("workers", "cases", "seed", "warmup"), RUNS, ids=["1-worker"])
 def test_fuzzing_finds_no_crash_5xx_lost_event_or_smuggled_request(
     tmp_path: Path, workers: int, cases: int, seed: int, warmup: int
 ) -> None:
