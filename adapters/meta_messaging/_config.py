@@ -5,7 +5,7 @@ accounts; the checks name the key they refuse."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final
+from typing import Annotated, ClassVar, Final
 
 import msgspec
 
@@ -119,9 +119,12 @@ class _Apps:
     app_id: str | None
     appsecret_proof: bool
     apps: list[MetaApp]
+    _ENTRIES: ClassVar[str]
+    """The field that lists the section's Pages or accounts."""
 
     def _entries(self) -> list[_Entry]:
-        raise NotImplementedError
+        entries: list[_Entry] = list(getattr(self, self._ENTRIES))
+        return entries
 
     @property
     def listed_apps(self) -> bool:
@@ -156,6 +159,7 @@ class MessengerSettings(_Apps, msgspec.Struct, **SECTION_STRUCT):
     apps: list[MetaApp] = msgspec.field(default_factory=list)
     """More Meta apps (adapters/meta_apps.py); each Page names its own (`app`)."""
     pages: list[MessengerPage] = msgspec.field(default_factory=list)
+    _ENTRIES: ClassVar[str] = "pages"
 
     def check(self) -> None:
         """ValueError naming the key of the first problem."""
@@ -166,9 +170,6 @@ class MessengerSettings(_Apps, msgspec.Struct, **SECTION_STRUCT):
 
     def accounts(self) -> list[Account]:
         return _accounts("messenger", self, list(self.pages))
-
-    def _entries(self) -> list[_Entry]:
-        return list(self.pages)
 
     def groups(self) -> dict[str, tuple[str, ...]]:
         """Pages belong to no group."""
@@ -190,6 +191,7 @@ class InstagramSettings(_Apps, msgspec.Struct, **SECTION_STRUCT):
     apps: list[MetaApp] = msgspec.field(default_factory=list)
     """More Meta apps (adapters/meta_apps.py); each account names its own (`app`)."""
     accounts_: list[InstagramAccount] = msgspec.field(default_factory=list, name="accounts")
+    _ENTRIES: ClassVar[str] = "accounts_"
 
     def check(self) -> None:
         """ValueError naming the key of the first problem."""
@@ -201,9 +203,6 @@ class InstagramSettings(_Apps, msgspec.Struct, **SECTION_STRUCT):
 
     def accounts(self) -> list[Account]:
         return _accounts("instagram", self, list(self.accounts_))
-
-    def _entries(self) -> list[_Entry]:
-        return list(self.accounts_)
 
     def groups(self) -> dict[str, tuple[str, ...]]:
         """Instagram accounts belong to no group."""
