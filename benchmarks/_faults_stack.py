@@ -144,6 +144,11 @@ class Stack:
 
     work: Path
     fsync: str
+    """`everysec` or `always` (Redis's appendfsync), or `waitaof`: everysec, and the gateway
+    waits for WAITAOF before answering (`redis.wait_aof`; Redis >= 7.2), or
+    `always+waitaof`: both."""
+    binary: str | None = None
+    """The redis-server (or valkey-server) to run; None: `redis_binary()`."""
     accounts: Accounts = field(default_factory=Accounts.make)
     redis_port: int = 0
     graph_port: int = 0
@@ -170,15 +175,17 @@ class Stack:
         config = gateway_config(
             self.port, self.redis_port, self.graph_port, self.bot_port, self.accounts
         )
+        config["redis"]["wait_aof"] = "waitaof" in self.fsync
         (self.work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         self.start_gateway()
 
     def start_redis(self) -> None:
         """redis-server on the stack's port and data directory, with its append-only file."""
         cmd = [
-            redis_binary(), "--port", str(self.redis_port), "--bind", HOST,
+            self.binary or redis_binary(), "--port", str(self.redis_port), "--bind", HOST,
             "--dir", str(self.work / "redis"), "--save", "", "--appendonly", "yes",
-            "--appendfsync", self.fsync, "--daemonize", "no",
+            "--appendfsync", "always" if "always" in self.fsync else "everysec",
+            "--daemonize", "no",
         ]  # fmt: skip
         self.redis_proc = _spawn(cmd, self.work / "redis.log")
         self._wait(self._redis_ready, "redis-server", self.redis_proc)

@@ -16,9 +16,10 @@ permissions could add, an outbox its assistant cannot read back, protects nothin
 anyone else, so both versions get the same rules; a backend writes only through XADD and
 the stream commands listed, never DEL or XTRIM.
 
-Versions differ in one command: `CLIENT SETINFO` (7.2; redis-py sends it on connect and
-ignores a refusal) cannot be named in a rule on 7.0 and 7.1, so the rules of those versions
-leave it out (`rules_for`). 6.2 takes the rule for a subcommand it does not know.
+Versions differ in two commands: `CLIENT SETINFO` (7.2; redis-py sends it on connect and
+ignores a refusal) cannot be named in a rule on 7.0 and 7.1, and `WAITAOF` (7.2; the
+gateway's only with `redis.wait_aof`) not before 7.2, so the rules of those versions leave
+them out (`rules_for`). 6.2 takes the rule for a subcommand it does not know.
 
 Passwords are made with `secrets.token_urlsafe` on first need and kept, one file per user,
 in `redis.acl_dir` (default `<redis.embedded_dir>/acl`; directory 700, files 600). Rules
@@ -126,12 +127,13 @@ GATEWAY_COMMANDS = (
     "script|exists",
     "time",
     "info",
+    "waitaof",
 )
 """The gateway's: its streams (publishing, the outbox group, trimming, dead letters), the
 state keys of router/keys.py, the Lua scripts of router/lua and what they call, INFO for
 the memory report, TIME; SCAN and TYPE for `gateway inspect`."""
 
-_REFUSED = {"client|setinfo": ((7, 0), (7, 2))}
+_REFUSED = {"client|setinfo": ((7, 0), (7, 2)), "waitaof": ((0, 0), (7, 2))}
 """Rules a range of versions refuses to parse: [from, until)."""
 
 

@@ -30,6 +30,7 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError, ResponseError
 
 from adapters import CHANNELS
 from adapters.notice import targets
@@ -125,10 +126,60 @@ def _redis_client(settings: Settings, url: str) -> RedisClient:
 def _script_host(settings: Settings, url: str, redis: RedisClient) -> ScriptHost:
     """Script calls (one per webhook, a few per send) go through the lean pipelining
     client when it can speak to this Redis: one node, no TLS. A cluster's go through
-    redis-py's cluster client, to the node of each call's slot."""
+    redis-py's cluster client, to the node of each call's slot. With `redis.wait_aof` each
+    batch of calls waits for its fsync (WAITAOF, half the Redis timeout at most)."""
     if supports(url) and not settings.redis.cluster:
-        return ScriptPipe(url, settings.redis.timeout_seconds)
+        return ScriptPipe(url, settings.redis.timeout_seconds, wait_aof_ms(settings))
     return scripts_of(redis)
+
+
+def wait_aof_ms(settings: Settings) -> int | None:
+    """How long a batch of script calls waits for WAITAOF; None without `redis.wait_aof`."""
+    if not settings.redis.wait_aof:
+        return None
+    return max(1, int(settings.redis.timeout_seconds * 500))
+
+
+async def check_wait_aof(settings: Settings, url: str) -> str | None:
+    """With `redis.wait_aof`, whether this Redis can confirm fsyncs without stalling: None if
+    so (or if it does not answer now: then every webhook is answered 503 until it does),
+    else why not: it refuses WAITAOF (before 7.2, or no append-only file), or it says
+    `appendfsync` is not `always` (under everysec a WAITAOF waits for Redis's next
+    background fsync: 80 calls/s on one connection in our measurement, benchmarks/README.md,
+    "Faults"). When CONFIG GET is not allowed, a warning says what it needs."""
+    if not settings.redis.wait_aof:
+        return None
+    if not supports(url):
+        return "needs a Redis over redis:// or unix://"
+    pipe = ScriptPipe(url, settings.redis.timeout_seconds)
+    try:
+        await pipe.execute("WAITAOF", 1, 0, wait_aof_ms(settings) or 1)
+        reply = await pipe.execute("CONFIG", "GET", "appendfsync")
+    except ResponseError as exc:
+        if "WAITAOF" in str(exc).upper() or "appendonly" in str(exc):
+            return (
+                f"this Redis refuses WAITAOF ({exc}); it needs Redis or Valkey >= 7.2 with "
+                "`appendonly yes` and `appendfsync always`"
+            )
+        log.warning(
+            "redis.wait_aof: cannot read this Redis's appendfsync (%s); it must be `always`, "
+            "or every webhook waits for the next background fsync (benchmarks/README.md)",
+            exc,
+        )
+        return None
+    except (RedisError, OSError) as exc:
+        log.warning("redis.wait_aof: could not check WAITAOF now (%s)", exc)
+        return None
+    finally:
+        await pipe.aclose()
+    values = [v.decode() if isinstance(v, bytes) else str(v) for v in reply or []]
+    if len(values) == 2 and values[1] != "always":
+        return (
+            f"this Redis has `appendfsync {values[1]}`: each WAITAOF would wait for its next "
+            "background fsync (webhooks slow to a crawl, then 503); set `appendfsync always` "
+            "on it (WAITAOF then answers at once)"
+        )
+    return None
 
 
 async def offload_router(settings: Settings, url: str) -> InboundRouter:

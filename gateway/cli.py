@@ -35,6 +35,7 @@ import aiohttp
 
 from gateway import accounts_tool, acl_tool, logs, sealed_tool, webhooks_tool
 from gateway import deadletter_tool as dl
+from gateway.app import check_wait_aof
 from gateway.config import ConfigError, Settings
 from gateway.embedded import EmbeddedRedisError
 from gateway.inspection import inspect, render
@@ -437,11 +438,20 @@ def serve(settings: Settings, source: ConfigSource | None = None) -> int:
     with _pid_file(settings.server.pid_file):
         if settings.server.workers == 1:
             with running_redis(settings) as url:
+                _check_wait_aof(settings, url)
                 run_process(settings, url, source)
             return 0
         check_ports_free(settings.server)
         with running_redis(settings) as url:
+            _check_wait_aof(settings, url)
             return Supervisor(settings, url, source).run()
+
+
+def _check_wait_aof(settings: Settings, url: str) -> None:
+    """`redis.wait_aof` on a Redis that refuses WAITAOF: a config error, before serving."""
+    problem = asyncio.run(check_wait_aof(settings, url))
+    if problem is not None:
+        raise ConfigError(f"redis.wait_aof: {problem}")
 
 
 @contextlib.contextmanager

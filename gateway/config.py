@@ -140,6 +140,13 @@ class RedisSettings(msgspec.Struct, **_STRUCT):
     kernel crash may lose the last second of acknowledged webhooks; a killed process loses
     nothing) or `always` (nothing acknowledged is lost; costs webhooks/s: benchmarks/README.md,
     "Faults")."""
+    wait_aof: bool = False
+    """Acknowledge nothing before it is on disk: every script call (a webhook's publish, a
+    command's state changes) waits for `WAITAOF 1 0` (the append-only file fsynced), at most
+    half of `timeout_seconds`, else the webhook is answered 503 and retried by its platform.
+    Needs Redis or Valkey >= 7.2 with `appendonly yes`, one node over redis:// or unix://
+    (not a cluster, not TLS); checked at start. For the embedded Redis, use
+    `embedded_appendfsync: always`. Costs webhooks/s (benchmarks/README.md, "Faults")."""
     embedded_maxmemory: int | str = "50%"
     """Its `maxmemory` (noeviction): bytes, `512mb`/`2gb`, or a share of this machine's memory.
     Half leaves the rest to the AOF rewrite's fork and the gateway."""
@@ -428,6 +435,7 @@ def check(settings: Settings) -> None:
     if settings.redis.cluster:
         _check_cluster(settings.redis)
     _check_embedded(settings.redis)
+    _check_wait_aof(settings.redis)
     _check_admin(settings.server)
     _check_public_url(settings.server)
     if settings.notifications is not None:
@@ -547,6 +555,19 @@ def _check_cluster(redis: RedisSettings) -> None:
         raise ConfigError("redis.url: a cluster is reached over TCP: redis:// or rediss://")
     if url.path.strip("/") not in ("", "0"):
         raise ConfigError("redis.url: a cluster has only database 0")
+
+
+def _check_wait_aof(redis: RedisSettings) -> None:
+    if redis.wait_aof and redis.cluster:
+        raise ConfigError(
+            "redis.wait_aof: not with a cluster (WAITAOF covers one connection to one node); "
+            "set `appendfsync always` on the cluster's nodes instead"
+        )
+    if redis.wait_aof and (redis.url or "").startswith("rediss://"):
+        raise ConfigError(
+            "redis.wait_aof: not over TLS (rediss://); set `appendfsync always` on that "
+            "Redis instead"
+        )
 
 
 def _check_embedded(redis: RedisSettings) -> None:

@@ -16,6 +16,14 @@ hot path makes one EVALSHA per webhook, so that client cost was most of a webhoo
 - the same errors as redis-py (`redis.exceptions.ConnectionError`, `TimeoutError`,
   `ResponseError`), so callers keep one `except (RedisError, OSError)`.
 
+Durable answers (`wait_aof_ms`, the config's `redis.wait_aof`): after each batch the pipe
+writes `WAITAOF 1 0 <ms>` on the same connection and holds the batch's replies until it
+answers: WAITAOF waits until every earlier write of this connection is fsynced to the
+append-only file, so a caller sees its script's reply only once it is on disk. One fsync
+wait is shared by the whole batch. Not fsynced within `wait_aof_ms` (or WAITAOF refused):
+every held call fails with `WaitAofError` (a `redis.exceptions.TimeoutError`), so a webhook
+is answered 503 and retried by its platform, never acknowledged without its fsync.
+
 Timeouts: a reply that takes longer than `timeout_s` fails every call waiting on the
 connection (their replies can no longer be matched) and drops the connection; the next call
 reconnects. Scripts are loaded on connect, and a `NOSCRIPT` answer (a `SCRIPT FLUSH`, a
@@ -98,17 +106,35 @@ def supports(url: str) -> bool:
     return url.startswith(("redis://", "unix://"))
 
 
-_Waiting = tuple["asyncio.Future[Any]", float, bytes, "PipeScript | None"]
+class WaitAofError(RedisTimeoutError):
+    """WAITAOF did not confirm the fsync of a call's writes (timed out, or refused)."""
+
+
+class _WaitAof:
+    """Marks a batch's `WAITAOF` in the waiting queue (where a call's script would be)."""
+
+
+_WAIT_AOF = _WaitAof()
+
+_Waiting = tuple["asyncio.Future[Any]", float, bytes, "PipeScript | _WaitAof | None"]
 """A command written or about to be: its caller's future, when it was queued, the command
-and, for an EVALSHA, its script (to retry a NOSCRIPT answer as EVAL)."""
+and, for an EVALSHA, its script (to retry a NOSCRIPT answer as EVAL), or `_WAIT_AOF`."""
 
 
 class _Connection(asyncio.Protocol):
     """One connection: writes what the pipe batched, hands replies out in order."""
 
-    def __init__(self, timeout_s: float, on_write: Callable[[], None]) -> None:
+    def __init__(
+        self, timeout_s: float, on_write: Callable[[], None], wait_aof_ms: int | None = None
+    ) -> None:
         self._timeout_s = timeout_s
         self._on_write = on_write
+        self._wait_aof = None if wait_aof_ms is None else pack(("WAITAOF", 1, 0, wait_aof_ms))
+        self._wait_aof_ms = wait_aof_ms
+        self._held: list[tuple[asyncio.Future[Any], Any]] = []
+        """Replies received, not yet handed out: their batch's WAITAOF has not answered."""
+        self._aof_waiting = False
+        """A WAITAOF is out: later calls wait in the buffer for it (group commit, see _flush)."""
         self._reader = hiredis.Reader()
         self._waiting: collections.deque[_Waiting] = collections.deque()
         self._buffer: list[bytes] = []
@@ -130,18 +156,53 @@ class _Connection(asyncio.Protocol):
         try:
             while (reply := reader.gets()) is not False:
                 future, _, command, script = waiting.popleft()
+                if script is _WAIT_AOF:
+                    self._release(reply)
+                    continue
                 if future.done():
                     continue
+                outcome: Any = reply
                 if isinstance(reply, hiredis.ReplyError):
                     message = str(reply)
-                    if script is not None and message.startswith("NOSCRIPT"):
+                    if isinstance(script, PipeScript) and message.startswith("NOSCRIPT"):
                         self._queue(future, script.as_eval(command), None)
-                    else:
-                        future.set_exception(_reply_error(message))
+                        continue
+                    outcome = _reply_error(message)
+                if self._wait_aof is not None:
+                    self._held.append((future, outcome))
+                elif isinstance(outcome, Exception):
+                    future.set_exception(outcome)
                 else:
-                    future.set_result(reply)
+                    future.set_result(outcome)
         except (hiredis.ProtocolError, IndexError) as exc:
             self._fail(RedisConnectionError(f"Redis protocol error: {exc!r}"))
+
+    def _release(self, reply: Any) -> None:
+        """A batch's WAITAOF answered: hand out its held replies if the fsync is confirmed
+        (`[numlocal, numreplicas]` with numlocal 1), else fail them all; then send what
+        queued up meanwhile, as the next batch."""
+        held, self._held = self._held, []
+        self._aof_waiting = False
+        if self._buffer:
+            self._flush_soon()
+        if isinstance(reply, list) and reply and reply[0] >= 1:
+            for future, outcome in held:
+                if future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+            return
+        why = (
+            f"refused: {reply}"
+            if isinstance(reply, hiredis.ReplyError)
+            else f"the append-only file was not fsynced within {self._wait_aof_ms} ms"
+        )
+        error = WaitAofError(f"WAITAOF {why}")
+        for future, _ in held:
+            if not future.done():
+                future.set_exception(error)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
@@ -176,6 +237,16 @@ class _Connection(asyncio.Protocol):
         self._flush_due = False
         if self._transport is None or self.closed or not self._buffer:
             return
+        if self._wait_aof is not None:
+            # Redis would not run calls sent behind a WAITAOF until it answers (the client is
+            # blocked), so they wait here instead, and then share the next WAITAOF: one
+            # fsync wait per batch, the batch as large as what arrived during the last wait.
+            if self._aof_waiting:
+                return
+            self._aof_waiting = True
+            self._buffer.append(self._wait_aof)
+            future: asyncio.Future[Any] = self._loop.create_future()
+            self._waiting.append((future, time.monotonic(), self._wait_aof, _WAIT_AOF))
         data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
         self._buffer.clear()
         self._transport.write(data)
@@ -198,9 +269,13 @@ class _Connection(asyncio.Protocol):
             self._watchdog.cancel()
             self._watchdog = None
         self._buffer.clear()
-        while self._waiting:
-            future = self._waiting.popleft()[0]
+        held, self._held = self._held, []
+        for future, _ in held:
             if not future.done():
+                future.set_exception(exc)
+        while self._waiting:
+            future, _, _, script = self._waiting.popleft()
+            if script is not _WAIT_AOF and not future.done():
                 future.set_exception(exc)
         if self._transport is not None:
             self._transport.abort()
@@ -268,11 +343,14 @@ class PipeScript:
 class ScriptPipe:
     """Script calls to one Redis node over one pipelined connection (see module doc)."""
 
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(self, url: str, timeout_s: float, wait_aof_ms: int | None = None) -> None:
+        """`wait_aof_ms`: hand out replies only once WAITAOF confirms their fsync, waiting
+        at most this long (module doc); None: as soon as they come."""
         if not supports(url):
             raise ValueError(f"ScriptPipe speaks plain redis:// or unix://, not {url!r}")
         self._options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
         self._timeout_s = timeout_s
+        self._wait_aof_ms = wait_aof_ms
         self._scripts: dict[str, PipeScript] = {}
         self._conn: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
@@ -320,11 +398,12 @@ class ScriptPipe:
             async with asyncio.timeout(timeout):
                 if "path" in options:
                     _, conn = await loop.create_unix_connection(
-                        lambda: _Connection(timeout, self._count_write), options["path"]
+                        lambda: _Connection(timeout, self._count_write, self._wait_aof_ms),
+                        options["path"],
                     )
                 else:
                     _, conn = await loop.create_connection(
-                        lambda: _Connection(timeout, self._count_write),
+                        lambda: _Connection(timeout, self._count_write, self._wait_aof_ms),
                         options.get("host", "localhost"),
                         int(options.get("port", 6379)),
                     )

@@ -177,6 +177,13 @@ def test_a_cluster_is_reached_through_the_url_of_any_node() -> None:
         ("{url: 'unix:///tmp/redis.sock', cluster: true}", "redis.url", "redis://"),
         ("{cluster: 'maybe'}", "redis.cluster", "Expected `bool`"),
         ("{url: 'redis://10.0.0.7:7000', clustered: true}", "redis", "unknown field `clustered`"),
+        (
+            "{url: 'redis://10.0.0.7:7000', cluster: true, wait_aof: true}",
+            "redis.wait_aof",
+            "not with a cluster",
+        ),
+        ("{url: 'rediss://10.0.0.7:6380', wait_aof: true}", "redis.wait_aof", "not over TLS"),
+        ("{wait_aof: 'yes please'}", "redis.wait_aof", "Expected `bool`"),
     ],
 )
 def test_cluster_mistakes_name_the_key(redis: str, key: str, says: str) -> None:
