@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -61,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", type=int, help="play only case K (and report it)")
     p.add_argument("--json", type=Path, help="also write the report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--keep-log", type=Path, help="copy the gateway's log here at the end")
     return p.parse_args(argv)
 
 
@@ -205,12 +207,13 @@ class Run:
             self.report.answers_5xx += 1
             self.report.sample("5xx", f"{status} {where}")
 
-    async def check(self, client: aioredis.Redis) -> None:
-        """After a batch: alive, answering, nothing lost or smuggled."""
+    async def check(self, client: aioredis.Redis, cases: str = "before the cases") -> None:
+        """After a batch (`cases`: which, for the samples): alive, answering, nothing lost
+        or smuggled."""
         self.report.crashes = self.stack.crashes()
         tracebacks = self.stack.tracebacks()
         for line in tracebacks[self.report.log_tracebacks : SAMPLES]:
-            self.report.sample("traceback", line)
+            self.report.sample("traceback", f"{cases}: {line}")
         self.report.log_tracebacks = len(tracebacks)
         if not self.stack.answers():
             self.report.port_stopped_answering += 1
@@ -327,8 +330,9 @@ async def fuzz(args: argparse.Namespace, stack_: Stack) -> Report:
         run.rss.clear()
         await run.check(client)  # RSS "before"
         for start in range(0, args.cases, args.batch):
-            await run.cases(list(range(start, min(start + args.batch, args.cases))))
-            await run.check(client)
+            end = min(start + args.batch, args.cases)
+            await run.cases(list(range(start, end)))
+            await run.check(client, f"cases {start}-{end - 1}")
             if not args.quiet:
                 _progress(run, min(start + args.batch, args.cases), started)
             if run.report.crashes or run.report.port_stopped_answering:
@@ -382,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         stack(Path(tmp), args.workers) as stack_,
     ):
         report = uvloop.run(fuzz(args, stack_))
+        if args.keep_log is not None and stack_.gateway.stderr_path is not None:
+            shutil.copyfile(stack_.gateway.stderr_path, args.keep_log)
     print_report(report)
     if args.json:
         args.json.write_text(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
