@@ -51,6 +51,7 @@ from typing import Any, NamedTuple, cast
 import httptools
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from yarl import URL
 
 from adapters import CHANNELS, Answer
 from adapters.channel import QUERY
@@ -865,4 +866,26 @@ class GatewayRunner(web.AppRunner):
         # In front even with `fast_path: false`: then every connection is relayed to
         # aiohttp from its first byte, under the same deadlines and limits.
         inner = await super()._make_server()
+        inner.request_factory = _with_target(inner.request_factory)
         return cast(web.Server, FastServer(inner, self.app, self._access_log))
+
+
+def _with_target(factory: Any) -> Any:
+    """aiohttp's request factory, for a request line without a target too. aiohttp's C
+    parser (llhttp) reads `CONNECT` followed by spaces and nothing else as an HTTP/0.9
+    request and hands on a message with no URL; aiohttp's request then raised
+    AttributeError in the connection's task: a traceback in the log ("Task exception was
+    never retrieved") and a client left without an answer (found by benchmarks/fuzz.py).
+    Such a message gets the target `/`, which the app answers as any request it does not
+    serve (4xx)."""
+
+    def make(message: Any, *args: Any, **kwargs: Any) -> web.BaseRequest:
+        if message.url is None:
+            message = message._replace(url=_ROOT, path="/")
+        request: web.BaseRequest = factory(message, *args, **kwargs)
+        return request
+
+    return make
+
+
+_ROOT = URL("/")

@@ -374,3 +374,35 @@ def test_the_open_files_limit_is_raised_for_max_connections(
     assert gateway_server.raise_fd_limit(wanted) == wanted
     assert limits["now"] == (wanted, 8192)
     assert gateway_server.raise_fd_limit(100_000) == 8192  # no further than the hard limit
+
+
+async def test_a_connect_line_without_a_target_is_answered_and_logs_no_traceback(
+    settings: Settings, redis: Redis, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by benchmarks/fuzz.py (seed 11, case 39069): `CONNECT` and spaces, nothing
+    else, on the request line. aiohttp's parser takes it for an HTTP/0.9 request with no URL,
+    and aiohttp's request raised AttributeError in the connection's task: a traceback logged
+    ("Task exception was never retrieved") and no answer. Now it is answered 4xx with nothing
+    logged at ERROR, on both server paths, and the port serves the next webhook."""
+    for fast in (True, False):
+        changed = msgspec.structs.replace(settings.server, fast_path=fast)
+        server = _AsServed(create_app(msgspec.structs.replace(settings, server=changed), redis_url))
+        await server.start_server()
+        try:
+            for line in (b"CONNECT    ", b"CONNECT  "):
+                with caplog.at_level(logging.DEBUG):
+                    reader, writer = await asyncio.open_connection("127.0.0.1", _port(server))
+                    writer.write(line + b"\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
+                    await writer.drain()
+                    answer = await asyncio.wait_for(reader.read(4096), 5)
+                    writer.close()
+                    await asyncio.sleep(0.1)
+                status = answer.split(b"\r\n", 1)[0].split(b" ")
+                assert status[0].startswith(b"HTTP/") and status[1][:1] == b"4", answer[:200]
+                errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+                assert not errors, [(fast, r.name, r.getMessage()) for r in errors]
+            answers, _ = await exchange(_port(server), wa_post(), 1)
+            assert answers[0].status == 200
+            await redis.delete("gw:inbox:support")
+        finally:
+            await server.close()
