@@ -29,6 +29,7 @@ import contextlib
 import json
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -379,8 +380,13 @@ def print_report(report: Report) -> None:
     print("OK" if report.ok else "FAILED")
 
 
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(f"stopped by signal {signum}")  # unwinds: the stack is stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     with (
         tempfile.TemporaryDirectory(prefix="gateway-fuzz-") as tmp,
         stack(Path(tmp), args.workers) as stack_,
