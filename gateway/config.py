@@ -141,11 +141,12 @@ class RedisSettings(msgspec.Struct, **_STRUCT):
     nothing) or `always` (nothing acknowledged is lost; costs webhooks/s: benchmarks/README.md,
     "Faults")."""
     wait_aof: bool = False
-    """Acknowledge nothing before it is on disk: every script call (a webhook's publish, a
-    command's state changes) waits for `WAITAOF 1 0` (the append-only file fsynced), at most
-    half of `timeout_seconds`, else the webhook is answered 503 and retried by its platform.
-    Needs Redis or Valkey >= 7.2 with `appendonly yes`, one node over redis:// or unix://
-    (not a cluster, not TLS); checked at start. For the embedded Redis, use
+    """Acknowledge nothing before Redis confirms it is on disk: script calls (a webhook's
+    publish, a command's state changes) are followed by `WAITAOF 1 0` (one per batch: group
+    commit, router/scriptpipe.py), waited for at most half of `timeout_seconds`, else the
+    webhook is answered 503 and retried by its platform. Needs Redis or Valkey >= 7.2 with
+    `appendonly yes` and `appendfsync always`, one node over redis:// or unix:// (not a
+    cluster, not TLS); checked at start. For the embedded Redis, use
     `embedded_appendfsync: always`. Costs webhooks/s (benchmarks/README.md, "Faults")."""
     embedded_maxmemory: int | str = "50%"
     """Its `maxmemory` (noeviction): bytes, `512mb`/`2gb`, or a share of this machine's memory.
