@@ -135,8 +135,11 @@ def _script_host(settings: Settings, url: str, redis: RedisClient) -> ScriptHost
 
 def wait_aof_ms(settings: Settings) -> int | None:
     """How long a batch of script calls waits for WAITAOF; None without `redis.wait_aof`."""
-    if not settings.redis.wait_aof:
-        return None
+    return _wait_aof_timeout_ms(settings) if settings.redis.wait_aof else None
+
+
+def _wait_aof_timeout_ms(settings: Settings) -> int:
+    """Half of `redis.timeout_seconds`, so WAITAOF answers before the connection's timeout."""
     return max(1, int(settings.redis.timeout_seconds * 500))
 
 
@@ -153,7 +156,7 @@ async def check_wait_aof(settings: Settings, url: str) -> str | None:
         return "needs a Redis over redis:// or unix://"
     pipe = ScriptPipe(url, settings.redis.timeout_seconds)
     try:
-        await pipe.execute("WAITAOF", 1, 0, wait_aof_ms(settings) or 1)
+        await pipe.execute("WAITAOF", 1, 0, _wait_aof_timeout_ms(settings))
         reply = await pipe.execute("CONFIG", "GET", "appendfsync")
     except ResponseError as exc:
         if "WAITAOF" in str(exc).upper() or "appendonly" in str(exc):

@@ -450,6 +450,8 @@ def serve(settings: Settings, source: ConfigSource | None = None) -> int:
 def _check_wait_aof(settings: Settings, url: str) -> None:
     """`redis.wait_aof` on a Redis that cannot confirm fsyncs at once (no WAITAOF, no
     append-only file, `appendfsync` not `always`): a config error, before serving."""
+    if not settings.redis.wait_aof:
+        return
     problem = asyncio.run(check_wait_aof(settings, url))
     if problem is not None:
         raise ConfigError(f"redis.wait_aof: {problem}")

@@ -140,6 +140,8 @@ def mark(
     """The mark of `identity` (an event of `account` on `channel`) in `stream`."""
     digest = blake2b(f"{channel}:{account}:{identity}".encode(), digest_size=MARK_DIGEST_BYTES)
     field = digest.digest()
+    if shards > len(_SHARDS):  # once per process, up to router.dedup_shards
+        _SHARDS.extend(str(n) for n in range(len(_SHARDS), shards))
     shard = _SHARDS[int.from_bytes(field[:4], "big") % shards]
     bucket = int(now_s // ttl_s)
     prefixes = _bucket_prefixes.get(stream)
@@ -151,8 +153,9 @@ def mark(
     return (prefixes[1] + shard, prefixes[2] + shard, prefixes[3] + shard, field)
 
 
-_SHARDS: Final = [str(n) for n in range(65536)]
-"""A shard's key suffix (router.dedup_shards is at most 65536)."""
+_SHARDS: Final[list[str]] = []
+"""Shard key suffixes, made on first need up to the shard count asked for (the default 1024:
+all 65,536 up front would cost each process 4 MB)."""
 _bucket_prefixes: dict[str, tuple[int, str, str, str]] = {}
 """stream → (bucket, its three buckets' key prefixes), for the bucket last asked for."""
 

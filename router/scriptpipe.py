@@ -170,10 +170,8 @@ class _Connection(asyncio.Protocol):
                     outcome = _reply_error(message)
                 if self._wait_aof is not None:
                     self._held.append((future, outcome))
-                elif isinstance(outcome, Exception):
-                    future.set_exception(outcome)
                 else:
-                    future.set_result(outcome)
+                    _settle(future, outcome)
         except (hiredis.ProtocolError, IndexError) as exc:
             self._fail(RedisConnectionError(f"Redis protocol error: {exc!r}"))
 
@@ -187,12 +185,8 @@ class _Connection(asyncio.Protocol):
             self._flush_soon()
         if isinstance(reply, list) and reply and reply[0] >= 1:
             for future, outcome in held:
-                if future.done():
-                    continue
-                if isinstance(outcome, Exception):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+                if not future.done():
+                    _settle(future, outcome)
             return
         why = (
             f"refused: {reply}"
@@ -282,6 +276,14 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self._fail(RedisConnectionError("connection to Redis closed by the gateway"))
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    """Hand a caller its reply, or raise its error in it."""
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def _reply_error(message: str) -> ResponseError:

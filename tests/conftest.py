@@ -205,10 +205,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--redis-facing-only"):
-        pure = [item for item in items if "redis_url" not in getattr(item, "fixturenames", ())]
+        facing, pure = [], []
+        for item in items:
+            uses = "redis_url" in getattr(item, "fixturenames", ())
+            (facing if uses else pure).append(item)
         if pure:
             config.hook.pytest_deselected(items=pure)
-            items[:] = [item for item in items if item not in pure]
+            items[:] = facing
     if not _CLUSTER:
         return
     dropped = [item for item in items if item.get_closest_marker("cluster") is None]
