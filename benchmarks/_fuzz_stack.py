@@ -23,6 +23,7 @@ from _procs import (
     http_status,
     redis_server,
     redis_socket_url,
+    rss_by_process,
     rss_bytes,
     wait_for_log,
 )
@@ -46,6 +47,10 @@ class Stack:
 
     def rss(self) -> int:
         return rss_bytes(self.gateway.pid) or 0
+
+    def rss_by_process(self) -> dict[str, int]:
+        """`rss`, by process: main, worker N, worker N child (the large-webhook process)."""
+        return rss_by_process(self.gateway.pid)
 
     def crashes(self) -> list[str]:
         """What died so far: the gateway process, or workers the supervisor restarted."""

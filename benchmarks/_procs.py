@@ -289,6 +289,40 @@ def rss_bytes(pid: int | None) -> int | None:
     return _with_descendants(pid, _proc_rss)
 
 
+def rss_by_process(pid: int | None) -> dict[str, int]:
+    """Resident memory of pid and each live descendant, by role: "main" (pid), "worker N"
+    (its children, by pid order), "worker N child" for a worker's own children (the large-
+    webhook process; "worker N child 2" if there are more), and the rest by the program name
+    (a multiprocessing resource tracker). Roles stay the same when a process is replaced."""
+    if pid is None or (own := _proc_rss(pid)) is None:
+        return {}
+    found = {"main": own}
+    by_parent = None if _has_children_files(pid) else _children_by_parent()
+
+    def kids(parent: int) -> list[int]:
+        return sorted(_children(parent) if by_parent is None else by_parent.get(parent, []))
+
+    workers = [k for k in kids(pid) if "resource_tracker" not in _cmdline(k)]
+    for k in kids(pid):
+        if k not in workers:
+            found["resource tracker"] = found.get("resource tracker", 0) + (_proc_rss(k) or 0)
+    for i, worker in enumerate(workers, 1):
+        found[f"worker {i}"] = _proc_rss(worker) or 0
+        for j, child in enumerate(kids(worker), 1):
+            name = "resource tracker" if "resource_tracker" in _cmdline(child) else "child"
+            role = f"worker {i} {name}" + (f" {j}" if j > 1 and name == "child" else "")
+            found[role] = found.get(role, 0) + (_proc_rss(child) or 0)
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
 _N = TypeVar("_N", int, float)
 
 

@@ -92,7 +92,13 @@ class Report:
     rss_after_bytes: int = 0
     rss_max_bytes: int = 0
     rss_change: float = 0.0
+    rss_by_process: dict[str, list[float]] = field(default_factory=dict)
+    """MiB of each process (by role) at each check, the first after the warm-up."""
     seconds: float = 0.0
+    client_lag_max_s: float = 0.0
+    """The fuzzer's own event loop: its longest stall (making a large case is CPU work). A
+    case whose answer came late, or never, while it stalled says nothing about the gateway."""
+    client_lag_by_batch: list[float] = field(default_factory=list)
     histogram: dict[str, int] = field(default_factory=dict)
     samples: dict[str, list[str]] = field(default_factory=dict)
     seed: int = 0
@@ -114,6 +120,35 @@ class Report:
             kept.append(text)
 
 
+class LagWatch:
+    """How late this process's event loop wakes up: the fuzzer's own stalls."""
+
+    TICK_S = 0.05
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.TICK_S
+            await asyncio.sleep(self.TICK_S)
+            self.worst = max(self.worst, loop.time() - due)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    def take(self) -> float:
+        """The longest stall since the last `take`."""
+        worst, self.worst = self.worst, 0.0
+        return worst
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 class Run:
     """One fuzzing run against a started stack."""
 
@@ -125,6 +160,7 @@ class Run:
         self.report = Report(seed=args.seed, workers=args.workers)
         self.histogram: Counter[str] = Counter()
         self.rss: list[int] = []
+        self.lag = LagWatch()
 
     def is_raw(self, k: int) -> bool:
         share: float = self.args.raw_share
@@ -168,14 +204,17 @@ class Run:
             self.report.sample("not-http", f"k={case.k} {case.family}")
         if outcome.hung:
             self.report.hung += 1
-            self.report.sample("hung", f"k={case.k} {case.family}")
+            stalled = f"fuzzer stalled {self.lag.worst:.1f} s"
+            self.report.sample("hung", f"k={case.k} {case.family} ({stalled})")
         late = outcome.write_s > HEAD_TIMEOUT_S * 0.9 or outcome.stalled
         if late and case.expected is not None:
             self.histogram["raw:client-stalled"] += 1
         elif case.expected is not None and outcome.statuses[: len(case.expected)] != case.expected:
             self.report.unexpected += 1
             self.report.sample(
-                "unexpected", f"k={case.k} {case.family}: {outcome.statuses} != {case.expected}"
+                "unexpected",
+                f"k={case.k} {case.family}: {outcome.statuses} != {case.expected} "
+                f"(fuzzer stalled {self.lag.worst:.1f} s)",
             )
         for position, message_id in case.tokens:
             if position < len(outcome.statuses) and outcome.statuses[position] == 200:
@@ -192,7 +231,9 @@ class Run:
             # A signed webhook left without an answer (twice, on fresh connections).
             self.histogram["signed:no-answer"] += 1
             self.report.unexpected += 1
-            self.report.sample("unexpected", f"{where}: no answer: {exc!r}")
+            self.report.sample(
+                "unexpected", f"{where}: no answer: {exc!r} (fuzzer stalled {self.lag.worst:.1f} s)"
+            )
             return
         self._count("signed", status, where)
         if status != 200 and not (status == 401 and case.cross_path):
@@ -211,6 +252,9 @@ class Run:
     async def check(self, client: aioredis.Redis, cases: str = "before the cases") -> None:
         """After a batch (`cases`: which, for the samples): alive, answering, nothing lost
         or smuggled."""
+        lag = round(self.lag.take(), 3)
+        self.report.client_lag_by_batch.append(lag)
+        self.report.client_lag_max_s = max(self.report.client_lag_max_s, lag)
         self.report.crashes = self.stack.crashes()
         tracebacks = self.stack.tracebacks()
         for line in tracebacks[self.report.log_tracebacks : SAMPLES]:
@@ -219,12 +263,21 @@ class Run:
         if not self.stack.answers():
             self.report.port_stopped_answering += 1
         await self.ledger.verify(client)
-        rss = self.stack.rss()
+        parts = self.stack.rss_by_process()
+        rss = sum(parts.values())
+        series = self.report.rss_by_process
+        for role, size in parts.items():
+            series.setdefault(role, [0.0] * (len(self.rss))).append(round(size / 2**20, 1))
+        for role, sizes in series.items():
+            if role not in parts:
+                sizes.append(0.0)
         self.report.rss_max_bytes = max(self.report.rss_max_bytes, rss)
         self.rss.append(rss)
-        # Before: after the warm-up (the allocators' high-water marks reached with the largest
-        # bodies); after: the median of the last three batches.
-        self.report.rss_before_bytes = self.rss[0]
+        # Before: the median of the first three checks (after the warm-up: the allocators'
+        # high-water marks reached with the largest bodies; and after the first two batches);
+        # after: the median of the last three. Medians both: a worker hands freed memory back
+        # every server.memory_release_seconds, so one reading lands anywhere in that cycle.
+        self.report.rss_before_bytes = int(statistics.median(self.rss[:3]))
         self.report.rss_after_bytes = int(statistics.median(self.rss[-3:]))
 
     def finish(self, started: float) -> Report:
@@ -319,6 +372,7 @@ async def fuzz(args: argparse.Namespace, stack_: Stack) -> Report:
     client = aioredis.Redis.from_url(stack_.redis_url)
     try:
         run.report.rss_start_bytes = stack_.rss()
+        run.lag.start()
         if args.only is not None:
             await run.cases([args.only])
             await run.check(client)
@@ -329,6 +383,7 @@ async def fuzz(args: argparse.Namespace, stack_: Stack) -> Report:
         await run.cases(list(warmup), "warmup")
         run.report.calibration_cases = len(calibration) + len(warmup)
         run.rss.clear()
+        run.report.rss_by_process.clear()
         await run.check(client)  # RSS "before"
         for start in range(0, args.cases, args.batch):
             end = min(start + args.batch, args.cases)
@@ -340,6 +395,7 @@ async def fuzz(args: argparse.Namespace, stack_: Stack) -> Report:
                 break
         return run.finish(started)
     finally:
+        run.lag.stop()
         await client.aclose()
 
 
@@ -348,7 +404,9 @@ def _progress(run: Run, done: int, started: float) -> None:
     mib = r.rss_after_bytes / 2**20
     print(f"{done:>9} cases {time.monotonic() - started:7.1f} s  5xx {r.answers_5xx}  "
           f"lost {len(ledger.lost)}  smuggled {len(ledger.smuggled)}  "
-          f"crashes {len(r.crashes)}  rss {mib:.1f} MiB", file=sys.stderr, flush=True)  # fmt: skip
+          f"crashes {len(r.crashes)}  rss {mib:.1f} MiB ("
+          + " ".join(f"{v[-1]:.0f}" for v in r.rss_by_process.values()) + ")",
+          file=sys.stderr, flush=True)  # fmt: skip
 
 
 def print_report(report: Report) -> None:
@@ -367,10 +425,14 @@ def print_report(report: Report) -> None:
         ("tracebacks", f"{report.log_tracebacks} in the gateway's log"),
         ("unexpected", f"{report.unexpected} well-formed requests answered otherwise"),
         ("hung", str(report.hung)),
+        ("fuzzer lag", f"{report.client_lag_max_s:.2f} s at most (its own event loop's stalls)"),
         ("RSS", f"{report.rss_before_bytes / mib:.1f} MiB after the warm-up -> "
                 f"{report.rss_after_bytes / mib:.1f} MiB in the last ({report.rss_change:+.1%}; "
                 f"start {report.rss_start_bytes / mib:.1f}, max {report.rss_max_bytes / mib:.1f})"),
     ]  # fmt: skip
+    for role, sizes in report.rss_by_process.items():
+        last = statistics.median(sizes[-3:])
+        rows.append((f"  {role}", f"{sizes[0]:.1f} -> {last:.1f} MiB (max {max(sizes):.1f})"))
     for name, value in rows:
         print(f"{name:<12} {value}")
     print("answers     " + ", ".join(f"{k} {v}" for k, v in report.histogram.items()))

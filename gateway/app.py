@@ -45,6 +45,7 @@ from gateway.subscriptions import SubscriptionCheck
 from router.accounts import Account, Directory
 from router.client import RedisClient, scripts_of
 from router.inbound import InboundRouter
+from router.memory import release_every, release_function
 from router.notifications import Notices
 from router.notifier import Notifier
 from router.offload import Offload
@@ -92,6 +93,7 @@ def create_app(
     app.cleanup_ctx.append(_notices_ctx)
     app.cleanup_ctx.append(_outbox_ctx)
     app.cleanup_ctx.append(_subscriptions_ctx)
+    app.cleanup_ctx.append(_memory_ctx)
     app.cleanup_ctx.append(media.session_ctx)
     handlers.add_routes(app)
     media.add_routes(app)
@@ -273,6 +275,20 @@ async def _replay_ctx(app: web.Application) -> AsyncIterator[None]:
         retry_max_s = app[STATE].settings.server.journal_retry_max_seconds
         replaying = journal.run(app[INBOUND].replay, retry_max_s)
         task = asyncio.create_task(replaying, name="journal-replay")
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _memory_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Freed memory back to the system every `server.memory_release_seconds` (router/memory.py)."""
+    period_s = app[STATE].settings.server.memory_release_seconds
+    release = release_function() if period_s else None
+    task = None
+    if release is not None:
+        task = asyncio.create_task(release_every(release, period_s), name="memory-release")
     yield
     if task is not None:
         task.cancel()

@@ -17,6 +17,9 @@ to start (about 0.3 s here: it imports the gateway). The child runs at a lower C
 (nice 10): on a busy machine the live webhooks' process gets the CPU first. If the child
 dies, the webhook is answered 503 (the platform retries) and the next large webhook starts
 a new child.
+
+After each body the child hands the memory it freed back to the system (router/memory.py):
+otherwise it stays as large as the largest body it ever decoded.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import msgspec
 from adapters import CHANNELS
 from adapters.schema import ForeignBody, Parsed, ParseError
 from router.inbound import InboundRouter
+from router.memory import Release, release_function
 from router.outcome import RouterUnavailable, Takeovers, Tally
 
 log = logging.getLogger("gateway.offload")
@@ -59,6 +63,7 @@ class _Child:
 
     loop: asyncio.AbstractEventLoop
     router: InboundRouter
+    release: Release | None = None
 
 
 _CHILD = _Child()
@@ -70,6 +75,7 @@ def _start_child(factory: ClientsFactory, niceness: int) -> None:
         os.nice(niceness)
     _CHILD.loop = asyncio.new_event_loop()
     _CHILD.router = _CHILD.loop.run_until_complete(factory())
+    _CHILD.release = release_function()
 
 
 def parse_webhook(
@@ -89,6 +95,16 @@ def parse_webhook(
 
 
 def _publish_in_child(
+    channel: str, body: bytes, received_at: int, bot_id: str | None
+) -> tuple[str, Tally] | Malformed:
+    try:
+        return _publish(channel, body, received_at, bot_id)
+    finally:  # (the body itself is freed after this returns: the pool holds it until then)
+        if _CHILD.release is not None:
+            _CHILD.release()
+
+
+def _publish(
     channel: str, body: bytes, received_at: int, bot_id: str | None
 ) -> tuple[str, Tally] | Malformed:
     try:
