@@ -13,6 +13,7 @@ Deterministic: `signed_case(seeds, seed, k)` builds the same bytes for the same 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import random
@@ -91,6 +92,9 @@ class Raw:
 
     def __init__(self, text: str) -> None:
         self.text = text
+
+    def __repr__(self) -> str:  # (a retyped value is its text, not an address: same every run)
+        return f"Raw({self.text[:40]!r})"
 
 
 def load_seeds(corpus: Path = CORPUS) -> list[Seed]:
@@ -268,16 +272,48 @@ _JSON_MUTATIONS = ("drop", "drop", "duplicate", "duplicate", "retype", "retype",
                    "unicode", "number", "deep", "extra_key", "many_items")  # fmt: skip
 
 
-def _dump(node: Json) -> str:
+class _Full(Exception):
+    """The text reached its limit: the rest would be cut off anyway."""
+
+
+def _dump(node: Json, limit: int = MAX_BODY_BYTES) -> str:
     """JSON as Meta writes it (non-ASCII escaped, compact), with `Raw` fragments as is; lone
-    surrogates come out as `\\udXXX` escapes."""
-    if isinstance(node, Raw):
-        return node.text
-    if isinstance(node, dict):
-        return "{" + ",".join(f"{json.dumps(str(n))}:{_dump(v)}" for n, v in node.items()) + "}"
-    if isinstance(node, list):
-        return "[" + ",".join(_dump(v) for v in node) + "]"
-    return json.dumps(node)
+    surrogates come out as `\\udXXX` escapes. At most a little over `limit` characters: the
+    body is cut to MAX_BODY_BYTES in the end, and a tree can hold one 3 MiB string in
+    thousands of places (many-items, then huge-string on the item they all share), which
+    in full would be gigabytes (the fuzzer once grew to 14 GiB making one)."""
+    out: list[str] = []
+    size = 0
+
+    def put(text: str) -> None:
+        nonlocal size
+        out.append(text)
+        size += len(text)
+        if size > limit:
+            raise _Full
+
+    def walk(node: Json) -> None:
+        if isinstance(node, Raw):
+            put(node.text)
+        elif isinstance(node, dict):
+            put("{")
+            for i, (name, value) in enumerate(node.items()):
+                put(f"{',' if i else ''}{json.dumps(str(name))}:")
+                walk(value)
+            put("}")
+        elif isinstance(node, list):
+            put("[")
+            for i, value in enumerate(node):
+                if i:
+                    put(",")
+                walk(value)
+            put("]")
+        else:
+            put(json.dumps(node))
+
+    with contextlib.suppress(_Full):
+        walk(node)
+    return "".join(out)
 
 
 def _bytes_damage(rng: random.Random, body: bytes) -> tuple[bytes, str]:
