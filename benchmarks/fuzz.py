@@ -12,8 +12,10 @@ posts every corpus seed once, unmutated (made unique), as a calibration of the o
 
 Reports cases, crashes, 5xx answers, events lost, smuggled requests, tracebacks in the
 gateway's log, the answer histogram and the gateway's RSS (its processes, workers and their
-helper processes) after a warm-up of `--warmup` signed bodies with large mutations only (the
-allocators' high-water marks), and the median of the last three batches: flat within 10 %.
+helper processes, each also on its own) after a warm-up of `--warmup` signed bodies with
+large mutations only (the allocators' high-water marks): the median of the first three
+checks against that of the last three, flat within 10 %; and the fuzzer's own longest
+event-loop stall (a case it answered late says nothing about the gateway then).
 Exit 1 when any of those fails. Deterministic by `--seed`: case k is the same bytes in every
 run (`--only K` replays one).
 

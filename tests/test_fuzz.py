@@ -17,6 +17,7 @@ import json
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from redis.asyncio import Redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _fuzz_bodies import load_seeds, signed_case  # noqa: E402
+from _fuzz_bodies import MAX_BODY_BYTES, load_seeds, signed_case  # noqa: E402
 from _fuzz_check import Ledger  # noqa: E402
 from _fuzz_http import _one_answer, raw_case  # noqa: E402
 
@@ -88,6 +89,21 @@ def test_a_case_is_the_same_bytes_for_the_same_seed_and_covers_every_endpoint() 
     families = {raw_case(1, k).family.split("-")[0] for k in range(600)}
     assert families == {"request", "header", "smuggle", "chunked", "pipeline", "slow", "early",
                         "damage"}  # fmt: skip
+
+
+def test_a_body_sharing_one_huge_string_in_thousands_of_places_is_cut_not_built() -> None:
+    # Seed 11, case 22,877: many-items (references to one `entry` item), then a 3 MiB string
+    # of escaped emoji put in that item's id. Written in full it took the fuzzer to 14 GiB.
+    seeds = load_seeds()
+    tracemalloc.start()
+    try:
+        case = signed_case(seeds, 11, 22877)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert case.mutations == ("many-items", "retype", "huge-string", "cut-to-limit")
+    assert len(case.body) == MAX_BODY_BYTES
+    assert peak < 20 * MAX_BODY_BYTES
 
 
 async def test_the_oracle_counts_a_silent_200_as_lost_and_a_smuggled_webhook(
