@@ -50,7 +50,7 @@ class Stack:
 
     def rss_by_process(self) -> dict[str, int]:
         """`rss`, by process: main, worker N, worker N child (the large-webhook process)."""
-        return rss_by_process(self.gateway.pid)
+        return rss_by_process(self.gateway.pid, supervisor=self.workers > 1)
 
     def crashes(self) -> list[str]:
         """What died so far: the gateway process, or workers the supervisor restarted."""

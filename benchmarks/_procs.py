@@ -289,14 +289,20 @@ def rss_bytes(pid: int | None) -> int | None:
     return _with_descendants(pid, _proc_rss)
 
 
-def rss_by_process(pid: int | None) -> dict[str, int]:
+def rss_by_process(pid: int | None, supervisor: bool = True) -> dict[str, int]:
     """Resident memory of pid and each live descendant, by role: "main" (pid), "worker N"
     (its children, by pid order), "worker N child" for a worker's own children (the large-
     webhook process; "worker N child 2" if there are more), and the rest by the program name
-    (a multiprocessing resource tracker). Roles stay the same when a process is replaced."""
+    (a multiprocessing resource tracker). Roles stay the same when a process is replaced.
+    `supervisor` false: pid is a gateway without workers, its children are "child"."""
     if pid is None or (own := _proc_rss(pid)) is None:
         return {}
     found = {"main": own}
+    if not supervisor:
+        for k in _descendants(pid):
+            role = "resource tracker" if "resource_tracker" in _cmdline(k) else "child"
+            found[role] = found.get(role, 0) + (_proc_rss(k) or 0)
+        return found
     by_parent = None if _has_children_files(pid) else _children_by_parent()
 
     def kids(parent: int) -> list[int]:

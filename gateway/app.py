@@ -213,7 +213,8 @@ def _redis_ctx(url: str):  # type: ignore[no-untyped-def]
             host,
             excerpts=section is not None,
         )
-        offload = Offload(functools.partial(offload_router, settings, url))
+        release = settings.server.memory_release_seconds > 0
+        offload = Offload(functools.partial(offload_router, settings, url), release=release)
         app[NOTICES] = notices = None
         if section is not None:
             notices = Notices(

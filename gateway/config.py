@@ -91,9 +91,9 @@ class ServerSettings(msgspec.Struct, **_STRUCT):
     """Bodies larger than this are decoded and published by a child process (router/offload.py,
     see handlers._start)."""
     memory_release_seconds: Annotated[float, msgspec.Meta(ge=0)] = 10.0
-    """Every this many seconds (0: never) each worker hands the memory it freed back to the
-    system (router/memory.py; read at start); the large-webhook process does it after each
-    body."""
+    """Every this many seconds each worker hands the memory it freed back to the system, and
+    the large-webhook process after each body; both pin glibc's mmap threshold (router/
+    memory.py; read at start). 0: neither, the processes keep what glibc keeps."""
     workers: Annotated[int, msgspec.Meta(ge=1, le=MAX_WORKERS)] = 1
     """Worker processes sharing host:port through SO_REUSEPORT (gateway.supervisor); 1 runs
     the gateway in this one process. `gateway serve --workers N` overrides it."""

@@ -39,6 +39,7 @@ from gateway.listen import ListenError, start_site
 from gateway.metrics import Metrics
 from gateway.reload import ConfigSource, reload
 from gateway.state import STATE
+from router.memory import fix_mmap_threshold
 
 log = logging.getLogger("gateway")
 
@@ -182,6 +183,8 @@ async def _serve(
     # resolver) hold the GIL at most 1 ms at a time instead of 5 ms before the event loop
     # (live webhooks) gets it back.
     sys.setswitchinterval(0.001)
+    if settings.server.memory_release_seconds:
+        fix_mmap_threshold()  # (and _memory_ctx trims; router/memory.py)
     raise_fd_limit(settings.server.max_connections + FD_HEADROOM)
     if worker is None:
         app = create_app(settings, redis_url)

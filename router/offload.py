@@ -18,8 +18,9 @@ to start (about 0.3 s here: it imports the gateway). The child runs at a lower C
 dies, the webhook is answered 503 (the platform retries) and the next large webhook starts
 a new child.
 
-After each body the child hands the memory it freed back to the system (router/memory.py):
-otherwise it stays as large as the largest body it ever decoded.
+The child hands the memory it freed back to the system after each body (router/memory.py;
+`server.memory_release_seconds: 0` turns it off): otherwise it stays as large as the largest
+bodies it ever decoded.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import msgspec
 from adapters import CHANNELS
 from adapters.schema import ForeignBody, Parsed, ParseError
 from router.inbound import InboundRouter
-from router.memory import Release, release_function
+from router.memory import Release, fix_mmap_threshold, release_function
 from router.outcome import RouterUnavailable, Takeovers, Tally
 
 log = logging.getLogger("gateway.offload")
@@ -69,13 +70,15 @@ class _Child:
 _CHILD = _Child()
 
 
-def _start_child(factory: ClientsFactory, niceness: int) -> None:
+def _start_child(factory: ClientsFactory, niceness: int, release: bool) -> None:
     # History is background work: when both want the CPU, live webhooks win it.
     with contextlib.suppress(OSError):
         os.nice(niceness)
     _CHILD.loop = asyncio.new_event_loop()
     _CHILD.router = _CHILD.loop.run_until_complete(factory())
-    _CHILD.release = release_function()
+    if release:
+        fix_mmap_threshold()
+        _CHILD.release = release_function()
 
 
 def parse_webhook(
@@ -134,9 +137,11 @@ def _progress(detail: dict[str, Any]) -> dict[str, Any]:
 class Offload:
     """Publishes large bodies from a child process; `publish` is awaited like the router's."""
 
-    def __init__(self, factory: ClientsFactory, niceness: int = 10) -> None:
+    def __init__(self, factory: ClientsFactory, niceness: int = 10, release: bool = True) -> None:
+        """`release`: the child hands freed memory back after each body (router/memory.py)."""
         self._factory = factory
         self._niceness = niceness
+        self._release = release
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.takeovers: Takeovers | None = None
         """Told of the echoes a large body published (as `InboundRouter.takeovers`)."""
@@ -147,7 +152,7 @@ class Offload:
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_child,
-                initargs=(self._factory, self._niceness),
+                initargs=(self._factory, self._niceness, self._release),
             )
         return self._pool
 

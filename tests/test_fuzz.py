@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _fuzz_bodies import MAX_BODY_BYTES, load_seeds, signed_case  # noqa: E402
+from _fuzz_bodies import MAX_BODY_BYTES, _dump, _paths, load_seeds, signed_case  # noqa: E402
 from _fuzz_check import Ledger  # noqa: E402
 from _fuzz_http import _one_answer, raw_case  # noqa: E402
 
@@ -91,18 +91,23 @@ def test_a_case_is_the_same_bytes_for_the_same_seed_and_covers_every_endpoint() 
                         "damage"}  # fmt: skip
 
 
-def test_a_body_sharing_one_huge_string_in_thousands_of_places_is_cut_not_built() -> None:
-    # Seed 11, case 22,877: many-items (references to one `entry` item), then a 3 MiB string
-    # of escaped emoji put in that item's id. Written in full it took the fuzzer to 14 GiB.
-    seeds = load_seeds()
+def test_a_tree_sharing_one_item_thousands_of_times_is_cut_not_built() -> None:
+    # many-items puts one item in up to 2,000 places (references, not copies); a huge string
+    # then put in that item, written in full, took the fuzzer to 14 GiB (seed 11, case
+    # 22,877), and two many-items in a row made 4 M paths to choose from (19 s for one case).
+    item: dict[str, Any] = {"id": "\U0001f600" * (MAX_BODY_BYTES // 4)}
+    tree = {"entry": [[item] * 2000] * 2000}
     tracemalloc.start()
     try:
-        case = signed_case(seeds, 11, 22877)
+        text = _dump(tree)
+        paths = _paths(tree)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert case.mutations == ("many-items", "retype", "huge-string", "cut-to-limit")
-    assert len(case.body) == MAX_BODY_BYTES
+    # Written up to the first piece past the limit (the id, 3 MiB escaped): in full, 4 M ids.
+    assert MAX_BODY_BYTES < len(text) < 4 * MAX_BODY_BYTES + 100
+    assert text.startswith('{"entry":[[{"id":"\\ud83d\\ude00')
+    assert len(paths) == 1 + 1 + 2000 + 2000 + 1  # root, entry, its items, one's items, id
     assert peak < 20 * MAX_BODY_BYTES
 
 
