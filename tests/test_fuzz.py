@@ -42,16 +42,20 @@ high-water mark."""
 
 
 def _fuzz(tmp_path: Path, workers: int, cases: int, seed: int, warmup: int) -> dict[str, Any]:
-    out = tmp_path / f"fuzz-{workers}.json"
+    out, log = tmp_path / f"fuzz-{workers}.json", tmp_path / f"gateway-{workers}.log"
     command = [sys.executable, str(ROOT / "benchmarks" / "fuzz.py"), "--cases", str(cases),
                "--seed", str(seed), "--workers", str(workers), "--batch", "500",
                "--warmup", str(warmup),
-               "--json", str(out), "--quiet"]  # fmt: skip
+               "--json", str(out), "--quiet", "--keep-log", str(log)]  # fmt: skip
     started = time.monotonic()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     print(done.stdout, f"({time.monotonic() - started:.0f} s)")
     assert out.exists(), done.stderr[-3000:]
     report: dict[str, Any] = json.loads(out.read_text())
+    if not report["ok"] and log.exists():  # what the gateway said, shown with the failure
+        said = [line for line in log.read_text("utf-8", "replace").splitlines()
+                if " ERROR " in line or "unavailable" in line or "died" in line]  # fmt: skip
+        print("gateway log (errors, 503s):", *said[:40], sep="\n")
     return report
 
 
