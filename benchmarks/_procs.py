@@ -292,32 +292,31 @@ def rss_bytes(pid: int | None) -> int | None:
 def rss_by_process(pid: int | None, supervisor: bool = True) -> dict[str, int]:
     """Resident memory of pid and each live descendant, by role: "main" (pid), "worker N"
     (its children, by pid order), "worker N child" for a worker's own children (the large-
-    webhook process; "worker N child 2" if there are more), and the rest by the program name
-    (a multiprocessing resource tracker). Roles stay the same when a process is replaced.
-    `supervisor` false: pid is a gateway without workers, its children are "child"."""
+    webhook process; summed if there are more), and "resource tracker" (multiprocessing's).
+    Roles stay the same when a process is replaced. `supervisor` false: pid is a gateway
+    without workers, its children are "child"."""
     if pid is None or (own := _proc_rss(pid)) is None:
         return {}
     found = {"main": own}
+    kids = _children_lister(pid)
+
+    def add(role: str, child: int) -> None:
+        if "resource_tracker" in _cmdline(child):
+            role = "resource tracker"
+        found[role] = found.get(role, 0) + (_proc_rss(child) or 0)
+
     if not supervisor:
-        for k in _descendants(pid):
-            role = "resource tracker" if "resource_tracker" in _cmdline(k) else "child"
-            found[role] = found.get(role, 0) + (_proc_rss(k) or 0)
+        for child in _descendants(pid):
+            add("child", child)
         return found
-    by_parent = None if _has_children_files(pid) else _children_by_parent()
-
-    def kids(parent: int) -> list[int]:
-        return sorted(_children(parent) if by_parent is None else by_parent.get(parent, []))
-
-    workers = [k for k in kids(pid) if "resource_tracker" not in _cmdline(k)]
+    workers = [k for k in sorted(kids(pid)) if "resource_tracker" not in _cmdline(k)]
     for k in kids(pid):
         if k not in workers:
-            found["resource tracker"] = found.get("resource tracker", 0) + (_proc_rss(k) or 0)
+            add("resource tracker", k)
     for i, worker in enumerate(workers, 1):
         found[f"worker {i}"] = _proc_rss(worker) or 0
-        for j, child in enumerate(kids(worker), 1):
-            name = "resource tracker" if "resource_tracker" in _cmdline(child) else "child"
-            role = f"worker {i} {name}" + (f" {j}" if j > 1 and name == "child" else "")
-            found[role] = found.get(role, 0) + (_proc_rss(child) or 0)
+        for child in kids(worker):
+            add(f"worker {i} child", child)
     return found
 
 
@@ -365,15 +364,23 @@ def _proc_stat_cpu(pid: int) -> float | None:
 def _descendants(pid: int) -> list[int]:
     found: list[int] = []
     todo = [pid]
-    by_parent = None if _has_children_files(pid) else _children_by_parent()
+    kids_of = _children_lister(pid)
     for _ in range(_MAX_DESCENDANTS):
         if not todo:
             break
-        parent = todo.pop()
-        kids = _children(parent) if by_parent is None else by_parent.get(parent, [])
+        kids = kids_of(todo.pop())
         found += kids
         todo += kids
     return found
+
+
+def _children_lister(pid: int) -> Callable[[int], list[int]]:
+    """A process's children: from /proc/<pid>/task/*/children where the kernel has them,
+    else from one read of every process's parent (taken now)."""
+    if _has_children_files(pid):
+        return _children
+    by_parent = _children_by_parent()
+    return lambda parent: by_parent.get(parent, [])
 
 
 def _has_children_files(pid: int) -> bool:

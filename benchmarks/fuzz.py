@@ -150,6 +150,9 @@ class LagWatch:
         if self._task is not None:
             self._task.cancel()
 
+    def __str__(self) -> str:  # for a sample: how long the fuzzer had stalled by then
+        return f"fuzzer stalled {self.worst:.1f} s"
+
 
 class Run:
     """One fuzzing run against a started stack."""
@@ -206,8 +209,7 @@ class Run:
             self.report.sample("not-http", f"k={case.k} {case.family}")
         if outcome.hung:
             self.report.hung += 1
-            stalled = f"fuzzer stalled {self.lag.worst:.1f} s"
-            self.report.sample("hung", f"k={case.k} {case.family} ({stalled})")
+            self.report.sample("hung", f"k={case.k} {case.family} ({self.lag})")
         late = outcome.write_s > HEAD_TIMEOUT_S * 0.9 or outcome.stalled
         if late and case.expected is not None:
             self.histogram["raw:client-stalled"] += 1
@@ -215,8 +217,7 @@ class Run:
             self.report.unexpected += 1
             self.report.sample(
                 "unexpected",
-                f"k={case.k} {case.family}: {outcome.statuses} != {case.expected} "
-                f"(fuzzer stalled {self.lag.worst:.1f} s)",
+                f"k={case.k} {case.family}: {outcome.statuses} != {case.expected} ({self.lag})",
             )
         for position, message_id in case.tokens:
             if position < len(outcome.statuses) and outcome.statuses[position] == 200:
@@ -233,9 +234,7 @@ class Run:
             # A signed webhook left without an answer (twice, on fresh connections).
             self.histogram["signed:no-answer"] += 1
             self.report.unexpected += 1
-            self.report.sample(
-                "unexpected", f"{where}: no answer: {exc!r} (fuzzer stalled {self.lag.worst:.1f} s)"
-            )
+            self.report.sample("unexpected", f"{where}: no answer: {exc!r} ({self.lag})")
             return
         self._count("signed", status, where)
         if status != 200 and not (status == 401 and case.cross_path):
@@ -433,8 +432,8 @@ def print_report(report: Report) -> None:
                 f"start {report.rss_start_bytes / mib:.1f}, max {report.rss_max_bytes / mib:.1f})"),
     ]  # fmt: skip
     for role, sizes in report.rss_by_process.items():
-        last = statistics.median(sizes[-3:])
-        rows.append((f"  {role}", f"{sizes[0]:.1f} -> {last:.1f} MiB (max {max(sizes):.1f})"))
+        first, last = statistics.median(sizes[:3]), statistics.median(sizes[-3:])
+        rows.append((f"  {role}", f"{first:.1f} -> {last:.1f} MiB (max {max(sizes):.1f})"))
     for name, value in rows:
         print(f"{name:<12} {value}")
     print("answers     " + ", ".join(f"{k} {v}" for k, v in report.histogram.items()))
