@@ -24,10 +24,20 @@ wait is shared by the whole batch. Not fsynced within `wait_aof_ms` (or WAITAOF 
 every held call fails with `WaitAofError` (a `redis.exceptions.TimeoutError`), so a webhook
 is answered 503 and retried by its platform, never acknowledged without its fsync.
 
-Timeouts: a reply that takes longer than `timeout_s` fails every call waiting on the
-connection (their replies can no longer be matched) and drops the connection; the next call
-reconnects. Scripts are loaded on connect, and a `NOSCRIPT` answer (a `SCRIPT FLUSH`, a
-restarted server) is retried once with `EVAL`.
+Timeouts: when calls are out and Redis has sent nothing for `timeout_s` (counted from its
+last bytes, or from the write that found nothing else out), every call waiting on the
+connection fails (their replies can no longer be matched) and the connection is dropped; the
+next call reconnects. Only Redis's silence counts, not the gateway's own stalls (a long
+callback, or a machine that gives the process no CPU), during which replies may come and
+wait unread, or a large request wait half-written: the clock starts at the write, not when
+a call was queued; a watchdog that runs late (this process stalled) starts it again from
+then, once per silence; and it fails the calls only on a second look, after the event loop
+has read its sockets. A Redis that stays silent fails them within `timeout_s` (twice that
+when the process stalled meanwhile). uvloop runs an expired timer before it reads the
+replies that came during a stall: calls used to fail (503) with their answers in hand.
+
+Scripts are loaded on connect, and a `NOSCRIPT` answer (a `SCRIPT FLUSH`, a restarted
+server) is retried once with `EVAL`.
 
 Used for a single node over TCP or a Unix socket; a Redis Cluster or TLS goes through
 redis-py's own clients (see gateway/app.py).
@@ -116,9 +126,17 @@ class _WaitAof:
 
 _WAIT_AOF = _WaitAof()
 
-_Waiting = tuple["asyncio.Future[Any]", float, bytes, "PipeScript | _WaitAof | None"]
-"""A command written or about to be: its caller's future, when it was queued, the command
-and, for an EVALSHA, its script (to retry a NOSCRIPT answer as EVAL), or `_WAIT_AOF`."""
+_RECHECK_S = 0.001
+"""The watchdog's second look at a silent Redis comes this long after the first: a timer
+due later than now, so the event loop polls its sockets in between (uvloop runs the timers
+that are due at once, before it polls)."""
+
+_STALL_S = 0.1
+"""A watchdog that runs this much later than due finds that this process had stalled."""
+
+_Waiting = tuple["asyncio.Future[Any]", bytes, "PipeScript | _WaitAof | None"]
+"""A command written or about to be: its caller's future, the command and, for an EVALSHA,
+its script (to retry a NOSCRIPT answer as EVAL), or `_WAIT_AOF`."""
 
 
 class _Connection(asyncio.Protocol):
@@ -142,6 +160,16 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
         self._watchdog: asyncio.TimerHandle | None = None
+        self._due = 0.0
+        """When the watchdog is due (monotonic): a later run means this process stalled."""
+        self._heard = 0.0
+        """When Redis last sent bytes, or a write went out with nothing else out (monotonic)."""
+        self._excused = 0.0
+        """When this process resumed from its own stall, in the current silence of Redis:
+        the silence counts from then (once per silence; monotonic)."""
+        self._looked = False
+        """The watchdog found Redis silent too long and looks once more, after the loop has
+        read its sockets, before it fails the calls."""
         self.closed = False
 
     # asyncio.Protocol
@@ -150,12 +178,13 @@ class _Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        self._heard = time.monotonic()
         reader = self._reader
         reader.feed(data)
         waiting = self._waiting
         try:
             while (reply := reader.gets()) is not False:
-                future, _, command, script = waiting.popleft()
+                future, command, script = waiting.popleft()
                 if script is _WAIT_AOF:
                     self._release(reply)
                     continue
@@ -217,9 +246,9 @@ class _Connection(asyncio.Protocol):
     ) -> None:
         self._flush_soon()
         self._buffer.append(command)
-        self._waiting.append((future, time.monotonic(), command, script))
+        self._waiting.append((future, command, script))
         if self._watchdog is None:
-            self._watchdog = self._loop.call_later(self._timeout_s, self._check)
+            self._arm(self._timeout_s)
 
     def _flush_soon(self) -> None:
         """Write what this iteration queued once the iteration's callbacks have run."""
@@ -240,22 +269,42 @@ class _Connection(asyncio.Protocol):
             self._aof_waiting = True
             self._buffer.append(self._wait_aof)
             future: asyncio.Future[Any] = self._loop.create_future()
-            self._waiting.append((future, time.monotonic(), self._wait_aof, _WAIT_AOF))
+            self._waiting.append((future, self._wait_aof, _WAIT_AOF))
+        if len(self._waiting) == len(self._buffer):  # nothing was out: Redis's clock starts
+            self._heard = time.monotonic()
         data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
         self._buffer.clear()
         self._transport.write(data)
         self._on_write()
 
+    def _arm(self, delay: float) -> None:
+        self._due = time.monotonic() + delay
+        self._watchdog = self._loop.call_later(delay, self._check)
+
     def _check(self) -> None:
-        """Fail everything if the oldest call has waited longer than the timeout."""
+        """Fail everything if Redis has been silent for the timeout while calls are out,
+        not counting this process's own stalls (see the module's doc)."""
         self._watchdog = None
-        if not self._waiting:
+        now = time.monotonic()
+        if len(self._waiting) == len(self._buffer):  # nothing is out: Redis owes nothing
+            self._looked = False
+            if self._waiting:  # queued behind a stall: their write starts the clock
+                self._arm(self._timeout_s)
             return
-        age = time.monotonic() - self._waiting[0][1]
-        if age >= self._timeout_s:
+        silent = now - max(self._heard, self._excused)
+        if silent < self._timeout_s:
+            self._looked = False
+            self._arm(self._timeout_s - silent)
+        elif now - self._due >= _STALL_S and self._excused <= self._heard:
+            # This process stalled: replies may wait unread, requests unwritten. Redis's
+            # silence counts from now (once per silence: a Redis that stays silent fails).
+            self._excused, self._looked = now, False
+            self._arm(self._timeout_s)
+        elif not self._looked:  # look again once the loop has read its sockets
+            self._looked = True
+            self._arm(_RECHECK_S)
+        else:
             self._fail(RedisTimeoutError(f"no answer from Redis within {self._timeout_s:g}s"))
-            return
-        self._watchdog = self._loop.call_later(self._timeout_s - age, self._check)
 
     def _fail(self, exc: Exception) -> None:
         self.closed = True
@@ -268,7 +317,7 @@ class _Connection(asyncio.Protocol):
             if not future.done():
                 future.set_exception(exc)
         while self._waiting:
-            future, _, _, script = self._waiting.popleft()
+            future, _, script = self._waiting.popleft()
             if script is not _WAIT_AOF and not future.done():
                 future.set_exception(exc)
         if self._transport is not None:

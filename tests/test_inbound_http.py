@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from typing import Any
 
@@ -31,6 +32,7 @@ from tests.conftest import (
     wa_body,
     wa_headers,
 )
+from tests.stall import redis_stalled
 
 pytestmark = pytest.mark.cluster  # also runs against a Redis Cluster (--redis-cluster)
 
@@ -604,6 +606,38 @@ async def test_redis_down_is_503_and_not_ready(aiohttp_client: Any, settings: An
     assert await post_wa(client, three_messages_two_numbers()) == 503
     assert (await client.get("/readyz")).status == 503
     assert (await client.get("/healthz")).status == 200
+
+
+@pytest.mark.uvloop_too
+async def test_readyz_stays_ready_when_the_gateway_itself_stalled_past_the_redis_timeout(
+    aiohttp_client: Any, settings: Any, redis_url: str
+) -> None:
+    # Redis answers the readiness PING while the gateway's loop is held (a long callback, or
+    # a machine that gives it no CPU) past redis.timeout_seconds. uvloop then runs the
+    # expired timeout before it reads the answer: /readyz said "redis": "unavailable" (503)
+    # with Redis fine. The PING now goes through the script client (router/scriptpipe.py).
+    import msgspec
+
+    from gateway.app import create_app
+
+    redis_section = msgspec.structs.replace(settings.redis, timeout_seconds=0.3)
+    app = create_app(msgspec.structs.replace(settings, redis=redis_section), redis_url)
+    client = await aiohttp_client(app)
+    assert (await client.get("/readyz")).status == 200  # connected
+    loop = asyncio.get_running_loop()
+    stall_in, stall_out = socket.socketpair()
+    stall_in.setblocking(False)
+    loop.add_reader(stall_in, lambda: (stall_in.recv(16), time.sleep(0.6)))
+    try:
+        async with redis_stalled(redis_url, 0.2):  # the PING waits for Redis...
+            loop.call_later(0.1, stall_out.send, b"x")  # ...which answers during the stall
+            ready = await client.get("/readyz")
+        assert ready.status == 200, await ready.text()
+        assert (await ready.json())["redis"] == "ok"
+    finally:
+        loop.remove_reader(stall_in)
+        stall_in.close()
+        stall_out.close()
 
 
 async def test_app_secret_is_never_in_answers_or_metrics(client: TestClient) -> None:

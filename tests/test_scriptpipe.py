@@ -9,6 +9,8 @@ the next call works again.
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any
 
@@ -27,6 +29,12 @@ from tests.stall import redis_stalled
 
 ECHO = "return {KEYS[1], ARGV[1]}"
 INCR = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+SLOW = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start >= 50000
+return ARGV[1]
+"""
 FAIL_ON_BOOM = """
 if ARGV[1] == 'boom' then return redis.error_reply('ERR boom asked for') end
 return ARGV[1]
@@ -193,6 +201,57 @@ async def test_a_reply_later_than_the_timeout_fails_then_the_next_call_works(
                 await echo(keys=["b"], args=[2])
         assert await echo(keys=["c"], args=[3]) == [b"c", b"3"]
     finally:
+        await pipe.aclose()
+
+
+def _stall(seconds: float) -> None:
+    """The event loop kept busy (or the process given no CPU) this long."""
+    time.sleep(seconds)
+
+
+@pytest.mark.uvloop_too
+@pytest.mark.parametrize("stalls", ["after-the-write", "before-the-write", "mid-write"])
+async def test_the_gateway_stalling_past_the_timeout_is_not_a_redis_timeout(
+    redis_url: str, stalls: str
+) -> None:
+    # The gateway's own loop stalls (a long callback, or no CPU on a busy machine) past the
+    # timeout while Redis answers in time: the call used to fail, its webhook answered 503
+    # with its events in Redis (a CI fuzz run under load saw six). After the write, the reply
+    # comes during the stall and uvloop runs the expired watchdog before it reads it; before
+    # the write, the watchdog counted from the queueing; mid-write, the rest of a large
+    # request goes out after the stall, and Redis can answer only then. A Redis that sends
+    # nothing for the timeout still fails the call (test_a_reply_later_than_the_timeout_...).
+    pipe = ScriptPipe(redis_url, timeout_s=0.3)
+    echo, slow = pipe.register_script(ECHO), pipe.register_script(SLOW)
+    length = pipe.register_script("return string.len(ARGV[1])")
+    loop = asyncio.get_running_loop()
+    stall_in, stall_out = socket.socketpair()
+    stall_in.setblocking(False)
+
+    def stall() -> None:  # an I/O callback that keeps the loop 0.6 s
+        stall_in.recv(16)
+        _stall(0.6)
+
+    loop.add_reader(stall_in, stall)
+    try:
+        assert await echo(keys=["a"], args=[1]) == [b"a", b"1"]  # connected
+        if stalls == "mid-write":  # 8 MiB: the socket takes part of it before the stall
+            call = length.now(["b"], [b"x" * 8 * 2**20])
+            expected: object = 8 * 2**20
+        else:  # answered 50 ms after its write
+            call, expected = slow.now(["b"], [2]), b"2"
+        assert call is not None  # queued now, written once this callback is done
+        if stalls == "before-the-write":
+            _stall(0.6)
+        else:
+            await asyncio.sleep(0)  # written (or its start): then the stall
+            stall_out.send(b"x")
+        assert await call == expected
+        assert await echo(keys=["c"], args=[3]) == [b"c", b"3"]
+    finally:
+        loop.remove_reader(stall_in)
+        stall_in.close()
+        stall_out.close()
         await pipe.aclose()
 
 
