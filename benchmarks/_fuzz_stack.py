@@ -21,6 +21,7 @@ from _procs import (
     gateway,
     get_request,
     http_status,
+    process_tree,
     redis_server,
     redis_socket_url,
     rss_by_process,
@@ -51,6 +52,10 @@ class Stack:
     def rss_by_process(self) -> dict[str, int]:
         """`rss`, by process: main, worker N, worker N child (the large-webhook process)."""
         return rss_by_process(self.gateway.pid, supervisor=self.workers > 1)
+
+    def processes(self) -> list[int]:
+        """The gateway's processes: itself, its workers, their helper processes."""
+        return process_tree(self.gateway.pid)
 
     def crashes(self) -> list[str]:
         """What died so far: the gateway process, or workers the supervisor restarted."""

@@ -361,6 +361,11 @@ def _proc_stat_cpu(pid: int) -> float | None:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int | None) -> list[int]:
+    """`pid` and every process under it (a gateway's workers and their helper processes)."""
+    return [] if pid is None else [pid, *_descendants(pid)]
+
+
 def _descendants(pid: int) -> list[int]:
     found: list[int] = []
     todo = [pid]

@@ -19,8 +19,14 @@ event-loop stall (a case it answered late says nothing about the gateway then).
 Exit 1 when any of those fails. Deterministic by `--seed`: case k is the same bytes in every
 run (`--only K` replays one).
 
+`--freeze S` stops every gateway process (SIGSTOP, SIGCONT S seconds later) every
+`--freeze-every` seconds while the cases run: a gateway the machine gives no CPU for a while,
+past `redis.timeout_seconds` (2 s) with S = 2.5. Redis keeps answering meanwhile, so a 503
+then is the gateway taking its own stall for Redis's (router/scriptpipe.py).
+
     .venv/bin/python benchmarks/fuzz.py --cases 10000 --seed 1
     .venv/bin/python benchmarks/fuzz.py --cases 1000000 --workers 2 --json fuzz.json
+    .venv/bin/python benchmarks/fuzz.py --cases 3000 --warmup 300 --freeze 2.5
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import shutil
 import signal
@@ -37,6 +44,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="also write the report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--keep-log", type=Path, help="copy the gateway's log here at the end")
+    p.add_argument("--freeze", type=float, default=0.0, help="stop the gateway S seconds...")
+    p.add_argument("--freeze-every", type=float, default=4.0, help="...every S seconds")
     return p.parse_args(argv)
 
 
@@ -101,6 +111,8 @@ class Report:
     """The fuzzer's own event loop: its longest stall (making a large case is CPU work). A
     case whose answer came late, or never, while it stalled says nothing about the gateway."""
     client_lag_by_batch: list[float] = field(default_factory=list)
+    freezes: int = 0
+    """Times every gateway process was stopped (`--freeze`) while cases ran."""
     histogram: dict[str, int] = field(default_factory=dict)
     samples: dict[str, list[str]] = field(default_factory=dict)
     seed: int = 0
@@ -154,6 +166,54 @@ class LagWatch:
         return f"fuzzer stalled {self.worst:.1f} s"
 
 
+class Freezer:
+    """Stops every gateway process (SIGSTOP) for `seconds`, every `every` seconds, until
+    stopped; never during a check (`paused`), which would take the stall for a hang."""
+
+    def __init__(self, processes: Callable[[], list[int]], seconds: float, every: float) -> None:
+        self.processes = processes
+        self.seconds = seconds
+        self.every = max(every, seconds)
+        self.count = 0
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _freeze(self) -> None:
+        while True:
+            await asyncio.sleep(self.every - self.seconds)
+            async with self._lock:
+                stopped = self._signal(self.processes(), signal.SIGSTOP)
+                try:
+                    await asyncio.sleep(self.seconds)
+                finally:
+                    self._signal(stopped, signal.SIGCONT)
+                self.count += 1
+
+    @staticmethod
+    def _signal(pids: list[int], signum: int) -> list[int]:
+        sent = []
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+                sent.append(pid)
+        return sent
+
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        async with self._lock:
+            yield
+
+    def start(self) -> None:
+        if self.seconds > 0:
+            self._task = asyncio.get_running_loop().create_task(self._freeze())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task  # (its finally resumes the processes)
+
+
 class Run:
     """One fuzzing run against a started stack."""
 
@@ -166,6 +226,7 @@ class Run:
         self.histogram: Counter[str] = Counter()
         self.rss: list[int] = []
         self.lag = LagWatch()
+        self.freezer = Freezer(stack_.processes, args.freeze, args.freeze_every)
 
     def is_raw(self, k: int) -> bool:
         share: float = self.args.raw_share
@@ -253,6 +314,10 @@ class Run:
     async def check(self, client: aioredis.Redis, cases: str = "before the cases") -> None:
         """After a batch (`cases`: which, for the samples): alive, answering, nothing lost
         or smuggled."""
+        async with self.freezer.paused():
+            await self._check(client, cases)
+
+    async def _check(self, client: aioredis.Redis, cases: str) -> None:
         lag = round(self.lag.take(), 3)
         self.report.client_lag_by_batch.append(lag)
         self.report.client_lag_max_s = max(self.report.client_lag_max_s, lag)
@@ -386,6 +451,7 @@ async def fuzz(args: argparse.Namespace, stack_: Stack) -> Report:
         run.rss.clear()
         run.report.rss_by_process.clear()
         await run.check(client)  # RSS "before"
+        run.freezer.start()
         for start in range(0, args.cases, args.batch):
             end = min(start + args.batch, args.cases)
             await run.cases(list(range(start, end)))
@@ -396,6 +462,8 @@ async def fuzz(args: argparse.Namespace, stack_: Stack) -> Report:
                 break
         return run.finish(started)
     finally:
+        await run.freezer.stop()
+        run.report.freezes = run.freezer.count
         run.lag.stop()
         await client.aclose()
 
@@ -427,6 +495,7 @@ def print_report(report: Report) -> None:
         ("unexpected", f"{report.unexpected} well-formed requests answered otherwise"),
         ("hung", str(report.hung)),
         ("fuzzer lag", f"{report.client_lag_max_s:.2f} s at most (its own event loop's stalls)"),
+        ("freezes", f"{report.freezes} (every gateway process stopped for a while, --freeze)"),
         ("RSS", f"{report.rss_before_bytes / mib:.1f} MiB after the warm-up -> "
                 f"{report.rss_after_bytes / mib:.1f} MiB in the last ({report.rss_change:+.1%}; "
                 f"start {report.rss_start_bytes / mib:.1f}, max {report.rss_max_bytes / mib:.1f})"),
