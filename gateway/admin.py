@@ -54,9 +54,9 @@ def _admin_app(app: web.Application) -> web.Application:
     admin = web.Application()
     for key, value in app.items():
         admin[key] = value
-    admin.router.add_get("/healthz", handlers.healthz)
-    admin.router.add_get("/readyz", handlers.readyz)
-    admin.router.add_get("/metrics", handlers.metrics)
+    admin.router.add_get("/healthz", handlers.healthz, expect_handler=handlers.expect_continue)
+    admin.router.add_get("/readyz", handlers.readyz, expect_handler=handlers.expect_continue)
+    admin.router.add_get("/metrics", handlers.metrics, expect_handler=handlers.expect_continue)
     return admin
 
 

@@ -53,6 +53,7 @@ from adapters.account import Account
 from adapters.channel import Channel, adapter_of
 from adapters.media import MediaCall, MediaError, MediaKey, MediaReason, MediaRef, MediaSettings
 from gateway.config import channel_sections
+from gateway.handlers import expect_continue
 from gateway.media_metrics import MediaMetrics, Outcome
 from gateway.state import STATE, State
 from router.target import route
@@ -113,8 +114,8 @@ class Refusal(Exception):
 
 def add_routes(app: web.Application) -> None:
     """The media routes (HEAD is not served: it would download the file for nothing)."""
-    app.router.add_get(f"{PREFIX}/{{conversation_id}}/{{media_id}}", media_get, allow_head=False)
-    app.router.add_get(f"{PREFIX}/{{conversation_id}}", media_get, allow_head=False)
+    for path in (f"{PREFIX}/{{conversation_id}}/{{media_id}}", f"{PREFIX}/{{conversation_id}}"):
+        app.router.add_get(path, media_get, allow_head=False, expect_handler=expect_continue)
 
 
 async def session_ctx(app: web.Application) -> AsyncIterator[None]:

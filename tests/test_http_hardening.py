@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import socket
+import struct
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -360,6 +362,39 @@ async def test_a_client_that_leaves_mid_body_logs_no_error_or_traceback(
                 await redis.delete("gw:inbox:support")
         finally:
             await server.close()
+
+
+async def test_a_client_that_leaves_before_its_100_continue_logs_no_error_or_traceback(
+    settings: Settings, redis: Redis, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by benchmarks/fuzz.py: a webhook sent with `Expect: 100-continue` whose client
+    hung up before aiohttp wrote its `100 Continue` made aiohttp log "Error handling
+    request" with a ClientConnectionResetError traceback. Now nothing is logged at ERROR,
+    nothing is published, the port serves the next webhook, and an unknown Expect is still
+    417."""
+    server = _AsServed(create_app(settings, redis_url))
+    await server.start_server()
+    try:
+        head = wa_post().split(b"\r\n\r\n", 1)[0] + b"\r\nExpect: 100-continue\r\n\r\n"
+        with caplog.at_level(logging.DEBUG):
+            for _ in range(20):  # the head, then at once a reset: no body, no one to answer
+                _, writer = await asyncio.open_connection("127.0.0.1", _port(server))
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.write(head)
+                await writer.drain()
+                writer.transport.abort()
+            await asyncio.sleep(0.5)
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+        assert not errors, [(r.name, r.getMessage()) for r in errors]
+        assert await redis.xlen("gw:inbox:support") == 0
+        answers, _ = await exchange(_port(server), wa_post(), 1)
+        assert answers[0].status == 200
+        odd = head.replace(b"100-continue", b"200-ok")
+        answers, _ = await exchange(_port(server), odd, 1)
+        assert answers[0].status == 417
+    finally:
+        await server.close()
 
 
 def test_the_open_files_limit_is_raised_for_max_connections(
