@@ -309,10 +309,12 @@ def rss_by_process(pid: int | None, supervisor: bool = True) -> dict[str, int]:
         for child in _descendants(pid):
             add("child", child)
         return found
-    workers = [k for k in sorted(kids(pid)) if "resource_tracker" not in _cmdline(k)]
-    for k in kids(pid):
-        if k not in workers:
+    workers = []
+    for k in sorted(kids(pid)):
+        if "resource_tracker" in _cmdline(k):
             add("resource tracker", k)
+        else:
+            workers.append(k)
     for i, worker in enumerate(workers, 1):
         found[f"worker {i}"] = _proc_rss(worker) or 0
         for child in kids(worker):

@@ -1,4 +1,5 @@
-"""Stalling the test's own redis-server: SIGSTOP now, SIGCONT a set time later.
+"""Stalling the test's own redis-server: SIGSTOP now, SIGCONT a set time later; and
+stalling the test's own event loop (`loop_stall`).
 
 A stopped process is what a busy Redis looks like from outside: it reads nothing and
 answers nothing (new connections wait in the kernel's backlog), and once it runs again it
@@ -14,9 +15,10 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,28 @@ def _stat(pid: int) -> tuple[str, int]:
     text = Path(f"/proc/{pid}/stat").read_text()
     state, ppid = text[text.rindex(")") + 2 :].split()[:2]
     return state, int(ppid)
+
+
+@contextlib.contextmanager
+def loop_stall(seconds: float) -> Iterator[Callable[[], None]]:
+    """A trigger: once called, the running event loop's next poll runs an I/O callback that
+    holds the loop `seconds` (as a long callback does, or a process the machine gives no
+    CPU). Replies that come meanwhile wait unread; uvloop then runs its due timers first."""
+    loop = asyncio.get_running_loop()
+    stall_in, stall_out = socket.socketpair()
+    stall_in.setblocking(False)
+
+    def stall() -> None:
+        stall_in.recv(16)
+        time.sleep(seconds)
+
+    def trigger() -> None:
+        stall_out.send(b"x")
+
+    loop.add_reader(stall_in, stall)
+    try:
+        yield trigger
+    finally:
+        loop.remove_reader(stall_in)
+        stall_in.close()
+        stall_out.close()

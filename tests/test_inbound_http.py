@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from typing import Any
 
@@ -33,7 +32,7 @@ from tests.conftest import (
     wa_body,
     wa_headers,
 )
-from tests.stall import redis_stalled
+from tests.stall import loop_stall, redis_stalled
 
 pytestmark = pytest.mark.cluster  # also runs against a Redis Cluster (--redis-cluster)
 
@@ -630,20 +629,12 @@ async def test_readyz_stays_ready_when_the_gateway_itself_stalled_past_the_redis
     app = create_app(msgspec.structs.replace(settings, redis=redis_section), redis_url)
     client = await aiohttp_client(app)
     assert (await client.get("/readyz")).status == 200  # connected
-    loop = asyncio.get_running_loop()
-    stall_in, stall_out = socket.socketpair()
-    stall_in.setblocking(False)
-    loop.add_reader(stall_in, lambda: (stall_in.recv(16), time.sleep(0.6)))
-    try:
+    with loop_stall(0.6) as stall:
         async with redis_stalled(redis_url, 0.2):  # the PING waits for Redis...
-            loop.call_later(0.1, stall_out.send, b"x")  # ...which answers during the stall
+            asyncio.get_running_loop().call_later(0.1, stall)  # ...which answers during it
             ready = await client.get("/readyz")
-        assert ready.status == 200, await ready.text()
-        assert (await ready.json())["redis"] == "ok"
-    finally:
-        loop.remove_reader(stall_in)
-        stall_in.close()
-        stall_out.close()
+    assert ready.status == 200, await ready.text()
+    assert (await ready.json())["redis"] == "ok"
 
 
 async def test_app_secret_is_never_in_answers_or_metrics(client: TestClient) -> None:

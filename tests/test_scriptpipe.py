@@ -9,7 +9,6 @@ the next call works again.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any
@@ -25,7 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.embedded import EmbeddedRedis, free_port
 from router.scriptpipe import ScriptPipe, pack, supports
-from tests.stall import redis_stalled
+from tests.stall import loop_stall, redis_stalled
 
 ECHO = "return {KEYS[1], ARGV[1]}"
 INCR = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
@@ -224,15 +223,6 @@ async def test_the_gateway_stalling_past_the_timeout_is_not_a_redis_timeout(
     pipe = ScriptPipe(redis_url, timeout_s=0.3)
     echo, slow = pipe.register_script(ECHO), pipe.register_script(SLOW)
     length = pipe.register_script("return string.len(ARGV[1])")
-    loop = asyncio.get_running_loop()
-    stall_in, stall_out = socket.socketpair()
-    stall_in.setblocking(False)
-
-    def stall() -> None:  # an I/O callback that keeps the loop 0.6 s
-        stall_in.recv(16)
-        _stall(0.6)
-
-    loop.add_reader(stall_in, stall)
     try:
         assert await echo(keys=["a"], args=[1]) == [b"a", b"1"]  # connected
         if stalls == "mid-write":  # 8 MiB: the socket takes part of it before the stall
@@ -241,17 +231,15 @@ async def test_the_gateway_stalling_past_the_timeout_is_not_a_redis_timeout(
         else:  # answered 50 ms after its write
             call, expected = slow.now(["b"], [2]), b"2"
         assert call is not None  # queued now, written once this callback is done
-        if stalls == "before-the-write":
-            _stall(0.6)
-        else:
-            await asyncio.sleep(0)  # written (or its start): then the stall
-            stall_out.send(b"x")
-        assert await call == expected
+        with loop_stall(0.6) as stall:
+            if stalls == "before-the-write":
+                _stall(0.6)
+            else:
+                await asyncio.sleep(0)  # written (or its start): then the stall
+                stall()
+            assert await call == expected
         assert await echo(keys=["c"], args=[3]) == [b"c", b"3"]
     finally:
-        loop.remove_reader(stall_in)
-        stall_in.close()
-        stall_out.close()
         await pipe.aclose()
 
 
